@@ -1,0 +1,85 @@
+# SM8 Webhooks — build, run and test. Every target installs what it needs when it is missing.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+NAME := sm8-webhooks
+SITE := target/site
+PKG := $(SITE)/pkg
+BIN := target/release/$(NAME)
+WASM_BINDGEN_VERSION := 0.2.130
+BINARYEN_VERSION := 132.0.0
+TOOLS := target/tools
+WASM_OPT := $(TOOLS)/node_modules/.bin/wasm-opt
+WASM_RAW := target/wasm32-unknown-unknown/wasm-release/frontend.wasm
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+CARGO_TEST := cargo test --release --locked -p app -p server
+
+.PHONY: all build run test test-rust test-postgres test-e2e tools e2e-deps postgres lint fmt clean FORCE
+
+all: build
+
+## build: the server binary (target/release/sm8-webhooks) and the site (target/site)
+build: $(BIN) $(PKG)/$(NAME)_bg.wasm $(PKG)/$(NAME).css $(SITE)/.assets
+
+tools:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" || \
+		cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+	@test -x $(WASM_OPT) || npm install --prefix $(TOOLS) --no-save --no-audit --no-fund binaryen@$(BINARYEN_VERSION)
+
+$(BIN): FORCE
+	cargo build --release --locked -p server
+
+$(WASM_RAW): FORCE | tools
+	cargo build --locked -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
+
+$(PKG)/$(NAME)_bg.wasm: $(WASM_RAW)
+	wasm-bindgen --target web --no-typescript --out-name $(NAME) --out-dir $(PKG) $(WASM_RAW)
+	$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int $@ -o $@
+
+$(PKG)/$(NAME).css: style/main.css
+	@mkdir -p $(PKG)
+	cp $< $@
+
+$(SITE)/.assets: $(wildcard public/*)
+	@mkdir -p $(SITE)
+	cp -r public/. $(SITE)/
+	@touch $@
+
+## run: serve on http://127.0.0.1:3000 with SQLite at data/sm8.db
+run: build
+	$(BIN) serve
+
+## test: every test of the project, browser tests included
+test: test-rust test-e2e
+
+test-rust:
+	$(CARGO_TEST)
+
+## test-postgres: the store conformance suite against the local PostgreSQL server
+test-postgres: postgres
+	@psql "$(TEST_DATABASE_URL)" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'sm8_test_%'" | \
+		while read -r name; do psql "$(TEST_DATABASE_URL)" -qc "DROP DATABASE IF EXISTS $$name"; done
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO_TEST) --test store_conformance -- --ignored
+
+postgres:
+	@pg_isready -h 127.0.0.1 -p 5432 -q || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && exit 0; sleep 1; done; \
+		echo "PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1
+
+e2e-deps:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+	@test -d end2end/node_modules/@playwright/test || (cd end2end && npm ci --no-audit --no-fund)
+
+test-e2e: build e2e-deps
+	cd end2end && npx playwright test
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --locked -p app -p server --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean

@@ -1,0 +1,82 @@
+//! The SM8 Webhooks user interface: server-rendered Leptos pages hydrated in the browser, the server functions
+//! they call, and the data types shared with the server.
+
+pub mod api;
+pub mod dashboard;
+pub mod model;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes, A};
+use leptos_router::StaticSegment;
+
+/// The file names of the browser bundle under `/pkg`: `sm8-webhooks.js`, `sm8-webhooks_bg.wasm`, `sm8-webhooks.css`.
+pub const OUTPUT_NAME: &str = "sm8-webhooks";
+
+/// The HTML document around every page.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/sm8-webhooks.css"/>
+        <Title text="SM8 Webhooks"/>
+        <Router>
+            <Routes fallback=NotFound>
+                <Route path=StaticSegment("") view=Home/>
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("webhook-dashboard"))
+                    view=dashboard::DashboardPage
+                />
+            </Routes>
+        </Router>
+    }
+}
+
+#[component]
+fn Home() -> impl IntoView {
+    view! {
+        <main class="page narrow">
+            <h1>"SM8 Webhooks"</h1>
+            <p>"Receives ServiceM8 webhooks, stores every event durably and processes it."</p>
+            <p><A href="/admin/webhook-dashboard">"Open the webhook dashboard"</A></p>
+        </main>
+    }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    view! {
+        <main class="page narrow">
+            <h1>"Page not found"</h1>
+            <p><A href="/">"Back to the start page"</A></p>
+        </main>
+    }
+}
+
+/// Entry point of the browser bundle: attaches to the server-rendered page.
+#[cfg(feature = "hydrate")]
+pub fn hydrate() {
+    leptos::mount::hydrate_body(App);
+    // Browser tests wait for this marker instead of guessing when the page became interactive.
+    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+        let _ = body.set_attribute("data-hydrated", "true");
+    }
+}

@@ -1,0 +1,41 @@
+import { createHmac } from 'node:crypto';
+import { expect, type APIRequestContext, type Page } from '@playwright/test';
+
+export const ADMIN_TOKEN = 'e2e-admin-token';
+export const WEBHOOK_SECRET = 'e2e-webhook-secret';
+
+/// The server started by global-setup.ts.
+export function baseUrl(): string {
+  const url = process.env.SM8_BASE_URL;
+  if (!url) throw new Error('SM8_BASE_URL is not set: global-setup.ts did not run');
+  return url;
+}
+
+/// Opens a page and waits until the WASM bundle has hydrated it.
+export async function openHydrated(page: Page, path: string): Promise<void> {
+  await page.goto(baseUrl() + path);
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+}
+
+export async function signIn(page: Page): Promise<void> {
+  await openHydrated(page, '/admin/webhook-dashboard');
+  await page.getByLabel('Admin token').fill(ADMIN_TOKEN);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('heading', { name: 'Statistics' })).toBeVisible();
+}
+
+/// Posts a seed-format webhook signed with the test secret and returns the stored event id.
+export async function postSignedWebhook(
+  request: APIRequestContext,
+  event: { object_type: string; object_uuid: string; event_type: string; changes?: object },
+): Promise<string> {
+  const body = JSON.stringify({ timestamp: new Date().toISOString(), changes: {}, ...event });
+  const signature = createHmac('sha256', WEBHOOK_SECRET).update(body).digest('hex');
+  const response = await request.post(baseUrl() + '/api/webhooks/sm8', {
+    data: body,
+    headers: { 'content-type': 'application/json', 'x-servicem8-signature': signature },
+  });
+  expect(response.status()).toBe(200);
+  const receipt = await response.json();
+  return receipt.event_ids[0];
+}

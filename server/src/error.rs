@@ -1,0 +1,62 @@
+//! `ApiError`: every error an HTTP handler can return, each with its status and a short JSON reason.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::store::StoreError;
+use app::api::AppError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request cannot be understood; the reason says why.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: missing or invalid credentials or signature.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 413: the body is larger than the receiver accepts.
+    #[error("request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 503 with Retry-After: storage is unavailable; nothing was accepted, the sender should retry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "storage error");
+        ApiError::Unavailable("storage unavailable, retry later".into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        match self {
+            ApiError::Unavailable(_) => (status, [(header::RETRY_AFTER, "5")], body).into_response(),
+            _ => (status, body).into_response(),
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> Self {
+        match error {
+            AppError::NotSignedIn | AppError::InvalidAdminToken => ApiError::Unauthorized(error.to_string()),
+            AppError::InvalidInput(reason) => ApiError::BadRequest(reason),
+            AppError::Unavailable(_) | AppError::Request(_) => ApiError::Unavailable(error.to_string()),
+        }
+    }
+}
+
+/// Answers a rejected extractor (bad query string, bad JSON) with a 400 in the same shape.
+pub fn bad_request(rejection: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(rejection.to_string())
+}

@@ -1,0 +1,114 @@
+//! Test helpers: a real server on port 0 with a fresh database, and request helpers.
+
+#![allow(dead_code)] // each test binary uses its own subset of these helpers
+
+use std::net::SocketAddr;
+
+use server::config::{Secret, ServeArgs};
+use server::ingest::signature::sign;
+use server::startup::Server;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A running server and what is needed to talk to it and to restart it on the same database.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+    // Dropped last: the SQLite file lives here.
+    _data: TempDir,
+}
+
+pub fn serve_args(database_url: &str) -> ServeArgs {
+    let mut args = ServeArgs::new("127.0.0.1:0".parse().unwrap(), database_url);
+    args.webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
+    args.admin_token = Some(Secret::new(ADMIN_TOKEN));
+    args
+}
+
+/// Starts a server on a fresh SQLite database.
+pub async fn spawn_app() -> TestApp {
+    let data = TempDir::new().unwrap();
+    let database_url = format!("sqlite://{}", data.path().join("sm8.db").display());
+    spawn_with(serve_args(&database_url), data).await
+}
+
+async fn spawn_with(args: ServeArgs, data: TempDir) -> TestApp {
+    let server = Server::build(&args).await.expect("server starts");
+    let address = server.local_addr();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        database_url: args.database.database_url.clone(),
+        shutdown,
+        task,
+        _data: data,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// Stops the server, waits for it to finish, and starts a new one on the same database.
+    pub async fn restart(self) -> TestApp {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+        let args = serve_args(&self.database_url);
+        spawn_with(args, self._data).await
+    }
+
+    /// Posts `body` signed with the test secret.
+    pub async fn post_signed(&self, body: &str) -> reqwest::Response {
+        self.post_webhook(body, Some(&sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes()))).await
+    }
+
+    pub async fn post_webhook(&self, body: &str, signature: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/api/webhooks/sm8"))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(signature) = signature {
+            request = request.header("x-servicem8-signature", signature);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// GET on the management API with the admin token.
+    pub async fn manage(&self, query: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/api/webhooks/management?{query}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn manage_json(&self, query: &str) -> serde_json::Value {
+        let response = self.manage(query).await;
+        assert_eq!(response.status(), 200, "management query {query} failed");
+        response.json().await.unwrap()
+    }
+}
+
+/// A seed-format event for `object_uuid` with a given status change.
+pub fn seed_event(object_type: &str, object_uuid: &str, status: &str) -> String {
+    serde_json::json!({
+        "object_type": object_type,
+        "object_uuid": object_uuid,
+        "event_type": "updated",
+        "timestamp": "2024-01-01T00:00:00Z",
+        "changes": { "status": status },
+    })
+    .to_string()
+}
