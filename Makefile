@@ -46,9 +46,16 @@ $(SITE)/.assets: $(wildcard public/*)
 	cp -r public/. $(SITE)/
 	@touch $@
 
-## run: serve on http://127.0.0.1:3000 with SQLite at data/sm8.db
+## run: serve on http://127.0.0.1:3000 with SQLite at data/sm8.db; demo mode (a simulated ServiceM8 account)
+## unless ServiceM8 credentials are configured in the environment or .env
 run: build
-	$(BIN) serve
+	@if [ -n "$${SERVICEM8_API_KEY:-}$${SERVICEM8_ACCESS_TOKEN:-}" ] || \
+		grep -qsE '^(export +)?SERVICEM8_(API_KEY|ACCESS_TOKEN)=.+' .env; then \
+		exec $(BIN) serve; \
+	else \
+		echo "No ServiceM8 credentials configured: starting demo mode with a simulated ServiceM8 account."; \
+		exec $(BIN) demo; \
+	fi
 
 ## test: every test of the project, browser tests included
 test: test-rust test-e2e

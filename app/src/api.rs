@@ -8,7 +8,7 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{EventQuery, EventStatus, EventSummary, Stats};
+use crate::model::{EventDetail, EventPage, EventQuery, MinuteBucket, PipelineHealth, Stats};
 
 /// Name of the HttpOnly cookie that carries an admin session.
 pub const SESSION_COOKIE: &str = "sm8_admin_session";
@@ -22,6 +22,10 @@ pub enum AppError {
     InvalidAdminToken,
     #[error("{0}")]
     InvalidInput(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("The server cannot answer right now: {0}")]
     Unavailable(String),
     #[error("Request failed: {0}")]
@@ -44,13 +48,25 @@ mod backend {
     use std::sync::Arc;
 
     use super::AppError;
-    use crate::model::{EventQuery, EventSummary, Stats};
+    use crate::model::{EventDetail, EventPage, EventQuery, MinuteBucket, PipelineHealth, Stats, TestEvent};
 
     /// What the dashboard needs from the server. Provided as `Arc<dyn DashboardBackend>` in the Leptos context.
     #[async_trait::async_trait]
     pub trait DashboardBackend: Send + Sync + 'static {
         async fn stats(&self) -> Result<Stats, AppError>;
-        async fn list_events(&self, query: EventQuery) -> Result<Vec<EventSummary>, AppError>;
+        async fn list_events(&self, query: EventQuery) -> Result<EventPage, AppError>;
+        async fn event_detail(&self, event_id: &str) -> Result<EventDetail, AppError>;
+        async fn pipeline_health(&self) -> Result<PipelineHealth, AppError>;
+        /// Per-minute throughput, errors and latency over the last hour.
+        async fn minute_buckets(&self) -> Result<Vec<MinuteBucket>, AppError>;
+        /// Queues a test event as if it had been received; returns its id.
+        async fn send_test_event(&self, event: TestEvent) -> Result<String, AppError>;
+        /// Puts one failed (or finished) event back in the queue.
+        async fn retry_event(&self, event_id: &str) -> Result<(), AppError>;
+        /// Puts every failed event back in the queue, or only counts them when `dry_run`.
+        async fn retry_failed_events(&self, dry_run: bool) -> Result<u64, AppError>;
+        /// Deletes finished events older than `older_than_days`; returns how many.
+        async fn cleanup(&self, older_than_days: i64) -> Result<u64, AppError>;
         /// Checks the admin token and opens a session; returns the session's cookie value.
         async fn sign_in(&self, admin_token: &str) -> Result<String, AppError>;
         async fn session_is_active(&self, session: &str) -> Result<bool, AppError>;
@@ -143,15 +159,44 @@ pub async fn get_stats() -> Result<Stats, AppError> {
     require_session().await?.stats().await
 }
 
-/// Events newest first; `status` is a status name or empty for all.
+/// A page of events, newest first.
+#[server(input = leptos::server_fn::codec::Json)]
+pub async fn list_events(query: EventQuery) -> Result<EventPage, AppError> {
+    require_session().await?.list_events(query).await
+}
+
+#[server(input = leptos::server_fn::codec::Json)]
+pub async fn get_event_detail(event_id: String) -> Result<EventDetail, AppError> {
+    require_session().await?.event_detail(&event_id).await
+}
+
 #[server]
-pub async fn list_events(status: String, limit: Option<u32>) -> Result<Vec<EventSummary>, AppError> {
-    let status = match status.as_str() {
-        "" => None,
-        name => Some(
-            name.parse::<EventStatus>()
-                .map_err(|e| AppError::InvalidInput(e.to_string()))?,
-        ),
-    };
-    require_session().await?.list_events(EventQuery { status, limit }).await
+pub async fn get_pipeline_health() -> Result<PipelineHealth, AppError> {
+    require_session().await?.pipeline_health().await
+}
+
+#[server]
+pub async fn get_minute_buckets() -> Result<Vec<MinuteBucket>, AppError> {
+    require_session().await?.minute_buckets().await
+}
+
+#[server(input = leptos::server_fn::codec::Json)]
+pub async fn retry_event(event_id: String) -> Result<(), AppError> {
+    require_session().await?.retry_event(&event_id).await
+}
+
+/// Retries every failed event, or only counts them when `dry_run`.
+#[server(input = leptos::server_fn::codec::Json)]
+pub async fn retry_failed_events(dry_run: bool) -> Result<u64, AppError> {
+    require_session().await?.retry_failed_events(dry_run).await
+}
+
+#[server(input = leptos::server_fn::codec::Json)]
+pub async fn cleanup_events(older_than_days: i64) -> Result<u64, AppError> {
+    require_session().await?.cleanup(older_than_days).await
+}
+
+#[server(input = leptos::server_fn::codec::Json)]
+pub async fn send_test_event(event: crate::model::TestEvent) -> Result<String, AppError> {
+    require_session().await?.send_test_event(event).await
 }

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 
 use crate::api::{get_stats, list_events, session_status, AppError, SignIn, SignOut};
-use crate::model::{EventStatus, EventSummary, Stats};
+use crate::model::{EventQuery, EventStatus, EventSummary, Stats};
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {
@@ -66,7 +66,7 @@ fn Dashboard() -> impl IntoView {
     let stats = Resource::new(move || refreshes.get(), |_| get_stats());
     let events = Resource::new(
         move || (status_filter.get(), refreshes.get()),
-        |(status, _)| list_events(status, None),
+        |(status, _)| list_events(EventQuery { status: status.parse().ok(), ..EventQuery::default() }),
     );
     let navigate = use_navigate();
     let on_filter = move |ev: leptos::ev::Event| {
@@ -105,7 +105,7 @@ fn Dashboard() -> impl IntoView {
             </div>
             <Transition fallback=|| view! { <p class="muted">"Loading events…"</p> }>
                 {move || events.get().map(|result| match result {
-                    Ok(events) => view! { <EventsTable events/> }.into_any(),
+                    Ok(page) => view! { <EventsTable events=page.events/> }.into_any(),
                     Err(error) => error_view(error),
                 })}
             </Transition>
@@ -125,7 +125,9 @@ fn StatsPanel(stats: Stats) -> impl IntoView {
         .map(|(object_type, count)| format!("{object_type}: {count}"))
         .collect::<Vec<_>>()
         .join(" · ");
+    let notice = stats.notice.clone();
     view! {
+        {notice.map(|notice| view! { <p class="notice" role="status">{notice}</p> })}
         <dl class="stats">
             <div class="stat"><dt>"Total"</dt><dd data-stat="total">{stats.total}</dd></div>
             {EventStatus::ALL.map(|status| view! {

@@ -82,6 +82,9 @@ pub struct Stats {
     pub by_object_type: BTreeMap<String, i64>,
     /// RFC 3339, UTC; absent when nothing was ever received.
     pub last_received_at: Option<String>,
+    /// Something the operator should know about how events are processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 impl Stats {
@@ -90,11 +93,48 @@ impl Stats {
     }
 }
 
-/// Which events to list.
+/// Which events to list: every filter is optional and they combine with AND.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventQuery {
     pub status: Option<EventStatus>,
+    /// Canonical object type, e.g. `job`.
+    pub object_type: Option<String>,
+    pub event_type: Option<String>,
+    /// Part of the object uuid, or an event id.
+    pub search: Option<String>,
+    /// Received at or after this time (unix ms).
+    pub received_from: Option<i64>,
+    /// Received before this time (unix ms).
+    pub received_to: Option<i64>,
+    /// Continue after this page cursor (from `EventPage::next_cursor`).
+    pub cursor: Option<String>,
     pub limit: Option<u32>,
+}
+
+/// A page of events, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventPage {
+    pub events: Vec<EventSummary>,
+    /// Present when older events match too.
+    pub next_cursor: Option<String>,
+}
+
+/// A page cursor: the position of the last event of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageCursor<'a> {
+    pub received_at: i64,
+    pub id: &'a str,
+}
+
+impl<'a> PageCursor<'a> {
+    pub fn encode(received_at: i64, id: &str) -> String {
+        format!("{received_at}_{id}")
+    }
+
+    pub fn decode(cursor: &'a str) -> Option<Self> {
+        let (received_at, id) = cursor.split_once('_')?;
+        Some(PageCursor { received_at: received_at.parse().ok()?, id })
+    }
 }
 
 impl EventQuery {
@@ -107,6 +147,87 @@ impl EventQuery {
             .unwrap_or(Self::DEFAULT_LIMIT)
             .clamp(1, Self::MAX_LIMIT)
     }
+}
+
+/// Everything stored about one event, for the detail view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventDetail {
+    pub summary: EventSummary,
+    /// Delivery format: seed, object, addon, event, sync.
+    pub format: String,
+    /// How the delivery was authenticated.
+    pub verification: String,
+    /// RFC 3339, when ServiceM8 says the change happened.
+    pub occurred_at: Option<String>,
+    pub changes: serde_json::Value,
+    /// The delivery as received (lossy UTF-8).
+    pub raw_body: String,
+    pub headers: serde_json::Value,
+    pub skip_reason: Option<String>,
+    /// RFC 3339; when a queued event is due.
+    pub next_attempt_at: Option<String>,
+    pub processed_at: Option<String>,
+    pub attempt_log: Vec<AttemptView>,
+    /// The mirrored record as it is now.
+    pub mirrored: Option<serde_json::Value>,
+}
+
+/// One attempt in an event's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptView {
+    pub attempt: i32,
+    /// RFC 3339.
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// An event an admin sends from the dashboard to try the pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestEvent {
+    pub object_type: String,
+    pub object_uuid: String,
+    pub event_type: String,
+    /// A JSON object of changed fields.
+    pub changes: serde_json::Value,
+}
+
+/// How the pipeline is doing now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineHealth {
+    /// Events queued or processing.
+    pub queue_depth: i64,
+    /// Age of the oldest queued event, in seconds.
+    pub oldest_queued_seconds: Option<i64>,
+    /// Share of events finished in the last hour that succeeded (0..=1).
+    pub success_rate: Option<f64>,
+    /// Receipt-to-finish time of events finished in the last hour, in milliseconds.
+    pub mean_processing_ms: Option<f64>,
+    pub p95_processing_ms: Option<f64>,
+    pub api_budget: ApiBudgetUse,
+}
+
+/// Requests made to the ServiceM8 API in the current windows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiBudgetUse {
+    pub minute_used: i64,
+    pub minute_limit: i64,
+    pub day_used: i64,
+    pub day_limit: i64,
+}
+
+/// One minute of the last hour.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MinuteBucket {
+    /// Start of the minute, unix ms.
+    pub minute: i64,
+    pub received: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    /// Mean receipt-to-finish time of the events finished in this minute.
+    pub mean_latency_ms: Option<f64>,
 }
 
 #[cfg(test)]
@@ -124,9 +245,16 @@ mod tests {
     #[test]
     fn event_query_limit_is_clamped_to_the_allowed_range() {
         assert_eq!(EventQuery::default().effective_limit(), 50);
-        let query = |limit| EventQuery { status: None, limit: Some(limit) };
+        let query = |limit| EventQuery { limit: Some(limit), ..EventQuery::default() };
         assert_eq!(query(0).effective_limit(), 1);
         assert_eq!(query(10_000).effective_limit(), 500);
+    }
+
+    #[test]
+    fn a_page_cursor_round_trips() {
+        let cursor = PageCursor::encode(1_700_000_000_000, "0190-abc");
+        assert_eq!(PageCursor::decode(&cursor), Some(PageCursor { received_at: 1_700_000_000_000, id: "0190-abc" }));
+        assert_eq!(PageCursor::decode("garbage"), None);
     }
 
     #[test]

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::processor::ProcessorArgs;
+use crate::servicem8::client::ServiceM8Args;
+
 /// A secret value: usable by the code, never written to a log or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -47,6 +50,20 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Serve with a simulated ServiceM8 account producing realistic traffic: the product without an account.
+    Demo(crate::cli::DemoArgs),
+    /// Reconcile: queue every record ServiceM8 changed since the last sync (or --since) that the mirror lacks.
+    Sync(crate::cli::SyncArgs),
+    /// Register object webhook subscriptions with ServiceM8, merged with the fields already subscribed.
+    Subscribe(crate::cli::SubscribeArgs),
+    /// Run a simulated ServiceM8 account (REST API, webhook subscriptions, changing records) on its own.
+    MockServicem8(crate::servicem8::mock::MockConfig),
+    /// Send webhooks in a real format to a receiver, with duplicates, reordering and bad signatures, and report.
+    Simulate(crate::simulate::SimulateArgs),
+    /// Print an access token for the realtime relay (admin: every topic; portal: one company's topics).
+    Token(crate::realtime::TokenArgs),
+    /// Measure ingest, end-to-end latency, fan-out, processing and the browser bundle against their targets.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -65,10 +82,17 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
 
-    /// Shared secret for the x-servicem8-signature HMAC-SHA256 of each webhook body; unsigned deliveries are
-    /// accepted when unset.
-    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
-    pub webhook_secret: Option<Secret>,
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+
+    #[command(flatten)]
+    pub servicem8: ServiceM8Args,
+
+    #[command(flatten)]
+    pub processor: ProcessorArgs,
+
+    #[command(flatten)]
+    pub realtime: crate::realtime::RealtimeArgs,
 
     /// Token for the management API and the dashboard sign-in; generated once and kept in the database when unset.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
@@ -87,6 +111,27 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
+/// Secrets the receiver checks deliveries against.
+#[derive(Debug, Clone, Default, Args)]
+pub struct IngestArgs {
+    /// Shared secret for the x-servicem8-signature HMAC-SHA256 of each webhook body; unsigned deliveries are
+    /// accepted when unset.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<Secret>,
+
+    /// Token that unsigned ServiceM8 object callbacks must carry as `?token=...` in the callback URL.
+    #[arg(long, env = "WEBHOOK_URL_TOKEN", hide_env_values = true)]
+    pub webhook_url_token: Option<Secret>,
+
+    /// App Secret of a ServiceM8 add-on: its callbacks are HS256 JWTs signed with it.
+    #[arg(long, env = "SERVICEM8_APP_SECRET", hide_env_values = true)]
+    pub servicem8_app_secret: Option<Secret>,
+
+    /// Standard Webhooks secrets (`whsec_...`), comma-separated; several allow rotation.
+    #[arg(long, env = "STANDARD_WEBHOOK_SECRETS", hide_env_values = true, value_delimiter = ',')]
+    pub standard_webhook_secrets: Vec<Secret>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -99,7 +144,10 @@ impl ServeArgs {
         ServeArgs {
             bind,
             database: DatabaseArgs { database_url: database_url.into() },
-            webhook_secret: None,
+            ingest: IngestArgs::default(),
+            servicem8: ServiceM8Args::default(),
+            processor: ProcessorArgs::default(),
+            realtime: crate::realtime::RealtimeArgs::default(),
             admin_token: None,
             site_root: PathBuf::from("target/site"),
             public_url: None,

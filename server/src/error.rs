@@ -15,6 +15,12 @@ pub enum ApiError {
     /// 401: missing or invalid credentials or signature.
     #[error("{0}")]
     Unauthorized(String),
+    /// 404: the named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
     /// 413: the body is larger than the receiver accepts.
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
@@ -35,6 +41,8 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -51,6 +59,8 @@ impl From<AppError> for ApiError {
         match error {
             AppError::NotSignedIn | AppError::InvalidAdminToken => ApiError::Unauthorized(error.to_string()),
             AppError::InvalidInput(reason) => ApiError::BadRequest(reason),
+            AppError::NotFound(reason) => ApiError::NotFound(reason),
+            AppError::Conflict(reason) => ApiError::Conflict(reason),
             AppError::Unavailable(_) | AppError::Request(_) => ApiError::Unavailable(error.to_string()),
         }
     }

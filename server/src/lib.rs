@@ -2,12 +2,20 @@
 
 pub mod auth;
 pub mod backend;
+pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod health;
 pub mod ingest;
 pub mod manage;
+pub mod realtime;
+pub mod processor;
+pub mod queue;
+pub mod servicem8;
+pub mod simulate;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod updates;
 pub mod web;

@@ -6,20 +6,31 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
-use crate::backend::ServerBackend;
-use crate::config::{Secret, ServeArgs};
+use crate::backend::{BackendSettings, ServerBackend};
+use crate::queue::EventQueue;
+use crate::config::{IngestArgs, Secret, ServeArgs};
+use crate::processor::{ProcessingMode, Processor};
+use crate::servicem8::client::ServiceM8Client;
 use crate::store::{self, Store};
-use crate::{auth, health, ingest, manage, web};
+use crate::updates::{self, UpdateSender};
+use crate::{auth, health, ingest, manage, realtime, web};
 
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub webhook_secret: Option<Secret>,
+    pub ingest: Arc<IngestArgs>,
     pub backend: Arc<ServerBackend>,
+    /// Announces pipeline progress to the realtime relay and other listeners.
+    pub updates: UpdateSender,
+    /// Woken whenever new events are queued, so idle workers start at once.
+    pub queue_wakeup: Arc<Notify>,
+    /// The way new events enter the pipeline.
+    pub queue: EventQueue,
 }
 
 /// Where the admin token came from, so start-up can tell the operator.
@@ -34,8 +45,12 @@ pub enum AdminTokenSource {
 pub struct Server {
     listener: TcpListener,
     router: Router,
+    state: AppState,
+    processor: Arc<Processor>,
     pub admin_token: Secret,
     pub admin_token_source: AdminTokenSource,
+    /// The public key realtime clients pass as `apikey`.
+    pub realtime_anon_key: Secret,
 }
 
 impl Server {
@@ -52,34 +67,75 @@ impl Server {
             }
         };
         let secure_cookies = args.public_url().starts_with("https://");
-        let backend = Arc::new(ServerBackend::new(store.clone(), admin_token.clone(), secure_cookies));
+        let updates = updates::channel();
+        let queue_wakeup = Arc::new(Notify::new());
+        let client = ServiceM8Client::from_args(&args.servicem8, store.clone())?.map(Arc::new);
+        let processor =
+            Processor::new(store.clone(), client, updates.clone(), args.processor.clone(), queue_wakeup.clone());
+        let queue = EventQueue::new(store.clone(), updates.clone(), queue_wakeup.clone());
+        let settings = BackendSettings {
+            secure_cookies,
+            processing_mode: processor.mode(),
+            budget_limits: args.servicem8.budget_limits(),
+        };
+        let backend = Arc::new(ServerBackend::new(store.clone(), queue.clone(), admin_token.clone(), settings));
         let state = AppState {
             store,
-            webhook_secret: args.webhook_secret.clone().filter(|secret| !secret.expose().is_empty()),
+            ingest: Arc::new(args.ingest.clone()),
             backend: backend.clone(),
+            updates,
+            queue_wakeup,
+            queue,
         };
+        let relay = realtime::Relay::start(
+            &args.realtime,
+            &args.database.database_url,
+            state.store.clone(),
+            realtime::store_job_ownership(state.store.clone()),
+        )
+        .await?;
+        relay.spawn_forwarding(state.updates.subscribe());
+        let realtime_anon_key = relay.anon_key().clone();
         let api = Router::new()
             .merge(ingest::router())
             .merge(manage::router())
             .merge(health::router())
-            .with_state(state);
+            .with_state(state.clone());
         let router = api
+            .merge(relay.router())
             .merge(web::router(&args.resolved_site_root(), backend))
             .layer(TraceLayer::new_for_http());
         let listener = TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
-        Ok(Server { listener, router, admin_token, admin_token_source })
+        Ok(Server { listener, router, state, processor, admin_token, admin_token_source, realtime_anon_key })
+    }
+
+    /// The channel on which the pipeline announces its progress.
+    pub fn updates(&self) -> UpdateSender {
+        self.state.updates.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
+    /// Where processed records come from (fetched, or applied from payloads without credentials).
+    pub fn processing_mode(&self) -> ProcessingMode {
+        self.processor.mode()
+    }
+
+    /// Serves and processes until `shutdown` is cancelled, then lets in-flight requests and batches finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        let mut workers = self.processor.spawn(shutdown.clone());
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown({
+                let shutdown = shutdown.clone();
+                async move { shutdown.cancelled().await }
+            })
             .await
-            .context("serving HTTP")
+            .context("serving HTTP");
+        shutdown.cancel();
+        while workers.join_next().await.is_some() {}
+        served
     }
 }
 

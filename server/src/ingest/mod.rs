@@ -1,12 +1,17 @@
 //! The webhook receiver, `POST /api/webhooks/sm8`: reads the raw body, verifies it, normalises it into events
 //! and commits them as `queued` before answering.
 
+pub mod decode;
+mod form;
+pub mod formats;
 pub mod payload;
 pub mod signature;
+pub mod standard;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -15,7 +20,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::store::{now_millis, Insertion, NewEvent};
-use signature::Verification;
+use decode::{Decoded, Delivery, IngestError};
 
 /// Largest body the receiver reads; larger deliveries get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -25,7 +30,10 @@ pub const SIGNATURE_HEADER: &str = "x-servicem8-signature";
 const UNSTORED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/webhooks/sm8", post(receive_webhook).get(webhook_status))
+    Router::new().route(
+        "/api/webhooks/sm8",
+        post(receive_webhook).get(webhook_status),
+    )
 }
 
 /// What the receiver answers for an accepted delivery.
@@ -39,25 +47,68 @@ pub struct Receipt {
     pub event_ids: Vec<Uuid>,
 }
 
-async fn receive_webhook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Receipt>, ApiError> {
+async fn receive_webhook(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body = read_body(&headers, body).await?;
-    let secret = state.webhook_secret.as_ref().map(|secret| secret.expose().as_bytes());
-    let verification =
-        signature::verify(secret, &body, headers.get(SIGNATURE_HEADER).map(|value| value.as_bytes()));
-    if let Verification::Rejected(reason) = &verification {
-        tracing::warn!(%reason, "webhook rejected: bad signature");
-        return Err(ApiError::Unauthorized(format!("invalid signature: {reason}")));
-    }
-    let parsed = payload::parse_seed(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let delivery = match decode::decode(&state.ingest, &headers, uri.query(), &body) {
+        Ok(Decoded::Handshake { challenge }) => {
+            tracing::info!("answered a ServiceM8 subscription handshake");
+            return Ok((
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                challenge,
+            )
+                .into_response());
+        }
+        Ok(Decoded::Delivery(delivery)) => delivery,
+        Err(IngestError::Unauthorized(reason)) => {
+            tracing::warn!(%reason, "webhook rejected");
+            return Err(ApiError::Unauthorized(reason));
+        }
+        Err(IngestError::BadRequest(reason)) => return Err(ApiError::BadRequest(reason)),
+    };
+    let receipt = store_delivery(&state, &headers, &body, delivery).await?;
+    Ok(Json(receipt).into_response())
+}
 
-    let received_at = now_millis();
-    let stored_headers = headers_as_json(&headers);
-    let events: Vec<NewEvent> = parsed
+/// Commits the delivery's events as `queued`, then wakes the processor.
+async fn store_delivery(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    delivery: Delivery,
+) -> Result<Receipt, ApiError> {
+    let events = new_events(delivery, headers_as_json(headers), body, now_millis());
+    let insertions = state.queue.enqueue(&events).await?;
+    let duplicates = insertions
+        .iter()
+        .filter(|i| matches!(i, Insertion::Duplicate(_)))
+        .count();
+    tracing::info!(received = insertions.len(), duplicates, "webhook accepted");
+    Ok(Receipt {
+        received: insertions.len(),
+        duplicates,
+        event_ids: insertions.iter().map(Insertion::event_id).collect(),
+    })
+}
+
+/// The events of a delivery as they are stored: one per parsed event, each with the whole body and headers.
+pub fn new_events(delivery: Delivery, stored_headers: serde_json::Value, body: &[u8], received_at: i64) -> Vec<NewEvent> {
+    let verification = delivery.verification.as_str();
+    delivery
+        .events
         .into_iter()
-        .map(|event| NewEvent {
+        .enumerate()
+        .map(|(index, event)| NewEvent {
             id: Uuid::now_v7(),
-            dedup_key: event.dedup_key("seed"),
-            format: "seed".into(),
+            dedup_key: match &delivery.delivery_id {
+                Some(id) => format!("{}:{id}:{index}", delivery.format),
+                None => event.dedup_key(delivery.format),
+            },
+            format: delivery.format.into(),
             object_type: event.object_type,
             object_uuid: event.object_uuid,
             event_type: event.event_type,
@@ -65,28 +116,30 @@ async fn receive_webhook(State(state): State<AppState>, headers: HeaderMap, body
             changes: event.changes,
             raw_body: body.to_vec(),
             headers: stored_headers.clone(),
-            verification: verification.as_str().into(),
+            verification: verification.into(),
             received_at,
         })
-        .collect();
-    let insertions = state.store.insert_events(&events).await?;
-    let duplicates = insertions.iter().filter(|i| matches!(i, Insertion::Duplicate(_))).count();
-    tracing::info!(received = insertions.len(), duplicates, "webhook accepted");
-    Ok(Json(Receipt {
-        received: insertions.len(),
-        duplicates,
-        event_ids: insertions.iter().map(Insertion::event_id).collect(),
-    }))
+        .collect()
 }
 
 /// The seed's test endpoint: tells a sender the receiver is up and how it checks deliveries.
 async fn webhook_status(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let secrets = &state.ingest;
+    let hmac_enabled = decode::configured(&secrets.webhook_secret).is_some();
     Json(serde_json::json!({
         "status": "ok",
         "endpoint": "/api/webhooks/sm8",
-        "signature_verification": if state.webhook_secret.is_some() { "enabled" } else { "disabled" },
+        "signature_verification": if hmac_enabled { "enabled" } else { "disabled" },
         "signature_header": SIGNATURE_HEADER,
-        "formats": ["seed"],
+        "formats": ["seed", "object", "addon", "event"],
+        "handshake": "mode=subscribe&challenge=...",
+        // Which checks are configured, never the secrets themselves.
+        "verification": {
+            "hmac_sha256": hmac_enabled,
+            "url_token": decode::configured(&secrets.webhook_url_token).is_some(),
+            "addon_jwt": decode::configured(&secrets.servicem8_app_secret).is_some(),
+            "standard_webhooks": secrets.standard_webhook_secrets.iter().any(|secret| !secret.expose().is_empty()),
+        },
         "max_body_bytes": MAX_BODY_BYTES,
     }))
 }
@@ -99,15 +152,18 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|error| {
-        let over_limit = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
-            .any(|e| e.is::<http_body_util::LengthLimitError>());
-        if over_limit {
-            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
-        } else {
-            ApiError::BadRequest(format!("could not read the request body: {error}"))
-        }
-    })
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|error| {
+            let over_limit =
+                std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+                    .any(|e| e.is::<http_body_util::LengthLimitError>());
+            if over_limit {
+                ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+            } else {
+                ApiError::BadRequest(format!("could not read the request body: {error}"))
+            }
+        })
 }
 
 fn headers_as_json(headers: &HeaderMap) -> serde_json::Value {
@@ -116,7 +172,12 @@ fn headers_as_json(headers: &HeaderMap) -> serde_json::Value {
         if UNSTORED_HEADERS.contains(&name.as_str()) {
             continue;
         }
-        stored.insert(name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned().into());
+        stored.insert(
+            name.as_str().to_owned(),
+            String::from_utf8_lossy(value.as_bytes())
+                .into_owned()
+                .into(),
+        );
     }
     serde_json::Value::Object(stored)
 }

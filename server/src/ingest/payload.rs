@@ -1,4 +1,4 @@
-//! Parsing deliveries in the seed format into normalised events.
+//! Normalised events, what every format shares, and parsing of the seed format.
 //!
 //! The seed format is JSON `{object_type, object_uuid, event_type, timestamp, changes}`; a JSON array of such
 //! objects is one delivery of several events.
@@ -57,7 +57,16 @@ pub enum PayloadError {
     #[error("missing field `{0}`")]
     MissingField(&'static str),
     #[error("field `{field}` {reason}")]
-    InvalidField { field: &'static str, reason: &'static str },
+    InvalidField {
+        field: &'static str,
+        reason: &'static str,
+    },
+    #[error(
+        "unrecognised payload: expected the seed format (`object_type`, `object_uuid`, `event_type`, `timestamp`), \
+         a ServiceM8 object callback (`object`, `entry`), an add-on callback (a JWT) or a ServiceM8 event webhook \
+         (`event`: job.created, ...)"
+    )]
+    Unrecognised,
 }
 
 #[derive(Deserialize)]
@@ -71,10 +80,27 @@ struct SeedEvent {
 
 /// Parses a seed-format delivery.
 pub fn parse_seed(body: &[u8]) -> Result<Vec<ParsedEvent>, PayloadError> {
+    parse_json(body).and_then(parse_seed_value)
+}
+
+/// Parses a body as JSON, naming what is wrong with it.
+pub fn parse_json(body: &[u8]) -> Result<Value, PayloadError> {
     if body.trim_ascii().is_empty() {
         return Err(PayloadError::Empty);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))
+}
+
+/// Whether `key` is one of the seed format's fields.
+pub fn is_seed_field(key: &str) -> bool {
+    matches!(
+        key,
+        "object_type" | "object_uuid" | "event_type" | "timestamp" | "changes"
+    )
+}
+
+/// Parses a seed-format delivery that is already JSON.
+pub fn parse_seed_value(value: Value) -> Result<Vec<ParsedEvent>, PayloadError> {
     let items = match value {
         Value::Array(items) => items,
         object @ Value::Object(_) => vec![object],
@@ -93,40 +119,61 @@ fn parse_seed_event(item: Value) -> Result<ParsedEvent, PayloadError> {
     if !item.is_object() {
         return Err(PayloadError::NotAnObject);
     }
-    let event: SeedEvent = serde_json::from_value(item).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let event: SeedEvent =
+        serde_json::from_value(item).map_err(|e| PayloadError::NotJson(e.to_string()))?;
     let object_type = required_text("object_type", event.object_type)?;
     let timestamp = required_text("timestamp", event.timestamp)?;
     let changes = match event.changes {
         None | Some(Value::Null) => Value::Object(Default::default()),
         Some(changes @ Value::Object(_)) => changes,
-        Some(_) => return Err(PayloadError::InvalidField { field: "changes", reason: "must be an object" }),
+        Some(_) => {
+            return Err(PayloadError::InvalidField {
+                field: "changes",
+                reason: "must be an object",
+            })
+        }
     };
     Ok(ParsedEvent {
         object_type: canonical_object_type(&object_type),
         object_uuid: required_text("object_uuid", event.object_uuid)?,
         event_type: required_text("event_type", event.event_type)?.to_ascii_lowercase(),
         occurred_at: Some(
-            parse_timestamp(&timestamp)
-                .ok_or(PayloadError::InvalidField { field: "timestamp", reason: "is not a date and time" })?,
+            parse_timestamp(&timestamp).ok_or(PayloadError::InvalidField {
+                field: "timestamp",
+                reason: "is not a date and time",
+            })?,
         ),
         changes,
     })
 }
 
-fn required_text(field: &'static str, value: Option<Value>) -> Result<String, PayloadError> {
+/// A non-empty string of at most `MAX_FIELD_LEN` characters, trimmed.
+pub(crate) fn required_text(
+    field: &'static str,
+    value: Option<Value>,
+) -> Result<String, PayloadError> {
     match value {
         None | Some(Value::Null) => Err(PayloadError::MissingField(field)),
         Some(Value::String(text)) => {
             let text = text.trim();
             if text.is_empty() {
-                Err(PayloadError::InvalidField { field, reason: "is empty" })
+                Err(PayloadError::InvalidField {
+                    field,
+                    reason: "is empty",
+                })
             } else if text.len() > MAX_FIELD_LEN {
-                Err(PayloadError::InvalidField { field, reason: "is too long" })
+                Err(PayloadError::InvalidField {
+                    field,
+                    reason: "is too long",
+                })
             } else {
                 Ok(text.to_owned())
             }
         }
-        Some(_) => Err(PayloadError::InvalidField { field, reason: "must be a string" }),
+        Some(_) => Err(PayloadError::InvalidField {
+            field,
+            reason: "must be a string",
+        }),
     }
 }
 
@@ -141,9 +188,12 @@ pub fn canonical_object_type(name: &str) -> String {
 /// Parses RFC 3339 or ServiceM8's `YYYY-MM-DD HH:MM:SS` (taken as UTC) into unix milliseconds.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
     let parsed = OffsetDateTime::parse(text, &Rfc3339).ok().or_else(|| {
-        PrimitiveDateTime::parse(text, format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
-            .ok()
-            .map(PrimitiveDateTime::assume_utc)
+        PrimitiveDateTime::parse(
+            text,
+            format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+        )
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
     })?;
     Some((parsed.unix_timestamp_nanos() / 1_000_000) as i64)
 }
@@ -181,11 +231,16 @@ mod tests {
     #[test]
     fn missing_and_malformed_fields_are_named_in_the_error() {
         assert_eq!(parse_seed(b""), Err(PayloadError::Empty));
-        assert!(matches!(parse_seed(b"{not json"), Err(PayloadError::NotJson(_))));
+        assert!(matches!(
+            parse_seed(b"{not json"),
+            Err(PayloadError::NotJson(_))
+        ));
         assert_eq!(parse_seed(b"42"), Err(PayloadError::NotAnObject));
         assert_eq!(parse_seed(b"[]"), Err(PayloadError::NoEvents));
         assert_eq!(
-            parse_seed(br#"{"object_uuid":"u","event_type":"created","timestamp":"2024-01-01T00:00:00Z"}"#),
+            parse_seed(
+                br#"{"object_uuid":"u","event_type":"created","timestamp":"2024-01-01T00:00:00Z"}"#
+            ),
             Err(PayloadError::MissingField("object_type"))
         );
         assert_eq!(
@@ -211,8 +266,14 @@ mod tests {
 
     #[test]
     fn servicem8_and_rfc3339_timestamps_agree() {
-        assert_eq!(parse_timestamp("2017-01-01 12:21:12"), parse_timestamp("2017-01-01T12:21:12Z"));
-        assert_eq!(parse_timestamp("2017-01-01T22:21:12+10:00"), parse_timestamp("2017-01-01T12:21:12Z"));
+        assert_eq!(
+            parse_timestamp("2017-01-01 12:21:12"),
+            parse_timestamp("2017-01-01T12:21:12Z")
+        );
+        assert_eq!(
+            parse_timestamp("2017-01-01T22:21:12+10:00"),
+            parse_timestamp("2017-01-01T12:21:12Z")
+        );
     }
 
     #[test]

@@ -4,15 +4,23 @@
 //! conformance suite (`server/tests/store_conformance.rs`). Timestamps are unix milliseconds in both engines so
 //! that both answer identically.
 
+pub mod insight;
+pub mod mirror;
+pub mod portal;
 mod postgres;
+pub mod queue;
 mod sqlite;
 
 use std::sync::Arc;
 
-use app::model::{EventQuery, EventStatus, EventSummary, Stats};
+use app::model::{EventPage, EventQuery, EventStatus, EventSummary, MinuteBucket, PageCursor, PipelineHealth, Stats};
 use async_trait::async_trait;
 
+pub use insight::EventRecord;
+pub use portal::JobChild;
+pub use mirror::{mirror_table, MirrorRecord, MirrorTable, MirrorWrite, MIRROR_TABLES};
 pub use postgres::PostgresStore;
+pub use queue::{AttemptRecord, BudgetGrant, BudgetLimits, ClaimedEvent, Completion};
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in storage. Callers turn it into an opaque, logged 500.
@@ -72,8 +80,17 @@ pub trait Store: Send + Sync + 'static {
 
     async fn stats(&self) -> Result<Stats, StoreError>;
 
-    /// Events newest first, filtered by `query`.
-    async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventSummary>, StoreError>;
+    /// A page of events newest first, filtered by `query`.
+    async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
+
+    /// Every stored column of one event.
+    async fn event_record(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError>;
+
+    /// Queue depth, processing times and API budget use at `now`.
+    async fn pipeline_health(&self, now: i64, limits: BudgetLimits) -> Result<PipelineHealth, StoreError>;
+
+    /// Received, succeeded and failed events and mean latency per minute from `since` to `now`.
+    async fn minute_buckets(&self, since: i64, now: i64) -> Result<Vec<MinuteBucket>, StoreError>;
 
     /// Returns the stored value of `key`, storing `value` first if there is none.
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError>;
@@ -84,6 +101,170 @@ pub trait Store: Send + Sync + 'static {
     async fn session_is_active(&self, token_hash: &str, now: i64) -> Result<bool, StoreError>;
 
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
+
+    /// Claims every due event of the object whose event has waited longest, under a lease until `lease_until`:
+    /// queued events whose time has come and processing events whose lease expired. Empty when nothing is due.
+    async fn claim_next_object(&self, now: i64, lease_until: i64) -> Result<Vec<ClaimedEvent>, StoreError>;
+
+    /// Ends the attempt at claimed events and records it. Events whose lease was lost meanwhile are left alone.
+    async fn finish_events(
+        &self,
+        events: &[ClaimedEvent],
+        completion: &Completion,
+        attempt: &AttemptTiming,
+    ) -> Result<(), StoreError>;
+
+    /// The attempts at an event, oldest first.
+    async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
+
+    /// Puts a failed or skipped event back in the queue.
+    async fn retry_event(&self, event_id: &str, now: i64) -> Result<RetryOutcome, StoreError>;
+
+    /// Puts every failed event back in the queue (or only counts them when `dry_run`); returns how many.
+    async fn retry_failed_events(&self, now: i64, dry_run: bool) -> Result<u64, StoreError>;
+
+    /// Deletes finished (success, skipped, failed) events received before `cutoff`; returns how many.
+    async fn delete_finished_events_before(&self, cutoff: i64) -> Result<u64, StoreError>;
+
+    /// Writes the record unless the stored one has a newer edit_date.
+    async fn upsert_mirror(&self, record: &MirrorRecord, now: i64) -> Result<MirrorWrite, StoreError>;
+
+    /// The mirrored record, if any.
+    async fn mirror_record(&self, object_type: &str, uuid: &str) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// The company of a mirrored job.
+    async fn job_company(&self, job_uuid: &str) -> Result<Option<String>, StoreError>;
+
+    /// Counts one ServiceM8 API request against the shared per-minute and per-day windows.
+    async fn take_api_budget(&self, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError>;
+
+    /// The newest edit_date reconciliation has seen for `object_type`.
+    async fn sync_watermark(&self, object_type: &str) -> Result<Option<String>, StoreError>;
+
+    async fn set_sync_watermark(&self, object_type: &str, edit_date: &str, now: i64) -> Result<(), StoreError>;
+
+    /// The active mirrored jobs of a company, newest edit first.
+    async fn company_jobs(&self, company_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError>;
+
+    /// The active activities or attachments of a job.
+    async fn job_children(&self, child: JobChild, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError>;
+
+    async fn create_portal_link(&self, token_hash: &str, company_uuid: &str, expires_at: i64) -> Result<(), StoreError>;
+
+    /// Uses up a portal link: its company if the link was unused and unexpired, once.
+    async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError>;
+
+    async fn create_portal_session(&self, token_hash: &str, company_uuid: &str, expires_at: i64) -> Result<(), StoreError>;
+
+    /// The company of an active portal session.
+    async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError>;
+
+    async fn delete_portal_session(&self, token_hash: &str) -> Result<(), StoreError>;
+}
+
+/// Splits the extra row a page query fetches off into the next-page cursor.
+fn into_page(rows: Vec<EventRow>, query: &EventQuery) -> Result<EventPage, StoreError> {
+    let limit = query.effective_limit() as usize;
+    let more = rows.len() > limit;
+    let rows: Vec<EventRow> = rows.into_iter().take(limit).collect();
+    let next_cursor = if more { rows.last().map(|row| PageCursor::encode(row.received_at, &row.id)) } else { None };
+    let events = rows.into_iter().map(EventSummary::try_from).collect::<Result<_, _>>()?;
+    Ok(EventPage { events, next_cursor })
+}
+
+/// Start, end and HTTP status of one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptTiming {
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub http_status: Option<i32>,
+}
+
+/// What a manual retry of one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOutcome {
+    Requeued,
+    NotFound,
+    /// Queued or processing events are already on their way.
+    NotRetryable(EventStatus),
+}
+
+/// The columns `event_attempts` selects, in `AttemptRecord` order.
+const ATTEMPT_COLUMNS: &str = "event_id, attempt, started_at, finished_at, outcome, http_status, error";
+
+/// The columns `claim_next_object` returns, in `ClaimedRow` order.
+const CLAIMED_COLUMNS: &str =
+    "id, format, object_type, object_uuid, event_type, occurred_at, changes, attempts, received_at, locked_until";
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: String,
+    format: String,
+    object_type: String,
+    object_uuid: String,
+    event_type: String,
+    occurred_at: Option<i64>,
+    changes: serde_json::Value,
+    attempts: i32,
+    received_at: i64,
+    locked_until: Option<i64>,
+}
+
+impl From<ClaimedRow> for ClaimedEvent {
+    fn from(row: ClaimedRow) -> Self {
+        ClaimedEvent {
+            id: row.id,
+            format: row.format,
+            object_type: row.object_type,
+            object_uuid: row.object_uuid,
+            event_type: row.event_type,
+            occurred_at: row.occurred_at,
+            changes: row.changes,
+            attempts: row.attempts,
+            received_at: row.received_at,
+            lease_until: row.locked_until.unwrap_or_default(),
+        }
+    }
+}
+
+/// Claimed events in the order their changes happened.
+fn in_change_order(rows: Vec<ClaimedRow>) -> Vec<ClaimedEvent> {
+    let mut events: Vec<ClaimedEvent> = rows.into_iter().map(ClaimedEvent::from).collect();
+    events.sort_by_key(|event| (event.occurred_at.unwrap_or(event.received_at), event.received_at));
+    events
+}
+
+/// The column values `finish_events` writes for a completion: status, last_error, skip_reason, next_attempt_at,
+/// attempts refunded, processed_at.
+struct FinishValues<'a> {
+    status: &'static str,
+    last_error: Option<&'a str>,
+    skip_reason: Option<&'a str>,
+    next_attempt_at: Option<i64>,
+    refund: i32,
+    processed_at: Option<i64>,
+}
+
+impl<'a> FinishValues<'a> {
+    fn new(completion: &'a Completion, finished_at: i64) -> Self {
+        let (next_attempt_at, refund) = match completion {
+            Completion::Retry { next_attempt_at, refund_attempt, .. } => (Some(*next_attempt_at), i32::from(*refund_attempt)),
+            _ => (None, 0),
+        };
+        let skip_reason = match completion {
+            Completion::Skipped(reason) => Some(reason.as_str()),
+            _ => None,
+        };
+        let finished = !matches!(completion, Completion::Retry { .. });
+        FinishValues {
+            status: completion.status().as_str(),
+            last_error: completion.error(),
+            skip_reason,
+            next_attempt_at,
+            refund,
+            processed_at: finished.then_some(finished_at),
+        }
+    }
 }
 
 /// Opens (creating if needed) and migrates the database named by `url`.
@@ -110,7 +291,7 @@ pub fn millis_to_rfc3339(millis: i64) -> String {
         .unwrap_or_default()
 }
 
-fn parse_status(value: &str) -> Result<EventStatus, StoreError> {
+pub(crate) fn parse_status(value: &str) -> Result<EventStatus, StoreError> {
     value
         .parse()
         .map_err(|_| StoreError::Corrupt(format!("unknown event status {value:?}")))
@@ -124,6 +305,7 @@ fn assemble_stats(
 ) -> Result<Stats, StoreError> {
     let mut stats = Stats {
         last_received_at: last_received_at.map(millis_to_rfc3339),
+        by_status: EventStatus::ALL.into_iter().map(|status| (status, 0)).collect(),
         ..Stats::default()
     };
     for (status, count) in by_status {

@@ -3,12 +3,26 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use app::model::{EventQuery, EventSummary, Stats};
+use app::model::{EventPage, EventQuery, MinuteBucket, PipelineHealth, Stats};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use super::{assemble_stats, EventRow, Insertion, NewEvent, Store, StoreError, EVENT_SUMMARY_COLUMNS};
+use super::insight::{
+    assemble_buckets, assemble_health, budget_keys, budget_use, event_page_query, BindValue, EventRecord,
+    BUDGET_USE_SQL, EVENT_RECORD_SQL, FINISHED_BY_STATUS_SQL, FINISHED_PER_MINUTE_SQL, OLDEST_QUEUED_SQL,
+    PROCESSING_SAMPLE, PROCESSING_TIMES_SQL, QUEUE_DEPTH_SQL, RECEIVED_PER_MINUTE_SQL,
+};
+use super::portal::{
+    JobChild, COMPANY_JOBS_SQL, CREATE_LINK_SQL, CREATE_SESSION_SQL, DELETE_SESSION_SQL, REDEEM_LINK_SQL,
+    SESSION_COMPANY_SQL,
+};
+use super::queue::{budget_windows, MINUTE_MS};
+use super::{
+    assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent, ClaimedRow, Completion,
+    EventRow, FinishValues, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome, Store, StoreError,
+    ATTEMPT_COLUMNS, CLAIMED_COLUMNS, EVENT_SUMMARY_COLUMNS,
+};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -95,18 +109,41 @@ impl Store for SqliteStore {
         assemble_stats(by_status, by_object_type, last_received_at)
     }
 
-    async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventSummary>, StoreError> {
-        let status = query.status.map(|s| s.as_str());
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
-            "SELECT {EVENT_SUMMARY_COLUMNS} FROM webhook_events
-             WHERE (?1 IS NULL OR status = ?1)
-             ORDER BY received_at DESC, id DESC LIMIT ?2"
-        ))
-        .bind(status)
-        .bind(i64::from(query.effective_limit()))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(EventSummary::try_from).collect()
+    async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let built = event_page_query(query, EVENT_SUMMARY_COLUMNS, |n| format!("?{n}"));
+        let mut select = sqlx::query_as::<_, EventRow>(&built.sql);
+        for value in built.binds {
+            select = match value {
+                BindValue::Text(text) => select.bind(text),
+                BindValue::Int(number) => select.bind(number),
+            };
+        }
+        into_page(select.fetch_all(&self.pool).await?, query)
+    }
+
+    async fn event_record(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
+        Ok(sqlx::query_as(EVENT_RECORD_SQL).bind(event_id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn pipeline_health(&self, now: i64, limits: BudgetLimits) -> Result<PipelineHealth, StoreError> {
+        let hour_ago = now - 60 * MINUTE_MS;
+        let queue_depth = sqlx::query_scalar(QUEUE_DEPTH_SQL).fetch_one(&self.pool).await?;
+        let oldest_queued = sqlx::query_scalar(OLDEST_QUEUED_SQL).fetch_one(&self.pool).await?;
+        let finished = sqlx::query_as(FINISHED_BY_STATUS_SQL).bind(hour_ago).fetch_all(&self.pool).await?;
+        let times = sqlx::query_scalar(PROCESSING_TIMES_SQL)
+            .bind(hour_ago)
+            .bind(PROCESSING_SAMPLE)
+            .fetch_all(&self.pool)
+            .await?;
+        let (minute_key, day_key) = budget_keys(now, limits);
+        let budget = sqlx::query_as(BUDGET_USE_SQL).bind(minute_key).bind(day_key).fetch_all(&self.pool).await?;
+        Ok(assemble_health(queue_depth, oldest_queued, finished, times, budget_use(budget, now, limits), now))
+    }
+
+    async fn minute_buckets(&self, since: i64, now: i64) -> Result<Vec<MinuteBucket>, StoreError> {
+        let received = sqlx::query_as(RECEIVED_PER_MINUTE_SQL).bind(since).fetch_all(&self.pool).await?;
+        let finished = sqlx::query_as(FINISHED_PER_MINUTE_SQL).bind(since).fetch_all(&self.pool).await?;
+        Ok(assemble_buckets(since, now, received, finished))
     }
 
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
@@ -147,6 +184,255 @@ impl Store for SqliteStore {
             .bind(super::now_millis())
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn claim_next_object(&self, now: i64, lease_until: i64) -> Result<Vec<ClaimedEvent>, StoreError> {
+        // One statement: SQLite takes the write lock before reading, so two workers never claim the same event.
+        let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
+            "UPDATE webhook_events
+             SET status = 'processing', locked_until = ?2, attempts = attempts + 1, updated_at = ?1
+             WHERE id IN (
+                 SELECT e.id FROM webhook_events e
+                 JOIN (SELECT object_type, object_uuid FROM webhook_events
+                       WHERE (status = 'queued' AND next_attempt_at <= ?1)
+                          OR (status = 'processing' AND locked_until < ?1)
+                       ORDER BY next_attempt_at LIMIT 1) due
+                   ON e.object_type = due.object_type AND e.object_uuid = due.object_uuid
+                 WHERE (e.status = 'queued' AND e.next_attempt_at <= ?1)
+                    OR (e.status = 'processing' AND e.locked_until < ?1)
+                 LIMIT 500)
+             RETURNING {CLAIMED_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(lease_until)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(in_change_order(rows))
+    }
+
+    async fn finish_events(
+        &self,
+        events: &[ClaimedEvent],
+        completion: &Completion,
+        attempt: &AttemptTiming,
+    ) -> Result<(), StoreError> {
+        let values = FinishValues::new(completion, attempt.finished_at);
+        let mut tx = self.pool.begin().await?;
+        for event in events {
+            let updated = sqlx::query(
+                "UPDATE webhook_events
+                 SET status = ?, last_error = COALESCE(?, last_error), skip_reason = ?, locked_until = NULL,
+                     next_attempt_at = COALESCE(?, next_attempt_at), attempts = attempts - ?,
+                     processed_at = COALESCE(?, processed_at), updated_at = ?
+                 WHERE id = ? AND status = 'processing' AND locked_until = ?",
+            )
+            .bind(values.status)
+            .bind(values.last_error)
+            .bind(values.skip_reason)
+            .bind(values.next_attempt_at)
+            .bind(values.refund)
+            .bind(values.processed_at)
+            .bind(attempt.finished_at)
+            .bind(&event.id)
+            .bind(event.lease_until)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO event_attempts (event_id, attempt, started_at, finished_at, outcome, http_status, error)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&event.id)
+            .bind(event.attempts)
+            .bind(attempt.started_at)
+            .bind(attempt.finished_at)
+            .bind(completion.outcome_name())
+            .bind(attempt.http_status)
+            .bind(completion.error().or(values.skip_reason))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        Ok(sqlx::query_as(&format!("SELECT {ATTEMPT_COLUMNS} FROM event_attempts WHERE event_id = ? ORDER BY id"))
+            .bind(event_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn retry_event(&self, event_id: &str, now: i64) -> Result<RetryOutcome, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE webhook_events SET status = 'queued', attempts = 0, next_attempt_at = ?, updated_at = ?
+             WHERE id = ? AND status IN ('failed', 'skipped', 'success')",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 1 {
+            return Ok(RetryOutcome::Requeued);
+        }
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM webhook_events WHERE id = ?")
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match status {
+            None => RetryOutcome::NotFound,
+            Some(status) => RetryOutcome::NotRetryable(super::parse_status(&status)?),
+        })
+    }
+
+    async fn retry_failed_events(&self, now: i64, dry_run: bool) -> Result<u64, StoreError> {
+        if dry_run {
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status = 'failed'")
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok(count as u64);
+        }
+        let updated = sqlx::query(
+            "UPDATE webhook_events SET status = 'queued', attempts = 0, next_attempt_at = ?, updated_at = ?
+             WHERE status = 'failed'",
+        )
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected())
+    }
+
+    async fn delete_finished_events_before(&self, cutoff: i64) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(
+            "DELETE FROM webhook_events WHERE status IN ('success', 'skipped', 'failed') AND received_at < ?",
+        )
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn upsert_mirror(&self, record: &MirrorRecord, now: i64) -> Result<MirrorWrite, StoreError> {
+        let sql = record.upsert_sql(|n| format!("?{n}"));
+        let mut query = sqlx::query(&sql).bind(&record.uuid);
+        for value in record.key_values() {
+            query = query.bind(value);
+        }
+        let written = query
+            .bind(&record.edit_date)
+            .bind(i32::from(record.active))
+            .bind(&record.record)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(if written.rows_affected() == 1 { MirrorWrite::Applied } else { MirrorWrite::Stale })
+    }
+
+    async fn mirror_record(&self, object_type: &str, uuid: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let Some(table) = super::mirror_table(object_type) else {
+            return Ok(None);
+        };
+        Ok(sqlx::query_scalar(&format!("SELECT record FROM {} WHERE uuid = ?", table.table))
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn job_company(&self, job_uuid: &str) -> Result<Option<String>, StoreError> {
+        let company: Option<Option<String>> = sqlx::query_scalar("SELECT company_uuid FROM sm8_jobs WHERE uuid = ?")
+            .bind(job_uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(company.flatten())
+    }
+
+    async fn take_api_budget(&self, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (key, limit, window_end) in budget_windows(now, limits) {
+            let counted = sqlx::query(
+                "INSERT INTO api_budget (window_key, used, expires_at) VALUES (?1, 1, ?2)
+                 ON CONFLICT (window_key) DO UPDATE SET used = api_budget.used + 1 WHERE api_budget.used < ?3",
+            )
+            .bind(&key)
+            .bind(window_end)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?;
+            if counted.rows_affected() == 0 || limit <= 0 {
+                tx.rollback().await?;
+                return Ok(BudgetGrant::Exhausted { retry_at: window_end });
+            }
+        }
+        sqlx::query("DELETE FROM api_budget WHERE expires_at < ?").bind(now).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(BudgetGrant::Granted)
+    }
+
+    async fn sync_watermark(&self, object_type: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT edit_date FROM sync_watermarks WHERE object_type = ?")
+            .bind(object_type)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn set_sync_watermark(&self, object_type: &str, edit_date: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sync_watermarks (object_type, edit_date, synced_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (object_type) DO UPDATE SET edit_date = MAX(sync_watermarks.edit_date, ?2), synced_at = ?3",
+        )
+        .bind(object_type)
+        .bind(edit_date)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn company_jobs(&self, company_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        Ok(sqlx::query_scalar(COMPANY_JOBS_SQL).bind(company_uuid).fetch_all(&self.pool).await?)
+    }
+
+    async fn job_children(&self, child: JobChild, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        Ok(sqlx::query_scalar(child.sql()).bind(job_uuid).fetch_all(&self.pool).await?)
+    }
+
+    async fn create_portal_link(&self, token_hash: &str, company_uuid: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query(CREATE_LINK_SQL)
+            .bind(token_hash)
+            .bind(company_uuid)
+            .bind(super::now_millis())
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(REDEEM_LINK_SQL).bind(token_hash).bind(now).fetch_optional(&self.pool).await?)
+    }
+
+    async fn create_portal_session(&self, token_hash: &str, company_uuid: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query(CREATE_SESSION_SQL)
+            .bind(token_hash)
+            .bind(company_uuid)
+            .bind(super::now_millis())
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(SESSION_COMPANY_SQL).bind(token_hash).bind(now).fetch_optional(&self.pool).await?)
+    }
+
+    async fn delete_portal_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query(DELETE_SESSION_SQL).bind(token_hash).bind(super::now_millis()).execute(&self.pool).await?;
         Ok(())
     }
 }

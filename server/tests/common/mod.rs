@@ -2,6 +2,9 @@
 
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod realtime_client;
+pub mod receiver;
+
 use std::net::SocketAddr;
 
 use server::config::{Secret, ServeArgs};
@@ -27,19 +30,22 @@ pub struct TestApp {
 
 pub fn serve_args(database_url: &str) -> ServeArgs {
     let mut args = ServeArgs::new("127.0.0.1:0".parse().unwrap(), database_url);
-    args.webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
+    args.ingest.webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
     args.admin_token = Some(Secret::new(ADMIN_TOKEN));
     args
 }
 
-/// Starts a server on a fresh SQLite database.
+/// Starts a receive-only server (no workers, so events stay queued) on a fresh SQLite database.
 pub async fn spawn_app() -> TestApp {
     let data = TempDir::new().unwrap();
     let database_url = format!("sqlite://{}", data.path().join("sm8.db").display());
-    spawn_with(serve_args(&database_url), data).await
+    let mut args = serve_args(&database_url);
+    args.processor.workers = 0;
+    spawn_with(args, data).await
 }
 
-async fn spawn_with(args: ServeArgs, data: TempDir) -> TestApp {
+/// Starts a server with `args` as given; `data` holds its SQLite file, if any.
+pub async fn spawn_with(args: ServeArgs, data: TempDir) -> TestApp {
     let server = Server::build(&args).await.expect("server starts");
     let address = server.local_addr();
     let shutdown = CancellationToken::new();
@@ -63,13 +69,18 @@ impl TestApp {
     pub async fn restart(self) -> TestApp {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();
-        let args = serve_args(&self.database_url);
+        let mut args = serve_args(&self.database_url);
+        args.processor.workers = 0;
         spawn_with(args, self._data).await
     }
 
     /// Posts `body` signed with the test secret.
     pub async fn post_signed(&self, body: &str) -> reqwest::Response {
-        self.post_webhook(body, Some(&sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes()))).await
+        self.post_webhook(
+            body,
+            Some(&sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes())),
+        )
+        .await
     }
 
     pub async fn post_webhook(&self, body: &str, signature: Option<&str>) -> reqwest::Response {
@@ -111,4 +122,53 @@ pub fn seed_event(object_type: &str, object_uuid: &str, status: &str) -> String 
         "changes": { "status": status },
     })
     .to_string()
+}
+
+/// Starts a server with `args` on a fresh SQLite database (replacing whatever database `args` names).
+pub async fn spawn_app_with(mut args: ServeArgs) -> TestApp {
+    let data = TempDir::new().unwrap();
+    args.database.database_url = format!("sqlite://{}", data.path().join("sm8.db").display());
+    spawn_with(args, data).await
+}
+
+/// Runs a server the test built itself (to keep its `updates()` sender, say), as `spawn_with` does.
+pub fn run_built(server: Server, database_url: &str, data: TempDir) -> TestApp {
+    let address = server.local_addr();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        database_url: database_url.to_owned(),
+        shutdown,
+        task,
+        _data: data,
+    }
+}
+
+/// The PostgreSQL server that `#[ignore]`d PostgreSQL tests use; `make test-postgres` sets it.
+pub fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .expect("TEST_DATABASE_URL must name a PostgreSQL database: run make test-postgres")
+}
+
+/// Creates a new, empty database on the server `base` names and returns its URL.
+pub async fn fresh_postgres_database(base: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("sm8_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(base)
+        .await
+        .expect("PostgreSQL at TEST_DATABASE_URL answers");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (without_query, query) = base
+        .split_once('?')
+        .map_or((base, None), |(url, q)| (url, Some(q)));
+    let server = &without_query[..without_query.rfind('/').expect("URL has a database path")];
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
 }

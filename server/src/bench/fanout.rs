@@ -1,0 +1,243 @@
+//! Fan-out: 1,000 and then 10,000 websocket subscribers of one topic on the release binary, run as a child process
+//! so that its memory is its own. At each level: the server's resident memory once the subscribers are joined and
+//! idle (memory per idle connection = growth over the server's idle memory ÷ subscribers), then a few REST
+//! broadcasts, each timed from the moment it was posted to the moment every subscriber had it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures_util::{stream, StreamExt};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::harness::{self, ChildServer, Databases};
+use super::measure::Latencies;
+use super::report::{Figure, ScenarioReport, Target};
+use super::subscriber::Subscriber;
+use super::Settings;
+
+pub const LEVELS: [usize; 2] = [1_000, 10_000];
+const TOPIC: &str = "realtime:jobs";
+const EVENT: &str = "bench";
+/// Joins in flight at once: enough to be quick, few enough not to overflow the listen backlog.
+const CONCURRENT_JOINS: usize = 100;
+/// How long one broadcast may take to reach everybody before the missing ones count as lost.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after the joins, so that the server's memory reflects idle connections rather than the join burst.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// File descriptors this process may hold, raised to the hard limit (the child inherits it).
+pub fn raise_open_file_limit() -> u64 {
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
+}
+
+pub async fn run(
+    settings: &Settings,
+    databases: &Databases,
+    report: &mut ScenarioReport,
+) -> anyhow::Result<()> {
+    let server = ChildServer::start(&databases.fresh("fanout").await?).await?;
+    let result = measure(settings, &server, report).await;
+    server.stop().await;
+    result
+}
+
+async fn measure(
+    settings: &Settings,
+    server: &ChildServer,
+    report: &mut ScenarioReport,
+) -> anyhow::Result<()> {
+    let open_files = raise_open_file_limit();
+    report.detail("open_file_limit", open_files);
+    tokio::time::sleep(SETTLE).await;
+    let idle_kib = server
+        .resident_kib()
+        .context("reading the server's memory")?;
+    report.detail("server_idle_rss_kib", idle_kib);
+    let token = harness::admin_access_token()?;
+    let (receipts, mut arrivals) = mpsc::unbounded_channel::<(u64, Instant)>();
+    let stop = CancellationToken::new();
+    let mut listeners = JoinSet::new();
+    let mut next_seq = 0u64;
+    let mut levels = Vec::new();
+    for level in LEVELS {
+        // A subscriber needs a descriptor here and one in the server; keep a margin for everything else.
+        if open_files < level as u64 + 512 {
+            report.detail("skipped_level", level);
+            println!("  {level} subscribers skipped: the open file limit is {open_files}");
+            continue;
+        }
+        let joining = Instant::now();
+        while listeners.len() < level {
+            let missing = level - listeners.len();
+            let joined = join_many(server.address, &token, missing).await?;
+            for subscriber in joined {
+                let (receipts, stop) = (receipts.clone(), stop.clone());
+                listeners.spawn(subscriber.listen(stop, move |event, payload| {
+                    if let (EVENT, Some(seq)) = (event, payload["seq"].as_u64()) {
+                        let _ = receipts.send((seq, Instant::now()));
+                    }
+                }));
+            }
+        }
+        let join_seconds = joining.elapsed().as_secs_f64();
+        tokio::time::sleep(SETTLE).await;
+        let rss_kib = server
+            .resident_kib()
+            .context("reading the server's memory")?;
+        let per_connection_kib = rss_kib.saturating_sub(idle_kib) as f64 / level as f64;
+
+        let mut latencies = Latencies::default();
+        let mut all_received = Vec::new();
+        let mut lost = 0;
+        let client = reqwest::Client::new();
+        for _ in 0..settings.broadcasts() {
+            next_seq += 1;
+            let received = broadcast_once(
+                &client,
+                server.address,
+                &token,
+                next_seq,
+                level,
+                &mut arrivals,
+            )
+            .await?;
+            for latency in &received {
+                latencies.record(*latency);
+            }
+            all_received.push(received.iter().max().copied().unwrap_or_default());
+            lost += level - received.len();
+        }
+        all_received.sort();
+        let all_received_ms = all_received[all_received.len() / 2].as_secs_f64() * 1000.0;
+        let summary = latencies.summary();
+        println!(
+            "  {level} subscribers: joined in {join_seconds:.1} s, server RSS {} MiB ({per_connection_kib:.1} KiB each), \
+             broadcast p50 {:.1} ms, p99 {:.1} ms, all received {all_received_ms:.1} ms, {lost} lost",
+            rss_kib / 1024,
+            summary.p50_ms,
+            summary.p99_ms
+        );
+        let p99 = format!("{level} subscribers: broadcast p99");
+        let per_connection = format!("{level} subscribers: memory per idle connection");
+        report.push(Figure::info(
+            format!("{level} subscribers: broadcast p50"),
+            summary.p50_ms,
+            "ms",
+        ));
+        if level >= 10_000 {
+            report.push(Figure::against(
+                p99,
+                summary.p99_ms,
+                "ms",
+                Target::Below(100.0),
+            ));
+            report.push(Figure::against(
+                per_connection,
+                per_connection_kib,
+                "KiB",
+                Target::Below(30.0),
+            ));
+        } else {
+            report.push(Figure::info(p99, summary.p99_ms, "ms"));
+            report.push(Figure::info(per_connection, per_connection_kib, "KiB"));
+        }
+        report.push(Figure::info(
+            format!("{level} subscribers: all received (median)"),
+            all_received_ms,
+            "ms",
+        ));
+        report.push(Figure::info(
+            format!("{level} subscribers: server RSS"),
+            rss_kib as f64 / 1024.0,
+            "MiB",
+        ));
+        if lost > 0 {
+            report.push(Figure::info(
+                format!("{level} subscribers: deliveries lost"),
+                lost as f64,
+                "",
+            ));
+        }
+        levels.push(json!({
+            "subscribers": level,
+            "join_seconds": join_seconds,
+            "server_rss_kib": rss_kib,
+            "per_idle_connection_kib": per_connection_kib,
+            "broadcasts": settings.broadcasts(),
+            "latency": summary,
+            "all_received_ms": all_received.iter().map(|d| d.as_secs_f64() * 1000.0).collect::<Vec<_>>(),
+            "lost": lost,
+        }));
+    }
+    report.detail("levels", levels);
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while listeners.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
+}
+
+/// Opens and joins `count` subscribers, `CONCURRENT_JOINS` at a time.
+async fn join_many(
+    address: SocketAddr,
+    token: &str,
+    count: usize,
+) -> anyhow::Result<Vec<Subscriber>> {
+    let joined: Vec<anyhow::Result<Subscriber>> = stream::iter(0..count)
+        .map(|_| Subscriber::join(address, TOPIC, token))
+        .buffer_unordered(CONCURRENT_JOINS)
+        .collect()
+        .await;
+    let failures = joined.iter().filter(|joined| joined.is_err()).count();
+    if failures * 100 > count {
+        let first = joined
+            .into_iter()
+            .find_map(Result::err)
+            .expect("a failure was counted");
+        bail!("{failures} of {count} subscribers could not join: {first:#}");
+    }
+    Ok(joined.into_iter().filter_map(Result::ok).collect())
+}
+
+/// Posts broadcast `seq` through the REST API and collects the receipts until all `subscribers` have it; returns
+/// the time from the post to each receipt.
+async fn broadcast_once(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    token: &str,
+    seq: u64,
+    subscribers: usize,
+    arrivals: &mut mpsc::UnboundedReceiver<(u64, Instant)>,
+) -> anyhow::Result<Vec<Duration>> {
+    // Whatever is left over from an earlier broadcast is stale now.
+    while arrivals.try_recv().is_ok() {}
+    let body = json!({"messages": [{"topic": TOPIC, "event": EVENT, "payload": {"seq": seq}}]});
+    let posted = Instant::now();
+    let answer = client
+        .post(format!("http://{address}/realtime/v1/api/broadcast"))
+        .header("apikey", harness::ANON_KEY)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
+    if !answer.status().is_success() {
+        bail!("the REST broadcast was answered {}", answer.status());
+    }
+    let mut latencies = Vec::with_capacity(subscribers);
+    let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
+    while latencies.len() < subscribers {
+        match tokio::time::timeout_at(deadline, arrivals.recv()).await {
+            Ok(Some((received_seq, at))) if received_seq == seq => {
+                latencies.push(at.saturating_duration_since(posted))
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(latencies)
+}

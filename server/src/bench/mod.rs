@@ -1,0 +1,280 @@
+//! `sm8-webhooks bench`: measures what the product exists for, against baselines in the same run, and reports the
+//! figures beside their targets in a table and in `bench/results.json`.
+//!
+//! Scenarios (each on a fresh database, everything on 127.0.0.1, each bounded in time):
+//! `ingest` (receiver against a bare axum handler), `end-to-end` (webhook to websocket broadcast), `fanout` (1,000
+//! and 10,000 subscribers of one topic), `processing` (draining 20,000 queued events) and `bundle` (WASM size and
+//! first render in Chromium). Targets are reported, never enforced: the command fails only when it cannot measure.
+//! The method behind each figure is in the module of its scenario and in README.md.
+
+mod bundle;
+mod end_to_end;
+mod fanout;
+mod harness;
+mod ingest;
+mod load;
+mod measure;
+mod processing;
+mod report;
+mod subscriber;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use harness::Databases;
+use report::{Machine, Outcome, Results, ScenarioReport};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Run every scenario on PostgreSQL (a fresh database each, created beside --postgres-url) instead of SQLite.
+    #[arg(long)]
+    pub postgres: bool,
+
+    /// The PostgreSQL server for --postgres: a URL whose user may create databases.
+    #[arg(
+        long,
+        env = "TEST_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    pub postgres_url: String,
+
+    /// Shorter steps (3 s instead of 10 s, fewer broadcasts and page loads): quicker, noisier figures.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Run only this scenario; repeatable. All of them by default.
+    #[arg(long, value_enum)]
+    pub only: Vec<Scenario>,
+
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "bench/results.json")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    Ingest,
+    EndToEnd,
+    Fanout,
+    Processing,
+    Bundle,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 5] = [
+        Scenario::Ingest,
+        Scenario::EndToEnd,
+        Scenario::Fanout,
+        Scenario::Processing,
+        Scenario::Bundle,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Ingest => "ingest",
+            Scenario::EndToEnd => "end-to-end",
+            Scenario::Fanout => "fanout",
+            Scenario::Processing => "processing",
+            Scenario::Bundle => "bundle",
+        }
+    }
+
+    /// The longest the scenario may take before it is stopped and reported as failed; together well under the
+    /// ten minutes `make bench` allows.
+    fn bound(self) -> Duration {
+        Duration::from_secs(match self {
+            Scenario::Ingest => 120,
+            Scenario::EndToEnd => 60,
+            Scenario::Fanout => 120,
+            Scenario::Processing => 150,
+            Scenario::Bundle => 90,
+        })
+    }
+
+    async fn run(
+        self,
+        settings: &Settings,
+        databases: &Databases,
+        report: &mut ScenarioReport,
+    ) -> anyhow::Result<()> {
+        match self {
+            Scenario::Ingest => ingest::run(settings, databases, report).await,
+            Scenario::EndToEnd => end_to_end::run(settings, databases, report).await,
+            Scenario::Fanout => fanout::run(settings, databases, report).await,
+            Scenario::Processing => processing::run(settings, databases, report).await,
+            Scenario::Bundle => bundle::run(settings, databases, report).await,
+        }
+    }
+}
+
+/// How long the steps of the scenarios last.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub quick: bool,
+}
+
+impl Settings {
+    /// One measured step of a load: a fixed rate, or saturation.
+    fn step(&self) -> Duration {
+        Duration::from_secs(if self.quick { 3 } else { 10 })
+    }
+
+    /// Broadcasts timed at each fan-out level.
+    fn broadcasts(&self) -> usize {
+        if self.quick {
+            3
+        } else {
+            10
+        }
+    }
+
+    /// Page loads the first render is the median of.
+    fn page_loads(&self) -> usize {
+        if self.quick {
+            3
+        } else {
+            5
+        }
+    }
+
+    /// The longest the processing scenario waits for the queue to drain.
+    fn drain_bound(&self) -> Duration {
+        Duration::from_secs(if self.quick { 60 } else { 120 })
+    }
+}
+
+/// Runs the chosen scenarios, prints the table and writes the JSON.
+pub async fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let open_files = fanout::raise_open_file_limit();
+    let databases = if args.postgres {
+        Databases::postgres(&args.postgres_url)
+    } else {
+        Databases::sqlite()?
+    };
+    let settings = Settings { quick: args.quick };
+    let chosen: Vec<Scenario> = Scenario::ALL
+        .into_iter()
+        .filter(|scenario| args.only.is_empty() || args.only.contains(scenario))
+        .collect();
+    println!(
+        "sm8-webhooks bench: {} on {}, {} mode (open file limit {open_files})",
+        chosen
+            .iter()
+            .map(|scenario| scenario.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        databases.engine(),
+        if args.quick { "quick" } else { "full" },
+    );
+    let mut scenarios = Vec::new();
+    for scenario in chosen {
+        println!("\n== {}", scenario.name());
+        let mut report = ScenarioReport::new(scenario.name());
+        let began = Instant::now();
+        match tokio::time::timeout(
+            scenario.bound(),
+            scenario.run(&settings, &databases, &mut report),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => report.outcome = Outcome::Failed(format!("{error:#}")),
+            Err(_) => {
+                report.outcome =
+                    Outcome::Failed(format!("stopped after {} s", scenario.bound().as_secs()))
+            }
+        }
+        report.seconds = began.elapsed().as_secs_f64();
+        if let Outcome::Failed(reason) | Outcome::NotRun(reason) = &report.outcome {
+            println!("  {reason}");
+        }
+        scenarios.push(report);
+    }
+    databases.clean_up().await;
+
+    let results = Results {
+        date: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .context("formatting the date")?,
+        mode: if args.quick { "quick" } else { "full" },
+        database: databases.engine(),
+        machine: Machine::describe(),
+        seconds: started.elapsed().as_secs_f64(),
+        scenarios,
+    };
+    println!("\n{}", results.table());
+    if let Some(folder) = args
+        .out
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+    }
+    let json = serde_json::to_string_pretty(&results).context("serialising the results")?;
+    std::fs::write(&args.out, json + "\n")
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("Results written to {}", args.out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[test]
+    fn flags_choose_scenarios_mode_and_output() {
+        let args = Cli::try_parse_from([
+            "bench",
+            "--quick",
+            "--only",
+            "ingest",
+            "--only",
+            "end-to-end",
+            "--out",
+            "x.json",
+        ])
+        .unwrap()
+        .bench;
+        assert!(args.quick && !args.postgres);
+        assert_eq!(args.only, [Scenario::Ingest, Scenario::EndToEnd]);
+        assert_eq!(args.out, PathBuf::from("x.json"));
+        let defaults = Cli::try_parse_from(["bench"]).unwrap().bench;
+        assert_eq!(defaults.out, PathBuf::from("bench/results.json"));
+        assert!(defaults.only.is_empty());
+    }
+
+    #[test]
+    fn every_scenario_has_a_name_and_the_bounds_fit_in_ten_minutes() {
+        let names: Vec<&str> = Scenario::ALL
+            .iter()
+            .map(|scenario| scenario.name())
+            .collect();
+        assert_eq!(
+            names,
+            ["ingest", "end-to-end", "fanout", "processing", "bundle"]
+        );
+        let total: Duration = Scenario::ALL.iter().map(|scenario| scenario.bound()).sum();
+        assert!(total < Duration::from_secs(600), "{total:?}");
+    }
+
+    #[test]
+    fn quick_mode_shortens_every_step() {
+        let (quick, full) = (Settings { quick: true }, Settings { quick: false });
+        assert!(quick.step() < full.step());
+        assert!(quick.broadcasts() < full.broadcasts());
+        assert!(quick.page_loads() < full.page_loads());
+        assert!(quick.drain_bound() < full.drain_bound());
+    }
+}

@@ -1,0 +1,314 @@
+//! Processing one claimed batch (the due events of one object): fetch, mirror, finish, announce.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{RetryPolicy, Step};
+use crate::servicem8::client::{ApiCallError, Fetched, ServiceM8Client};
+use crate::store::mirror::text_field;
+use crate::store::queue::MINUTE_MS;
+use crate::store::{
+    mirror_table, now_millis, AttemptTiming, ClaimedEvent, Completion, MirrorRecord, MirrorTable, Store, StoreError,
+};
+use crate::updates::{LifecycleUpdate, PipelineUpdate, RecordUpdate, Stage, UpdateSender};
+
+/// Where processed records come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessingMode {
+    /// Each record is fetched from the ServiceM8 API.
+    Fetch,
+    /// No credentials: what the payload itself carries (the seed format's `changes`) is applied, nothing fetched.
+    PayloadOnly,
+}
+
+pub(super) struct Handler {
+    store: Arc<dyn Store>,
+    client: Option<Arc<ServiceM8Client>>,
+    updates: UpdateSender,
+    policy: RetryPolicy,
+}
+
+/// Which job and company a record belongs to, for routing its update.
+#[derive(Debug, Default)]
+struct Owners {
+    company_uuid: Option<String>,
+    job_uuid: Option<String>,
+}
+
+impl Handler {
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        client: Option<Arc<ServiceM8Client>>,
+        updates: UpdateSender,
+        policy: RetryPolicy,
+    ) -> Self {
+        Handler { store, client, updates, policy }
+    }
+
+    pub(super) fn mode(&self) -> ProcessingMode {
+        if self.client.is_some() {
+            ProcessingMode::Fetch
+        } else {
+            ProcessingMode::PayloadOnly
+        }
+    }
+
+    pub(super) async fn process(&self, batch: &[ClaimedEvent]) -> Result<Step, StoreError> {
+        let started_at = now_millis();
+        for event in batch {
+            self.announce(event, Stage::Processing, None);
+        }
+        let first = &batch[0];
+        let Some(table) = mirror_table(&first.object_type) else {
+            let reason = format!("unknown object type {:?}: not mirrored", first.object_type);
+            self.finish(batch, Completion::Skipped(reason), started_at, None).await?;
+            return Ok(Step::Processed);
+        };
+        match &self.client {
+            Some(client) => self.fetch_and_mirror(client, table, batch, started_at).await,
+            None => self.apply_payloads(table, batch, started_at).await,
+        }
+    }
+
+    async fn fetch_and_mirror(
+        &self,
+        client: &ServiceM8Client,
+        table: &'static MirrorTable,
+        batch: &[ClaimedEvent],
+        started_at: i64,
+    ) -> Result<Step, StoreError> {
+        let (object_type, object_uuid) = (&batch[0].object_type, &batch[0].object_uuid);
+        let fetched = match listed_record(batch) {
+            // Reconciliation already holds the record as listed: no need to spend a request on it.
+            Some(record) => Ok(Fetched::Record(record)),
+            None => client.fetch(table.object_type, object_uuid).await,
+        };
+        match fetched {
+            Ok(Fetched::Record(record)) => {
+                let Some(row) = MirrorRecord::from_record(table, record) else {
+                    let error = ApiCallError::InvalidResponse("record without uuid".into());
+                    self.retry_or_fail(batch, &error, started_at).await?;
+                    return Ok(Step::Processed);
+                };
+                self.store.upsert_mirror(&row, now_millis()).await?;
+                let owners = self.owners(table, &row.uuid, &row.record).await?;
+                self.finish(batch, Completion::Success, started_at, Some(200)).await?;
+                for event in batch {
+                    self.announce_record(event, filled_changes(&event.changes, &row.record), &owners);
+                }
+                Ok(Step::Processed)
+            }
+            Ok(Fetched::Missing) => {
+                let reason = format!("ServiceM8 has no {object_type} {object_uuid}: not mirrored");
+                self.finish(batch, Completion::Skipped(reason), started_at, Some(404)).await?;
+                Ok(Step::Processed)
+            }
+            Err(ApiCallError::BudgetExhausted { retry_at }) => {
+                let completion = Completion::Retry {
+                    next_attempt_at: retry_at,
+                    error: "ServiceM8 request budget spent; waiting for the next window".into(),
+                    refund_attempt: true,
+                };
+                self.finish(batch, completion, started_at, None).await?;
+                Ok(Step::BudgetSpent { until: retry_at })
+            }
+            Err(ApiCallError::RateLimited) => {
+                let retry_at = (now_millis().div_euclid(MINUTE_MS) + 1) * MINUTE_MS;
+                let completion = Completion::Retry {
+                    next_attempt_at: retry_at,
+                    error: ApiCallError::RateLimited.to_string(),
+                    refund_attempt: true,
+                };
+                self.finish(batch, completion, started_at, Some(429)).await?;
+                Ok(Step::BudgetSpent { until: retry_at })
+            }
+            Err(ApiCallError::Store(error)) => Err(error),
+            Err(error) => {
+                self.retry_or_fail(batch, &error, started_at).await?;
+                Ok(Step::Processed)
+            }
+        }
+    }
+
+    /// Schedules each event's next attempt, or fails it when its retries are used up.
+    async fn retry_or_fail(&self, batch: &[ClaimedEvent], error: &ApiCallError, started_at: i64) -> Result<(), StoreError> {
+        for event in batch {
+            let completion = match self.policy.delay_after(event.attempts) {
+                Some(delay) => Completion::Retry {
+                    next_attempt_at: now_millis() + delay.as_millis() as i64,
+                    error: error.to_string(),
+                    refund_attempt: false,
+                },
+                None => Completion::Failed(error.to_string()),
+            };
+            self.finish(std::slice::from_ref(event), completion, started_at, error.http_status()).await?;
+        }
+        Ok(())
+    }
+
+    /// Without credentials: merges each event's own `changes` into the mirrored record, in order.
+    async fn apply_payloads(
+        &self,
+        table: &'static MirrorTable,
+        batch: &[ClaimedEvent],
+        started_at: i64,
+    ) -> Result<Step, StoreError> {
+        for event in batch {
+            let values: Map<String, Value> = match &event.changes {
+                Value::Object(changes) => changes.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                _ => Map::new(),
+            };
+            if values.is_empty() {
+                let reason = "no ServiceM8 credentials: the delivery names changed fields but carries no values".into();
+                self.finish(std::slice::from_ref(event), Completion::Skipped(reason), started_at, None).await?;
+                continue;
+            }
+            let stored = self.store.mirror_record(table.object_type, &event.object_uuid).await?;
+            let mut record = match stored {
+                Some(Value::Object(record)) => record,
+                _ => Map::from_iter([("uuid".to_owned(), Value::from(event.object_uuid.clone())), ("active".to_owned(), 1.into())]),
+            };
+            record.extend(values.clone());
+            let occurred = event.occurred_at.unwrap_or(event.received_at);
+            let edit_date = servicem8_date(occurred);
+            if record.get("edit_date").and_then(Value::as_str).is_none_or(|stored| stored < edit_date.as_str()) {
+                record.insert("edit_date".into(), edit_date.into());
+            }
+            let record = Value::Object(record);
+            let row = MirrorRecord::from_record(table, record).expect("the record was given the event's uuid");
+            self.store.upsert_mirror(&row, now_millis()).await?;
+            let owners = self.owners(table, &row.uuid, &row.record).await?;
+            self.finish(std::slice::from_ref(event), Completion::Success, started_at, None).await?;
+            self.announce_record(event, Value::Object(values), &owners);
+        }
+        Ok(Step::Processed)
+    }
+
+    async fn owners(&self, table: &MirrorTable, uuid: &str, record: &Value) -> Result<Owners, StoreError> {
+        let job_uuid = match table.object_type {
+            "job" => Some(uuid.to_owned()),
+            "jobactivity" => text_field(record, "job_uuid"),
+            "attachment" if text_field(record, "related_object").is_some_and(|o| o.eq_ignore_ascii_case("job")) => {
+                text_field(record, "related_object_uuid")
+            }
+            _ => None,
+        };
+        let company_uuid = match table.object_type {
+            "company" => Some(uuid.to_owned()),
+            "job" => text_field(record, "company_uuid"),
+            _ => match &job_uuid {
+                Some(job_uuid) => self.store.job_company(job_uuid).await?,
+                None => None,
+            },
+        };
+        Ok(Owners { company_uuid, job_uuid })
+    }
+
+    async fn finish(
+        &self,
+        events: &[ClaimedEvent],
+        completion: Completion,
+        started_at: i64,
+        http_status: Option<i32>,
+    ) -> Result<(), StoreError> {
+        let timing = AttemptTiming { started_at, finished_at: now_millis(), http_status };
+        self.store.finish_events(events, &completion, &timing).await?;
+        let stage = match &completion {
+            Completion::Success => Stage::Success,
+            Completion::Skipped(_) => Stage::Skipped,
+            Completion::Retry { .. } => Stage::Retrying,
+            Completion::Failed(_) => Stage::Failed,
+        };
+        let detail = match &completion {
+            Completion::Skipped(reason) => Some(reason.as_str()),
+            other => other.error(),
+        };
+        for event in events {
+            self.announce(event, stage, detail);
+        }
+        Ok(())
+    }
+
+    fn announce(&self, event: &ClaimedEvent, stage: Stage, error: Option<&str>) {
+        let _ = self.updates.send(PipelineUpdate::Lifecycle(LifecycleUpdate {
+            event_id: event.id.clone(),
+            object_type: event.object_type.clone(),
+            object_uuid: event.object_uuid.clone(),
+            event_type: event.event_type.clone(),
+            stage,
+            attempts: event.attempts,
+            error: error.map(str::to_owned),
+            at: now_millis(),
+        }));
+    }
+
+    fn announce_record(&self, event: &ClaimedEvent, changes: Value, owners: &Owners) {
+        let _ = self.updates.send(PipelineUpdate::Record(RecordUpdate {
+            event_id: event.id.clone(),
+            object_type: event.object_type.clone(),
+            object_uuid: event.object_uuid.clone(),
+            event_type: event.event_type.clone(),
+            changes,
+            company_uuid: owners.company_uuid.clone(),
+            job_uuid: owners.job_uuid.clone(),
+            received_at: event.received_at,
+        }));
+    }
+}
+
+/// The newest record carried by reconciliation events, when every event of the batch is one.
+fn listed_record(batch: &[ClaimedEvent]) -> Option<Value> {
+    if !batch.iter().all(|event| event.format == "sync") {
+        return None;
+    }
+    batch
+        .iter()
+        .map(|event| &event.changes)
+        .filter(|record| record.get("uuid").is_some())
+        .max_by_key(|record| text_field(record, "edit_date"))
+        .cloned()
+}
+
+/// The event's changes with each field named without a value (object callbacks) filled from the record.
+fn filled_changes(changes: &Value, record: &Value) -> Value {
+    match changes {
+        Value::Object(changes) => Value::Object(
+            changes
+                .iter()
+                .map(|(field, value)| {
+                    let value = if value.is_null() { record.get(field).cloned().unwrap_or(Value::Null) } else { value.clone() };
+                    (field.clone(), value)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Unix milliseconds as ServiceM8 writes dates: `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn servicem8_date(millis: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fields_named_without_values_are_filled_from_the_record() {
+        let changes = json!({"status": null, "job_description": "given"});
+        let record = json!({"status": "Completed", "job_description": "stored"});
+        assert_eq!(filled_changes(&changes, &record), json!({"status": "Completed", "job_description": "given"}));
+    }
+
+    #[test]
+    fn dates_are_written_like_servicem8_writes_them() {
+        assert_eq!(servicem8_date(1_704_067_200_000), "2024-01-01 00:00:00");
+    }
+}

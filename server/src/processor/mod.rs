@@ -1,0 +1,213 @@
+//! The processor: a pool of workers that claim due events under a lease, fetch what changed from ServiceM8,
+//! mirror it, retry what fails, and announce every step.
+//!
+//! Workers wake at once when the receiver queues events and otherwise poll, so nothing waits on a lost
+//! wake-up. Events of one object are claimed and fetched together (coalescing). No transaction is held across
+//! an HTTP call: claiming commits before the fetch, finishing is a second transaction.
+
+mod handler;
+mod retry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::servicem8::client::ServiceM8Client;
+use crate::servicem8::sync;
+use crate::store::{now_millis, Store, StoreError};
+use crate::updates::UpdateSender;
+pub use handler::ProcessingMode;
+pub use retry::RetryPolicy;
+
+#[derive(Debug, Clone, Args)]
+pub struct ProcessorArgs {
+    /// Number of concurrent workers processing events; 0 makes a receive-only node (others process).
+    #[arg(long, env = "WORKERS", default_value_t = 4)]
+    pub workers: usize,
+
+    /// Automatic retries of a failed event before it is marked failed.
+    #[arg(long, env = "MAX_RETRIES", default_value_t = 3)]
+    pub max_retries: i32,
+
+    /// Delay before the first retry, in milliseconds; it doubles with each retry (with ±25% jitter).
+    #[arg(long, env = "RETRY_BASE_DELAY_MS", default_value_t = 10_000)]
+    pub retry_base_delay_ms: u64,
+
+    /// How long a worker holds an event before another may reclaim it, in milliseconds.
+    #[arg(long, env = "LEASE_MS", default_value_t = 60_000)]
+    pub lease_ms: i64,
+
+    /// How often idle workers look for due events, in milliseconds (new events wake them at once).
+    #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 1_000)]
+    pub poll_interval_ms: u64,
+
+    /// Finished events older than this many days are deleted hourly; 0 keeps them forever.
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = 30)]
+    pub retention_days: i64,
+
+    /// Seconds between reconciliation passes against the ServiceM8 API (the first runs at start); 0 turns them off.
+    #[arg(long, env = "SYNC_INTERVAL_SECONDS", default_value_t = 3_600)]
+    pub sync_interval_seconds: u64,
+}
+
+impl Default for ProcessorArgs {
+    fn default() -> Self {
+        ProcessorArgs {
+            workers: 4,
+            max_retries: 3,
+            retry_base_delay_ms: 10_000,
+            lease_ms: 60_000,
+            poll_interval_ms: 1_000,
+            retention_days: 30,
+            sync_interval_seconds: 3_600,
+        }
+    }
+}
+
+impl ProcessorArgs {
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy { max_retries: self.max_retries, base_delay: Duration::from_millis(self.retry_base_delay_ms) }
+    }
+}
+
+/// What one step of a worker found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A batch of events was processed; look for more at once.
+    Processed,
+    QueueEmpty,
+    /// The API budget is spent until this time (unix ms).
+    BudgetSpent { until: i64 },
+}
+
+pub struct Processor {
+    store: Arc<dyn Store>,
+    client: Option<Arc<ServiceM8Client>>,
+    handler: handler::Handler,
+    args: ProcessorArgs,
+    wakeup: Arc<Notify>,
+}
+
+impl Processor {
+    pub fn new(
+        store: Arc<dyn Store>,
+        client: Option<Arc<ServiceM8Client>>,
+        updates: UpdateSender,
+        args: ProcessorArgs,
+        wakeup: Arc<Notify>,
+    ) -> Arc<Processor> {
+        let handler = handler::Handler::new(store.clone(), client.clone(), updates, args.retry_policy());
+        Arc::new(Processor { store, client, handler, args, wakeup })
+    }
+
+    pub fn mode(&self) -> ProcessingMode {
+        self.handler.mode()
+    }
+
+    /// Starts the workers and the retention task; they stop after `shutdown`, finishing the batch in hand.
+    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> JoinSet<()> {
+        let mut tasks = JoinSet::new();
+        for worker in 0..self.args.workers {
+            let processor = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { processor.run_worker(worker, shutdown).await });
+        }
+        if self.args.retention_days > 0 {
+            let processor = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { processor.run_retention(shutdown).await });
+        }
+        if let (Some(client), true) = (self.client.clone(), self.args.sync_interval_seconds > 0) {
+            let processor = self.clone();
+            tasks.spawn(async move { processor.run_sync(client, shutdown).await });
+        }
+        tasks
+    }
+
+    async fn run_worker(&self, worker: usize, shutdown: CancellationToken) {
+        let poll = Duration::from_millis(self.args.poll_interval_ms.max(10));
+        while !shutdown.is_cancelled() {
+            // Registered before looking at the queue, so a wake-up that arrives meanwhile is not lost.
+            let notified = self.wakeup.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let pause = match self.step().await {
+                Ok(Step::Processed) => continue,
+                Ok(Step::QueueEmpty) => poll,
+                Ok(Step::BudgetSpent { until }) => {
+                    tracing::info!(worker, "ServiceM8 request budget spent; waiting for the next window");
+                    Duration::from_millis((until - now_millis()).max(10) as u64)
+                }
+                Err(error) => {
+                    tracing::error!(worker, %error, "processing step failed");
+                    poll
+                }
+            };
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// Claims the next due object's events and processes them.
+    pub async fn step(&self) -> Result<Step, StoreError> {
+        let now = now_millis();
+        let claimed = self.store.claim_next_object(now, now + self.args.lease_ms).await?;
+        if claimed.is_empty() {
+            return Ok(Step::QueueEmpty);
+        }
+        self.handler.process(&claimed).await
+    }
+
+    /// Processes until nothing is due; for the CLI and tests.
+    pub async fn drain(&self) -> Result<usize, StoreError> {
+        let mut batches = 0;
+        while self.step().await? == Step::Processed {
+            batches += 1;
+        }
+        Ok(batches)
+    }
+
+    /// Reconciles on start and then every `sync_interval_seconds`, queueing what webhooks missed.
+    async fn run_sync(&self, client: Arc<ServiceM8Client>, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(Duration::from_secs(self.args.sync_interval_seconds));
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match sync::reconcile(&self.store, &client, None).await {
+                Ok(reports) => {
+                    let queued: usize = reports.iter().map(|report| report.queued).sum();
+                    tracing::info!(queued, "reconciliation pass finished");
+                    if queued > 0 {
+                        self.wakeup.notify_waiters();
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "reconciliation pass failed; trying again next interval"),
+            }
+        }
+    }
+
+    async fn run_retention(&self, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let cutoff = now_millis() - self.args.retention_days * 24 * 3600 * 1000;
+            match self.store.delete_finished_events_before(cutoff).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, days = self.args.retention_days, "retention: deleted old events"),
+                Err(error) => tracing::error!(%error, "retention cleanup failed"),
+            }
+        }
+    }
+}

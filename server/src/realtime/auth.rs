@@ -1,0 +1,414 @@
+//! Who may join and broadcast on which topic.
+//!
+//! The `apikey` on the socket URL is public (like Supabase's anon key): it only opens the socket. Channel access
+//! comes from an `access_token`, an HS256 JWT this server signs with `JWT_SECRET`: `role: "admin"` joins every
+//! topic; `role: "portal"` with a `company_uuid` joins only `company:{its company}` and `job:{uuid}` of that
+//! company's jobs, and cannot broadcast; no token joins only the topics configured as public. supabase-js sends the
+//! apikey itself as the token when nobody is signed in, so that counts as no token.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use jsonwebtoken::{
+    decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::secrets_match;
+use crate::config::Secret;
+use crate::store::Store;
+
+/// Every channel topic upstream routes starts with this.
+pub const TOPIC_PREFIX: &str = "realtime:";
+
+/// Answers which company a job belongs to (`None` when unknown); portal users join a job's topic only when it is
+/// their company's. The store will answer this once it mirrors jobs; start-up passes the lookup in.
+pub type JobOwnership = Arc<dyn Fn(String) -> BoxFuture<'static, Option<String>> + Send + Sync>;
+
+/// Job ownership as the store's mirror of jobs knows it; a job not (yet) mirrored belongs to nobody.
+pub fn store_job_ownership(store: Arc<dyn Store>) -> JobOwnership {
+    Arc::new(move |job_uuid: String| {
+        let store = store.clone();
+        Box::pin(async move {
+            store.job_company(&job_uuid).await.unwrap_or_else(|error| {
+                tracing::error!(%error, "looking up the company of a job failed");
+                None
+            })
+        })
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Joins and broadcasts on every topic.
+    Admin,
+    /// Sees one company's topics; never broadcasts.
+    Portal,
+}
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_uuid: Option<String>,
+    /// Expiry, unix seconds.
+    pub exp: i64,
+    pub iat: i64,
+}
+
+/// Who is behind a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Anonymous,
+    Admin,
+    Portal { company_uuid: String },
+}
+
+/// A verified identity and when it stops being valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub identity: Identity,
+    /// Unix seconds; `None` for anonymous access, which does not expire.
+    pub expires_at: Option<i64>,
+}
+
+impl Credentials {
+    pub fn anonymous() -> Credentials {
+        Credentials {
+            identity: Identity::Anonymous,
+            expires_at: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("Token has expired")]
+    Expired,
+    #[error("Unauthorized: invalid access token ({0})")]
+    Invalid(String),
+    #[error("a portal token needs a company")]
+    MissingCompany,
+}
+
+/// The outcome of an authorisation check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Granted,
+    /// Refused, with the reason the client is told.
+    Denied(String),
+}
+
+/// Signs and verifies access tokens.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &Secret) -> TokenKeys {
+        TokenKeys {
+            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+        }
+    }
+
+    /// A token for `role` valid for `ttl_seconds` from `now` (unix seconds).
+    pub fn mint(
+        &self,
+        role: Role,
+        company_uuid: Option<&str>,
+        ttl_seconds: i64,
+        now: i64,
+    ) -> Result<String, TokenError> {
+        if role == Role::Portal && company_uuid.is_none_or(str::is_empty) {
+            return Err(TokenError::MissingCompany);
+        }
+        let claims = Claims {
+            role,
+            company_uuid: company_uuid.map(str::to_owned),
+            exp: now + ttl_seconds,
+            iat: now,
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| TokenError::Invalid(e.to_string()))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Credentials, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // A token refresh is due at expiry exactly; a grace period would keep a revoked portal user listening.
+        validation.leeway = 0;
+        validation.validate_aud = false;
+        let claims = decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|error| match error.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(error.to_string()),
+            })?
+            .claims;
+        let identity = match (claims.role, claims.company_uuid) {
+            (Role::Admin, _) => Identity::Admin,
+            (Role::Portal, Some(company_uuid)) if !company_uuid.is_empty() => {
+                Identity::Portal { company_uuid }
+            }
+            (Role::Portal, _) => return Err(TokenError::MissingCompany),
+        };
+        Ok(Credentials {
+            identity,
+            expires_at: Some(claims.exp),
+        })
+    }
+}
+
+/// The relay's access rules: the anon key, the token keys, the public topics and job ownership.
+pub struct Authority {
+    keys: TokenKeys,
+    anon_key: Secret,
+    /// Sub-topics (without `realtime:`) anyone may join.
+    public_topics: HashSet<String>,
+    job_company: JobOwnership,
+}
+
+impl Authority {
+    pub fn new(
+        keys: TokenKeys,
+        anon_key: Secret,
+        public_topics: &[String],
+        job_company: JobOwnership,
+    ) -> Authority {
+        let public_topics = public_topics
+            .iter()
+            .map(|topic| topic.trim())
+            .filter(|topic| !topic.is_empty())
+            .map(|topic| topic.strip_prefix(TOPIC_PREFIX).unwrap_or(topic).to_owned())
+            .collect();
+        Authority {
+            keys,
+            anon_key,
+            public_topics,
+            job_company,
+        }
+    }
+
+    pub fn apikey_matches(&self, apikey: &str) -> bool {
+        secrets_match(apikey, self.anon_key.expose())
+    }
+
+    /// The credentials a token grants; no token, or the anon key in its place, is anonymous access.
+    pub fn credentials(&self, token: Option<&str>) -> Result<Credentials, TokenError> {
+        match token.map(str::trim).filter(|token| !token.is_empty()) {
+            None => Ok(Credentials::anonymous()),
+            Some(token) if self.apikey_matches(token) => Ok(Credentials::anonymous()),
+            Some(token) => self.keys.verify(token),
+        }
+    }
+
+    /// Whether `identity` may join `topic` (a full `realtime:...` topic).
+    pub async fn authorize_join(&self, identity: &Identity, topic: &str) -> Access {
+        let Some(sub_topic) = topic.strip_prefix(TOPIC_PREFIX) else {
+            return Access::Denied("unmatched topic".into());
+        };
+        if self.public_topics.contains(sub_topic) {
+            return Access::Granted;
+        }
+        match identity {
+            Identity::Admin => Access::Granted,
+            Identity::Anonymous => Access::Denied(format!(
+                "Unauthorized: an access token is required to join {sub_topic}"
+            )),
+            Identity::Portal { company_uuid } => {
+                if sub_topic.strip_prefix("company:") == Some(company_uuid) {
+                    return Access::Granted;
+                }
+                if let Some(job_uuid) = sub_topic.strip_prefix("job:") {
+                    if (self.job_company)(job_uuid.to_owned()).await.as_ref() == Some(company_uuid)
+                    {
+                        return Access::Granted;
+                    }
+                }
+                Access::Denied(format!(
+                    "Unauthorized: this portal token cannot join {sub_topic}"
+                ))
+            }
+        }
+    }
+
+    /// Whether `identity` may broadcast on `topic`: admins anywhere, anyone on public topics, portal users never.
+    pub fn authorize_broadcast(&self, identity: &Identity, topic: &str) -> Access {
+        let sub_topic = topic.strip_prefix(TOPIC_PREFIX).unwrap_or(topic);
+        match identity {
+            Identity::Admin => Access::Granted,
+            Identity::Portal { .. } => {
+                Access::Denied("Unauthorized: portal tokens cannot broadcast".into())
+            }
+            Identity::Anonymous if self.public_topics.contains(sub_topic) => Access::Granted,
+            Identity::Anonymous => Access::Denied(format!(
+                "Unauthorized: an access token is required to broadcast on {sub_topic}"
+            )),
+        }
+    }
+}
+
+/// Unix seconds now.
+pub fn now_seconds() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(&Secret::new("test-jwt-secret"))
+    }
+
+    fn authority() -> Authority {
+        let ownership: JobOwnership = Arc::new(|job_uuid: String| {
+            Box::pin(async move { (job_uuid == "job-of-c1").then(|| "c1".to_owned()) })
+        });
+        Authority::new(
+            keys(),
+            Secret::new("anon"),
+            &["lobby".into(), "realtime:room1".into()],
+            ownership,
+        )
+    }
+
+    fn portal(company: &str) -> Identity {
+        Identity::Portal {
+            company_uuid: company.into(),
+        }
+    }
+
+    #[test]
+    fn a_minted_token_verifies_to_its_role_and_expiry() {
+        let now = now_seconds();
+        let token = keys().mint(Role::Portal, Some("c1"), 60, now).unwrap();
+        let credentials = keys().verify(&token).unwrap();
+        assert_eq!(credentials.identity, portal("c1"));
+        assert_eq!(credentials.expires_at, Some(now + 60));
+    }
+
+    #[test]
+    fn expired_forged_and_companyless_tokens_are_refused() {
+        let now = now_seconds();
+        let expired = keys().mint(Role::Admin, None, -5, now).unwrap();
+        assert_eq!(keys().verify(&expired), Err(TokenError::Expired));
+        let forged = TokenKeys::new(&Secret::new("other"))
+            .mint(Role::Admin, None, 60, now)
+            .unwrap();
+        assert!(matches!(
+            keys().verify(&forged),
+            Err(TokenError::Invalid(_))
+        ));
+        assert_eq!(
+            keys().mint(Role::Portal, None, 60, now),
+            Err(TokenError::MissingCompany)
+        );
+    }
+
+    #[test]
+    fn no_token_or_the_anon_key_as_token_is_anonymous() {
+        let authority = authority();
+        assert_eq!(authority.credentials(None), Ok(Credentials::anonymous()));
+        assert_eq!(
+            authority.credentials(Some("anon")),
+            Ok(Credentials::anonymous())
+        );
+        assert!(authority.credentials(Some("garbage")).is_err());
+    }
+
+    #[tokio::test]
+    async fn admins_join_everything_and_anonymous_users_only_public_topics() {
+        let authority = authority();
+        assert_eq!(
+            authority
+                .authorize_join(&Identity::Admin, "realtime:admin:webhooks")
+                .await,
+            Access::Granted
+        );
+        assert_eq!(
+            authority
+                .authorize_join(&Identity::Anonymous, "realtime:room1")
+                .await,
+            Access::Granted
+        );
+        assert_eq!(
+            authority
+                .authorize_join(&Identity::Anonymous, "realtime:lobby")
+                .await,
+            Access::Granted
+        );
+        assert!(matches!(
+            authority
+                .authorize_join(&Identity::Anonymous, "realtime:jobs")
+                .await,
+            Access::Denied(_)
+        ));
+        assert!(matches!(
+            authority.authorize_join(&Identity::Admin, "phoenix").await,
+            Access::Denied(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn portal_users_join_only_their_company_and_its_jobs() {
+        let authority = authority();
+        assert_eq!(
+            authority
+                .authorize_join(&portal("c1"), "realtime:company:c1")
+                .await,
+            Access::Granted
+        );
+        assert_eq!(
+            authority
+                .authorize_join(&portal("c1"), "realtime:job:job-of-c1")
+                .await,
+            Access::Granted
+        );
+        for topic in [
+            "realtime:company:c2",
+            "realtime:job:other",
+            "realtime:jobs",
+            "realtime:admin:webhooks",
+        ] {
+            assert!(
+                matches!(
+                    authority.authorize_join(&portal("c1"), topic).await,
+                    Access::Denied(_)
+                ),
+                "{topic}"
+            );
+        }
+        assert!(matches!(
+            authority
+                .authorize_join(&portal("c2"), "realtime:job:job-of-c1")
+                .await,
+            Access::Denied(_)
+        ));
+    }
+
+    #[test]
+    fn portal_users_never_broadcast() {
+        let authority = authority();
+        assert!(matches!(
+            authority.authorize_broadcast(&portal("c1"), "realtime:company:c1"),
+            Access::Denied(_)
+        ));
+        assert_eq!(
+            authority.authorize_broadcast(&Identity::Admin, "realtime:jobs"),
+            Access::Granted
+        );
+        assert_eq!(
+            authority.authorize_broadcast(&Identity::Anonymous, "realtime:lobby"),
+            Access::Granted
+        );
+        assert!(matches!(
+            authority.authorize_broadcast(&Identity::Anonymous, "realtime:jobs"),
+            Access::Denied(_)
+        ));
+    }
+}

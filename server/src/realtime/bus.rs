@@ -1,0 +1,182 @@
+//! The bus carries every broadcast to the hub of every node: publish → bus → each node's hub → its sessions.
+//! A node's own subscribers are reached the same way as another node's, so one node and many behave alike.
+//!
+//! Two engines, chosen by the database: `InProcessBus` (SQLite, one process; the retained record is in memory) and
+//! `PostgresBus` (several `serve` processes on one database; see `postgres_bus`).
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::hub::{ConnectionId, Hub};
+use super::outbox::{Replay, RetainedLog, Retention};
+use super::protocol::{BroadcastPayload, Outgoing};
+use crate::store::now_millis;
+
+/// A message for the subscribers of one topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Broadcast {
+    /// Full topic, `realtime:...`.
+    pub topic: String,
+    pub event: String,
+    pub payload: BroadcastPayload,
+    /// The connection that pushed it, so that `self: false` subscribers are spared their own messages.
+    pub sender: Option<ConnectionId>,
+    /// Pushed as a binary (kind 3) frame; relayed as kind 4.
+    pub binary: bool,
+    /// The topic's offset, for retained broadcasts.
+    pub offset: Option<i64>,
+}
+
+impl Broadcast {
+    pub fn new(
+        topic: impl Into<String>,
+        event: impl Into<String>,
+        payload: BroadcastPayload,
+        sender: Option<ConnectionId>,
+        binary: bool,
+    ) -> Broadcast {
+        Broadcast {
+            topic: topic.into(),
+            event: event.into(),
+            payload,
+            sender,
+            binary,
+            offset: None,
+        }
+    }
+
+    /// Numbers the broadcast, and writes the number into a JSON object payload as `offset` so clients see it.
+    pub fn set_offset(&mut self, offset: i64) {
+        self.offset = Some(offset);
+        if let BroadcastPayload::Json(Value::Object(map)) = &mut self.payload {
+            map.insert("offset".into(), offset.into());
+        }
+    }
+
+    pub fn to_outgoing(&self) -> Outgoing {
+        Outgoing::Broadcast {
+            topic: self.topic.clone(),
+            event: self.event.clone(),
+            payload: self.payload.clone(),
+            binary: self.binary,
+        }
+    }
+}
+
+/// A broadcast handed to the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Publication {
+    /// Numbered with its topic's next offset and kept for resuming clients (pipeline updates).
+    Retained(Broadcast),
+    /// Delivered once and forgotten (clients' and the REST API's broadcasts, as upstream).
+    Ephemeral(Broadcast),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("realtime bus database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Delivers the publications, in order, to the subscribers on every node.
+    async fn publish(&self, publications: Vec<Publication>) -> Result<(), BusError>;
+
+    /// What a client that last saw `after` on `topic` has missed.
+    async fn replay(&self, topic: &str, after: i64) -> Result<Replay, BusError>;
+}
+
+/// The single-process bus: delivers straight to this node's hub, keeping retained broadcasts in memory.
+pub struct InProcessBus {
+    hub: Arc<Hub>,
+    log: Mutex<RetainedLog>,
+}
+
+impl InProcessBus {
+    pub fn new(hub: Arc<Hub>, retention: Retention) -> InProcessBus {
+        InProcessBus {
+            hub,
+            log: Mutex::new(RetainedLog::new(retention)),
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for InProcessBus {
+    async fn publish(&self, publications: Vec<Publication>) -> Result<(), BusError> {
+        // Delivering under the log's lock keeps each topic's deliveries in offset order across publishers.
+        let mut log = self.log.lock().expect("retained log lock");
+        let now = now_millis();
+        for publication in publications {
+            let broadcast = match publication {
+                Publication::Retained(broadcast) => log.record(broadcast, now),
+                Publication::Ephemeral(broadcast) => broadcast,
+            };
+            self.hub.deliver(Arc::new(broadcast));
+        }
+        Ok(())
+    }
+
+    async fn replay(&self, topic: &str, after: i64) -> Result<Replay, BusError> {
+        Ok(self
+            .log
+            .lock()
+            .expect("retained log lock")
+            .replay(topic, after, now_millis()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::realtime::hub::Push;
+    use serde_json::json;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    #[tokio::test]
+    async fn the_in_process_bus_numbers_retained_broadcasts_and_delivers_all_of_them() {
+        let hub = Arc::new(Hub::new());
+        let bus = InProcessBus::new(
+            hub.clone(),
+            Retention {
+                max_messages: 10,
+                max_age: Duration::from_secs(60),
+            },
+        );
+        let (tx, mut rx) = mpsc::channel(8);
+        hub.subscribe("realtime:jobs", uuid::Uuid::new_v4(), false, tx);
+        let update = || {
+            Broadcast::new(
+                "realtime:jobs",
+                "webhook_update",
+                BroadcastPayload::Json(json!({})),
+                None,
+                false,
+            )
+        };
+        bus.publish(vec![
+            Publication::Retained(update()),
+            Publication::Ephemeral(update()),
+            Publication::Retained(update()),
+        ])
+        .await
+        .unwrap();
+        let mut seen = Vec::new();
+        while let Ok(Push::Broadcast(broadcast)) = rx.try_recv() {
+            seen.push(broadcast.offset);
+        }
+        assert_eq!(seen, vec![Some(1), None, Some(2)]);
+        let Replay::Missed(missed) = bus.replay("realtime:jobs", 1).await.unwrap() else {
+            panic!("expected a replay")
+        };
+        assert_eq!(missed.len(), 1);
+        assert_eq!(
+            missed[0].payload,
+            BroadcastPayload::Json(json!({"offset": 2}))
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! Resume: the retained record of each topic's offset-numbered broadcasts, and the decision of what a rejoining
+//! client gets.
+//!
+//! Offsets are per topic, start at 1 and grow by one with each retained broadcast. A client rejoining with the
+//! offset it last saw gets every later broadcast again, in order, when all of them are still retained (the last
+//! `retention.max_messages` per topic, no older than `retention.max_age`). When some are gone, or the offset is
+//! one the server never gave out, it gets instead a `system` frame telling it to refetch (see `realtime::session`).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use super::bus::Broadcast;
+
+/// How much of each topic is kept for resuming clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub max_messages: usize,
+    pub max_age: Duration,
+}
+
+impl Retention {
+    /// The oldest `created_at` (unix ms) still retained at `now`.
+    pub fn cutoff(&self, now: i64) -> i64 {
+        now - self.max_age.as_millis() as i64
+    }
+}
+
+/// What a client resuming after `offset` is owed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Replay {
+    /// Every broadcast it missed, oldest first (none when it is up to date).
+    Missed(Vec<Broadcast>),
+    /// Some are no longer retained: it must refetch, then follow on from `latest`.
+    Refetch { latest: i64 },
+}
+
+/// Decides a replay from the topic's latest offset and the retained broadcasts after `after`, oldest first.
+pub fn plan_replay(
+    after: i64,
+    latest: i64,
+    retained_after: Vec<Broadcast>,
+    retention: &Retention,
+) -> Replay {
+    if after == latest {
+        return Replay::Missed(Vec::new());
+    }
+    let complete = after < latest
+        && retained_after.first().and_then(|b| b.offset) == Some(after + 1)
+        && retained_after.len() as i64 == latest - after
+        && retained_after.len() <= retention.max_messages;
+    if complete {
+        Replay::Missed(retained_after)
+    } else {
+        Replay::Refetch { latest }
+    }
+}
+
+/// The in-memory record used by the single-process engine (SQLite).
+pub struct RetainedLog {
+    retention: Retention,
+    topics: HashMap<String, TopicLog>,
+}
+
+#[derive(Default)]
+struct TopicLog {
+    latest: i64,
+    /// `(created_at, broadcast)`, oldest first.
+    retained: VecDeque<(i64, Broadcast)>,
+}
+
+impl RetainedLog {
+    pub fn new(retention: Retention) -> RetainedLog {
+        RetainedLog {
+            retention,
+            topics: HashMap::new(),
+        }
+    }
+
+    /// Gives `broadcast` its topic's next offset and keeps it; returns it numbered.
+    pub fn record(&mut self, mut broadcast: Broadcast, now: i64) -> Broadcast {
+        let log = self.topics.entry(broadcast.topic.clone()).or_default();
+        log.latest += 1;
+        broadcast.set_offset(log.latest);
+        log.retained.push_back((now, broadcast.clone()));
+        while log.retained.len() > self.retention.max_messages {
+            log.retained.pop_front();
+        }
+        let cutoff = self.retention.cutoff(now);
+        while log
+            .retained
+            .front()
+            .is_some_and(|(created_at, _)| *created_at < cutoff)
+        {
+            log.retained.pop_front();
+        }
+        broadcast
+    }
+
+    pub fn replay(&self, topic: &str, after: i64, now: i64) -> Replay {
+        let Some(log) = self.topics.get(topic) else {
+            return plan_replay(after, 0, Vec::new(), &self.retention);
+        };
+        let cutoff = self.retention.cutoff(now);
+        let retained_after = log
+            .retained
+            .iter()
+            .filter(|(created_at, broadcast)| {
+                *created_at >= cutoff && broadcast.offset > Some(after)
+            })
+            .map(|(_, broadcast)| broadcast.clone())
+            .collect();
+        plan_replay(after, log.latest, retained_after, &self.retention)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::realtime::protocol::BroadcastPayload;
+    use serde_json::json;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn retention(max_messages: usize) -> Retention {
+        Retention {
+            max_messages,
+            max_age: Duration::from_secs(3600),
+        }
+    }
+
+    fn update(topic: &str) -> Broadcast {
+        Broadcast::new(
+            topic,
+            "webhook_update",
+            BroadcastPayload::Json(json!({"type": "job_update"})),
+            None,
+            false,
+        )
+    }
+
+    fn offsets(replay: Replay) -> Vec<i64> {
+        match replay {
+            Replay::Missed(broadcasts) => broadcasts.iter().map(|b| b.offset.unwrap()).collect(),
+            Replay::Refetch { latest } => panic!("expected a replay, got refetch at {latest}"),
+        }
+    }
+
+    #[test]
+    fn offsets_count_up_per_topic_and_appear_in_the_payload() {
+        let mut log = RetainedLog::new(retention(10));
+        assert_eq!(log.record(update("realtime:jobs"), NOW).offset, Some(1));
+        assert_eq!(log.record(update("realtime:staff"), NOW).offset, Some(1));
+        let second = log.record(update("realtime:jobs"), NOW);
+        assert_eq!(second.offset, Some(2));
+        assert_eq!(
+            second.payload,
+            BroadcastPayload::Json(json!({"type": "job_update", "offset": 2}))
+        );
+    }
+
+    #[test]
+    fn a_client_behind_by_retained_messages_gets_them_in_order() {
+        let mut log = RetainedLog::new(retention(10));
+        for _ in 0..5 {
+            log.record(update("realtime:jobs"), NOW);
+        }
+        assert_eq!(offsets(log.replay("realtime:jobs", 2, NOW)), vec![3, 4, 5]);
+        assert_eq!(
+            offsets(log.replay("realtime:jobs", 5, NOW)),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            offsets(log.replay("realtime:never", 0, NOW)),
+            Vec::<i64>::new()
+        );
+    }
+
+    #[test]
+    fn a_client_behind_what_is_retained_or_ahead_of_the_topic_must_refetch() {
+        let mut log = RetainedLog::new(retention(3));
+        for _ in 0..5 {
+            log.record(update("realtime:jobs"), NOW);
+        }
+        assert_eq!(
+            log.replay("realtime:jobs", 1, NOW),
+            Replay::Refetch { latest: 5 }
+        );
+        assert_eq!(offsets(log.replay("realtime:jobs", 2, NOW)), vec![3, 4, 5]);
+        assert_eq!(
+            log.replay("realtime:jobs", 9, NOW),
+            Replay::Refetch { latest: 5 }
+        );
+    }
+
+    #[test]
+    fn broadcasts_older_than_the_retention_age_are_not_replayed() {
+        let mut log = RetainedLog::new(retention(10));
+        log.record(update("realtime:jobs"), NOW - 2 * 3_600_000);
+        log.record(update("realtime:jobs"), NOW);
+        assert_eq!(
+            log.replay("realtime:jobs", 0, NOW),
+            Replay::Refetch { latest: 2 }
+        );
+        assert_eq!(offsets(log.replay("realtime:jobs", 1, NOW)), vec![2]);
+    }
+}

@@ -1,0 +1,550 @@
+//! One websocket connection: the channels it joined and the loop that answers its frames.
+//!
+//! The loop is generic over a `Sink`/`Stream` of `WireMessage`s, so unit tests drive it through channels. What it
+//! answers follows `REALTIME_PROTOCOL.md`: heartbeat replies, `phx_join` replies (`postgres_changes` echoed in order
+//! with ids, or absent), `presence_state` after a join with presence, broadcasts honouring `self` and `ack`,
+//! `access_token` re-checks, `phx_leave` → reply then `phx_close`, and errors as `phx_reply` errors with a reason.
+//!
+//! Resume: a join may carry the last offset the client saw on that topic, as `config.resume.offset` or a top-level
+//! `offset`. The client then gets every retained broadcast after it, as ordinary broadcast frames, before anything
+//! live; or, when some are no longer retained, one `system` frame telling it to refetch and where the topic now is:
+//! `[null,null,"realtime:jobs","system",{"extension":"system","status":"ok","message":"refetch","channel":"jobs",
+//! "offset":57}]` (`offset` is null when the record could not be read).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::auth::{now_seconds, Access, Authority};
+use super::bus::{Broadcast, Bus, Publication};
+use super::channel::{
+    close_frame, refetch_frame, reply, system_error_frame, with, Channel, JoinRequest,
+};
+use super::hub::{ConnectionId, Hub, Push, SESSION_QUEUE};
+use super::outbox::Replay;
+use super::protocol::{BroadcastPayload, Frame, Incoming, Outgoing, ReplyStatus, Vsn, WireMessage};
+
+/// A connection that sends nothing, not even a heartbeat (every 25 s from realtime-js), for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What every session of a node shares.
+pub struct SessionContext {
+    pub hub: Arc<Hub>,
+    pub bus: Arc<dyn Bus>,
+    pub authority: Authority,
+}
+
+/// Serves one connection until the client goes away, stops heartbeating, or the sink fails.
+pub async fn run_session<S, R>(context: Arc<SessionContext>, vsn: Vsn, mut sink: S, mut stream: R)
+where
+    S: Sink<WireMessage> + Unpin,
+    R: Stream<Item = WireMessage> + Unpin,
+{
+    let (queue, mut pushes) = mpsc::channel(SESSION_QUEUE);
+    let mut session = Session::new(context, queue);
+    let idle = tokio::time::sleep(IDLE_TIMEOUT);
+    tokio::pin!(idle);
+    'connection: loop {
+        let expiry = session.next_expiry();
+        // Biased towards queued pushes: what was queued before a frame arrived goes out before its reply.
+        let outgoing = tokio::select! {
+            biased;
+            Some(push) = pushes.recv() => session.on_push(push),
+            () = sleep_until(expiry) => session.expire_tokens(),
+            message = stream.next() => match message {
+                Some(message) => {
+                    idle.as_mut().reset(Instant::now() + IDLE_TIMEOUT);
+                    session.receive(vsn, message).await
+                }
+                None => break,
+            },
+            () = &mut idle => {
+                tracing::debug!(connection = %session.id, "closing an idle realtime connection");
+                break;
+            }
+        };
+        for frame in outgoing {
+            if sink.send(vsn.encode(frame)).await.is_err() {
+                break 'connection;
+            }
+        }
+    }
+    session.context.hub.disconnect(session.id);
+    let _ = sink.close().await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Session {
+    id: ConnectionId,
+    context: Arc<SessionContext>,
+    queue: mpsc::Sender<Push>,
+    channels: HashMap<String, Channel>,
+    /// The latest token the client gave, used by joins that carry none (supabase-js's first join often does not).
+    socket_token: Option<String>,
+    next_binding_id: u64,
+}
+
+impl Session {
+    fn new(context: Arc<SessionContext>, queue: mpsc::Sender<Push>) -> Session {
+        Session {
+            id: Uuid::new_v4(),
+            context,
+            queue,
+            channels: HashMap::new(),
+            socket_token: None,
+            next_binding_id: 1,
+        }
+    }
+
+    async fn receive(&mut self, vsn: Vsn, message: WireMessage) -> Vec<Outgoing> {
+        match vsn.decode(message) {
+            Ok(Incoming::Frame(frame)) => self.handle_frame(frame).await,
+            Ok(Incoming::BinaryBroadcast(push)) => {
+                self.broadcast(
+                    &push.as_frame(),
+                    push.event.clone(),
+                    push.payload.clone(),
+                    true,
+                )
+                .await
+            }
+            // Without a decodable ref there is nothing to reply to.
+            Err(error) => {
+                tracing::debug!(connection = %self.id, %error, "ignored an undecodable realtime frame");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn handle_frame(&mut self, frame: Frame) -> Vec<Outgoing> {
+        match frame.event.as_str() {
+            "heartbeat" if frame.topic == "phoenix" => reply(frame.reply_ok()),
+            "phx_join" => self.join(frame).await,
+            _ if !self.channels.contains_key(&frame.topic) => {
+                reply(frame.reply_error("unmatched topic"))
+            }
+            "phx_leave" => self.leave(&frame),
+            "broadcast" => {
+                let Some(event) = frame.payload["event"].as_str() else {
+                    return reply(frame.reply_error("a broadcast needs an event"));
+                };
+                let payload = frame
+                    .payload
+                    .get("payload")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                self.broadcast(
+                    &frame,
+                    event.to_owned(),
+                    BroadcastPayload::Json(payload),
+                    false,
+                )
+                .await
+            }
+            "presence" => self.presence(&frame),
+            "access_token" => self.refresh_token(&frame).await,
+            // Upstream ignores events it has no handler for.
+            _ => Vec::new(),
+        }
+    }
+
+    async fn join(&mut self, frame: Frame) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        let topic = frame.topic.clone();
+        // A second join of a topic replaces the first, as Phoenix does for a duplicate join.
+        if let Some(previous) = self.channels.remove(&topic) {
+            self.context.hub.unsubscribe(&topic, self.id);
+            out.push(close_frame(&topic, &previous.join_ref));
+        }
+        let request = JoinRequest::parse(&frame.payload);
+        let token = request
+            .access_token
+            .clone()
+            .or_else(|| self.socket_token.clone());
+        let credentials = match self.context.authority.credentials(token.as_deref()) {
+            Ok(credentials) => credentials,
+            Err(error) => return with(out, frame.reply_error(error.to_string())),
+        };
+        if let Access::Denied(reason) = self
+            .context
+            .authority
+            .authorize_join(&credentials.identity, &topic)
+            .await
+        {
+            return with(out, frame.reply_error(reason));
+        }
+        if request.access_token.is_some() {
+            self.socket_token = request.access_token.clone();
+        }
+        self.context
+            .hub
+            .subscribe(&topic, self.id, request.receive_own, self.queue.clone());
+        let response = match &request.postgres_changes {
+            Some(bindings) => json!({ "postgres_changes": self.number_bindings(bindings) }),
+            None => json!({}),
+        };
+        out.push(Outgoing::Frame(frame.reply(ReplyStatus::Ok, response)));
+        if request.presence_enabled {
+            let state = self.context.hub.presence_state(&topic);
+            out.push(Outgoing::Frame(Frame::new(
+                frame.join_ref.clone(),
+                None,
+                &topic,
+                "presence_state",
+                state,
+            )));
+        }
+        let mut channel = Channel {
+            join_ref: frame.join_ref.clone(),
+            credentials,
+            ack: request.ack,
+            presence_key: request.presence_key,
+            last_offset: 0,
+        };
+        if let Some(after) = request.resume_after {
+            out.extend(self.replay(&topic, after, &mut channel).await);
+        }
+        self.channels.insert(topic, channel);
+        out
+    }
+
+    /// The join reply's bindings: the client's, in order, each with an id.
+    fn number_bindings(&mut self, bindings: &[Value]) -> Vec<Value> {
+        bindings
+            .iter()
+            .map(|binding| {
+                let mut binding = binding.as_object().cloned().unwrap_or_default();
+                binding.insert("id".into(), self.next_binding_id.into());
+                self.next_binding_id += 1;
+                Value::Object(binding)
+            })
+            .collect()
+    }
+
+    async fn replay(&self, topic: &str, after: i64, channel: &mut Channel) -> Vec<Outgoing> {
+        match self.context.bus.replay(topic, after).await {
+            Ok(Replay::Missed(broadcasts)) => {
+                channel.last_offset = after;
+                broadcasts
+                    .iter()
+                    .map(|broadcast| {
+                        channel.last_offset = channel
+                            .last_offset
+                            .max(broadcast.offset.unwrap_or_default());
+                        broadcast.to_outgoing()
+                    })
+                    .collect()
+            }
+            Ok(Replay::Refetch { latest }) => {
+                channel.last_offset = latest;
+                vec![refetch_frame(topic, Some(latest))]
+            }
+            Err(error) => {
+                tracing::error!(%error, topic, "reading the retained record for a resume failed");
+                vec![refetch_frame(topic, None)]
+            }
+        }
+    }
+
+    fn leave(&mut self, frame: &Frame) -> Vec<Outgoing> {
+        let Some(channel) = self.channels.remove(&frame.topic) else {
+            return Vec::new();
+        };
+        self.context.hub.unsubscribe(&frame.topic, self.id);
+        vec![
+            Outgoing::Frame(frame.reply_ok()),
+            close_frame(&frame.topic, &channel.join_ref),
+        ]
+    }
+
+    async fn broadcast(
+        &mut self,
+        frame: &Frame,
+        event: String,
+        payload: BroadcastPayload,
+        binary: bool,
+    ) -> Vec<Outgoing> {
+        let Some(channel) = self.channels.get(&frame.topic) else {
+            return reply(frame.reply_error("unmatched topic"));
+        };
+        if let Access::Denied(reason) = self
+            .context
+            .authority
+            .authorize_broadcast(&channel.credentials.identity, &frame.topic)
+        {
+            return reply(frame.reply_error(reason));
+        }
+        let ack = channel.ack;
+        let broadcast = Broadcast::new(&frame.topic, event, payload, Some(self.id), binary);
+        match self
+            .context
+            .bus
+            .publish(vec![Publication::Ephemeral(broadcast)])
+            .await
+        {
+            Ok(()) if ack => reply(frame.reply_ok()),
+            Ok(()) => Vec::new(),
+            Err(error) => {
+                tracing::error!(%error, "publishing a broadcast failed");
+                reply(frame.reply_error("broadcast failed, retry later"))
+            }
+        }
+    }
+
+    fn presence(&mut self, frame: &Frame) -> Vec<Outgoing> {
+        let Some(channel) = self.channels.get(&frame.topic) else {
+            return Vec::new();
+        };
+        match frame.payload["event"].as_str() {
+            Some("track") => {
+                let meta: Map<String, Value> = frame.payload["payload"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                self.context
+                    .hub
+                    .track(&frame.topic, self.id, &channel.presence_key, meta);
+            }
+            Some("untrack") => self.context.hub.untrack(&frame.topic, self.id),
+            _ => return reply(frame.reply_error("presence event must be track or untrack")),
+        }
+        reply(frame.reply_ok())
+    }
+
+    /// Re-checks a refreshed token: the channel carries on under it, or is closed when it no longer grants access.
+    async fn refresh_token(&mut self, frame: &Frame) -> Vec<Outgoing> {
+        let token = frame.payload["access_token"].as_str();
+        let refused = match self.context.authority.credentials(token) {
+            Ok(credentials) => {
+                match self
+                    .context
+                    .authority
+                    .authorize_join(&credentials.identity, &frame.topic)
+                    .await
+                {
+                    Access::Granted => {
+                        if let Some(channel) = self.channels.get_mut(&frame.topic) {
+                            channel.credentials = credentials;
+                        }
+                        self.socket_token = token.map(str::to_owned);
+                        return Vec::new();
+                    }
+                    Access::Denied(reason) => reason,
+                }
+            }
+            Err(error) => error.to_string(),
+        };
+        self.close_channel(&frame.topic, &refused)
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        let expires_at = self
+            .channels
+            .values()
+            .filter_map(|channel| channel.credentials.expires_at)
+            .min()?;
+        // A token is valid through its `exp` second, and expired once that second is over.
+        let remaining_ms = ((expires_at + 1) * 1000 - crate::store::now_millis()).max(0);
+        Some(Instant::now() + Duration::from_millis(remaining_ms as u64))
+    }
+
+    fn expire_tokens(&mut self) -> Vec<Outgoing> {
+        let now = now_seconds();
+        let expired: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, channel)| channel.credentials.expires_at.is_some_and(|at| at < now))
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        expired
+            .iter()
+            .flat_map(|topic| self.close_channel(topic, "Token has expired"))
+            .collect()
+    }
+
+    /// Tells the client why, then closes the channel: a `system` error followed by `phx_close`.
+    fn close_channel(&mut self, topic: &str, message: &str) -> Vec<Outgoing> {
+        let Some(channel) = self.channels.remove(topic) else {
+            return Vec::new();
+        };
+        self.context.hub.unsubscribe(topic, self.id);
+        vec![
+            system_error_frame(topic, message),
+            close_frame(topic, &channel.join_ref),
+        ]
+    }
+
+    fn on_push(&mut self, push: Push) -> Vec<Outgoing> {
+        match push {
+            Push::Broadcast(broadcast) => {
+                let Some(channel) = self.channels.get_mut(&broadcast.topic) else {
+                    return Vec::new();
+                };
+                if let Some(offset) = broadcast.offset {
+                    if offset <= channel.last_offset {
+                        return Vec::new();
+                    }
+                    channel.last_offset = offset;
+                }
+                vec![broadcast.to_outgoing()]
+            }
+            Push::PresenceDiff { topic, diff } if self.channels.contains_key(&topic) => {
+                vec![Outgoing::Frame(Frame::new(
+                    None,
+                    None,
+                    topic,
+                    "presence_diff",
+                    diff,
+                ))]
+            }
+            Push::PresenceDiff { .. } => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::realtime::auth::{JobOwnership, Role, TokenKeys};
+    use crate::realtime::bus::InProcessBus;
+    use crate::realtime::outbox::Retention;
+    use tokio_util::sync::PollSender;
+
+    struct Client {
+        to_server: mpsc::UnboundedSender<WireMessage>,
+        from_server: mpsc::Receiver<WireMessage>,
+    }
+
+    impl Client {
+        fn send(&self, frame: Value) {
+            self.to_server
+                .send(WireMessage::Text(frame.to_string()))
+                .unwrap();
+        }
+
+        async fn next(&mut self) -> Value {
+            let message = tokio::time::timeout(Duration::from_secs(5), self.from_server.recv())
+                .await
+                .expect("a frame within 5 s")
+                .expect("the session is still open");
+            let WireMessage::Text(text) = message else {
+                panic!("expected a text frame")
+            };
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+
+    fn context() -> Arc<SessionContext> {
+        let hub = Arc::new(Hub::new());
+        let retention = Retention {
+            max_messages: 100,
+            max_age: Duration::from_secs(60),
+        };
+        let keys = TokenKeys::new(&Secret::new("secret"));
+        let nobody_owns_jobs: JobOwnership = Arc::new(|_| Box::pin(async { None }));
+        Arc::new(SessionContext {
+            bus: Arc::new(InProcessBus::new(hub.clone(), retention)),
+            hub,
+            authority: Authority::new(
+                keys,
+                Secret::new("anon"),
+                &["room".into()],
+                nobody_owns_jobs,
+            ),
+        })
+    }
+
+    fn connect(context: &Arc<SessionContext>) -> Client {
+        let (to_server, mut server_in) = mpsc::unbounded_channel();
+        let (server_out, from_server) = mpsc::channel(64);
+        let stream = futures_util::stream::poll_fn(move |cx| server_in.poll_recv(cx));
+        let sink = PollSender::new(server_out);
+        tokio::spawn(run_session(
+            context.clone(),
+            Vsn::V2,
+            Box::pin(sink),
+            Box::pin(stream),
+        ));
+        Client {
+            to_server,
+            from_server,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_is_answered_with_its_ref() {
+        let mut client = connect(&context());
+        client.send(json!([null, "7", "phoenix", "heartbeat", {}]));
+        assert_eq!(
+            client.next().await,
+            json!([null, "7", "phoenix", "phx_reply", {"status": "ok", "response": {}}])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_reaches_the_other_subscriber_and_is_acked() {
+        let context = context();
+        let (mut alice, mut bob) = (connect(&context), connect(&context));
+        let join = json!({"config": {"broadcast": {"ack": true, "self": false}}});
+        alice.send(json!(["1", "1", "realtime:room", "phx_join", join]));
+        bob.send(json!(["1", "1", "realtime:room", "phx_join", join]));
+        assert_eq!(alice.next().await[4]["status"], "ok");
+        assert_eq!(bob.next().await[4]["status"], "ok");
+        alice.send(json!(["1", "2", "realtime:room", "broadcast", {"type": "broadcast", "event": "hi", "payload": {"n": 1}}]));
+        assert_eq!(
+            alice.next().await,
+            json!(["1", "2", "realtime:room", "phx_reply", {"status": "ok", "response": {}}])
+        );
+        let received = bob.next().await;
+        assert_eq!(received[3], "broadcast");
+        assert_eq!(
+            received[4],
+            json!({"type": "broadcast", "event": "hi", "payload": {"n": 1}})
+        );
+    }
+
+    #[tokio::test]
+    async fn pushes_to_a_topic_not_joined_are_refused() {
+        let mut client = connect(&context());
+        client.send(
+            json!(["1", "2", "realtime:room", "broadcast", {"type": "broadcast", "event": "e"}]),
+        );
+        assert_eq!(
+            client.next().await[4]["response"]["reason"],
+            "unmatched topic"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_that_expires_while_joined_closes_the_channel() {
+        let context = context();
+        let mut client = connect(&context);
+        let token = TokenKeys::new(&Secret::new("secret"))
+            .mint(Role::Admin, None, 1, now_seconds())
+            .unwrap();
+        client.send(
+            json!(["3", "3", "realtime:jobs", "phx_join", {"config": {}, "access_token": token}]),
+        );
+        assert_eq!(client.next().await[4]["status"], "ok");
+        let system = client.next().await;
+        assert_eq!(system[3], "system");
+        assert_eq!(system[4]["message"], "Token has expired");
+        assert_eq!(
+            client.next().await,
+            json!(["3", "3", "realtime:jobs", "phx_close", {}])
+        );
+    }
+}

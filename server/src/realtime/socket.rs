@@ -1,0 +1,93 @@
+//! `GET /realtime/v1/websocket?apikey=...&vsn=...` (and upstream's `/socket/websocket`): checks the apikey before
+//! the upgrade (401 otherwise, as upstream), negotiates the serializer, and adapts axum's socket to the session.
+
+use std::future::ready;
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio_util::sync::DropGuard;
+
+use super::protocol::{Vsn, WireMessage};
+use super::session::{run_session, SessionContext};
+
+#[derive(Clone)]
+struct SocketState {
+    context: Arc<SessionContext>,
+    /// Stops the relay's background tasks once the last router clone is gone.
+    _running: Arc<DropGuard>,
+}
+
+#[derive(Deserialize)]
+struct SocketParams {
+    apikey: Option<String>,
+    vsn: Option<String>,
+}
+
+pub fn router(context: Arc<SessionContext>, running: DropGuard) -> Router {
+    Router::new()
+        .route("/realtime/v1/websocket", get(open_socket))
+        .route("/socket/websocket", get(open_socket))
+        .with_state(SocketState {
+            context,
+            _running: Arc::new(running),
+        })
+}
+
+async fn open_socket(
+    State(state): State<SocketState>,
+    Query(params): Query<SocketParams>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if !params
+        .apikey
+        .is_some_and(|apikey| state.context.authority.apikey_matches(&apikey))
+    {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "a valid apikey is required".into(),
+        );
+    }
+    let vsn = match Vsn::from_query(params.vsn.as_deref()) {
+        Ok(vsn) => vsn,
+        Err(error) => return refuse(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    match upgrade {
+        Ok(upgrade) => upgrade.on_upgrade(move |socket| serve_socket(state.context, vsn, socket)),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+fn refuse(status: StatusCode, reason: String) -> Response {
+    (status, Json(serde_json::json!({ "error": reason }))).into_response()
+}
+
+async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, socket: WebSocket) {
+    let (sink, stream) = socket.split();
+    let sink = sink.with(|message: WireMessage| {
+        ready(Ok::<_, axum::Error>(match message {
+            WireMessage::Text(text) => Message::Text(text.into()),
+            WireMessage::Binary(bytes) => Message::Binary(bytes.into()),
+        }))
+    });
+    // Pings are answered by the websocket layer itself; a close or an error ends the session.
+    let stream = stream
+        .take_while(|message| {
+            ready(matches!(message, Ok(message) if !matches!(message, Message::Close(_))))
+        })
+        .filter_map(|message| {
+            ready(match message {
+                Ok(Message::Text(text)) => Some(WireMessage::Text(text.to_string())),
+                Ok(Message::Binary(bytes)) => Some(WireMessage::Binary(bytes.to_vec())),
+                _ => None,
+            })
+        });
+    run_session(context, vsn, Box::pin(sink), Box::pin(stream)).await;
+}

@@ -1,0 +1,372 @@
+//! The ServiceM8 REST API client: authentication, timeouts, the shared request budget, and what answers mean.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::config::Secret;
+use crate::store::queue::MINUTE_MS;
+use crate::store::{now_millis, BudgetGrant, BudgetLimits, Store, StoreError};
+
+/// The real API's base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.servicem8.com/api_1.0";
+
+/// How to reach the ServiceM8 API.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceM8Args {
+    /// API key of a private ServiceM8 integration (sent as X-API-Key).
+    #[arg(long, env = "SERVICEM8_API_KEY", hide_env_values = true)]
+    pub servicem8_api_key: Option<Secret>,
+
+    /// OAuth access token (sent as a bearer token) instead of an API key.
+    #[arg(long, env = "SERVICEM8_ACCESS_TOKEN", hide_env_values = true)]
+    pub servicem8_access_token: Option<Secret>,
+
+    /// Base URL of the REST API.
+    #[arg(long, env = "SERVICEM8_BASE_URL", default_value = DEFAULT_BASE_URL)]
+    pub servicem8_base_url: String,
+
+    /// Timeout of one API request, in milliseconds.
+    #[arg(long, env = "SERVICEM8_TIMEOUT_MS", default_value_t = 10_000)]
+    pub servicem8_timeout_ms: u64,
+
+    /// Most API requests per minute, across all workers and nodes (ServiceM8 allows 180).
+    #[arg(long, env = "SERVICEM8_REQUESTS_PER_MINUTE", default_value_t = 180)]
+    pub servicem8_requests_per_minute: i64,
+
+    /// Most API requests per day, across all workers and nodes (ServiceM8 allows 20,000).
+    #[arg(long, env = "SERVICEM8_REQUESTS_PER_DAY", default_value_t = 20_000)]
+    pub servicem8_requests_per_day: i64,
+}
+
+impl Default for ServiceM8Args {
+    fn default() -> Self {
+        ServiceM8Args {
+            servicem8_api_key: None,
+            servicem8_access_token: None,
+            servicem8_base_url: DEFAULT_BASE_URL.into(),
+            servicem8_timeout_ms: 10_000,
+            servicem8_requests_per_minute: 180,
+            servicem8_requests_per_day: 20_000,
+        }
+    }
+}
+
+impl ServiceM8Args {
+    /// The configured credentials, if any (an API key wins over an access token).
+    pub fn credentials(&self) -> Option<Credentials> {
+        let present = |secret: &Option<Secret>| secret.clone().filter(|s| !s.expose().is_empty());
+        present(&self.servicem8_api_key)
+            .map(Credentials::ApiKey)
+            .or_else(|| present(&self.servicem8_access_token).map(Credentials::AccessToken))
+    }
+
+    pub fn budget_limits(&self) -> BudgetLimits {
+        BudgetLimits {
+            per_minute: self.servicem8_requests_per_minute,
+            per_day: self.servicem8_requests_per_day,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    ApiKey(Secret),
+    AccessToken(Secret),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiCallError {
+    /// Our own budget is spent; no request was made.
+    #[error("API request budget spent")]
+    BudgetExhausted { retry_at: i64 },
+    #[error("ServiceM8 rate limit reached (429)")]
+    RateLimited,
+    #[error("ServiceM8 answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("ServiceM8 did not answer in time")]
+    Timeout,
+    #[error("could not reach ServiceM8: {0}")]
+    Transport(String),
+    #[error("unexpected answer from ServiceM8: {0}")]
+    InvalidResponse(String),
+    #[error("storage error: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl ApiCallError {
+    /// The HTTP status ServiceM8 answered, when it answered.
+    pub fn http_status(&self) -> Option<i32> {
+        match self {
+            ApiCallError::RateLimited => Some(429),
+            ApiCallError::Status { status, .. } => Some(i32::from(*status)),
+            _ => None,
+        }
+    }
+}
+
+/// What fetching one record found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    Record(Value),
+    /// ServiceM8 says there is no such object.
+    Missing,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub records: Vec<Value>,
+    /// Cursor of the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Counts requests against the shared budget, and pauses this node after a 429.
+pub struct Budget {
+    store: Arc<dyn Store>,
+    limits: BudgetLimits,
+    paused_until: AtomicI64,
+}
+
+impl Budget {
+    pub fn new(store: Arc<dyn Store>, limits: BudgetLimits) -> Self {
+        Budget {
+            store,
+            limits,
+            paused_until: AtomicI64::new(0),
+        }
+    }
+
+    /// Takes one request from the budget, or says when the next one may be made.
+    pub async fn take(&self) -> Result<(), ApiCallError> {
+        let now = now_millis();
+        let paused_until = self.paused_until.load(Ordering::Relaxed);
+        if now < paused_until {
+            return Err(ApiCallError::BudgetExhausted {
+                retry_at: paused_until,
+            });
+        }
+        match self.store.take_api_budget(now, self.limits).await? {
+            BudgetGrant::Granted => Ok(()),
+            BudgetGrant::Exhausted { retry_at } => Err(ApiCallError::BudgetExhausted { retry_at }),
+        }
+    }
+
+    /// After a 429 nothing more is sent until the next minute starts (ServiceM8 sends no Retry-After);
+    /// returns that time.
+    pub fn back_off(&self) -> i64 {
+        let next_minute = (now_millis().div_euclid(MINUTE_MS) + 1) * MINUTE_MS;
+        self.paused_until.fetch_max(next_minute, Ordering::Relaxed);
+        next_minute
+    }
+}
+
+pub struct ServiceM8Client {
+    http: reqwest::Client,
+    base_url: String,
+    credentials: Credentials,
+    pub budget: Budget,
+}
+
+impl ServiceM8Client {
+    /// A client when credentials are configured.
+    pub fn from_args(
+        args: &ServiceM8Args,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<Option<ServiceM8Client>> {
+        let Some(credentials) = args.credentials() else {
+            return Ok(None);
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(args.servicem8_timeout_ms))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("sm8-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Some(ServiceM8Client {
+            http,
+            base_url: args.servicem8_base_url.trim_end_matches('/').to_owned(),
+            credentials,
+            budget: Budget::new(store, args.budget_limits()),
+        }))
+    }
+
+    /// Fetches one record: `GET {base}/{object}/{uuid}.json`.
+    pub async fn fetch(&self, object: &str, uuid: &str) -> Result<Fetched, ApiCallError> {
+        let url = format!("{}/{object}/{}.json", self.base_url, urlencode(uuid));
+        let response = self.send(self.http.get(url)).await;
+        let response = match response {
+            Err(ApiCallError::Status { status: 404, .. }) => return Ok(Fetched::Missing),
+            other => other?,
+        };
+        let record: Value = response
+            .json()
+            .await
+            .map_err(|e| ApiCallError::InvalidResponse(e.to_string()))?;
+        // An empty answer or one without the uuid is how a missing object looks on some endpoints.
+        match record.get("uuid").and_then(Value::as_str) {
+            Some(found) if found.eq_ignore_ascii_case(uuid) => Ok(Fetched::Record(record)),
+            _ => Ok(Fetched::Missing),
+        }
+    }
+
+    /// One page of `object` records matching `filter` (a `$filter` expression), from `cursor` (`-1` = first).
+    pub async fn list_page(
+        &self,
+        object: &str,
+        filter: Option<&str>,
+        cursor: &str,
+    ) -> Result<Page, ApiCallError> {
+        let mut query = vec![("cursor", cursor)];
+        if let Some(filter) = filter {
+            query.push(("$filter", filter));
+        }
+        let url = format!("{}/{object}.json", self.base_url);
+        let response = self.send(self.http.get(url).query(&query)).await?;
+        let next_cursor = response
+            .headers()
+            .get("x-next-cursor")
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned);
+        let records: Vec<Value> = response
+            .json()
+            .await
+            .map_err(|e| ApiCallError::InvalidResponse(e.to_string()))?;
+        Ok(Page {
+            records,
+            next_cursor,
+        })
+    }
+
+    /// The webhook subscriptions of the account: `GET /webhook_subscriptions` (beside `/api_1.0`).
+    pub async fn list_subscriptions(&self) -> Result<Vec<Value>, ApiCallError> {
+        let url = format!("{}/webhook_subscriptions", self.account_root());
+        let response = self.send(self.http.get(url)).await?;
+        let listed: Value = response
+            .json()
+            .await
+            .map_err(|e| ApiCallError::InvalidResponse(e.to_string()))?;
+        Ok(match listed {
+            Value::Array(items) => items,
+            Value::Object(mut object) => match object
+                .remove("subscriptions")
+                .or_else(|| object.remove("data"))
+            {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        })
+    }
+
+    /// Creates (or replaces) the object subscription for `object`; ServiceM8 wants a form body.
+    pub async fn subscribe_object(
+        &self,
+        object: &str,
+        fields: &[String],
+        callback_url: &str,
+        unique_id: &str,
+    ) -> Result<(), ApiCallError> {
+        let url = format!("{}/webhook_subscriptions/object", self.account_root());
+        let fields = fields.join(",");
+        let form = [
+            ("object", object),
+            ("fields", fields.as_str()),
+            ("callback_url", callback_url),
+            ("unique_id", unique_id),
+        ];
+        self.send(self.http.post(url).form(&form)).await?;
+        Ok(())
+    }
+
+    /// The API root without `/api_1.0`, where the webhook subscription endpoints live.
+    fn account_root(&self) -> &str {
+        self.base_url
+            .strip_suffix("/api_1.0")
+            .unwrap_or(&self.base_url)
+    }
+
+    /// Sends a request within the budget and turns error answers into `ApiCallError`s.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiCallError> {
+        self.budget.take().await?;
+        let request = match &self.credentials {
+            Credentials::ApiKey(key) => request.header("X-API-Key", key.expose()),
+            Credentials::AccessToken(token) => request.bearer_auth(token.expose()),
+        };
+        let response = request
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|error| {
+                if error.is_timeout() {
+                    ApiCallError::Timeout
+                } else {
+                    ApiCallError::Transport(error.without_url().to_string())
+                }
+            })?;
+        match response.status() {
+            status if status.is_success() => Ok(response),
+            StatusCode::TOO_MANY_REQUESTS => {
+                self.budget.back_off();
+                Err(ApiCallError::RateLimited)
+            }
+            status => {
+                let body = response.text().await.unwrap_or_default();
+                let message: String = body.chars().take(200).collect();
+                Err(ApiCallError::Status {
+                    status: status.as_u16(),
+                    message,
+                })
+            }
+        }
+    }
+}
+
+/// Percent-encodes a path segment (uuids are plain, but an event may carry anything).
+fn urlencode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_key_is_preferred_to_an_access_token_and_empty_values_do_not_count() {
+        let mut args = ServiceM8Args::default();
+        assert!(args.credentials().is_none());
+        args.servicem8_access_token = Some(Secret::new("token"));
+        assert!(matches!(
+            args.credentials(),
+            Some(Credentials::AccessToken(_))
+        ));
+        args.servicem8_api_key = Some(Secret::new(""));
+        assert!(matches!(
+            args.credentials(),
+            Some(Credentials::AccessToken(_))
+        ));
+        args.servicem8_api_key = Some(Secret::new("key"));
+        assert!(matches!(args.credentials(), Some(Credentials::ApiKey(_))));
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(urlencode("a1b2-c3"), "a1b2-c3");
+        assert_eq!(urlencode("../x y"), "..%2Fx%20y");
+    }
+}

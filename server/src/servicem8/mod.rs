@@ -1,0 +1,6 @@
+//! ServiceM8: its REST API and webhook subscriptions, and a simulated account that speaks them.
+
+pub mod client;
+pub mod mock;
+pub mod subscriptions;
+pub mod sync;

@@ -1,0 +1,285 @@
+//! The SQL behind the dashboard's views, shared by both engines: `placeholder(n)` renders the n-th bind
+//! parameter (`?n` for SQLite, `$n` for PostgreSQL), and every query uses only syntax both understand.
+
+use app::model::{ApiBudgetUse, EventQuery, MinuteBucket, PageCursor, PipelineHealth};
+
+use super::queue::{budget_windows, BudgetLimits, MINUTE_MS};
+
+/// A value bound to a query built here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindValue {
+    Text(String),
+    Int(i64),
+}
+
+/// A query and its binds, in placeholder order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltQuery {
+    pub sql: String,
+    pub binds: Vec<BindValue>,
+}
+
+/// `SELECT` of one page of events matching `query`, newest first; it asks for one row more than the page so
+/// the caller knows whether another page follows.
+pub fn event_page_query(query: &EventQuery, columns: &str, placeholder: impl Fn(usize) -> String) -> BuiltQuery {
+    let mut conditions = Vec::new();
+    let mut binds = Vec::new();
+    let bind = |value: BindValue, binds: &mut Vec<BindValue>| {
+        binds.push(value);
+        placeholder(binds.len())
+    };
+    if let Some(status) = query.status {
+        conditions.push(format!("status = {}", bind(BindValue::Text(status.as_str().into()), &mut binds)));
+    }
+    if let Some(object_type) = query.object_type.as_deref().filter(|t| !t.is_empty()) {
+        conditions.push(format!("object_type = {}", bind(BindValue::Text(object_type.into()), &mut binds)));
+    }
+    if let Some(event_type) = query.event_type.as_deref().filter(|t| !t.is_empty()) {
+        conditions.push(format!("event_type = {}", bind(BindValue::Text(event_type.into()), &mut binds)));
+    }
+    if let Some(search) = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
+        let id = bind(BindValue::Text(search.into()), &mut binds);
+        let like = bind(BindValue::Text(pattern), &mut binds);
+        conditions.push(format!("(id = {id} OR LOWER(object_uuid) LIKE {like} ESCAPE '\\')"));
+    }
+    if let Some(from) = query.received_from {
+        conditions.push(format!("received_at >= {}", bind(BindValue::Int(from), &mut binds)));
+    }
+    if let Some(to) = query.received_to {
+        conditions.push(format!("received_at < {}", bind(BindValue::Int(to), &mut binds)));
+    }
+    if let Some(cursor) = query.cursor.as_deref().and_then(PageCursor::decode) {
+        let before = bind(BindValue::Int(cursor.received_at), &mut binds);
+        let same = bind(BindValue::Int(cursor.received_at), &mut binds);
+        let id = bind(BindValue::Text(cursor.id.into()), &mut binds);
+        conditions.push(format!("(received_at < {before} OR (received_at = {same} AND id < {id}))"));
+    }
+    let limit = bind(BindValue::Int(i64::from(query.effective_limit()) + 1), &mut binds);
+    let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    BuiltQuery {
+        sql: format!("SELECT {columns} FROM webhook_events {filter} ORDER BY received_at DESC, id DESC LIMIT {limit}"),
+        binds,
+    }
+}
+
+/// Escapes LIKE's wildcards so a search matches them literally.
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// The value at the 95th percentile of `values` (which it sorts).
+pub fn p95(values: &mut [i64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let rank = ((values.len() as f64) * 0.95).ceil() as usize;
+    Some(values[rank.clamp(1, values.len()) - 1] as f64)
+}
+
+/// Events finished in the last hour considered for processing times: the newest this many.
+pub const PROCESSING_SAMPLE: i64 = 10_000;
+
+// The dashboard's fixed queries, written with SQLite's `?n` placeholders; `for_postgres` turns them into `$n`.
+pub const QUEUE_DEPTH_SQL: &str = "SELECT COUNT(*) FROM webhook_events WHERE status IN ('queued', 'processing')";
+pub const OLDEST_QUEUED_SQL: &str = "SELECT MIN(received_at) FROM webhook_events WHERE status = 'queued'";
+pub const FINISHED_BY_STATUS_SQL: &str =
+    "SELECT status, COUNT(*) FROM webhook_events WHERE processed_at >= ?1 GROUP BY status";
+pub const PROCESSING_TIMES_SQL: &str = "SELECT processed_at - received_at FROM webhook_events \
+     WHERE processed_at >= ?1 ORDER BY processed_at DESC LIMIT ?2";
+pub const BUDGET_USE_SQL: &str = "SELECT window_key, used FROM api_budget WHERE window_key IN (?1, ?2)";
+pub const RECEIVED_PER_MINUTE_SQL: &str = "SELECT received_at / 60000, COUNT(*) FROM webhook_events \
+     WHERE received_at >= ?1 GROUP BY received_at / 60000";
+pub const FINISHED_PER_MINUTE_SQL: &str = "SELECT processed_at / 60000, status, COUNT(*), \
+     CAST(AVG(processed_at - received_at) AS DOUBLE PRECISION) FROM webhook_events \
+     WHERE processed_at >= ?1 GROUP BY processed_at / 60000, status";
+pub const EVENT_RECORD_SQL: &str = "SELECT id, format, object_type, object_uuid, event_type, status, attempts, \
+     occurred_at, changes, raw_body, headers, verification, last_error, skip_reason, next_attempt_at, received_at, \
+     processed_at FROM webhook_events WHERE id = ?1";
+
+/// A query written for SQLite, with PostgreSQL's placeholders.
+pub fn for_postgres(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+/// Builds the health view from the rows of the queries above.
+pub fn assemble_health(
+    queue_depth: i64,
+    oldest_queued: Option<i64>,
+    finished: Vec<(String, i64)>,
+    mut processing_times: Vec<i64>,
+    budget: ApiBudgetUse,
+    now: i64,
+) -> PipelineHealth {
+    let finished_total: i64 = finished.iter().map(|(_, count)| count).sum();
+    let succeeded: i64 = finished.iter().filter(|(status, _)| status == "success").map(|(_, count)| count).sum();
+    let mean = (!processing_times.is_empty())
+        .then(|| processing_times.iter().sum::<i64>() as f64 / processing_times.len() as f64);
+    PipelineHealth {
+        queue_depth,
+        oldest_queued_seconds: oldest_queued.map(|received_at| ((now - received_at) / 1000).max(0)),
+        success_rate: (finished_total > 0).then(|| succeeded as f64 / finished_total as f64),
+        mean_processing_ms: mean,
+        p95_processing_ms: p95(&mut processing_times),
+        api_budget: budget,
+    }
+}
+
+/// The budget windows' use from `(window_key, used)` rows.
+pub fn budget_use(rows: Vec<(String, i64)>, now: i64, limits: BudgetLimits) -> ApiBudgetUse {
+    let [(minute_key, _, _), (day_key, _, _)] = budget_windows(now, limits);
+    let used = |key: &str| rows.iter().find(|(k, _)| k == key).map(|(_, used)| *used).unwrap_or(0);
+    ApiBudgetUse {
+        minute_used: used(&minute_key),
+        minute_limit: limits.per_minute,
+        day_used: used(&day_key),
+        day_limit: limits.per_day,
+    }
+}
+
+/// The keys of the budget windows current at `now`.
+pub fn budget_keys(now: i64, limits: BudgetLimits) -> (String, String) {
+    let [(minute_key, _, _), (day_key, _, _)] = budget_windows(now, limits);
+    (minute_key, day_key)
+}
+
+/// One bucket per minute from `since` to `now`, filled from `(minute, count)` and
+/// `(minute, status, count, mean latency)` rows.
+pub fn assemble_buckets(
+    since: i64,
+    now: i64,
+    received: Vec<(i64, i64)>,
+    finished: Vec<(i64, String, i64, Option<f64>)>,
+) -> Vec<MinuteBucket> {
+    let first = since.div_euclid(MINUTE_MS);
+    let last = now.div_euclid(MINUTE_MS);
+    let mut buckets: Vec<MinuteBucket> =
+        (first..=last).map(|minute| MinuteBucket { minute: minute * MINUTE_MS, ..MinuteBucket::default() }).collect();
+    let mut latency: Vec<(f64, i64)> = vec![(0.0, 0); buckets.len()];
+    let count = buckets.len();
+    let index = move |minute: i64| usize::try_from(minute - first).ok().filter(|i| *i < count);
+    for (minute, count) in received {
+        if let Some(i) = index(minute) {
+            buckets[i].received += count;
+        }
+    }
+    for (minute, status, count, mean) in finished {
+        let Some(i) = index(minute) else { continue };
+        match status.as_str() {
+            "success" => buckets[i].succeeded += count,
+            "failed" => buckets[i].failed += count,
+            _ => {}
+        }
+        if let Some(mean) = mean {
+            latency[i].0 += mean * count as f64;
+            latency[i].1 += count;
+        }
+    }
+    for (bucket, (total, count)) in buckets.iter_mut().zip(latency) {
+        bucket.mean_latency_ms = (count > 0).then(|| total / count as f64);
+    }
+    buckets
+}
+
+/// Every column of an event, for its detail view.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRecord {
+    pub id: String,
+    pub format: String,
+    pub object_type: String,
+    pub object_uuid: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i32,
+    pub occurred_at: Option<i64>,
+    pub changes: serde_json::Value,
+    pub raw_body: Vec<u8>,
+    pub headers: serde_json::Value,
+    pub verification: String,
+    pub last_error: Option<String>,
+    pub skip_reason: Option<String>,
+    pub next_attempt_at: i64,
+    pub received_at: i64,
+    pub processed_at: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::model::EventStatus;
+
+    fn dollar(n: usize) -> String {
+        format!("${n}")
+    }
+
+    #[test]
+    fn no_filter_lists_everything_newest_first() {
+        let built = event_page_query(&EventQuery::default(), "id", dollar);
+        assert_eq!(built.sql, "SELECT id FROM webhook_events  ORDER BY received_at DESC, id DESC LIMIT $1");
+        assert_eq!(built.binds, vec![BindValue::Int(51)]);
+    }
+
+    #[test]
+    fn filters_combine_in_placeholder_order() {
+        let query = EventQuery {
+            status: Some(EventStatus::Failed),
+            object_type: Some("job".into()),
+            search: Some("AB_c".into()),
+            cursor: Some(PageCursor::encode(5, "x")),
+            limit: Some(10),
+            ..EventQuery::default()
+        };
+        let built = event_page_query(&query, "id", dollar);
+        assert!(built.sql.contains("status = $1 AND object_type = $2 AND (id = $3 OR LOWER(object_uuid) LIKE $4"));
+        assert!(built.sql.contains("(received_at < $5 OR (received_at = $6 AND id < $7))"));
+        assert!(built.sql.ends_with("LIMIT $8"));
+        assert_eq!(built.binds[3], BindValue::Text("%ab\\_c%".into()));
+        assert_eq!(built.binds[7], BindValue::Int(11));
+    }
+
+    #[test]
+    fn buckets_cover_every_minute_and_weigh_latency_by_count() {
+        let since = 10 * MINUTE_MS;
+        let buckets = assemble_buckets(
+            since,
+            since + 2 * MINUTE_MS + 5,
+            vec![(10, 3), (12, 1)],
+            vec![(10, "success".into(), 2, Some(10.0)), (10, "failed".into(), 1, Some(40.0)), (99, "success".into(), 1, None)],
+        );
+        assert_eq!(buckets.len(), 3);
+        assert_eq!((buckets[0].received, buckets[0].succeeded, buckets[0].failed), (3, 2, 1));
+        assert_eq!(buckets[0].mean_latency_ms, Some(20.0));
+        assert_eq!(buckets[1].mean_latency_ms, None);
+        assert_eq!(buckets[2].received, 1);
+    }
+
+    #[test]
+    fn health_rates_count_only_finished_events() {
+        let health = assemble_health(
+            4,
+            Some(1_000),
+            vec![("success".into(), 3), ("failed".into(), 1)],
+            vec![10, 30],
+            ApiBudgetUse::default(),
+            11_000,
+        );
+        assert_eq!(health.oldest_queued_seconds, Some(10));
+        assert_eq!(health.success_rate, Some(0.75));
+        assert_eq!(health.mean_processing_ms, Some(20.0));
+        assert_eq!(assemble_health(0, None, vec![], vec![], ApiBudgetUse::default(), 0).success_rate, None);
+    }
+
+    #[test]
+    fn placeholders_translate_for_postgres() {
+        assert_eq!(for_postgres("a = ?1 AND b = ?2"), "a = $1 AND b = $2");
+    }
+
+    #[test]
+    fn the_95th_percentile_is_the_value_below_which_95_percent_fall() {
+        let mut values: Vec<i64> = (1..=100).collect();
+        assert_eq!(p95(&mut values), Some(95.0));
+        assert_eq!(p95(&mut [7]), Some(7.0));
+        assert_eq!(p95(&mut []), None);
+    }
+}

@@ -1,0 +1,138 @@
+//! Mirror tables: one per ServiceM8 object type, with typed key columns copied from the record.
+
+/// A mirror table and the record fields it keeps as columns (named as in ServiceM8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MirrorTable {
+    /// Canonical object type (as stored on events) and the REST object name.
+    pub object_type: &'static str,
+    pub table: &'static str,
+    pub key_columns: &'static [&'static str],
+}
+
+pub const MIRROR_TABLES: [MirrorTable; 5] = [
+    MirrorTable { object_type: "job", table: "sm8_jobs", key_columns: &["company_uuid", "status", "generated_job_id"] },
+    MirrorTable { object_type: "company", table: "sm8_companies", key_columns: &["name"] },
+    MirrorTable { object_type: "jobactivity", table: "sm8_job_activities", key_columns: &["job_uuid", "staff_uuid"] },
+    MirrorTable {
+        object_type: "attachment",
+        table: "sm8_attachments",
+        key_columns: &["related_object", "related_object_uuid"],
+    },
+    MirrorTable { object_type: "staff", table: "sm8_staff", key_columns: &["email"] },
+];
+
+/// The mirror table of `object_type`, if it is one we mirror.
+pub fn mirror_table(object_type: &str) -> Option<&'static MirrorTable> {
+    MIRROR_TABLES.iter().find(|table| table.object_type == object_type)
+}
+
+/// A record ready to be written to its mirror table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorRecord {
+    pub table: &'static MirrorTable,
+    pub uuid: String,
+    pub edit_date: String,
+    pub active: bool,
+    pub record: serde_json::Value,
+}
+
+impl MirrorRecord {
+    /// Builds the row from a ServiceM8 record; `None` when it lacks a uuid.
+    pub fn from_record(table: &'static MirrorTable, record: serde_json::Value) -> Option<MirrorRecord> {
+        let uuid = record.get("uuid")?.as_str()?.to_owned();
+        let edit_date = text_field(&record, "edit_date").unwrap_or_default();
+        let active = match record.get("active") {
+            Some(serde_json::Value::Bool(active)) => *active,
+            Some(serde_json::Value::Number(n)) => n.as_i64() != Some(0),
+            Some(serde_json::Value::String(s)) => s != "0",
+            _ => true,
+        };
+        Some(MirrorRecord { table, uuid, edit_date, active, record })
+    }
+
+    /// The value of each key column, in `table.key_columns` order.
+    pub fn key_values(&self) -> Vec<Option<String>> {
+        self.table.key_columns.iter().map(|column| text_field(&self.record, column)).collect()
+    }
+
+    /// `INSERT ... ON CONFLICT DO UPDATE` that only replaces an older or equal edit_date; `placeholder(n)` renders
+    /// the n-th (1-based) bind parameter for the engine. Binds: uuid, keys..., edit_date, active, record, mirrored_at.
+    pub fn upsert_sql(&self, placeholder: impl Fn(usize) -> String) -> String {
+        let keys = self.table.key_columns;
+        let columns = ["uuid"].iter().chain(keys).chain(&["edit_date", "active", "record", "mirrored_at"]).copied();
+        let columns: Vec<&str> = columns.collect();
+        let values: Vec<String> = (1..=columns.len()).map(placeholder).collect();
+        let updates: Vec<String> =
+            columns[1..].iter().map(|column| format!("{column} = excluded.{column}")).collect();
+        format!(
+            "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT (uuid) DO UPDATE SET {updates} \
+             WHERE excluded.edit_date >= {table}.edit_date",
+            table = self.table.table,
+            columns = columns.join(", "),
+            values = values.join(", "),
+            updates = updates.join(", "),
+        )
+    }
+}
+
+/// A field as text: strings as they are, numbers and booleans rendered, null and absent as `None`.
+pub fn text_field(record: &serde_json::Value, field: &str) -> Option<String> {
+    match record.get(field)? {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// Whether a mirror write changed the stored record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MirrorWrite {
+    Applied,
+    /// The stored record has a newer edit_date; nothing was written.
+    Stale,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_record_becomes_a_row_with_its_key_columns() {
+        let table = mirror_table("job").unwrap();
+        let row = MirrorRecord::from_record(
+            table,
+            json!({"uuid": "j1", "company_uuid": "c1", "status": "Quote", "generated_job_id": 42,
+                   "edit_date": "2024-01-01 10:00:00", "active": 1}),
+        )
+        .unwrap();
+        assert_eq!(row.key_values(), vec![Some("c1".into()), Some("Quote".into()), Some("42".into())]);
+        assert!(row.active);
+        assert_eq!(row.edit_date, "2024-01-01 10:00:00");
+    }
+
+    #[test]
+    fn active_zero_means_deleted() {
+        let table = mirror_table("staff").unwrap();
+        let row = MirrorRecord::from_record(table, json!({"uuid": "s1", "active": 0})).unwrap();
+        assert!(!row.active);
+        let row = MirrorRecord::from_record(table, json!({"uuid": "s1", "active": "0"})).unwrap();
+        assert!(!row.active);
+    }
+
+    #[test]
+    fn a_record_without_uuid_is_not_mirrored() {
+        assert_eq!(MirrorRecord::from_record(mirror_table("job").unwrap(), json!({"status": "Quote"})), None);
+    }
+
+    #[test]
+    fn the_upsert_only_replaces_older_records() {
+        let table = mirror_table("company").unwrap();
+        let row = MirrorRecord::from_record(table, json!({"uuid": "c1"})).unwrap();
+        let sql = row.upsert_sql(|n| format!("${n}"));
+        assert!(sql.starts_with("INSERT INTO sm8_companies (uuid, name, edit_date, active, record, mirrored_at)"));
+        assert!(sql.contains("VALUES ($1, $2, $3, $4, $5, $6)"));
+        assert!(sql.ends_with("WHERE excluded.edit_date >= sm8_companies.edit_date"));
+        assert_eq!(mirror_table("form"), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! The types of the event queue: what a worker claims, how it finishes, and what each attempt recorded.
+
+use app::model::EventStatus;
+
+/// An event a worker holds under a lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedEvent {
+    pub id: String,
+    pub format: String,
+    pub object_type: String,
+    pub object_uuid: String,
+    pub event_type: String,
+    pub occurred_at: Option<i64>,
+    pub changes: serde_json::Value,
+    /// Including the attempt this claim starts.
+    pub attempts: i32,
+    pub received_at: i64,
+    /// The lease; finishing only counts while the event still carries it.
+    pub lease_until: i64,
+}
+
+/// How an attempt at some events ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    Success,
+    /// Nothing to do, and never will be (unknown object, object does not exist).
+    Skipped(String),
+    /// Try again at `next_attempt_at`. `refund_attempt` gives the attempt back when the failure was ours to
+    /// avoid (the request budget was spent), not the API's.
+    Retry { next_attempt_at: i64, error: String, refund_attempt: bool },
+    /// Given up; the payload and the error are kept for a manual retry.
+    Failed(String),
+}
+
+impl Completion {
+    pub fn status(&self) -> EventStatus {
+        match self {
+            Completion::Success => EventStatus::Success,
+            Completion::Skipped(_) => EventStatus::Skipped,
+            Completion::Retry { .. } => EventStatus::Queued,
+            Completion::Failed(_) => EventStatus::Failed,
+        }
+    }
+
+    /// The name stored in an attempt's outcome.
+    pub fn outcome_name(&self) -> &'static str {
+        match self {
+            Completion::Success => "success",
+            Completion::Skipped(_) => "skipped",
+            Completion::Retry { .. } => "retry",
+            Completion::Failed(_) => "failed",
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Completion::Retry { error, .. } | Completion::Failed(error) => Some(error),
+            Completion::Success | Completion::Skipped(_) => None,
+        }
+    }
+}
+
+/// One attempt at one event, for the dashboard's timeline.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AttemptRecord {
+    pub event_id: String,
+    pub attempt: i32,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub outcome: String,
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// Whether the shared API budget allowed one more request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetGrant {
+    Granted,
+    /// The window is spent; the next request may be made at this time (unix ms).
+    Exhausted { retry_at: i64 },
+}
+
+/// The limits of the ServiceM8 API budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetLimits {
+    pub per_minute: i64,
+    pub per_day: i64,
+}
+
+pub const MINUTE_MS: i64 = 60_000;
+pub const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
+
+/// The two windows a request at `now` counts against: (key, limit, window end) for the minute and the day.
+pub fn budget_windows(now: i64, limits: BudgetLimits) -> [(String, i64, i64); 2] {
+    let minute = now.div_euclid(MINUTE_MS);
+    let day = now.div_euclid(DAY_MS);
+    [
+        (format!("minute:{minute}"), limits.per_minute, (minute + 1) * MINUTE_MS),
+        (format!("day:{day}"), limits.per_day, (day + 1) * DAY_MS),
+    ]
+}

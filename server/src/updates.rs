@@ -1,0 +1,69 @@
+//! What the pipeline announces as it works, for whoever listens (the realtime relay, metrics): an event's
+//! lifecycle and the changes to mirrored ServiceM8 records. Sent on a `tokio::sync::broadcast` channel held in
+//! `AppState`; a slow listener misses updates rather than slowing the pipeline.
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Capacity of the in-process update channel.
+pub const CHANNEL_CAPACITY: usize = 4096;
+
+pub type UpdateSender = broadcast::Sender<PipelineUpdate>;
+
+pub fn channel() -> UpdateSender {
+    broadcast::channel(CHANNEL_CAPACITY).0
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PipelineUpdate {
+    /// An event entered a new stage of the pipeline.
+    Lifecycle(LifecycleUpdate),
+    /// A mirrored record changed because an event was processed.
+    Record(RecordUpdate),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Received,
+    Processing,
+    Success,
+    Skipped,
+    /// Failed this attempt; another is scheduled.
+    Retrying,
+    /// Failed for good.
+    Failed,
+    /// Put back in the queue by an admin.
+    Retried,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LifecycleUpdate {
+    pub event_id: String,
+    pub object_type: String,
+    pub object_uuid: String,
+    pub event_type: String,
+    pub stage: Stage,
+    pub attempts: i32,
+    pub error: Option<String>,
+    /// Unix milliseconds.
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordUpdate {
+    pub event_id: String,
+    /// Canonical object type: job, company, jobactivity, attachment, staff.
+    pub object_type: String,
+    pub object_uuid: String,
+    pub event_type: String,
+    /// The fields that changed, with their new values where known.
+    pub changes: serde_json::Value,
+    /// The company the record belongs to, when known (a job's company, or the company itself).
+    pub company_uuid: Option<String>,
+    /// The job the record belongs to, when known (an activity's or attachment's job, or the job itself).
+    pub job_uuid: Option<String>,
+    /// When the webhook carrying the change was received, unix milliseconds (for end-to-end latency).
+    pub received_at: i64,
+}

@@ -1,0 +1,173 @@
+//! The relay scaled out: two `serve` nodes on one PostgreSQL database deliver every update to their own
+//! subscribers through the outbox and LISTEN/NOTIFY. `#[ignore]`d so that `cargo test` needs no PostgreSQL;
+//! `make test-postgres` runs them with `--ignored` and `TEST_DATABASE_URL` set.
+
+mod common;
+
+use common::realtime_client::{
+    admin_token, job_update, join_payload, RealtimeClient, JWT_SECRET, PUBLIC_TOPIC,
+};
+use common::{fresh_postgres_database, run_built, serve_args, test_database_url, TestApp};
+use serde_json::json;
+use server::config::Secret;
+use server::startup::Server;
+use server::updates::UpdateSender;
+use tempfile::TempDir;
+
+/// Two nodes on one fresh database, and the anon key they agreed on.
+struct Cluster {
+    a: TestApp,
+    b: TestApp,
+    updates_a: UpdateSender,
+    anon_key: String,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let database_url = fresh_postgres_database(&test_database_url()).await;
+        let mut args = serve_args(&database_url);
+        // No anon key configured: the nodes must share the one the first generates and keeps in the database.
+        args.realtime.jwt_secret = Some(Secret::new(JWT_SECRET));
+        args.realtime.realtime_public_topics = vec!["lobby".into()];
+        let node_a = Server::build(&args).await.expect("node A starts");
+        let node_b = Server::build(&args).await.expect("node B starts");
+        assert_eq!(
+            node_a.realtime_anon_key, node_b.realtime_anon_key,
+            "the nodes share one anon key"
+        );
+        let anon_key = node_a.realtime_anon_key.expose().to_owned();
+        let updates_a = node_a.updates();
+        let a = run_built(node_a, &database_url, TempDir::new().unwrap());
+        let b = run_built(node_b, &database_url, TempDir::new().unwrap());
+        Cluster {
+            a,
+            b,
+            updates_a,
+            anon_key,
+        }
+    }
+
+    async fn client(&self, node: &TestApp) -> RealtimeClient {
+        RealtimeClient::try_connect(node.address, &self.anon_key, "2.0.0")
+            .await
+            .expect("the upgrade succeeds")
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run make test-postgres"]
+async fn an_update_processed_on_one_node_reaches_clients_on_both() {
+    let cluster = Cluster::start().await;
+    let (mut on_a, mut on_b) = (
+        cluster.client(&cluster.a).await,
+        cluster.client(&cluster.b).await,
+    );
+    on_a.join_ok("realtime:jobs", Some(&admin_token())).await;
+    on_b.join_ok("realtime:job:job-1", Some(&admin_token()))
+        .await;
+    for status in ["Quote", "Completed"] {
+        cluster
+            .updates_a
+            .send(job_update("job-1", "co-1", status))
+            .expect("node A's relay listens");
+    }
+    for (client, topic) in [
+        (&mut on_a, "realtime:jobs"),
+        (&mut on_b, "realtime:job:job-1"),
+    ] {
+        let first = client.broadcast_on(topic, "webhook_update").await;
+        assert_eq!(
+            (
+                first["object_uuid"].as_str(),
+                first["changes"]["status"].as_str()
+            ),
+            (Some("job-1"), Some("Quote"))
+        );
+        assert_eq!(first["offset"], 1);
+        assert_eq!(
+            client.broadcast_on(topic, "webhook_update").await["offset"],
+            2
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run make test-postgres"]
+async fn a_broadcast_from_a_client_on_one_node_reaches_clients_on_the_other() {
+    let cluster = Cluster::start().await;
+    let (mut sender, mut listener) = (
+        cluster.client(&cluster.a).await,
+        cluster.client(&cluster.b).await,
+    );
+    let config = json!({"broadcast": {"ack": true, "self": true}});
+    let (join_ref, _) = sender.join(PUBLIC_TOPIC, join_payload(config, None)).await;
+    listener.join_ok(PUBLIC_TOPIC, None).await;
+    sender
+        .push_binary_broadcast(&join_ref, "20", PUBLIC_TOPIC, "cursor", json!({"x": 3}))
+        .await;
+    assert_eq!(sender.frame().await.payload["status"], "ok");
+    assert_eq!(
+        listener.broadcast_on(PUBLIC_TOPIC, "cursor").await,
+        json!({"x": 3})
+    );
+    assert_eq!(
+        sender.broadcast_on(PUBLIC_TOPIC, "cursor").await,
+        json!({"x": 3}),
+        "self: true across the bus"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run make test-postgres"]
+async fn a_client_resumes_on_another_node_from_the_outbox() {
+    let cluster = Cluster::start().await;
+    let mut observer = cluster.client(&cluster.a).await;
+    observer
+        .join_ok("realtime:jobs", Some(&admin_token()))
+        .await;
+    for status in ["A", "B", "C"] {
+        cluster
+            .updates_a
+            .send(job_update("job-1", "co-1", status))
+            .expect("node A's relay listens");
+    }
+    for _ in 0..3 {
+        observer
+            .broadcast_on("realtime:jobs", "webhook_update")
+            .await;
+    }
+
+    let mut client = cluster.client(&cluster.b).await;
+    let resume = join_payload(json!({"resume": {"offset": 1}}), Some(&admin_token()));
+    let (_, reply) = client.join("realtime:jobs", resume).await;
+    assert_eq!(reply.payload["status"], "ok");
+    for (offset, status) in [(2, "B"), (3, "C")] {
+        let replayed = client.broadcast_on("realtime:jobs", "webhook_update").await;
+        assert_eq!(
+            (
+                replayed["offset"].as_i64(),
+                replayed["changes"]["status"].as_str()
+            ),
+            (Some(offset), Some(status))
+        );
+    }
+    cluster
+        .updates_a
+        .send(job_update("job-1", "co-1", "D"))
+        .expect("node A's relay listens");
+    assert_eq!(
+        client.broadcast_on("realtime:jobs", "webhook_update").await["offset"],
+        4,
+        "then live, no repeats"
+    );
+
+    let mut behind = cluster.client(&cluster.b).await;
+    let ahead = join_payload(json!({"resume": {"offset": 99}}), Some(&admin_token()));
+    behind.join("realtime:jobs", ahead).await;
+    let refetch = behind.frame().await;
+    assert_eq!(
+        (refetch.event.as_str(), &refetch.payload["message"]),
+        ("system", &json!("refetch"))
+    );
+    assert_eq!(refetch.payload["offset"], 4);
+}
