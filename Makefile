@@ -14,7 +14,7 @@ WASM_RAW := target/wasm32-unknown-unknown/wasm-release/frontend.wasm
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 CARGO_TEST := cargo test --release --locked -p app -p server
 
-.PHONY: all build run test test-rust test-postgres test-e2e tools e2e-deps postgres lint fmt clean FORCE
+.PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js bench tools e2e-deps postgres lint fmt clean FORCE
 
 all: build
 
@@ -37,9 +37,10 @@ $(PKG)/$(NAME)_bg.wasm: $(WASM_RAW)
 	wasm-bindgen --target web --no-typescript --out-name $(NAME) --out-dir $(PKG) $(WASM_RAW)
 	$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int $@ -o $@
 
-$(PKG)/$(NAME).css: style/main.css
+# main.css first, then the stylesheets of each area (dashboard, portal, ...) in name order.
+$(PKG)/$(NAME).css: style/main.css $(filter-out style/main.css,$(wildcard style/*.css))
 	@mkdir -p $(PKG)
-	cp $< $@
+	cat $^ > $@
 
 $(SITE)/.assets: $(wildcard public/*)
 	@mkdir -p $(SITE)
@@ -58,7 +59,7 @@ run: build
 	fi
 
 ## test: every test of the project, browser tests included
-test: test-rust test-e2e
+test: test-rust test-e2e test-realtime-js
 
 test-rust:
 	$(CARGO_TEST)
@@ -67,7 +68,7 @@ test-rust:
 test-postgres: postgres
 	@psql "$(TEST_DATABASE_URL)" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'sm8_test_%'" | \
 		while read -r name; do psql "$(TEST_DATABASE_URL)" -qc "DROP DATABASE IF EXISTS $$name"; done
-	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO_TEST) --test store_conformance -- --ignored
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO_TEST) --test store_conformance --test realtime_postgres -- --ignored
 
 postgres:
 	@pg_isready -h 127.0.0.1 -p 5432 -q || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
@@ -80,6 +81,17 @@ e2e-deps:
 
 test-e2e: build e2e-deps
 	cd end2end && npx playwright test
+
+## test-realtime-js: the real @supabase/realtime-js client (Node, `ws` transport) against the release server
+test-realtime-js: build e2e-deps
+	@test -d end2end/node_modules/@supabase/realtime-js || (cd end2end && npm ci --no-audit --no-fund)
+	cd end2end && node --test realtime/*.test.mjs
+
+## bench: measure ingest, end to end, fan-out, processing and the bundle against their targets, within 10 minutes;
+## prints a table and writes bench/results.json. BENCH_FLAGS=--quick for short steps, --postgres for PostgreSQL
+## (after `make postgres`).
+bench: build e2e-deps
+	timeout 600 $(BIN) bench $(BENCH_FLAGS)
 
 lint:
 	cargo fmt --all -- --check

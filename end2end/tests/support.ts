@@ -24,18 +24,28 @@ export async function signIn(page: Page): Promise<void> {
   await expect(page.getByRole('heading', { name: 'Statistics' })).toBeVisible();
 }
 
-/// Posts a seed-format webhook signed with the test secret and returns the stored event id.
+/// Posts a seed-format webhook signed with the test secret (to the shared server unless `server` names
+/// another) and returns the stored event id.
 export async function postSignedWebhook(
   request: APIRequestContext,
   event: { object_type: string; object_uuid: string; event_type: string; changes?: object },
+  server: string = baseUrl(),
 ): Promise<string> {
   const body = JSON.stringify({ timestamp: new Date().toISOString(), changes: {}, ...event });
   const signature = createHmac('sha256', WEBHOOK_SECRET).update(body).digest('hex');
-  const response = await request.post(baseUrl() + '/api/webhooks/sm8', {
+  const response = await request.post(server + '/api/webhooks/sm8', {
     data: body,
     headers: { 'content-type': 'application/json', 'x-servicem8-signature': signature },
   });
   expect(response.status()).toBe(200);
   const receipt = await response.json();
   return receipt.event_ids[0];
+}
+
+/// Clicks Refresh until `check` passes: for changes the page is not told about (processing after a retry).
+export async function refreshUntil(page: Page, check: () => Promise<void>): Promise<void> {
+  await expect(async () => {
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await check();
+  }).toPass({ timeout: 15_000 });
 }

@@ -140,7 +140,14 @@ impl Processor {
                 Ok(Step::QueueEmpty) => poll,
                 Ok(Step::BudgetSpent { until }) => {
                     tracing::info!(worker, "ServiceM8 request budget spent; waiting for the next window");
-                    Duration::from_millis((until - now_millis()).max(10) as u64)
+                    // Nothing can be fetched before then: waking for new events would only claim them and put
+                    // them back.
+                    let wait = Duration::from_millis((until - now_millis()).max(10) as u64);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
                 }
                 Err(error) => {
                     tracing::error!(worker, %error, "processing step failed");
