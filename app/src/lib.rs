@@ -1,14 +1,20 @@
 //! The SM8 Webhooks user interface: server-rendered Leptos pages hydrated in the browser, the server functions
 //! they call, and the data types shared with the server.
 
+// Leptos views are deeply nested types; the portal's pages go past the compiler's default depth of 128.
+#![recursion_limit = "256"]
+
 pub mod api;
+pub mod components;
 pub mod dashboard;
 pub mod model;
+pub mod portal;
+pub mod realtime;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
-use leptos_router::StaticSegment;
+use leptos_router::{ParamSegment, StaticSegment};
 
 /// The file names of the browser bundle under `/pkg`: `sm8-webhooks.js`, `sm8-webhooks_bg.wasm`, `sm8-webhooks.css`.
 pub const OUTPUT_NAME: &str = "sm8-webhooks";
@@ -45,6 +51,17 @@ pub fn App() -> impl IntoView {
                     path=(StaticSegment("admin"), StaticSegment("webhook-dashboard"))
                     view=dashboard::DashboardPage
                 />
+                <Route
+                    path=(
+                        StaticSegment("admin"),
+                        StaticSegment("webhook-dashboard"),
+                        StaticSegment("events"),
+                        ParamSegment("id"),
+                    )
+                    view=dashboard::EventPage
+                />
+                <Route path=StaticSegment("portal") view=portal::PortalHomePage/>
+                <Route path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid")) view=portal::PortalJobPage/>
             </Routes>
         </Router>
     }

@@ -70,7 +70,7 @@ test('the table filters by object type, event type and uuid, and pages through o
   await expect(page.locator('tbody tr')).toHaveCount(1);
   await expect(page.locator(`tr[data-event-id="${jobs[1]}"]`)).toBeVisible();
 
-  await page.getByLabel('Received').selectOption('15m');
+  await page.getByLabel('Received', { exact: true }).selectOption('15m');
   await expect(page).toHaveURL(/range=15m/);
   await expect(page.locator(`tr[data-event-id="${jobs[1]}"]`)).toBeVisible();
 
@@ -94,21 +94,21 @@ test('an event opens in full: payload, verification, attempts and the mirrored r
   await expect(page).toHaveURL(new RegExp(`/events/${eventId}`));
   await expect(page.getByRole('heading', { name: new RegExp(uuid) })).toBeVisible();
   await expect(page.locator('[data-field="verification"]')).toHaveText('hmac-sha256');
-  await expect(page.getByLabel('Raw payload')).toContainText('1 Main St');
+  await expect(page.getByLabel('Delivery body')).toContainText('1 Main St');
   await expect(page.locator('.timeline .attempt')).toHaveCount(1);
   await expect(page.locator('.timeline .attempt')).toContainText('success');
-  await expect(page.getByLabel('Mirrored record')).toContainText('"job_address": "1 Main St"');
+  await expect(page.getByLabel('Mirrored record', { exact: true })).toContainText('"job_address": "1 Main St"');
   await page.screenshot({ path: 'screenshots/dashboard-detail.png', fullPage: true });
 });
 
 test('a test event sent from the dashboard is queued and processed', async ({ page }) => {
   await signIn(page);
-  await page.getByLabel('Object UUID').fill('dashboard-test-job');
-  await page.getByLabel('Changes (JSON)').fill('{not json');
+  await page.getByLabel('Record UUID').fill('dashboard-test-job');
+  await page.getByLabel('Changed fields (JSON)').fill('{not json');
   await page.getByRole('button', { name: 'Send test event' }).click();
   await expect(page.getByRole('alert')).toContainText('JSON object');
 
-  await page.getByLabel('Changes (JSON)').fill('{"status": "Quote"}');
+  await page.getByLabel('Changed fields (JSON)').fill('{"status": "Quote"}');
   await page.getByRole('button', { name: 'Send test event' }).click();
   const link = page.getByRole('link', { name: /^event / });
   await expect(link).toBeVisible();
@@ -121,11 +121,11 @@ test('cleanup deletes finished events older than the chosen age', async ({ page,
   const eventId = await postSignedWebhook(request, { object_type: 'Job', object_uuid: `job-old-${Date.now()}`, event_type: 'updated', changes: { status: 'Quote' } });
   await signIn(page);
   await refreshUntil(page, () => expect(page.locator(`tr[data-event-id="${eventId}"] .badge`)).toHaveText('success', { timeout: 1_000 }));
-  await page.getByLabel('Days').fill('30');
+  await page.getByLabel('Age in days').fill('30');
   await page.getByRole('button', { name: 'Delete old events' }).click();
   await expect(page.getByText('Deleted 0 events.')).toBeVisible();
 
-  await page.getByLabel('Days').fill('0');
+  await page.getByLabel('Age in days').fill('0');
   await page.getByRole('button', { name: 'Delete old events' }).click();
   await expect(page.getByText(/Deleted [1-9]\d* events\./)).toBeVisible();
   await expect(page.locator(`tr[data-event-id="${eventId}"]`)).toHaveCount(0);

@@ -84,7 +84,7 @@ fn Cleanup() -> impl IntoView {
             <h3>"Clean up"</h3>
             <p class="muted">"Delete finished events (success, skipped, failed) older than:"</p>
             <div class="inline-fields">
-                <label class="sr-only" for="cleanup-days">"Days"</label>
+                <label class="sr-only" for="cleanup-days">"Age in days"</label>
                 <input id="cleanup-days" type="number" min="0" max="3650" prop:value=move || days.get()
                     on:input=move |ev| days.set(event_target_value(&ev).parse().unwrap_or(30))/>
                 <span>"days"</span>
@@ -129,17 +129,17 @@ fn SendTestEventForm() -> impl IntoView {
     view! {
         <form class="card action test-event" on:submit=submit>
             <h3>"Send a test event"</h3>
-            <label for="test-object">"Object"</label>
+            <label for="test-object">"Record type"</label>
             <select id="test-object" prop:value=move || object_type.get() on:change=move |ev| object_type.set(event_target_value(&ev))>
                 {["job", "company", "jobactivity", "attachment", "staff"].map(|o| view! { <option value=o>{o}</option> })}
             </select>
-            <label for="test-uuid">"Object UUID"</label>
+            <label for="test-uuid">"Record UUID"</label>
             <input id="test-uuid" type="text" required prop:value=move || object_uuid.get()
                 on:input=move |ev| object_uuid.set(event_target_value(&ev))/>
-            <label for="test-event-type">"Event type"</label>
+            <label for="test-event-type">"Change type"</label>
             <input id="test-event-type" type="text" required prop:value=move || event_type.get()
                 on:input=move |ev| event_type.set(event_target_value(&ev))/>
-            <label for="test-changes">"Changes (JSON)"</label>
+            <label for="test-changes">"Changed fields (JSON)"</label>
             <textarea id="test-changes" rows="3" prop:value=move || changes.get()
                 on:input=move |ev| changes.set(event_target_value(&ev))></textarea>
             <button type="submit">"Send test event"</button>

@@ -117,7 +117,7 @@ fn Detail(detail: EventDetail, retry: ServerAction<RetryEvent>) -> impl IntoView
         </div>
         <section class="card" aria-labelledby="payload-title">
             <h2 id="payload-title">"Raw payload"</h2>
-            <pre class="code" tabindex="0" aria-label="Raw payload">{detail.raw_body.clone()}</pre>
+            <pre class="code" tabindex="0" aria-label="Delivery body">{detail.raw_body.clone()}</pre>
             <h3>"Headers"</h3>
             <div class="table-wrap">
                 <table class="headers">

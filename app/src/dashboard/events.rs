@@ -72,42 +72,42 @@ pub fn EventsSection() -> impl IntoView {
         <section aria-labelledby="events-title">
             <h2 id="events-title">"Events"</h2>
             <div class="filters" role="search">
-                <label>
-                    "Status"
-                    <select name="status" prop:value=move || param("status")
+                <div class="field">
+                    <label for="filter-status">"Status"</label>
+                    <select id="filter-status" name="status" prop:value=move || param("status")
                         on:change=move |ev| set_param.run(("status", event_target_value(&ev)))>
                         <option value="">"All"</option>
                         {EventStatus::ALL.map(|status| view! { <option value=status.as_str()>{status.as_str()}</option> })}
                     </select>
-                </label>
-                <label>
-                    "Object"
-                    <select name="object_type" prop:value=move || param("object_type")
+                </div>
+                <div class="field">
+                    <label for="filter-object">"Object"</label>
+                    <select id="filter-object" name="object_type" prop:value=move || param("object_type")
                         on:change=move |ev| set_param.run(("object_type", event_target_value(&ev)))>
                         <option value="">"All"</option>
                         {OBJECT_TYPES.map(|object| view! { <option value=object>{object}</option> })}
                     </select>
-                </label>
-                <label>
-                    "Event type"
-                    <input name="event_type" type="text" placeholder="e.g. status_changed"
+                </div>
+                <div class="field">
+                    <label for="filter-event-type">"Event type"</label>
+                    <input id="filter-event-type" name="event_type" type="text" placeholder="e.g. status_changed"
                         prop:value=move || param("event_type")
                         on:change=move |ev| set_param.run(("event_type", event_target_value(&ev)))/>
-                </label>
-                <label>
-                    "UUID or event id"
-                    <input name="search" type="search" placeholder="part of a uuid"
+                </div>
+                <div class="field">
+                    <label for="filter-search">"UUID or event id"</label>
+                    <input id="filter-search" name="search" type="search" placeholder="part of a uuid"
                         prop:value=move || param("search")
                         on:change=move |ev| set_param.run(("search", event_target_value(&ev)))/>
-                </label>
-                <label>
-                    "Received"
-                    <select name="range" prop:value=move || param("range")
+                </div>
+                <div class="field">
+                    <label for="filter-range">"Received"</label>
+                    <select id="filter-range" name="range" prop:value=move || param("range")
                         on:change=move |ev| set_param.run(("range", event_target_value(&ev)))>
                         <option value="">"Any time"</option>
                         {RANGES.map(|(value, label, _)| view! { <option value=value>{label}</option> })}
                     </select>
-                </label>
+                </div>
                 <a class="button secondary" href=DASHBOARD>"Clear filters"</a>
             </div>
             <Transition fallback=|| view! { <p class="muted">"Loading events…"</p> }>

@@ -18,39 +18,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::api::MockApiError;
+use crate::ingest::formats::event::EVENT_NAMES;
 use super::state::{lock, MockState};
 
 /// ServiceM8 wants a callback answered within this time.
 pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The event names ServiceM8 documents for event subscriptions.
-pub const EVENT_NAMES: [&str; 25] = [
-    "job.created",
-    "job.updated",
-    "job.status_changed",
-    "job.completed",
-    "job.queued",
-    "job.checked_in",
-    "job.checked_out",
-    "job.badge_added",
-    "job.badge_removed",
-    "job.note_added",
-    "job.photo_added",
-    "job.video_added",
-    "job.quote_sent",
-    "job.quote_accepted",
-    "job.invoice_sent",
-    "job.invoice_paid",
-    "job.review_received",
-    "company.created",
-    "company.updated",
-    "form.response_created",
-    "inbox.message_received",
-    "proposal.sent",
-    "proposal.viewed",
-    "staff.clocked_on",
-    "staff.clocked_off",
-];
 
 /// What a subscription listens to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
