@@ -75,6 +75,23 @@ mod backend {
         fn session_ttl_seconds(&self) -> i64;
         /// Whether cookies must carry `Secure` (the public URL is https).
         fn secure_cookies(&self) -> bool;
+
+        // Realtime and client portal (app/src/realtime, app/src/portal).
+        /// Socket key and an access token for `audience`.
+        fn realtime_credentials(
+            &self,
+            audience: crate::realtime::RealtimeAudience,
+        ) -> Result<crate::realtime::RealtimeCredentials, AppError>;
+        /// The company of an active portal session (the cookie value), if any.
+        async fn portal_session_company(&self, session: &str) -> Result<Option<String>, AppError>;
+        async fn portal_sign_out(&self, session: &str) -> Result<(), AppError>;
+        async fn portal_overview(&self, company_uuid: &str) -> Result<crate::portal::model::PortalOverview, AppError>;
+        /// One job of `company_uuid`: `NotFound` when it is missing or belongs to another company.
+        async fn portal_job(
+            &self,
+            company_uuid: &str,
+            job_uuid: &str,
+        ) -> Result<crate::portal::model::PortalJobDetail, AppError>;
     }
 
     pub(super) fn backend() -> Result<Arc<dyn DashboardBackend>, AppError> {

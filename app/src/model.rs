@@ -133,7 +133,10 @@ impl<'a> PageCursor<'a> {
 
     pub fn decode(cursor: &'a str) -> Option<Self> {
         let (received_at, id) = cursor.split_once('_')?;
-        Some(PageCursor { received_at: received_at.parse().ok()?, id })
+        Some(PageCursor {
+            received_at: received_at.parse().ok()?,
+            id,
+        })
     }
 }
 
@@ -143,9 +146,7 @@ impl EventQuery {
 
     /// The page size to use: the requested one within `1..=MAX_LIMIT`, or the default.
     pub fn effective_limit(&self) -> u32 {
-        self.limit
-            .unwrap_or(Self::DEFAULT_LIMIT)
-            .clamp(1, Self::MAX_LIMIT)
+        self.limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, Self::MAX_LIMIT)
     }
 }
 
@@ -245,7 +246,10 @@ mod tests {
     #[test]
     fn event_query_limit_is_clamped_to_the_allowed_range() {
         assert_eq!(EventQuery::default().effective_limit(), 50);
-        let query = |limit| EventQuery { limit: Some(limit), ..EventQuery::default() };
+        let query = |limit| EventQuery {
+            limit: Some(limit),
+            ..EventQuery::default()
+        };
         assert_eq!(query(0).effective_limit(), 1);
         assert_eq!(query(10_000).effective_limit(), 500);
     }
@@ -253,7 +257,13 @@ mod tests {
     #[test]
     fn a_page_cursor_round_trips() {
         let cursor = PageCursor::encode(1_700_000_000_000, "0190-abc");
-        assert_eq!(PageCursor::decode(&cursor), Some(PageCursor { received_at: 1_700_000_000_000, id: "0190-abc" }));
+        assert_eq!(
+            PageCursor::decode(&cursor),
+            Some(PageCursor {
+                received_at: 1_700_000_000_000,
+                id: "0190-abc"
+            })
+        );
         assert_eq!(PageCursor::decode("garbage"), None);
     }
 

@@ -34,14 +34,18 @@ impl FromRequestParts<AppState> for Admin {
                 return Ok(Admin);
             }
         }
-        Err(ApiError::Unauthorized("admin authentication required: send Authorization: Bearer <ADMIN_TOKEN>".into()))
+        Err(ApiError::Unauthorized(
+            "admin authentication required: send Authorization: Bearer <ADMIN_TOKEN>".into(),
+        ))
     }
 }
 
 /// Compares two secrets in constant time, whatever their lengths.
 pub fn secrets_match(candidate: &str, expected: &str) -> bool {
     // Comparing digests keeps the time independent of where, or whether, the lengths differ.
-    Sha256::digest(candidate.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes())).into()
+    Sha256::digest(candidate.as_bytes())
+        .ct_eq(&Sha256::digest(expected.as_bytes()))
+        .into()
 }
 
 /// A new random token: 32 bytes, hex encoded.

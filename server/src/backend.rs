@@ -1,12 +1,15 @@
 //! `ServerBackend`: the one implementation behind both the dashboard's server functions and the REST
 //! management API.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use app::api::{AppError, DashboardBackend};
 use app::model::{
     AttemptView, EventDetail, EventPage, EventQuery, EventSummary, MinuteBucket, PipelineHealth, Stats, TestEvent,
 };
+use app::portal::model::{PortalJobDetail, PortalOverview};
+use app::realtime::{RealtimeAudience, RealtimeCredentials};
 use serde_json::json;
 
 use crate::auth::{random_token, secrets_match, token_hash};
@@ -14,10 +17,15 @@ use crate::config::Secret;
 use crate::ingest::decode::Delivery;
 use crate::ingest::payload::{canonical_object_type, ParsedEvent};
 use crate::ingest::signature::Verification;
+use crate::portal;
 use crate::processor::ProcessingMode;
 use crate::queue::EventQueue;
+use crate::realtime::{Role, TokenKeys};
+use crate::store::mirror::text_field;
 use crate::store::queue::MINUTE_MS;
-use crate::store::{millis_to_rfc3339, now_millis, BudgetLimits, EventRecord, RetryOutcome, Store, StoreError};
+use crate::store::{
+    millis_to_rfc3339, now_millis, BudgetLimits, EventRecord, JobChild, RetryOutcome, Store, StoreError,
+};
 use crate::updates::{LifecycleUpdate, PipelineUpdate, Stage};
 
 /// How long a dashboard session lasts.
@@ -37,11 +45,35 @@ pub struct ServerBackend {
     queue: EventQueue,
     admin_token: Secret,
     settings: BackendSettings,
+    /// Set when the realtime relay runs: browsers get their access tokens here.
+    realtime: Option<RealtimeKeys>,
 }
+
+/// What minting realtime access tokens takes: the relay's signing keys and its public anon key.
+#[derive(Clone)]
+pub struct RealtimeKeys {
+    pub keys: TokenKeys,
+    pub anon_key: Secret,
+}
+
+/// How long an access token handed to a browser lasts; the client fetches the next one a minute before.
+const REALTIME_TOKEN_TTL_SECONDS: i64 = 60 * 60;
 
 impl ServerBackend {
     pub fn new(store: Arc<dyn Store>, queue: EventQueue, admin_token: Secret, settings: BackendSettings) -> Self {
-        ServerBackend { store, queue, admin_token, settings }
+        ServerBackend {
+            store,
+            queue,
+            admin_token,
+            settings,
+            realtime: None,
+        }
+    }
+
+    /// Lets the backend hand out realtime access tokens signed with `keys`.
+    pub fn with_realtime(mut self, keys: RealtimeKeys) -> Self {
+        self.realtime = Some(keys);
+        self
     }
 
     pub fn admin_token_matches(&self, candidate: &str) -> bool {
@@ -76,8 +108,11 @@ impl DashboardBackend for ServerBackend {
         let record = self.store.event_record(event_id).await.map_err(unavailable)?;
         let record = record.ok_or_else(|| AppError::NotFound(format!("no event {event_id}")))?;
         let attempts = self.store.event_attempts(event_id).await.map_err(unavailable)?;
-        let mirrored =
-            self.store.mirror_record(&record.object_type, &record.object_uuid).await.map_err(unavailable)?;
+        let mirrored = self
+            .store
+            .mirror_record(&record.object_type, &record.object_uuid)
+            .await
+            .map_err(unavailable)?;
         let attempt_log = attempts
             .into_iter()
             .map(|attempt| AttemptView {
@@ -93,12 +128,18 @@ impl DashboardBackend for ServerBackend {
     }
 
     async fn pipeline_health(&self) -> Result<PipelineHealth, AppError> {
-        self.store.pipeline_health(now_millis(), self.settings.budget_limits).await.map_err(unavailable)
+        self.store
+            .pipeline_health(now_millis(), self.settings.budget_limits)
+            .await
+            .map_err(unavailable)
     }
 
     async fn minute_buckets(&self) -> Result<Vec<MinuteBucket>, AppError> {
         let now = now_millis();
-        self.store.minute_buckets(now - 59 * MINUTE_MS, now).await.map_err(unavailable)
+        self.store
+            .minute_buckets(now - 59 * MINUTE_MS, now)
+            .await
+            .map_err(unavailable)
     }
 
     async fn send_test_event(&self, event: TestEvent) -> Result<String, AppError> {
@@ -149,14 +190,18 @@ impl DashboardBackend for ServerBackend {
                 Ok(())
             }
             RetryOutcome::NotFound => Err(AppError::NotFound(format!("no event {event_id}"))),
-            RetryOutcome::NotRetryable(status) => {
-                Err(AppError::Conflict(format!("event {event_id} is {status}: it is already on its way")))
-            }
+            RetryOutcome::NotRetryable(status) => Err(AppError::Conflict(format!(
+                "event {event_id} is {status}: it is already on its way"
+            ))),
         }
     }
 
     async fn retry_failed_events(&self, dry_run: bool) -> Result<u64, AppError> {
-        let count = self.store.retry_failed_events(now_millis(), dry_run).await.map_err(unavailable)?;
+        let count = self
+            .store
+            .retry_failed_events(now_millis(), dry_run)
+            .await
+            .map_err(unavailable)?;
         if !dry_run && count > 0 {
             tracing::info!(count, "failed events put back in the queue");
             self.queue.wake_workers();
@@ -169,7 +214,11 @@ impl DashboardBackend for ServerBackend {
             return Err(AppError::InvalidInput("olderThanDays must be 0 or more".into()));
         }
         let cutoff = now_millis() - older_than_days.saturating_mul(24 * 3600 * 1000);
-        let deleted = self.store.delete_finished_events_before(cutoff).await.map_err(unavailable)?;
+        let deleted = self
+            .store
+            .delete_finished_events_before(cutoff)
+            .await
+            .map_err(unavailable)?;
         tracing::info!(deleted, older_than_days, "cleanup deleted finished events");
         Ok(deleted)
     }
@@ -181,16 +230,25 @@ impl DashboardBackend for ServerBackend {
         }
         let session = random_token();
         let expires_at = now_millis() + SESSION_TTL_SECONDS * 1000;
-        self.store.create_session(&token_hash(&session), expires_at).await.map_err(unavailable)?;
+        self.store
+            .create_session(&token_hash(&session), expires_at)
+            .await
+            .map_err(unavailable)?;
         Ok(session)
     }
 
     async fn session_is_active(&self, session: &str) -> Result<bool, AppError> {
-        self.store.session_is_active(&token_hash(session), now_millis()).await.map_err(unavailable)
+        self.store
+            .session_is_active(&token_hash(session), now_millis())
+            .await
+            .map_err(unavailable)
     }
 
     async fn sign_out(&self, session: &str) -> Result<(), AppError> {
-        self.store.delete_session(&token_hash(session)).await.map_err(unavailable)
+        self.store
+            .delete_session(&token_hash(session))
+            .await
+            .map_err(unavailable)
     }
 
     fn session_ttl_seconds(&self) -> i64 {
@@ -200,6 +258,117 @@ impl DashboardBackend for ServerBackend {
     fn secure_cookies(&self) -> bool {
         self.settings.secure_cookies
     }
+
+    // Realtime and client portal.
+
+    fn realtime_credentials(&self, audience: RealtimeAudience) -> Result<RealtimeCredentials, AppError> {
+        let realtime = self
+            .realtime
+            .as_ref()
+            .ok_or_else(|| AppError::Unavailable("realtime is not running".into()))?;
+        let (role, company_uuid) = match &audience {
+            RealtimeAudience::Admin => (Role::Admin, None),
+            RealtimeAudience::Portal { company_uuid } => (Role::Portal, Some(company_uuid.as_str())),
+        };
+        let now = now_millis() / 1000;
+        let access_token = realtime
+            .keys
+            .mint(role, company_uuid, REALTIME_TOKEN_TTL_SECONDS, now)
+            .map_err(|error| {
+                tracing::error!(%error, "minting a realtime access token failed");
+                AppError::Unavailable("realtime access is unavailable".into())
+            })?;
+        Ok(RealtimeCredentials {
+            apikey: realtime.anon_key.expose().to_owned(),
+            access_token,
+            expires_at: now + REALTIME_TOKEN_TTL_SECONDS,
+        })
+    }
+
+    async fn portal_session_company(&self, session: &str) -> Result<Option<String>, AppError> {
+        self.store
+            .portal_session_company(&token_hash(session), now_millis())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn portal_sign_out(&self, session: &str) -> Result<(), AppError> {
+        self.store
+            .delete_portal_session(&token_hash(session))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn portal_overview(&self, company_uuid: &str) -> Result<PortalOverview, AppError> {
+        let records = self.store.company_jobs(company_uuid).await.map_err(unavailable)?;
+        Ok(PortalOverview {
+            company_uuid: company_uuid.to_owned(),
+            company_name: self.company_name(company_uuid).await?,
+            jobs: records.iter().filter_map(portal::job_view).collect(),
+        })
+    }
+
+    async fn portal_job(&self, company_uuid: &str, job_uuid: &str) -> Result<PortalJobDetail, AppError> {
+        // Another company's job answers exactly like a missing one: its existence is not theirs to learn.
+        let not_found = || AppError::NotFound(format!("no job {job_uuid}"));
+        let record = self
+            .store
+            .mirror_record("job", job_uuid)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(not_found)?;
+        if text_field(&record, "company_uuid").as_deref() != Some(company_uuid) || !portal::is_active(&record) {
+            return Err(not_found());
+        }
+        let job = portal::job_view(&record).ok_or_else(not_found)?;
+        let activity_records = self
+            .store
+            .job_children(JobChild::Activities, job_uuid)
+            .await
+            .map_err(unavailable)?;
+        let mut staff: HashMap<String, Option<serde_json::Value>> = HashMap::new();
+        let mut activities = Vec::with_capacity(activity_records.len());
+        for record in &activity_records {
+            let member = match text_field(record, "staff_uuid") {
+                Some(uuid) => match staff.get(&uuid) {
+                    Some(member) => member.clone(),
+                    None => {
+                        let member = self.store.mirror_record("staff", &uuid).await.map_err(unavailable)?;
+                        staff.insert(uuid, member.clone());
+                        member
+                    }
+                },
+                None => None,
+            };
+            activities.extend(portal::activity_view(record, member.as_ref()));
+        }
+        // Visits in the order they happen; those without a time yet last.
+        activities
+            .sort_by(|a, b| (a.start_date.is_none(), &a.start_date).cmp(&(b.start_date.is_none(), &b.start_date)));
+        let attachments = self
+            .store
+            .job_children(JobChild::Attachments, job_uuid)
+            .await
+            .map_err(unavailable)?;
+        Ok(PortalJobDetail {
+            company_uuid: company_uuid.to_owned(),
+            company_name: self.company_name(company_uuid).await?,
+            job,
+            activities,
+            attachments: attachments.iter().filter_map(portal::attachment_view).collect(),
+        })
+    }
+}
+
+impl ServerBackend {
+    async fn company_name(&self, company_uuid: &str) -> Result<Option<String>, AppError> {
+        let company = self
+            .store
+            .mirror_record("company", company_uuid)
+            .await
+            .map_err(unavailable)?;
+        Ok(company.and_then(|company| text_field(&company, "name")))
+    }
 }
 
 fn detail_of(
@@ -207,7 +376,10 @@ fn detail_of(
     attempt_log: Vec<AttemptView>,
     mirrored: Option<serde_json::Value>,
 ) -> Result<EventDetail, AppError> {
-    let status = record.status.parse().map_err(|_| AppError::Unavailable(format!("event has status {:?}", record.status)))?;
+    let status = record
+        .status
+        .parse()
+        .map_err(|_| AppError::Unavailable(format!("event has status {:?}", record.status)))?;
     Ok(EventDetail {
         summary: EventSummary {
             id: record.id,

@@ -8,10 +8,10 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseArgs, ServeArgs};
+use crate::processor::ProcessingMode;
 use crate::servicem8::client::{ServiceM8Args, ServiceM8Client};
 use crate::servicem8::{mock, subscriptions, sync};
 use crate::startup::{redact_url, AdminTokenSource, Server};
-use crate::processor::ProcessingMode;
 use crate::{store, telemetry};
 
 #[derive(Debug, Clone, Args)]
@@ -85,11 +85,22 @@ pub async fn demo(demo: DemoArgs) -> anyhow::Result<()> {
     }
     let server = Server::build(&args).await?;
     let address = server.local_addr();
-    let token = args.ingest.webhook_url_token.as_ref().map(|t| format!("?token={}", t.expose())).unwrap_or_default();
+    let token = args
+        .ingest
+        .webhook_url_token
+        .as_ref()
+        .map(|t| format!("?token={}", t.expose()))
+        .unwrap_or_default();
     account.add_target(format!("http://{address}/api/webhooks/sm8{token}"));
     print_banner(&args, &server, address);
-    println!("  Demo mode: a simulated ServiceM8 account at {} changes records and posts webhooks here;", account.base_url());
-    println!("             about {:.0}% of its API answers fail, to show retries.", demo.demo_error_rate * 100.0);
+    println!(
+        "  Demo mode: a simulated ServiceM8 account at {} changes records and posts webhooks here;",
+        account.base_url()
+    );
+    println!(
+        "             about {:.0}% of its API answers fail, to show retries.",
+        demo.demo_error_rate * 100.0
+    );
     let result = run_until_signal(server).await;
     account.shutdown().await;
     result
@@ -98,7 +109,9 @@ pub async fn demo(demo: DemoArgs) -> anyhow::Result<()> {
 /// `sync`: one reconciliation pass.
 pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
     telemetry::init(crate::config::LogFormat::Text);
-    let store = store::connect(&args.database.database_url).await.context("opening the database")?;
+    let store = store::connect(&args.database.database_url)
+        .await
+        .context("opening the database")?;
     let Some(client) = ServiceM8Client::from_args(&args.servicem8, store.clone())? else {
         bail!("sync needs ServiceM8 credentials: set SERVICEM8_API_KEY or SERVICEM8_ACCESS_TOKEN");
     };
@@ -127,9 +140,16 @@ pub async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
     };
     let subscribed = subscriptions::subscribe(&client, &args.callback_url, &requested).await?;
     for subscription in subscribed {
-        println!("subscribed {:<12} fields {}", subscription.object, subscription.fields.join(","));
+        println!(
+            "subscribed {:<12} fields {}",
+            subscription.object,
+            subscription.fields.join(",")
+        );
     }
-    println!("ServiceM8 confirms each subscription by posting a challenge to {}.", args.callback_url);
+    println!(
+        "ServiceM8 confirms each subscription by posting a challenge to {}.",
+        args.callback_url
+    );
     Ok(())
 }
 
@@ -146,8 +166,12 @@ fn requested_objects(objects: &[String]) -> anyhow::Result<Vec<(String, Vec<Stri
         .map(|spec| {
             let (object, fields) = spec.split_once(':').unwrap_or((spec, ""));
             let object = crate::ingest::payload::canonical_object_type(object);
-            let fields: Vec<String> =
-                fields.split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned).collect();
+            let fields: Vec<String> = fields
+                .split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect();
             match (fields.is_empty(), subscriptions::default_fields(&object)) {
                 (false, _) => Ok((object, fields)),
                 (true, Some(defaults)) => Ok((object, defaults)),
@@ -163,11 +187,17 @@ fn print_banner(args: &ServeArgs, server: &Server, address: SocketAddr) {
     println!("  Database:  {}", redact_url(&args.database.database_url));
     println!("  Dashboard: {public_url}/admin/webhook-dashboard");
     println!("  Webhooks:  POST {public_url}/api/webhooks/sm8");
-    println!("  Realtime:  {public_url}/realtime/v1 (anon key: {})", server.realtime_anon_key.expose());
+    println!(
+        "  Realtime:  {public_url}/realtime/v1 (anon key: {})",
+        server.realtime_anon_key.expose()
+    );
     match server.admin_token_source {
         AdminTokenSource::Configured => println!("  Admin token (from ADMIN_TOKEN): {}", server.admin_token.expose()),
         AdminTokenSource::Stored => {
-            println!("  Admin token (generated, kept in the database): {}", server.admin_token.expose())
+            println!(
+                "  Admin token (generated, kept in the database): {}",
+                server.admin_token.expose()
+            )
         }
     }
     if args.ingest.webhook_secret.is_none() {
@@ -213,7 +243,10 @@ mod tests {
     #[test]
     fn object_specs_take_their_fields_or_the_defaults() {
         let requested = requested_objects(&["Job:status,job_address".into(), "company".into()]).unwrap();
-        assert_eq!(requested[0], ("job".into(), vec!["status".to_owned(), "job_address".to_owned()]));
+        assert_eq!(
+            requested[0],
+            ("job".into(), vec!["status".to_owned(), "job_address".to_owned()])
+        );
         assert_eq!(requested[1].0, "company");
         assert!(!requested[1].1.is_empty());
         assert!(requested_objects(&["form".into()]).is_err());

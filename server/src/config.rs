@@ -38,7 +38,11 @@ impl std::str::FromStr for Secret {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "sm8-webhooks", version, about = "Receives, stores and processes ServiceM8 webhooks")]
+#[command(
+    name = "sm8-webhooks",
+    version,
+    about = "Receives, stores and processes ServiceM8 webhooks"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -62,6 +66,8 @@ pub enum Command {
     Simulate(crate::simulate::SimulateArgs),
     /// Print an access token for the realtime relay (admin: every topic; portal: one company's topics).
     Token(crate::realtime::TokenArgs),
+    /// Print a one-time link that opens the client portal for one company (valid once, for --ttl).
+    PortalLink(crate::portal::PortalLinkArgs),
     /// Measure ingest, end-to-end latency, fan-out, processing and the browser bundle against their targets.
     Bench(crate::bench::BenchArgs),
 }
@@ -128,7 +134,12 @@ pub struct IngestArgs {
     pub servicem8_app_secret: Option<Secret>,
 
     /// Standard Webhooks secrets (`whsec_...`), comma-separated; several allow rotation.
-    #[arg(long, env = "STANDARD_WEBHOOK_SECRETS", hide_env_values = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "STANDARD_WEBHOOK_SECRETS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub standard_webhook_secrets: Vec<Secret>,
 }
 
@@ -143,7 +154,9 @@ impl ServeArgs {
     pub fn new(bind: SocketAddr, database_url: impl Into<String>) -> Self {
         ServeArgs {
             bind,
-            database: DatabaseArgs { database_url: database_url.into() },
+            database: DatabaseArgs {
+                database_url: database_url.into(),
+            },
             ingest: IngestArgs::default(),
             servicem8: ServiceM8Args::default(),
             processor: ProcessorArgs::default(),
@@ -196,7 +209,9 @@ mod tests {
     #[test]
     fn serve_flags_parse_with_their_defaults() {
         let cli = Cli::try_parse_from(["sm8-webhooks", "serve", "--bind", "0.0.0.0:8080"]).unwrap();
-        let Command::Serve(args) = cli.command else { panic!("expected serve") };
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
         assert_eq!(args.bind.port(), 8080);
         assert!(args.database.database_url.starts_with("sqlite://") || std::env::var("DATABASE_URL").is_ok());
     }

@@ -25,13 +25,16 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Simulate(args) => server::simulate::run_cli(args).await,
         Command::Bench(args) => server::bench::run_cli(args).await,
+        Command::PortalLink(args) => server::portal::run_cli(args).await,
         Command::Token(args) => {
             println!("{}", server::realtime::mint_token(&args).await?);
             Ok(())
         }
         Command::Migrate(args) => {
             telemetry::init(server::config::LogFormat::Text);
-            store::connect(&args.database_url).await.context("migrating the database")?;
+            store::connect(&args.database_url)
+                .await
+                .context("migrating the database")?;
             println!("Database {} is migrated.", redact_url(&args.database_url));
             Ok(())
         }

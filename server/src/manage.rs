@@ -52,10 +52,15 @@ async fn query_management(
         Some("throughput") => Ok(Json(json!({ "minutes": state.backend.minute_buckets().await? }))),
         Some("events") => Ok(Json(json!(state.backend.list_events(event_query(&query)?).await?))),
         Some("event") => {
-            let id = query.id.as_deref().ok_or_else(|| ApiError::BadRequest("action=event needs id".into()))?;
+            let id = query
+                .id
+                .as_deref()
+                .ok_or_else(|| ApiError::BadRequest("action=event needs id".into()))?;
             Ok(Json(json!(state.backend.event_detail(id).await?)))
         }
-        Some(other) => Err(ApiError::BadRequest(format!("unknown action {other:?}: expected {ACTIONS}"))),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "unknown action {other:?}: expected {ACTIONS}"
+        ))),
         None => Err(ApiError::BadRequest(format!("missing action: expected {ACTIONS}"))),
     }
 }
@@ -128,7 +133,9 @@ async fn act(
     match action {
         Action::RetryEvent { event_id } => {
             state.backend.retry_event(&event_id).await?;
-            Ok(Json(json!({ "success": true, "eventId": event_id, "status": "queued" })))
+            Ok(Json(
+                json!({ "success": true, "eventId": event_id, "status": "queued" }),
+            ))
         }
         Action::RetryFailedEvents { dry_run } => {
             let count = state.backend.retry_failed_events(dry_run).await?;
@@ -140,7 +147,9 @@ async fn act(
         }
         Action::Cleanup { older_than_days } => {
             let deleted = state.backend.cleanup(older_than_days).await?;
-            Ok(Json(json!({ "success": true, "deleted": deleted, "olderThanDays": older_than_days })))
+            Ok(Json(
+                json!({ "success": true, "deleted": deleted, "olderThanDays": older_than_days }),
+            ))
         }
     }
 }

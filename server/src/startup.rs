@@ -10,14 +10,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
-use crate::backend::{BackendSettings, ServerBackend};
-use crate::queue::EventQueue;
+use crate::backend::{BackendSettings, RealtimeKeys, ServerBackend};
 use crate::config::{IngestArgs, Secret, ServeArgs};
 use crate::processor::{ProcessingMode, Processor};
+use crate::queue::EventQueue;
 use crate::servicem8::client::ServiceM8Client;
 use crate::store::{self, Store};
 use crate::updates::{self, UpdateSender};
-use crate::{auth, health, ingest, manage, realtime, web};
+use crate::{auth, health, ingest, manage, portal, realtime, web};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -70,15 +70,35 @@ impl Server {
         let updates = updates::channel();
         let queue_wakeup = Arc::new(Notify::new());
         let client = ServiceM8Client::from_args(&args.servicem8, store.clone())?.map(Arc::new);
-        let processor =
-            Processor::new(store.clone(), client, updates.clone(), args.processor.clone(), queue_wakeup.clone());
+        let processor = Processor::new(
+            store.clone(),
+            client,
+            updates.clone(),
+            args.processor.clone(),
+            queue_wakeup.clone(),
+        );
         let queue = EventQueue::new(store.clone(), updates.clone(), queue_wakeup.clone());
         let settings = BackendSettings {
             secure_cookies,
             processing_mode: processor.mode(),
             budget_limits: args.servicem8.budget_limits(),
         };
-        let backend = Arc::new(ServerBackend::new(store.clone(), queue.clone(), admin_token.clone(), settings));
+        let relay = realtime::Relay::start(
+            &args.realtime,
+            &args.database.database_url,
+            store.clone(),
+            realtime::store_job_ownership(store.clone()),
+        )
+        .await?;
+        // The backend mints the access tokens browsers join with (`realtime_credentials`).
+        let realtime_keys = RealtimeKeys {
+            keys: relay.token_keys(),
+            anon_key: relay.anon_key().clone(),
+        };
+        let backend = Arc::new(
+            ServerBackend::new(store.clone(), queue.clone(), admin_token.clone(), settings)
+                .with_realtime(realtime_keys),
+        );
         let state = AppState {
             store,
             ingest: Arc::new(args.ingest.clone()),
@@ -87,26 +107,30 @@ impl Server {
             queue_wakeup,
             queue,
         };
-        let relay = realtime::Relay::start(
-            &args.realtime,
-            &args.database.database_url,
-            state.store.clone(),
-            realtime::store_job_ownership(state.store.clone()),
-        )
-        .await?;
         relay.spawn_forwarding(state.updates.subscribe());
         let realtime_anon_key = relay.anon_key().clone();
         let api = Router::new()
             .merge(ingest::router())
             .merge(manage::router())
             .merge(health::router())
+            .merge(portal::router())
             .with_state(state.clone());
         let router = api
             .merge(relay.router())
             .merge(web::router(&args.resolved_site_root(), backend))
             .layer(TraceLayer::new_for_http());
-        let listener = TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
-        Ok(Server { listener, router, state, processor, admin_token, admin_token_source, realtime_anon_key })
+        let listener = TcpListener::bind(args.bind)
+            .await
+            .with_context(|| format!("binding {}", args.bind))?;
+        Ok(Server {
+            listener,
+            router,
+            state,
+            processor,
+            admin_token,
+            admin_token_source,
+            realtime_anon_key,
+        })
     }
 
     /// The channel on which the pipeline announces its progress.

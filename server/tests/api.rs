@@ -44,7 +44,11 @@ async fn a_redelivered_webhook_is_not_stored_twice() {
 #[tokio::test]
 async fn a_delivery_of_several_events_stores_each() {
     let app = spawn_app().await;
-    let body = format!("[{},{}]", seed_event("Job", "job-1", "Quote"), seed_event("Company", "co-1", "x"));
+    let body = format!(
+        "[{},{}]",
+        seed_event("Job", "job-1", "Quote"),
+        seed_event("Company", "co-1", "x")
+    );
     let receipt: Value = app.post_signed(&body).await.json().await.unwrap();
     assert_eq!(receipt["received"], 2);
     assert_eq!(receipt["event_ids"].as_array().unwrap().len(), 2);
@@ -55,7 +59,14 @@ async fn bad_or_missing_signatures_are_refused_with_401_and_nothing_is_stored() 
     let app = spawn_app().await;
     let body = seed_event("Job", "job-1", "Work Order");
     let wrong = server::ingest::signature::sign(b"another secret", body.as_bytes());
-    for signature in [None, Some(""), Some("sha256="), Some("abc123"), Some(&"zz".repeat(32)), Some(wrong.as_str())] {
+    for signature in [
+        None,
+        Some(""),
+        Some("sha256="),
+        Some("abc123"),
+        Some(&"zz".repeat(32)),
+        Some(wrong.as_str()),
+    ] {
         let response = app.post_webhook(&body, signature).await;
         assert_eq!(response.status(), 401, "signature {signature:?} was not refused");
         let reason: Value = response.json().await.unwrap();
@@ -71,15 +82,27 @@ async fn malformed_payloads_get_400_with_a_reason() {
         ("", "empty"),
         ("{not json", "not valid JSON"),
         ("[1, 2]", "object"),
-        (r#"{"object_uuid":"u","event_type":"updated","timestamp":"2024-01-01T00:00:00Z"}"#, "object_type"),
-        (r#"{"object_type":"Job","object_uuid":"u","timestamp":"2024-01-01T00:00:00Z"}"#, "event_type"),
-        (r#"{"object_type":"Job","object_uuid":"u","event_type":"updated","timestamp":"soon"}"#, "timestamp"),
+        (
+            r#"{"object_uuid":"u","event_type":"updated","timestamp":"2024-01-01T00:00:00Z"}"#,
+            "object_type",
+        ),
+        (
+            r#"{"object_type":"Job","object_uuid":"u","timestamp":"2024-01-01T00:00:00Z"}"#,
+            "event_type",
+        ),
+        (
+            r#"{"object_type":"Job","object_uuid":"u","event_type":"updated","timestamp":"soon"}"#,
+            "timestamp",
+        ),
     ];
     for (body, expected) in cases {
         let response = app.post_signed(body).await;
         assert_eq!(response.status(), 400, "body {body:?}");
         let reason: Value = response.json().await.unwrap();
-        assert!(reason["error"].as_str().unwrap().contains(expected), "body {body:?} gave {reason}");
+        assert!(
+            reason["error"].as_str().unwrap().contains(expected),
+            "body {body:?} gave {reason}"
+        );
     }
     assert_eq!(app.manage_json("action=stats").await["total"], 0);
 }
@@ -114,11 +137,23 @@ fn futures_stream(bytes: Vec<u8>) -> impl futures_util::Stream<Item = Result<Vec
 #[tokio::test]
 async fn the_status_endpoint_and_health_checks_answer() {
     let app = spawn_app().await;
-    let status: Value = app.client.get(app.url("/api/webhooks/sm8")).send().await.unwrap().json().await.unwrap();
+    let status: Value = app
+        .client
+        .get(app.url("/api/webhooks/sm8"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["status"], "ok");
     assert_eq!(status["signature_verification"], "enabled");
     for path in ["/healthz", "/readyz"] {
-        assert_eq!(app.client.get(app.url(path)).send().await.unwrap().status(), 200, "{path}");
+        assert_eq!(
+            app.client.get(app.url(path)).send().await.unwrap().status(),
+            200,
+            "{path}"
+        );
     }
 }
 
@@ -127,15 +162,41 @@ async fn the_management_api_requires_the_admin_token() {
     let app = spawn_app().await;
     let url = app.url("/api/webhooks/management?action=stats");
     assert_eq!(app.client.get(&url).send().await.unwrap().status(), 401);
-    assert_eq!(app.client.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
-    assert_eq!(app.client.get(&url).header("authorization", "Basic abc").send().await.unwrap().status(), 401);
-    assert_eq!(app.client.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.client.get(&url).bearer_auth("wrong").send().await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        app.client
+            .get(&url)
+            .header("authorization", "Basic abc")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.client
+            .get(&url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn the_management_api_answers_bad_queries_with_400() {
     let app = spawn_app().await;
-    for query in ["", "action=delete_everything", "action=events&status=done", "action=events&limit=many"] {
+    for query in [
+        "",
+        "action=delete_everything",
+        "action=events&status=done",
+        "action=events&limit=many",
+    ] {
         let response = app.manage(query).await;
         assert_eq!(response.status(), 400, "query {query:?}");
         let reason: Value = response.json().await.unwrap();
@@ -165,16 +226,35 @@ async fn events_are_listed_newest_first_with_status_and_limit_filters() {
         app.post_signed(&seed_event("Job", uuid, "Quote")).await;
     }
     let listed = app.manage_json("action=events&limit=2").await;
-    let uuids: Vec<&str> = listed["events"].as_array().unwrap().iter().map(|e| e["object_uuid"].as_str().unwrap()).collect();
+    let uuids: Vec<&str> = listed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["object_uuid"].as_str().unwrap())
+        .collect();
     assert_eq!(uuids, ["job-3", "job-2"]);
-    assert_eq!(app.manage_json("action=events&status=queued").await["events"].as_array().unwrap().len(), 3);
-    assert!(app.manage_json("action=events&status=failed").await["events"].as_array().unwrap().is_empty());
+    assert_eq!(
+        app.manage_json("action=events&status=queued").await["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(app.manage_json("action=events&status=failed").await["events"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
 async fn an_accepted_event_is_kept_across_a_restart() {
     let app = spawn_app().await;
-    let receipt: Value = app.post_signed(&seed_event("Job", "job-1", "Quote")).await.json().await.unwrap();
+    let receipt: Value = app
+        .post_signed(&seed_event("Job", "job-1", "Quote"))
+        .await
+        .json()
+        .await
+        .unwrap();
     let app = app.restart().await;
     let listed = app.manage_json("action=events").await;
     assert_eq!(listed["events"][0]["id"], receipt["event_ids"][0]);
@@ -183,7 +263,12 @@ async fn an_accepted_event_is_kept_across_a_restart() {
 #[tokio::test]
 async fn the_dashboard_is_rendered_on_the_server_with_a_sign_in_form() {
     let app = spawn_app().await;
-    let response = app.client.get(app.url("/admin/webhook-dashboard")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/admin/webhook-dashboard"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let html = response.text().await.unwrap();
     assert!(html.contains("Webhook dashboard"));

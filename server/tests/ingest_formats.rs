@@ -94,8 +94,7 @@ async fn spawn_app_with_app_secret() -> TestApp {
 
 async fn spawn_app_with_standard_secrets() -> TestApp {
     let mut args = serve_args("");
-    args.ingest.standard_webhook_secrets =
-        vec![Secret::new(STANDARD_SECRET), Secret::new(ROTATED_SECRET)];
+    args.ingest.standard_webhook_secrets = vec![Secret::new(STANDARD_SECRET), Secret::new(ROTATED_SECRET)];
     spawn_app_with(args).await
 }
 
@@ -130,9 +129,7 @@ fn expected(events: &[(&str, &str, &str)]) -> BTreeSet<(String, String, String)>
 }
 
 async fn stored_count(app: &TestApp) -> i64 {
-    app.manage_json("action=stats").await["total"]
-        .as_i64()
-        .unwrap()
+    app.manage_json("action=stats").await["total"].as_i64().unwrap()
 }
 
 async fn receipt(response: reqwest::Response) -> Value {
@@ -143,10 +140,7 @@ async fn receipt(response: reqwest::Response) -> Value {
 async fn assert_refused(response: reqwest::Response, reason_contains: &str) {
     assert_eq!(response.status(), 401);
     let reason: Value = response.json().await.unwrap();
-    assert!(
-        reason["error"].as_str().unwrap().contains(reason_contains),
-        "{reason}"
-    );
+    assert!(reason["error"].as_str().unwrap().contains(reason_contains), "{reason}");
 }
 
 fn addon_jwt(algorithm: Algorithm, secret: &str, event_args: Value) -> String {
@@ -168,9 +162,7 @@ fn addon_jwt(algorithm: Algorithm, secret: &str, event_args: Value) -> String {
 #[tokio::test]
 async fn the_subscribe_handshake_is_answered_with_the_challenge_as_plain_text() {
     let app = spawn_app().await;
-    let response = Delivery::form("mode=subscribe&challenge=chal-123")
-        .send(&app)
-        .await;
+    let response = Delivery::form("mode=subscribe&challenge=chal-123").send(&app).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"]
         .to_str()
@@ -191,10 +183,7 @@ async fn with_a_url_token_configured_the_handshake_must_carry_it() {
     let handshake = || Delivery::form("mode=subscribe&challenge=chal-123");
     assert_refused(handshake().send(&app).await, "token").await;
     assert_refused(handshake().query("token=guess").send(&app).await, "token").await;
-    let response = handshake()
-        .query(&format!("token={URL_TOKEN}"))
-        .send(&app)
-        .await;
+    let response = handshake().query(&format!("token={URL_TOKEN}")).send(&app).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "chal-123");
 }
@@ -208,10 +197,7 @@ async fn an_object_callback_stores_one_event_per_entry_under_the_canonical_objec
     assert_eq!(receipt["duplicates"], 0);
     assert_eq!(
         stored_events(&app).await,
-        expected(&[
-            ("jobactivity", "act-1", "updated"),
-            ("jobactivity", "act-2", "updated")
-        ])
+        expected(&[("jobactivity", "act-1", "updated"), ("jobactivity", "act-2", "updated")])
     );
 }
 
@@ -219,19 +205,10 @@ async fn an_object_callback_stores_one_event_per_entry_under_the_canonical_objec
 async fn a_form_encoded_object_callback_is_stored_like_a_json_one() {
     let app = spawn_app().await;
     let entries = object_callback("x", &["att-1"])["entry"].to_string();
-    let form = format!(
-        "object=Attachment&entry={}&resource_url=x",
-        urlencode(&entries)
-    );
-    assert_eq!(
-        receipt(Delivery::form(form).send(&app).await).await["received"],
-        1
-    );
+    let form = format!("object=Attachment&entry={}&resource_url=x", urlencode(&entries));
+    assert_eq!(receipt(Delivery::form(form).send(&app).await).await["received"], 1);
 
-    let as_one_field = format!(
-        "data={}",
-        urlencode(&object_callback("JOB", &["job-1"]).to_string())
-    );
+    let as_one_field = format!("data={}", urlencode(&object_callback("JOB", &["job-1"]).to_string()));
     assert_eq!(
         receipt(Delivery::form(as_one_field).send(&app).await).await["received"],
         1
@@ -239,10 +216,7 @@ async fn a_form_encoded_object_callback_is_stored_like_a_json_one() {
 
     assert_eq!(
         stored_events(&app).await,
-        expected(&[
-            ("attachment", "att-1", "updated"),
-            ("job", "job-1", "updated")
-        ])
+        expected(&[("attachment", "att-1", "updated"), ("job", "job-1", "updated")])
     );
 }
 
@@ -277,27 +251,15 @@ async fn with_a_url_token_configured_unsigned_callbacks_must_carry_it() {
     assert_refused(callback().send(&app).await, "token").await;
     assert_refused(callback().query("token=").send(&app).await, "token").await;
     assert_refused(
-        callback()
-            .query(&format!("token={URL_TOKEN}x"))
-            .send(&app)
-            .await,
+        callback().query(&format!("token={URL_TOKEN}x")).send(&app).await,
         "token",
     )
     .await;
     assert_eq!(stored_count(&app).await, 0);
 
-    let accepted = receipt(
-        callback()
-            .query(&format!("token={URL_TOKEN}"))
-            .send(&app)
-            .await,
-    )
-    .await;
+    let accepted = receipt(callback().query(&format!("token={URL_TOKEN}")).send(&app).await).await;
     assert_eq!(accepted["received"], 1);
-    assert_eq!(
-        stored_events(&app).await,
-        expected(&[("job", "job-1", "updated")])
-    );
+    assert_eq!(stored_events(&app).await, expected(&[("job", "job-1", "updated")]));
 }
 
 #[tokio::test]
@@ -344,16 +306,9 @@ async fn an_addon_callback_with_another_secret_or_no_signature_is_refused() {
     );
     assert_refused(Delivery::form(wrong_secret).send(&app).await, "JWT").await;
 
-    let signed = addon_jwt(
-        Algorithm::HS256,
-        APP_SECRET,
-        object_callback("job", &["job-1"]),
-    );
+    let signed = addon_jwt(Algorithm::HS256, APP_SECRET, object_callback("job", &["job-1"]));
     let claims = signed.split('.').nth(1).unwrap();
-    let alg_none = format!(
-        "{}.{claims}.",
-        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#)
-    );
+    let alg_none = format!("{}.{claims}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#));
     assert_refused(Delivery::form(alg_none).send(&app).await, "JWT").await;
     assert_eq!(stored_count(&app).await, 0);
 }
@@ -361,19 +316,14 @@ async fn an_addon_callback_with_another_secret_or_no_signature_is_refused() {
 #[tokio::test]
 async fn an_addon_callback_without_a_configured_app_secret_is_refused() {
     let app = spawn_app().await;
-    let jwt = addon_jwt(
-        Algorithm::HS256,
-        APP_SECRET,
-        object_callback("job", &["job-1"]),
-    );
+    let jwt = addon_jwt(Algorithm::HS256, APP_SECRET, object_callback("job", &["job-1"]));
     assert_refused(Delivery::form(jwt).send(&app).await, "SERVICEM8_APP_SECRET").await;
 }
 
 #[tokio::test]
 async fn an_event_webhook_is_stored_with_its_object_and_event_type() {
     let app = spawn_app().await;
-    let status_changed =
-        json!({"event": "job.status_changed", "data": {"uuid": "job-7", "status": "Completed"}});
+    let status_changed = json!({"event": "job.status_changed", "data": {"uuid": "job-7", "status": "Completed"}});
     assert_eq!(
         receipt(
             Delivery::json(status_changed.to_string())
@@ -384,17 +334,10 @@ async fn an_event_webhook_is_stored_with_its_object_and_event_type() {
         .await["received"],
         1
     );
-    let clocked_on = Delivery::json(r#"{"staff_uuid":"staff-3"}"#)
-        .header("x-servicem8-event", "staff.clocked_on");
+    let clocked_on = Delivery::json(r#"{"staff_uuid":"staff-3"}"#).header("x-servicem8-event", "staff.clocked_on");
     receipt(clocked_on.hmac_signed().send(&app).await).await;
     let unknown_shape = json!({"eventName": "Company.Created", "something": {"nested": true}});
-    receipt(
-        Delivery::json(unknown_shape.to_string())
-            .hmac_signed()
-            .send(&app)
-            .await,
-    )
-    .await;
+    receipt(Delivery::json(unknown_shape.to_string()).hmac_signed().send(&app).await).await;
     assert_eq!(
         stored_events(&app).await,
         expected(&[
@@ -408,17 +351,12 @@ async fn an_event_webhook_is_stored_with_its_object_and_event_type() {
 #[tokio::test]
 async fn an_unknown_shape_under_the_seed_signature_gets_400_naming_the_formats() {
     let app = spawn_app().await;
-    let response = Delivery::json(r#"{"hello":"world"}"#)
-        .hmac_signed()
-        .send(&app)
-        .await;
+    let response = Delivery::json(r#"{"hello":"world"}"#).hmac_signed().send(&app).await;
     assert_eq!(response.status(), 400);
     let reason: Value = response.json().await.unwrap();
     let reason = reason["error"].as_str().unwrap();
     assert!(
-        reason.contains("seed")
-            && reason.contains("object callback")
-            && reason.contains("event webhook"),
+        reason.contains("seed") && reason.contains("object callback") && reason.contains("event webhook"),
         "{reason}"
     );
 }
@@ -432,17 +370,13 @@ async fn a_standard_webhooks_delivery_is_verified_and_stored() {
         .send(&app)
         .await;
     assert_eq!(receipt(response).await["received"], 1);
-    assert_eq!(
-        stored_events(&app).await,
-        expected(&[("job", "job-9", "created")])
-    );
+    assert_eq!(stored_events(&app).await, expected(&[("job", "job-9", "created")]));
 }
 
 #[tokio::test]
 async fn a_standard_webhooks_delivery_of_unknown_shape_is_accepted() {
     let app = spawn_app_with_standard_secrets().await;
-    let body =
-        json!({"kind": "something ServiceM8 never documented", "payload": [1, 2, 3]}).to_string();
+    let body = json!({"kind": "something ServiceM8 never documented", "payload": [1, 2, 3]}).to_string();
     let response = Delivery::json(body)
         .standard_signed("msg_1", STANDARD_SECRET, 0)
         .send(&app)
@@ -493,14 +427,9 @@ async fn bad_standard_signatures_are_refused_and_nothing_is_stored() {
     assert_refused(expired.send(&app).await, "five minutes").await;
 
     let mut empty = Delivery::json(body.clone()).standard_signed("msg_1", STANDARD_SECRET, 0);
-    empty
-        .headers
-        .retain(|(name, _)| *name != standard::SIGNATURE_HEADER);
+    empty.headers.retain(|(name, _)| *name != standard::SIGNATURE_HEADER);
     assert_refused(
-        empty
-            .header(standard::SIGNATURE_HEADER, "v1,")
-            .send(&app)
-            .await,
+        empty.header(standard::SIGNATURE_HEADER, "v1,").send(&app).await,
         "no v1 signature matches",
     )
     .await;
@@ -513,12 +442,9 @@ async fn bad_standard_signatures_are_refused_and_nothing_is_stored() {
     let mut both = Delivery::json(body)
         .hmac_signed()
         .standard_signed("msg_1", STANDARD_SECRET, 0);
-    both.headers
-        .retain(|(name, _)| *name != standard::SIGNATURE_HEADER);
+    both.headers.retain(|(name, _)| *name != standard::SIGNATURE_HEADER);
     assert_refused(
-        both.header(standard::SIGNATURE_HEADER, "v1,AAAA")
-            .send(&app)
-            .await,
+        both.header(standard::SIGNATURE_HEADER, "v1,AAAA").send(&app).await,
         "no v1 signature matches",
     )
     .await;
@@ -573,10 +499,7 @@ async fn the_status_endpoint_lists_every_accepted_format() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        status["formats"],
-        json!(["seed", "object", "addon", "event"])
-    );
+    assert_eq!(status["formats"], json!(["seed", "object", "addon", "event"]));
     assert_eq!(status["verification"]["hmac_sha256"], true);
     assert_eq!(status["verification"]["url_token"], false);
 }
@@ -585,9 +508,7 @@ async fn the_status_endpoint_lists_every_accepted_format() {
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (byte as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (byte as char).to_string(),
             _ => format!("%{byte:02X}"),
         })
         .collect()

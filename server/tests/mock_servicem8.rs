@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use common::receiver::{eventually, form_fields, Receiver, PATIENCE};
 use serde_json::{json, Value};
-use server::servicem8::mock::{
-    self, CallbackFormat, Faults, MockConfig, MockHandle, ObjectKind, NEXT_CURSOR_HEADER,
-};
+use server::servicem8::mock::{self, CallbackFormat, Faults, MockConfig, MockHandle, ObjectKind, NEXT_CURSOR_HEADER};
 
 fn small_account() -> MockConfig {
     MockConfig {
@@ -64,11 +62,7 @@ fn uuids(records: &[Value]) -> Vec<String> {
 async fn records_are_listed_in_pages_linked_by_the_next_cursor_header() {
     let (mock, client) = start(small_account()).await;
     let everything: Vec<Value> = get(&client, &mock, "/job.json").await.json().await.unwrap();
-    assert_eq!(
-        everything.len(),
-        12,
-        "without a cursor every record comes at once"
-    );
+    assert_eq!(everything.len(), 12, "without a cursor every record comes at once");
 
     let mut paged = Vec::new();
     let mut cursor = "-1".to_owned();
@@ -92,8 +86,7 @@ async fn records_are_listed_in_pages_linked_by_the_next_cursor_header() {
     assert_eq!(pages, 3);
     assert_eq!(uuids(&paged), uuids(&everything));
     for job in &everything {
-        assert!(["Quote", "Work Order", "Unsuccessful", "Completed"]
-            .contains(&job["status"].as_str().unwrap()));
+        assert!(["Quote", "Work Order", "Unsuccessful", "Completed"].contains(&job["status"].as_str().unwrap()));
         assert_eq!(job["active"], 1);
     }
 }
@@ -102,10 +95,7 @@ async fn records_are_listed_in_pages_linked_by_the_next_cursor_header() {
 async fn the_filter_selects_records_by_edit_date() {
     let (mock, client) = start(small_account()).await;
     let jobs: Vec<Value> = get(&client, &mock, "/job.json").await.json().await.unwrap();
-    let mut dates: Vec<&str> = jobs
-        .iter()
-        .map(|job| job["edit_date"].as_str().unwrap())
-        .collect();
+    let mut dates: Vec<&str> = jobs.iter().map(|job| job["edit_date"].as_str().unwrap()).collect();
     dates.sort();
     let middle = dates[dates.len() / 2];
     let count = |filter: String| {
@@ -123,18 +113,9 @@ async fn the_filter_selects_records_by_edit_date() {
     assert_eq!(earlier, dates.iter().filter(|d| **d < middle).count());
     assert!(same >= 1);
     assert_eq!(later + earlier + same, 12);
-    assert_eq!(
-        count(format!("edit_date gt '{middle}' and active eq 1")).await,
-        later
-    );
+    assert_eq!(count(format!("edit_date gt '{middle}' and active eq 1")).await, later);
 
-    let refused = get_query(
-        &client,
-        &mock,
-        "/job.json",
-        &[("$filter", "edit_date after '2024'")],
-    )
-    .await;
+    let refused = get_query(&client, &mock, "/job.json", &[("$filter", "edit_date after '2024'")]).await;
     assert_eq!(refused.status(), 400);
     let error: Value = refused.json().await.unwrap();
     assert_eq!(error["errorCode"], 400);
@@ -152,12 +133,7 @@ async fn one_record_is_served_by_uuid_and_an_unknown_uuid_is_404() {
     assert!(company["name"].is_string() && company["billing_address"].is_string());
     assert_eq!(mock.fetch_count(ObjectKind::Company, &uuid), 1);
 
-    let missing = get(
-        &client,
-        &mock,
-        "/company/00000000-0000-4000-8000-000000000000.json",
-    )
-    .await;
+    let missing = get(&client, &mock, "/company/00000000-0000-4000-8000-000000000000.json").await;
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.json::<Value>().await.unwrap()["errorCode"], 404);
     assert_eq!(get(&client, &mock, "/invoice.json").await.status(), 404);
@@ -226,10 +202,7 @@ async fn injected_faults_are_switched_on_and_off_at_run_time() {
         ..Faults::none()
     });
     for _ in 0..5 {
-        assert!(get(&client, &mock, "/job.json")
-            .await
-            .status()
-            .is_server_error());
+        assert!(get(&client, &mock, "/job.json").await.status().is_server_error());
     }
     mock.set_faults(Faults::none());
     assert_eq!(get(&client, &mock, "/job.json").await.status(), 200);
@@ -244,12 +217,7 @@ async fn injected_faults_are_switched_on_and_off_at_run_time() {
         .unwrap();
     assert_eq!(set.status(), 200);
     assert_eq!(get(&client, &mock, "/job.json").await.status(), 429);
-    client
-        .post(&faults_url)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    client.post(&faults_url).json(&json!({})).send().await.unwrap();
     assert_eq!(get(&client, &mock, "/job.json").await.status(), 200);
 
     let stats: Value = client
@@ -261,10 +229,7 @@ async fn injected_faults_are_switched_on_and_off_at_run_time() {
         .await
         .unwrap();
     assert_eq!(
-        (
-            stats["requests"].as_u64(),
-            stats["faults_injected"].as_u64()
-        ),
+        (stats["requests"].as_u64(), stats["faults_injected"].as_u64()),
         (Some(8), Some(5))
     );
     assert_eq!(stats["rate_limited"], 1);
@@ -293,30 +258,17 @@ async fn a_hanging_request_times_the_client_out_and_ends_at_shutdown() {
 
     let hanging = tokio::spawn({
         let key = mock.api_key().to_owned();
-        async move {
-            reqwest::Client::new()
-                .get(url)
-                .header("X-API-Key", key)
-                .send()
-                .await
-        }
+        async move { reqwest::Client::new().get(url).header("X-API-Key", key).send().await }
     });
     eventually(|| mock.request_count() == 2).await;
     tokio::time::timeout(PATIENCE, mock.shutdown())
         .await
         .expect("shutdown does not wait out the hang");
-    let answer = tokio::time::timeout(PATIENCE, hanging)
-        .await
-        .unwrap()
-        .unwrap();
+    let answer = tokio::time::timeout(PATIENCE, hanging).await.unwrap().unwrap();
     assert_eq!(answer.unwrap().status(), 503);
 }
 
-async fn subscribe(
-    client: &reqwest::Client,
-    mock: &MockHandle,
-    form: &[(&str, &str)],
-) -> reqwest::Response {
+async fn subscribe(client: &reqwest::Client, mock: &MockHandle, form: &[(&str, &str)]) -> reqwest::Response {
     client
         .post(format!("{}/webhook_subscriptions/object", mock.origin()))
         .header("X-API-Key", mock.api_key())
@@ -333,11 +285,7 @@ async fn subscribing_performs_the_handshake_and_replaces_the_earlier_subscriptio
     let first = subscribe(
         &client,
         &mock,
-        &[
-            ("object", "Job"),
-            ("fields", "status"),
-            ("callback_url", &receiver.url),
-        ],
+        &[("object", "Job"), ("fields", "status"), ("callback_url", &receiver.url)],
     )
     .await;
     assert_eq!(first.status(), 200, "{}", first.text().await.unwrap());
@@ -406,11 +354,7 @@ async fn a_subscription_needs_a_form_body_and_a_callback_that_answers_the_challe
     let unverified = subscribe(
         &client,
         &mock,
-        &[
-            ("object", "job"),
-            ("fields", "status"),
-            ("callback_url", &wrong_url),
-        ],
+        &[("object", "job"), ("fields", "status"), ("callback_url", &wrong_url)],
     )
     .await;
     assert_eq!(unverified.status(), 400);
@@ -454,10 +398,7 @@ async fn the_change_task_posts_a_real_object_callback_to_the_target() {
     let time = entry["time"].as_str().unwrap();
     assert_eq!(time.len(), "2025-01-01 00:00:00".len());
     let resource_url = callback["resource_url"].as_str().unwrap();
-    assert_eq!(
-        resource_url,
-        format!("{}/{object}/{uuid}.json", mock.base_url())
-    );
+    assert_eq!(resource_url, format!("{}/{object}/{uuid}.json", mock.base_url()));
 
     let record: Value = client
         .get(resource_url)
@@ -488,11 +429,7 @@ async fn callbacks_are_form_encoded_when_configured_and_go_to_matching_subscript
         subscribe(
             &client,
             &mock,
-            &[
-                ("object", "job"),
-                ("fields", "status"),
-                ("callback_url", &receiver.url)
-            ]
+            &[("object", "job"), ("fields", "status"), ("callback_url", &receiver.url)]
         )
         .await
         .status(),
@@ -501,21 +438,14 @@ async fn callbacks_are_form_encoded_when_configured_and_go_to_matching_subscript
     let uuid = mock.uuids(ObjectKind::Job).remove(0);
 
     let changed = mock
-        .update_record(
-            ObjectKind::Job,
-            &uuid,
-            json!({"job_description": "Fix the tap"}),
-        )
+        .update_record(ObjectKind::Job, &uuid, json!({"job_description": "Fix the tap"}))
         .unwrap();
     assert_eq!(changed, ["job_description"]);
     let deliveries = mock
         .trigger_callback(ObjectKind::Job, &uuid, &["job_description"])
         .await
         .unwrap();
-    assert!(
-        deliveries.is_empty(),
-        "the subscription wants status changes only"
-    );
+    assert!(deliveries.is_empty(), "the subscription wants status changes only");
 
     mock.update_record(ObjectKind::Job, &uuid, json!({"status": "Completed"}))
         .unwrap();
@@ -525,9 +455,7 @@ async fn callbacks_are_form_encoded_when_configured_and_go_to_matching_subscript
         .unwrap();
     assert_eq!(deliveries.len(), 1);
     let callback = receiver.next().await;
-    assert!(callback
-        .content_type
-        .starts_with("application/x-www-form-urlencoded"));
+    assert!(callback.content_type.starts_with("application/x-www-form-urlencoded"));
     let fields = form_fields(&callback.body);
     assert_eq!(fields["object"], "job");
     let entry: Value = serde_json::from_str(&fields["entry"]).unwrap();

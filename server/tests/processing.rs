@@ -29,7 +29,12 @@ fn quick(args: &mut ServeArgs) {
 }
 
 async fn pipeline(configure: impl FnOnce(&mut ServeArgs, &mut MockConfig)) -> Pipeline {
-    let mut account_config = MockConfig { change_interval_ms: 0, companies: 3, jobs_per_company: 4, ..MockConfig::on_free_port() };
+    let mut account_config = MockConfig {
+        change_interval_ms: 0,
+        companies: 3,
+        jobs_per_company: 4,
+        ..MockConfig::on_free_port()
+    };
     let mut args = serve_args("sqlite::memory:");
     quick(&mut args);
     configure(&mut args, &mut account_config);
@@ -55,7 +60,13 @@ async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut probe: imp
 
 async fn event(app: &TestApp, id: &str) -> Value {
     let listed = app.manage_json("action=events&limit=500").await;
-    listed["events"].as_array().unwrap().iter().find(|e| e["id"] == id).cloned().expect("event is listed")
+    listed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == id)
+        .cloned()
+        .expect("event is listed")
 }
 
 async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
@@ -80,7 +91,12 @@ async fn post(app: &TestApp, body: &Value) -> Vec<String> {
     let response = app.post_signed(&body.to_string()).await;
     assert_eq!(response.status(), 200);
     let receipt: Value = response.json().await.unwrap();
-    receipt["event_ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()).collect()
+    receipt["event_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect()
 }
 
 async fn act(app: &TestApp, body: Value) -> (u16, Value) {
@@ -99,9 +115,24 @@ async fn act(app: &TestApp, body: Value) -> (u16, Value) {
 async fn every_object_and_event_type_is_fetched_and_mirrored() {
     let p = pipeline(|_, _| {}).await;
     let cases: [(ObjectKind, &str, &[&str]); 5] = [
-        (ObjectKind::Job, "Job", &["created", "updated", "status_changed", "quote_sent", "quote_approved", "quote_rejected"]),
+        (
+            ObjectKind::Job,
+            "Job",
+            &[
+                "created",
+                "updated",
+                "status_changed",
+                "quote_sent",
+                "quote_approved",
+                "quote_rejected",
+            ],
+        ),
         (ObjectKind::Company, "Company", &["created", "updated"]),
-        (ObjectKind::JobActivity, "JobActivity", &["created", "updated", "completed"]),
+        (
+            ObjectKind::JobActivity,
+            "JobActivity",
+            &["created", "updated", "completed"],
+        ),
         (ObjectKind::Attachment, "Attachment", &["created", "updated"]),
         (ObjectKind::Staff, "Staff", &["created", "updated"]),
     ];
@@ -117,8 +148,18 @@ async fn every_object_and_event_type_is_fetched_and_mirrored() {
     }
     for (kind, _, _) in cases {
         let uuid = &p.account.uuids(kind)[0];
-        let mirrored = p.store.mirror_record(kind.as_str(), uuid).await.unwrap().expect("record is mirrored");
-        assert_eq!(mirrored, Value::Object(p.account.record(kind, uuid).unwrap()), "{}", kind.as_str());
+        let mirrored = p
+            .store
+            .mirror_record(kind.as_str(), uuid)
+            .await
+            .unwrap()
+            .expect("record is mirrored");
+        assert_eq!(
+            mirrored,
+            Value::Object(p.account.record(kind, uuid).unwrap()),
+            "{}",
+            kind.as_str()
+        );
     }
 }
 
@@ -126,8 +167,9 @@ async fn every_object_and_event_type_is_fetched_and_mirrored() {
 async fn ten_events_for_one_job_are_fetched_once() {
     let p = pipeline(|_, _| {}).await;
     let job = p.account.uuids(ObjectKind::Job)[0].clone();
-    let delivery: Vec<Value> =
-        (0..10).map(|n| seed("Job", &job, "updated", n, json!({ "job_description": format!("v{n}") }))).collect();
+    let delivery: Vec<Value> = (0..10)
+        .map(|n| seed("Job", &job, "updated", n, json!({ "job_description": format!("v{n}") })))
+        .collect();
     let ids = post(&p.app, &Value::Array(delivery)).await;
     assert_eq!(ids.len(), 10);
     for id in &ids {
@@ -152,22 +194,35 @@ async fn an_older_record_never_overwrites_a_newer_one() {
 #[tokio::test]
 async fn a_failing_fetch_is_retried_three_times_with_growing_delays_then_failed_and_a_manual_retry_recovers_it() {
     let p = pipeline(|_, _| {}).await;
-    p.account.set_faults(Faults { error_rate: 1.0, ..Faults::none() });
+    p.account.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::none()
+    });
     let job = p.account.uuids(ObjectKind::Job)[0].clone();
     let ids = post(&p.app, &seed("Job", &job, "updated", 1, json!({}))).await;
     let failed = wait_for_status(&p.app, &ids[0], "failed").await;
     assert_eq!(failed["attempts"], 4);
-    assert!(failed["last_error"].as_str().unwrap().contains("ServiceM8 answered 5"), "{failed}");
+    assert!(
+        failed["last_error"].as_str().unwrap().contains("ServiceM8 answered 5"),
+        "{failed}"
+    );
 
     let attempts = p.store.event_attempts(&ids[0]).await.unwrap();
     assert_eq!(attempts.len(), 4);
     assert!(attempts.iter().all(|a| a.outcome == "retry" || a.outcome == "failed"));
     assert_eq!(attempts[3].outcome, "failed");
-    let gaps: Vec<i64> = attempts.windows(2).map(|pair| pair[1].started_at - pair[0].finished_at).collect();
+    let gaps: Vec<i64> = attempts
+        .windows(2)
+        .map(|pair| pair[1].started_at - pair[0].finished_at)
+        .collect();
     for (retry, gap) in gaps.iter().enumerate() {
         // Nominal delays are 200, 400 and 800 ms with ±25% jitter.
         let minimum = (200 << retry) as i64 * 3 / 4;
-        assert!(*gap >= minimum, "retry {} came after {gap} ms, before {minimum} ms", retry + 1);
+        assert!(
+            *gap >= minimum,
+            "retry {} came after {gap} ms, before {minimum} ms",
+            retry + 1
+        );
     }
     assert!(gaps[2] > gaps[0], "delays grow: {gaps:?}");
 
@@ -180,7 +235,10 @@ async fn a_failing_fetch_is_retried_three_times_with_growing_delays_then_failed_
 #[tokio::test]
 async fn retrying_all_failed_events_says_how_many_first() {
     let p = pipeline(|args, _| args.processor.max_retries = 0).await;
-    p.account.set_faults(Faults { error_rate: 1.0, ..Faults::none() });
+    p.account.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::none()
+    });
     let jobs = p.account.uuids(ObjectKind::Job);
     let mut ids = Vec::new();
     for job in &jobs[..2] {
@@ -208,14 +266,35 @@ async fn management_actions_answer_bad_requests_clearly() {
     let ids = post(&p.app, &seed("Job", &job, "updated", 1, json!({}))).await;
     wait_for_status(&p.app, &ids[0], "success").await;
 
-    assert_eq!(act(&p.app, json!({"action": "retry_event", "eventId": "nope"})).await.0, 404);
+    assert_eq!(
+        act(&p.app, json!({"action": "retry_event", "eventId": "nope"})).await.0,
+        404
+    );
     assert_eq!(act(&p.app, json!({"action": "retry_event"})).await.0, 400);
     assert_eq!(act(&p.app, json!({"action": "explode"})).await.0, 400);
-    assert_eq!(act(&p.app, json!({"action": "cleanup", "olderThanDays": -1})).await.0, 400);
-    let response = p.app.client.post(p.app.url("/api/webhooks/management")).bearer_auth(common::ADMIN_TOKEN)
-        .header("content-type", "application/json").body("{").send().await.unwrap();
+    assert_eq!(
+        act(&p.app, json!({"action": "cleanup", "olderThanDays": -1})).await.0,
+        400
+    );
+    let response = p
+        .app
+        .client
+        .post(p.app.url("/api/webhooks/management"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
-    let unauthenticated = p.app.client.post(p.app.url("/api/webhooks/management")).json(&json!({"action": "cleanup", "olderThanDays": 0})).send().await.unwrap();
+    let unauthenticated = p
+        .app
+        .client
+        .post(p.app.url("/api/webhooks/management"))
+        .json(&json!({"action": "cleanup", "olderThanDays": 0}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unauthenticated.status(), 401);
 }
 
@@ -236,7 +315,12 @@ async fn cleanup_deletes_finished_events_older_than_the_cutoff_only() {
 async fn a_killed_workers_event_is_reclaimed_after_its_lease() {
     let data = tempfile::TempDir::new().unwrap();
     let url = format!("sqlite://{}", data.path().join("sm8.db").display());
-    let account = mock::start(MockConfig { change_interval_ms: 0, ..MockConfig::on_free_port() }).await.unwrap();
+    let account = mock::start(MockConfig {
+        change_interval_ms: 0,
+        ..MockConfig::on_free_port()
+    })
+    .await
+    .unwrap();
     let job = account.uuids(ObjectKind::Job)[0].clone();
     {
         // A worker claims the event and dies without finishing it.
@@ -250,7 +334,10 @@ async fn a_killed_workers_event_is_reclaimed_after_its_lease() {
     args.servicem8.servicem8_api_key = Some(Secret::new(account.api_key()));
     args.servicem8.servicem8_base_url = account.base_url();
     let app = spawn_with(args, data).await;
-    let id = app.manage_json("action=events").await["events"][0]["id"].as_str().unwrap().to_owned();
+    let id = app.manage_json("action=events").await["events"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let done = wait_for_status(&app, &id, "success").await;
     assert_eq!(done["attempts"], 2);
 }
@@ -275,7 +362,10 @@ fn new_event(object_type: &str, object_uuid: &str, now: i64) -> NewEvent {
 #[tokio::test]
 async fn the_request_budget_holds_under_a_burst() {
     // The budget counts per wall-clock minute: start well inside one so the burst cannot straddle two.
-    eventually("a fresh minute", || async { (now_millis() % 60_000 < 40_000).then_some(()) }).await;
+    eventually("a fresh minute", || async {
+        (now_millis() % 60_000 < 40_000).then_some(())
+    })
+    .await;
     let p = pipeline(|args, account| {
         args.servicem8.servicem8_requests_per_minute = 5;
         account.per_minute = 5;
@@ -291,7 +381,10 @@ async fn the_request_budget_holds_under_a_burst() {
     // Five are fetched; the others wait in the queue for the next window, and a worker that found the budget
     // spent put its claim back.
     let events = eventually("five successes and seven waiting", || async {
-        let events = p.app.manage_json("action=events&limit=500").await["events"].as_array().unwrap().clone();
+        let events = p.app.manage_json("action=events&limit=500").await["events"]
+            .as_array()
+            .unwrap()
+            .clone();
         let successes = events.iter().filter(|e| e["status"] == "success").count();
         let queued = events.iter().filter(|e| e["status"] == "queued").count();
         let put_back = events.iter().filter(|e| budget_error(e)).count();
@@ -299,8 +392,14 @@ async fn the_request_budget_holds_under_a_burst() {
     })
     .await;
     let put_back = events.iter().filter(|e| budget_error(e)).count();
-    assert!(put_back <= 2, "{put_back} events were claimed while the budget was spent; there are 2 workers");
-    assert!(events.iter().all(|e| e["attempts"] == 0 || e["status"] == "success"), "waiting costs no attempt");
+    assert!(
+        put_back <= 2,
+        "{put_back} events were claimed while the budget was spent; there are 2 workers"
+    );
+    assert!(
+        events.iter().all(|e| e["attempts"] == 0 || e["status"] == "success"),
+        "waiting costs no attempt"
+    );
     assert_eq!(p.account.request_count(), 5);
     assert_eq!(p.account.rate_limited_count(), 0);
 }
@@ -313,7 +412,10 @@ async fn unknown_objects_and_records_servicem8_lacks_are_skipped_with_a_reason()
     wait_for_status(&p.app, &widget[0], "skipped").await;
     wait_for_status(&p.app, &missing[0], "skipped").await;
     let attempts = p.store.event_attempts(&missing[0]).await.unwrap();
-    assert!(attempts[0].error.as_deref().unwrap().contains("ServiceM8 has no job"), "{attempts:?}");
+    assert!(
+        attempts[0].error.as_deref().unwrap().contains("ServiceM8 has no job"),
+        "{attempts:?}"
+    );
     assert_eq!(attempts[0].http_status, Some(404));
     assert_eq!(p.store.mirror_record("job", "no-such-job").await.unwrap(), None);
 }
@@ -324,7 +426,11 @@ async fn without_credentials_the_payload_changes_are_applied_and_nothing_pretend
     quick(&mut args);
     let app = spawn_app_with(args).await;
     let store = store::connect(&app.database_url).await.unwrap();
-    let ids = post(&app, &seed("Job", "job-1", "status_changed", 1, json!({"status": "Work Order"}))).await;
+    let ids = post(
+        &app,
+        &seed("Job", "job-1", "status_changed", 1, json!({"status": "Work Order"})),
+    )
+    .await;
     wait_for_status(&app, &ids[0], "success").await;
     let record = store.mirror_record("job", "job-1").await.unwrap().unwrap();
     assert_eq!(record["status"], "Work Order");
@@ -354,12 +460,18 @@ async fn reconciliation_queues_what_the_mirror_lacks_and_nothing_twice() {
     })
     .await;
     let job = p.account.uuids(ObjectKind::Job)[0].clone();
-    assert_eq!(p.account.fetch_count(ObjectKind::Job, &job), 0, "listed records are not fetched again");
+    assert_eq!(
+        p.account.fetch_count(ObjectKind::Job, &job),
+        0,
+        "listed records are not fetched again"
+    );
 
     let again = sync::reconcile(&p.store, &client, None).await.unwrap();
     assert_eq!(again.iter().map(|r| r.queued).sum::<usize>(), 0);
 
-    p.account.update_record(ObjectKind::Job, &job, json!({"status": "Completed"})).unwrap();
+    p.account
+        .update_record(ObjectKind::Job, &job, json!({"status": "Completed"}))
+        .unwrap();
     let changed = sync::reconcile(&p.store, &client, None).await.unwrap();
     assert_eq!(changed.iter().map(|r| r.queued).sum::<usize>(), 1);
 }
@@ -373,8 +485,12 @@ async fn subscribing_completes_the_handshake_and_merges_fields() {
     let client = ServiceM8Client::from_args(&args, p.store.clone()).unwrap().unwrap();
     let callback = p.app.url("/api/webhooks/sm8");
 
-    subscriptions::subscribe(&client, &callback, &[("job".into(), vec!["status".into()])]).await.unwrap();
-    let merged = subscriptions::subscribe(&client, &callback, &[("job".into(), vec!["job_address".into()])]).await.unwrap();
+    subscriptions::subscribe(&client, &callback, &[("job".into(), vec!["status".into()])])
+        .await
+        .unwrap();
+    let merged = subscriptions::subscribe(&client, &callback, &[("job".into(), vec!["job_address".into()])])
+        .await
+        .unwrap();
     assert_eq!(merged[0].fields, vec!["job_address", "status"]);
     let registered = p.account.subscriptions();
     assert_eq!(registered.len(), 1, "the second subscription replaced the first");
@@ -387,14 +503,28 @@ async fn subscribing_completes_the_handshake_and_merges_fields() {
 async fn the_simulated_accounts_own_changes_flow_through_to_the_mirror() {
     let p = pipeline(|_, _| {}).await;
     p.account.add_target(p.app.url("/api/webhooks/sm8"));
-    let (change, deliveries) = p.account.change_something().await.expect("the account changed a record");
+    let (change, deliveries) = p
+        .account
+        .change_something()
+        .await
+        .expect("the account changed a record");
     assert!(!deliveries.is_empty());
-    assert!(deliveries.iter().all(|d| matches!(d.outcome, mock::DeliveryOutcome::Delivered(_))), "{deliveries:?}");
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| matches!(d.outcome, mock::DeliveryOutcome::Delivered(_))),
+        "{deliveries:?}"
+    );
     let events = p.app.manage_json("action=events").await;
     for event in events["events"].as_array().unwrap() {
         wait_for_status(&p.app, event["id"].as_str().unwrap(), "success").await;
     }
     let kind = change.kind;
-    let mirrored = p.store.mirror_record(kind.as_str(), &change.uuid).await.unwrap().unwrap();
+    let mirrored = p
+        .store
+        .mirror_record(kind.as_str(), &change.uuid)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(mirrored, Value::Object(p.account.record(kind, &change.uuid).unwrap()));
 }

@@ -4,8 +4,8 @@
 mod common;
 
 use common::realtime_client::{
-    admin_token, join_payload, portal_token, reason, spawn_relay, token, Frame, RealtimeClient,
-    Received, ANON_KEY, PUBLIC_TOPIC,
+    admin_token, join_payload, portal_token, reason, spawn_relay, token, Frame, RealtimeClient, Received, ANON_KEY,
+    PUBLIC_TOPIC,
 };
 use serde_json::json;
 use server::realtime::auth::Role;
@@ -28,9 +28,7 @@ under_both_serializers!(
 async fn a_heartbeat_is_answered_with_its_ref(vsn: &str) {
     let relay = spawn_relay().await;
     let mut client = relay.client(vsn).await;
-    client
-        .push(None, Some("7"), "phoenix", "heartbeat", json!({}))
-        .await;
+    client.push(None, Some("7"), "phoenix", "heartbeat", json!({})).await;
     let expected = Frame {
         join_ref: None,
         msg_ref: Some("7".into()),
@@ -86,24 +84,18 @@ async fn an_unknown_apikey_is_refused_with_401_on_the_upgrade(vsn: &str) {
         Some(401)
     );
     assert_eq!(
-        RealtimeClient::try_connect(relay.app.address, "", vsn)
-            .await
-            .err(),
+        RealtimeClient::try_connect(relay.app.address, "", vsn).await.err(),
         Some(401)
     );
-    assert!(
-        RealtimeClient::try_connect(relay.app.address, ANON_KEY, vsn)
-            .await
-            .is_ok()
-    );
+    assert!(RealtimeClient::try_connect(relay.app.address, ANON_KEY, vsn)
+        .await
+        .is_ok());
 }
 
 async fn joins_without_access_are_refused_with_a_reason(vsn: &str) {
     let relay = spawn_relay().await;
     let mut client = relay.client(vsn).await;
-    let (_, reply) = client
-        .join("realtime:jobs", join_payload(json!({}), None))
-        .await;
+    let (_, reply) = client.join("realtime:jobs", join_payload(json!({}), None)).await;
     assert!(reason(&reply).starts_with("Unauthorized"), "{reply:?}");
     let (_, reply) = client
         .join("realtime:jobs", join_payload(json!({}), Some(ANON_KEY)))
@@ -143,38 +135,20 @@ async fn broadcasts_honour_self_and_ack(vsn: &str) {
     let (mut alice, mut bob) = (relay.client(vsn).await, relay.client(vsn).await);
     let alice_config = json!({"broadcast": {"ack": true, "self": false}});
     let (alice_join, _) = alice
-        .join(
-            PUBLIC_TOPIC,
-            join_payload(alice_config, Some(&admin_token())),
-        )
+        .join(PUBLIC_TOPIC, join_payload(alice_config, Some(&admin_token())))
         .await;
     let (bob_join, _) = bob
-        .join(
-            PUBLIC_TOPIC,
-            join_payload(json!({"broadcast": {"self": true}}), None),
-        )
+        .join(PUBLIC_TOPIC, join_payload(json!({"broadcast": {"self": true}}), None))
         .await;
 
     let message = json!({"type": "broadcast", "event": "hello", "payload": {"n": 1}});
     alice
-        .push(
-            Some(&alice_join),
-            Some("50"),
-            PUBLIC_TOPIC,
-            "broadcast",
-            message,
-        )
+        .push(Some(&alice_join), Some("50"), PUBLIC_TOPIC, "broadcast", message)
         .await;
     let ack = alice.frame().await;
-    assert_eq!(
-        (ack.event.as_str(), ack.msg_ref.as_deref()),
-        ("phx_reply", Some("50"))
-    );
+    assert_eq!((ack.event.as_str(), ack.msg_ref.as_deref()), ("phx_reply", Some("50")));
     assert_eq!(ack.payload, json!({"status": "ok", "response": {}}));
-    assert_eq!(
-        bob.broadcast_on(PUBLIC_TOPIC, "hello").await,
-        json!({"n": 1})
-    );
+    assert_eq!(bob.broadcast_on(PUBLIC_TOPIC, "hello").await, json!({"n": 1}));
     assert_eq!(
         alice.drain().await,
         Vec::<Received>::new(),
@@ -182,18 +156,9 @@ async fn broadcasts_honour_self_and_ack(vsn: &str) {
     );
 
     let message = json!({"type": "broadcast", "event": "HELLO_BACK", "payload": {"n": 2}});
-    bob.push(
-        Some(&bob_join),
-        Some("51"),
-        PUBLIC_TOPIC,
-        "broadcast",
-        message,
-    )
-    .await;
-    assert_eq!(
-        alice.broadcast_on(PUBLIC_TOPIC, "HELLO_BACK").await,
-        json!({"n": 2})
-    );
+    bob.push(Some(&bob_join), Some("51"), PUBLIC_TOPIC, "broadcast", message)
+        .await;
+    assert_eq!(alice.broadcast_on(PUBLIC_TOPIC, "HELLO_BACK").await, json!({"n": 2}));
     let own = bob.drain().await;
     assert_eq!(
         own.len(),
@@ -225,10 +190,7 @@ async fn broadcasts_honour_self_and_ack(vsn: &str) {
             event: "check_relay".into(),
             payload: json!({"hello": "world"}),
         };
-        assert_eq!(
-            relayed, expected,
-            "a kind 3 push reaches 2.0.0 clients as kind 4"
-        );
+        assert_eq!(relayed, expected, "a kind 3 push reaches 2.0.0 clients as kind 4");
         assert_eq!(
             carol.broadcast_on(PUBLIC_TOPIC, "check_relay").await,
             json!({"hello": "world"})
@@ -272,17 +234,13 @@ async fn a_portal_client_joins_only_the_jobs_of_its_company(vsn: &str) {
     for job_topic in ["realtime:job:job-of-co-2", "realtime:job:never-mirrored"] {
         let payload = join_payload(json!({}), Some(&portal_token("co-1")));
         let (_, reply) = client.join(job_topic, payload).await;
-        assert!(
-            reason(&reply).starts_with("Unauthorized"),
-            "{job_topic}: {reply:?}"
-        );
+        assert!(reason(&reply).starts_with("Unauthorized"), "{job_topic}: {reply:?}");
     }
 }
 
 async fn presence_state_follows_a_join_and_diffs_reach_every_subscriber(vsn: &str) {
     let relay = spawn_relay().await;
-    let presence =
-        |key: &str| join_payload(json!({"presence": {"key": key, "enabled": true}}), None);
+    let presence = |key: &str| join_payload(json!({"presence": {"key": key, "enabled": true}}), None);
     let (mut alice, mut bob) = (relay.client(vsn).await, relay.client(vsn).await);
     let (alice_join, _) = alice.join(PUBLIC_TOPIC, presence("alice")).await;
     let state = alice.frame().await;
@@ -296,13 +254,7 @@ async fn presence_state_follows_a_join_and_diffs_reach_every_subscriber(vsn: &st
 
     let track = json!({"type": "presence", "event": "track", "payload": {"name": "Alice"}});
     alice
-        .push(
-            Some(&alice_join),
-            Some("70"),
-            PUBLIC_TOPIC,
-            "presence",
-            track,
-        )
+        .push(Some(&alice_join), Some("70"), PUBLIC_TOPIC, "presence", track)
         .await;
     let reply = alice.frame().await;
     assert_eq!(
@@ -329,13 +281,7 @@ async fn presence_state_follows_a_join_and_diffs_reach_every_subscriber(vsn: &st
 
     let untrack = json!({"type": "presence", "event": "untrack"});
     alice
-        .push(
-            Some(&alice_join),
-            Some("71"),
-            PUBLIC_TOPIC,
-            "presence",
-            untrack,
-        )
+        .push(Some(&alice_join), Some("71"), PUBLIC_TOPIC, "presence", untrack)
         .await;
     let diff = bob
         .receive_where(|r| matches!(r, Received::Text(f) if f.event == "presence_diff"))
@@ -360,9 +306,7 @@ async fn presence_state_follows_a_join_and_diffs_reach_every_subscriber(vsn: &st
 async fn a_refreshed_token_is_rechecked_and_an_expired_one_closes_the_channel(vsn: &str) {
     let relay = spawn_relay().await;
     let mut client = relay.client(vsn).await;
-    let join_ref = client
-        .join_ok("realtime:company:co-1", Some(&admin_token()))
-        .await;
+    let join_ref = client.join_ok("realtime:company:co-1", Some(&admin_token())).await;
     let refresh = json!({"access_token": portal_token("co-1")});
     client
         .push(
@@ -380,9 +324,7 @@ async fn a_refreshed_token_is_rechecked_and_an_expired_one_closes_the_channel(vs
     );
     relay.send_job_update("job-1", "co-1", "Quote");
     assert_eq!(
-        client
-            .broadcast_on("realtime:company:co-1", "webhook_update")
-            .await["object_uuid"],
+        client.broadcast_on("realtime:company:co-1", "webhook_update").await["object_uuid"],
         "job-1"
     );
 
@@ -397,17 +339,11 @@ async fn a_refreshed_token_is_rechecked_and_an_expired_one_closes_the_channel(vs
         )
         .await;
     let system = client.frame().await;
-    assert_eq!(
-        (system.event.as_str(), system.join_ref.as_deref()),
-        ("system", None)
-    );
+    assert_eq!((system.event.as_str(), system.join_ref.as_deref()), ("system", None));
     assert_eq!(system.payload["extension"], "system");
     assert_eq!(system.payload["status"], "error");
     assert_eq!(system.payload["channel"], "company:co-1");
-    assert!(system.payload["message"]
-        .as_str()
-        .unwrap()
-        .contains("expired"));
+    assert!(system.payload["message"].as_str().unwrap().contains("expired"));
     let close = client.frame().await;
     assert_eq!(close.event, "phx_close");
     assert_eq!(
@@ -418,13 +354,7 @@ async fn a_refreshed_token_is_rechecked_and_an_expired_one_closes_the_channel(vs
     let join_ref = client.join_ok("realtime:jobs", Some(&admin_token())).await;
     let downgrade = json!({"access_token": portal_token("co-1")});
     client
-        .push(
-            Some(&join_ref),
-            Some("82"),
-            "realtime:jobs",
-            "access_token",
-            downgrade,
-        )
+        .push(Some(&join_ref), Some("82"), "realtime:jobs", "access_token", downgrade)
         .await;
     assert_eq!(
         client.frame().await.event,
@@ -439,13 +369,7 @@ async fn leaving_replies_then_closes_with_the_join_ref(vsn: &str) {
     let mut client = relay.client(vsn).await;
     let join_ref = client.join_ok(PUBLIC_TOPIC, None).await;
     client
-        .push(
-            Some(&join_ref),
-            Some("90"),
-            PUBLIC_TOPIC,
-            "phx_leave",
-            json!({}),
-        )
+        .push(Some(&join_ref), Some("90"), PUBLIC_TOPIC, "phx_leave", json!({}))
         .await;
     let reply = client.frame().await;
     assert_eq!(
@@ -462,13 +386,7 @@ async fn leaving_replies_then_closes_with_the_join_ref(vsn: &str) {
 
     let message = json!({"type": "broadcast", "event": "e", "payload": {}});
     client
-        .push(
-            Some(&join_ref),
-            Some("91"),
-            PUBLIC_TOPIC,
-            "broadcast",
-            message,
-        )
+        .push(Some(&join_ref), Some("91"), PUBLIC_TOPIC, "broadcast", message)
         .await;
     assert_eq!(reason(&client.frame().await), "unmatched topic");
 }
@@ -481,4 +399,30 @@ async fn the_socket_is_also_served_at_the_upstream_path() {
         relay.app.address
     );
     assert!(tokio_tungstenite::connect_async(url).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_repeated_vsn_takes_its_last_value_and_an_unknown_one_is_refused() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{self, Message};
+
+    let relay = spawn_relay().await;
+    let base = format!("ws://{}/realtime/v1/websocket?apikey={ANON_KEY}", relay.app.address);
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{base}&vsn=1.0.0&vsn=2.0.0"))
+        .await
+        .unwrap();
+    let heartbeat = json!([null, "1", "phoenix", "heartbeat", {}]).to_string();
+    socket.send(Message::text(heartbeat)).await.unwrap();
+    let reply = tokio::time::timeout(common::realtime_client::FRAME_TIMEOUT, socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(reply[3], "phx_reply", "answered in the 2.0.0 array form");
+
+    match tokio_tungstenite::connect_async(format!("{base}&vsn=9.9.9")).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 400),
+        other => panic!("expected a refused upgrade, got {:?}", other.map(|_| ())),
+    }
 }

@@ -4,9 +4,7 @@
 
 mod common;
 
-use common::realtime_client::{
-    admin_token, job_update, join_payload, RealtimeClient, JWT_SECRET, PUBLIC_TOPIC,
-};
+use common::realtime_client::{admin_token, job_update, join_payload, RealtimeClient, JWT_SECRET, PUBLIC_TOPIC};
 use common::{fresh_postgres_database, run_built, serve_args, test_database_url, TestApp};
 use serde_json::json;
 use server::config::Secret;
@@ -58,36 +56,23 @@ impl Cluster {
 #[ignore = "needs PostgreSQL: run make test-postgres"]
 async fn an_update_processed_on_one_node_reaches_clients_on_both() {
     let cluster = Cluster::start().await;
-    let (mut on_a, mut on_b) = (
-        cluster.client(&cluster.a).await,
-        cluster.client(&cluster.b).await,
-    );
+    let (mut on_a, mut on_b) = (cluster.client(&cluster.a).await, cluster.client(&cluster.b).await);
     on_a.join_ok("realtime:jobs", Some(&admin_token())).await;
-    on_b.join_ok("realtime:job:job-1", Some(&admin_token()))
-        .await;
+    on_b.join_ok("realtime:job:job-1", Some(&admin_token())).await;
     for status in ["Quote", "Completed"] {
         cluster
             .updates_a
             .send(job_update("job-1", "co-1", status))
             .expect("node A's relay listens");
     }
-    for (client, topic) in [
-        (&mut on_a, "realtime:jobs"),
-        (&mut on_b, "realtime:job:job-1"),
-    ] {
+    for (client, topic) in [(&mut on_a, "realtime:jobs"), (&mut on_b, "realtime:job:job-1")] {
         let first = client.broadcast_on(topic, "webhook_update").await;
         assert_eq!(
-            (
-                first["object_uuid"].as_str(),
-                first["changes"]["status"].as_str()
-            ),
+            (first["object_uuid"].as_str(), first["changes"]["status"].as_str()),
             (Some("job-1"), Some("Quote"))
         );
         assert_eq!(first["offset"], 1);
-        assert_eq!(
-            client.broadcast_on(topic, "webhook_update").await["offset"],
-            2
-        );
+        assert_eq!(client.broadcast_on(topic, "webhook_update").await["offset"], 2);
     }
 }
 
@@ -95,10 +80,7 @@ async fn an_update_processed_on_one_node_reaches_clients_on_both() {
 #[ignore = "needs PostgreSQL: run make test-postgres"]
 async fn a_broadcast_from_a_client_on_one_node_reaches_clients_on_the_other() {
     let cluster = Cluster::start().await;
-    let (mut sender, mut listener) = (
-        cluster.client(&cluster.a).await,
-        cluster.client(&cluster.b).await,
-    );
+    let (mut sender, mut listener) = (cluster.client(&cluster.a).await, cluster.client(&cluster.b).await);
     let config = json!({"broadcast": {"ack": true, "self": true}});
     let (join_ref, _) = sender.join(PUBLIC_TOPIC, join_payload(config, None)).await;
     listener.join_ok(PUBLIC_TOPIC, None).await;
@@ -106,10 +88,7 @@ async fn a_broadcast_from_a_client_on_one_node_reaches_clients_on_the_other() {
         .push_binary_broadcast(&join_ref, "20", PUBLIC_TOPIC, "cursor", json!({"x": 3}))
         .await;
     assert_eq!(sender.frame().await.payload["status"], "ok");
-    assert_eq!(
-        listener.broadcast_on(PUBLIC_TOPIC, "cursor").await,
-        json!({"x": 3})
-    );
+    assert_eq!(listener.broadcast_on(PUBLIC_TOPIC, "cursor").await, json!({"x": 3}));
     assert_eq!(
         sender.broadcast_on(PUBLIC_TOPIC, "cursor").await,
         json!({"x": 3}),
@@ -122,9 +101,7 @@ async fn a_broadcast_from_a_client_on_one_node_reaches_clients_on_the_other() {
 async fn a_client_resumes_on_another_node_from_the_outbox() {
     let cluster = Cluster::start().await;
     let mut observer = cluster.client(&cluster.a).await;
-    observer
-        .join_ok("realtime:jobs", Some(&admin_token()))
-        .await;
+    observer.join_ok("realtime:jobs", Some(&admin_token())).await;
     for status in ["A", "B", "C"] {
         cluster
             .updates_a
@@ -132,9 +109,7 @@ async fn a_client_resumes_on_another_node_from_the_outbox() {
             .expect("node A's relay listens");
     }
     for _ in 0..3 {
-        observer
-            .broadcast_on("realtime:jobs", "webhook_update")
-            .await;
+        observer.broadcast_on("realtime:jobs", "webhook_update").await;
     }
 
     let mut client = cluster.client(&cluster.b).await;
@@ -144,10 +119,7 @@ async fn a_client_resumes_on_another_node_from_the_outbox() {
     for (offset, status) in [(2, "B"), (3, "C")] {
         let replayed = client.broadcast_on("realtime:jobs", "webhook_update").await;
         assert_eq!(
-            (
-                replayed["offset"].as_i64(),
-                replayed["changes"]["status"].as_str()
-            ),
+            (replayed["offset"].as_i64(), replayed["changes"]["status"].as_str()),
             (Some(offset), Some(status))
         );
     }

@@ -4,8 +4,7 @@
 mod common;
 
 use common::realtime_client::{
-    admin_token, broadcasts, join_payload, portal_token, spawn_relay, spawn_relay_with, Received,
-    RelayApp, ANON_KEY,
+    admin_token, broadcasts, join_payload, portal_token, spawn_relay, spawn_relay_with, Received, RelayApp, ANON_KEY,
 };
 use common::seed_event;
 use serde_json::{json, Value};
@@ -21,13 +20,8 @@ under_both_serializers!(
 async fn a_received_webhook_reaches_admins_as_a_pipeline_frame(vsn: &str) {
     let relay = spawn_relay().await;
     let mut client = relay.client(vsn).await;
-    client
-        .join_ok("realtime:admin:webhooks", Some(&admin_token()))
-        .await;
-    let response = relay
-        .app
-        .post_signed(&seed_event("job", "job-77", "Quote"))
-        .await;
+    client.join_ok("realtime:admin:webhooks", Some(&admin_token())).await;
+    let response = relay.app.post_signed(&seed_event("job", "job-77", "Quote")).await;
     assert_eq!(response.status(), 200);
     let received = client
         .receive_where(|r| {
@@ -46,11 +40,7 @@ async fn a_received_webhook_reaches_admins_as_a_pipeline_frame(vsn: &str) {
 async fn record_updates_reach_their_topics_with_the_seed_payload_and_increasing_offsets(vsn: &str) {
     let relay = spawn_relay().await;
     let mut admin = relay.client(vsn).await;
-    for topic in [
-        "realtime:jobs",
-        "realtime:company:co-1",
-        "realtime:job:job-1",
-    ] {
+    for topic in ["realtime:jobs", "realtime:company:co-1", "realtime:job:job-1"] {
         admin.join_ok(topic, Some(&admin_token())).await;
     }
     let mut portal = relay.client(vsn).await;
@@ -61,11 +51,7 @@ async fn record_updates_reach_their_topics_with_the_seed_payload_and_increasing_
     relay.send_job_update("job-1", "co-1", "Completed");
 
     let seen = broadcasts(&mut admin, 6).await;
-    for topic in [
-        "realtime:jobs",
-        "realtime:company:co-1",
-        "realtime:job:job-1",
-    ] {
+    for topic in ["realtime:jobs", "realtime:company:co-1", "realtime:job:job-1"] {
         let on_topic: Vec<&Value> = seen
             .iter()
             .filter(|(t, e, _)| t == topic && e == "webhook_update")
@@ -93,9 +79,7 @@ async fn record_updates_reach_their_topics_with_the_seed_payload_and_increasing_
 async fn a_rejoin_with_an_old_offset_replays_what_was_missed(vsn: &str) {
     let relay = spawn_relay().await;
     let mut observer = relay.client(vsn).await;
-    observer
-        .join_ok("realtime:jobs", Some(&admin_token()))
-        .await;
+    observer.join_ok("realtime:jobs", Some(&admin_token())).await;
     for status in ["A", "B", "C"] {
         relay.send_job_update("job-1", "co-1", status);
     }
@@ -123,9 +107,7 @@ async fn a_rejoin_with_an_old_offset_replays_what_was_missed(vsn: &str) {
     payload["offset"] = json!(3);
     top_level.join("realtime:jobs", payload).await;
     assert_eq!(
-        top_level
-            .broadcast_on("realtime:jobs", "webhook_update")
-            .await["offset"],
+        top_level.broadcast_on("realtime:jobs", "webhook_update").await["offset"],
         4
     );
 }
@@ -133,9 +115,7 @@ async fn a_rejoin_with_an_old_offset_replays_what_was_missed(vsn: &str) {
 async fn a_rejoin_with_an_offset_no_longer_retained_is_told_to_refetch(vsn: &str) {
     let relay = spawn_relay_with(|args| args.realtime.realtime_retention_messages = 2).await;
     let mut observer = relay.client(vsn).await;
-    observer
-        .join_ok("realtime:jobs", Some(&admin_token()))
-        .await;
+    observer.join_ok("realtime:jobs", Some(&admin_token())).await;
     for status in ["A", "B", "C", "D", "E"] {
         relay.send_job_update("job-1", "co-1", status);
     }
@@ -174,32 +154,15 @@ async fn the_rest_broadcast_is_accepted_and_delivered(vsn: &str) {
     )
     .await;
     assert_eq!(response.status(), 202);
-    assert_eq!(
-        client.broadcast_on("realtime:room1", "e").await,
-        json!({"x": 1})
-    );
+    assert_eq!(client.broadcast_on("realtime:room1", "e").await, json!({"x": 1}));
 
     let path = "/realtime/v1/api/broadcast/room1/events/ping";
-    let response = rest_broadcast(
-        &relay,
-        path,
-        Some(&admin_token()),
-        json!({"y": 2}).to_string(),
-    )
-    .await;
+    let response = rest_broadcast(&relay, path, Some(&admin_token()), json!({"y": 2}).to_string()).await;
     assert_eq!(response.status(), 202);
-    assert_eq!(
-        client.broadcast_on("realtime:room1", "ping").await,
-        json!({"y": 2})
-    );
+    assert_eq!(client.broadcast_on("realtime:room1", "ping").await, json!({"y": 2}));
 }
 
-async fn rest_broadcast(
-    relay: &RelayApp,
-    path: &str,
-    token: Option<&str>,
-    body: String,
-) -> reqwest::Response {
+async fn rest_broadcast(relay: &RelayApp, path: &str, token: Option<&str>, body: String) -> reqwest::Response {
     let mut request = relay
         .app
         .client
@@ -224,12 +187,7 @@ async fn the_rest_broadcast_refuses_bad_keys_portal_tokens_and_bad_input() {
         .bearer_auth(admin_token())
         .body(valid.clone());
     assert_eq!(without_apikey.send().await.unwrap().status(), 401);
-    assert_eq!(
-        rest_broadcast(&relay, path, None, valid.clone())
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(rest_broadcast(&relay, path, None, valid.clone()).await.status(), 401);
     assert_eq!(
         rest_broadcast(&relay, path, Some("forged"), valid.clone())
             .await
@@ -256,9 +214,7 @@ async fn the_rest_broadcast_refuses_bad_keys_portal_tokens_and_bad_input() {
     }
     let public = json!({"messages": [{"topic": "lobby", "event": "e", "payload": {}}]}).to_string();
     assert_eq!(
-        rest_broadcast(&relay, path, Some(ANON_KEY), public)
-            .await
-            .status(),
+        rest_broadcast(&relay, path, Some(ANON_KEY), public).await.status(),
         202,
         "public topics need no token"
     );

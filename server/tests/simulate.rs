@@ -23,11 +23,7 @@ async fn simulate_sends_seed_webhooks_with_duplicates_and_bad_signatures_and_cou
     let summary = simulate::run(&args, Progress::Hidden).await.unwrap();
     assert!(summary.is_clean(), "{summary}");
     assert_eq!(
-        (
-            summary.sent,
-            summary.duplicates_sent,
-            summary.bad_signatures_sent
-        ),
+        (summary.sent, summary.duplicates_sent, summary.bad_signatures_sent),
         (40, 10, 8)
     );
     assert_eq!(summary.accepted, 32);
@@ -50,10 +46,7 @@ async fn simulate_reports_answers_it_did_not_expect() {
         ..SimulateArgs::new(app.url("/api/webhooks/sm8"), 5)
     };
     let summary = simulate::run(&args, Progress::Hidden).await.unwrap();
-    assert_eq!(
-        (summary.sent, summary.unexpected, summary.accepted),
-        (5, 5, 0)
-    );
+    assert_eq!((summary.sent, summary.unexpected, summary.accepted), (5, 5, 0));
     assert!(
         summary.unexpected_samples[0].contains("401"),
         "{:?}",
@@ -91,17 +84,9 @@ async fn simulate_format(format: WebhookFormat) {
     };
     let summary = simulate::run(&args, Progress::Hidden).await.unwrap();
     assert!(summary.is_clean(), "{format:?}: {summary}");
-    assert_eq!(
-        (summary.accepted, summary.rejected_as_expected),
-        (16, 4),
-        "{format:?}"
-    );
+    assert_eq!((summary.accepted, summary.rejected_as_expected), (16, 4), "{format:?}");
     assert_eq!(summary.duplicates_reported, 5, "{format:?}: {summary}");
-    assert_eq!(
-        app.manage_json("action=stats").await["total"],
-        11,
-        "{format:?}"
-    );
+    assert_eq!(app.manage_json("action=stats").await["total"], 11, "{format:?}");
 }
 
 #[tokio::test]

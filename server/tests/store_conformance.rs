@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use app::model::{EventQuery, EventStatus};
 use server::store::{
-    self, mirror_table, now_millis, AttemptTiming, JobChild, BudgetGrant, BudgetLimits, Completion, Insertion, MirrorRecord,
-    MirrorWrite, NewEvent, RetryOutcome, Store,
+    self, mirror_table, now_millis, AttemptTiming, BudgetGrant, BudgetLimits, Completion, Insertion, JobChild,
+    MirrorRecord, MirrorWrite, NewEvent, RetryOutcome, Store,
 };
 use tempfile::TempDir;
 
@@ -21,13 +21,19 @@ struct Fresh {
 async fn sqlite() -> Fresh {
     let data = TempDir::new().unwrap();
     let url = format!("sqlite://{}", data.path().join("sm8.db").display());
-    Fresh { store: store::connect(&url).await.unwrap(), _data: Some(data) }
+    Fresh {
+        store: store::connect(&url).await.unwrap(),
+        _data: Some(data),
+    }
 }
 
 /// A new, empty database on the server named by `TEST_DATABASE_URL`.
 async fn postgres() -> Fresh {
     let url = common::fresh_postgres_database(&common::test_database_url()).await;
-    Fresh { store: store::connect(&url).await.unwrap(), _data: None }
+    Fresh {
+        store: store::connect(&url).await.unwrap(),
+        _data: None,
+    }
 }
 
 fn event(object_uuid: &str, dedup_key: &str, received_at: i64) -> NewEvent {
@@ -64,7 +70,10 @@ async fn a_repeated_dedup_key_is_a_duplicate_of_the_first_event(store: Arc<dyn S
     store.insert_events(std::slice::from_ref(&first)).await.unwrap();
     let again = event("job-1", "same", now_millis());
     let inserted = store.insert_events(&[again.clone(), again]).await.unwrap();
-    assert_eq!(inserted, vec![Insertion::Duplicate(first.id), Insertion::Duplicate(first.id)]);
+    assert_eq!(
+        inserted,
+        vec![Insertion::Duplicate(first.id), Insertion::Duplicate(first.id)]
+    );
     assert_eq!(store.stats().await.unwrap().total, 1);
 }
 
@@ -74,7 +83,10 @@ async fn stats_count_by_status_and_object_type(store: Arc<dyn Store>) {
     assert_eq!(empty.last_received_at, None);
     let mut company = event("co-1", "k3", 3_000);
     company.object_type = "company".into();
-    store.insert_events(&[event("job-1", "k1", 1_000), event("job-2", "k2", 2_000), company]).await.unwrap();
+    store
+        .insert_events(&[event("job-1", "k1", 1_000), event("job-2", "k2", 2_000), company])
+        .await
+        .unwrap();
     let stats = store.stats().await.unwrap();
     assert_eq!(stats.total, 3);
     assert_eq!(stats.count(EventStatus::Queued), 3);
@@ -85,15 +97,32 @@ async fn stats_count_by_status_and_object_type(store: Arc<dyn Store>) {
 
 async fn events_list_newest_first_within_the_limit_and_status(store: Arc<dyn Store>) {
     store
-        .insert_events(&[event("old", "k1", 1_000), event("new", "k2", 3_000), event("mid", "k3", 2_000)])
+        .insert_events(&[
+            event("old", "k1", 1_000),
+            event("new", "k2", 3_000),
+            event("mid", "k3", 2_000),
+        ])
         .await
         .unwrap();
-    let two = store.list_events(&EventQuery { limit: Some(2), ..EventQuery::default() }).await.unwrap().events;
+    let two = store
+        .list_events(&EventQuery {
+            limit: Some(2),
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap()
+        .events;
     let uuids: Vec<_> = two.iter().map(|e| e.object_uuid.as_str()).collect();
     assert_eq!(uuids, ["new", "mid"]);
-    let queued = EventQuery { status: Some(EventStatus::Queued), ..EventQuery::default() };
+    let queued = EventQuery {
+        status: Some(EventStatus::Queued),
+        ..EventQuery::default()
+    };
     assert_eq!(store.list_events(&queued).await.unwrap().events.len(), 3);
-    let failed = EventQuery { status: Some(EventStatus::Failed), ..EventQuery::default() };
+    let failed = EventQuery {
+        status: Some(EventStatus::Failed),
+        ..EventQuery::default()
+    };
     assert!(store.list_events(&failed).await.unwrap().events.is_empty());
 }
 
@@ -121,12 +150,20 @@ async fn claiming_takes_every_due_event_of_one_object_once(store: Arc<dyn Store>
     let now = now_millis();
     let mut later = event("job-2", "k3", now);
     later.occurred_at = Some(1);
-    store.insert_events(&[event("job-1", "k1", now), event("job-1", "k2", now), later]).await.unwrap();
+    store
+        .insert_events(&[event("job-1", "k1", now), event("job-1", "k2", now), later])
+        .await
+        .unwrap();
     let first = store.claim_next_object(now, now + 1_000).await.unwrap();
     assert_eq!(first.len(), 2);
-    assert!(first.iter().all(|e| e.object_uuid == "job-1" && e.attempts == 1 && e.lease_until == now + 1_000));
+    assert!(first
+        .iter()
+        .all(|e| e.object_uuid == "job-1" && e.attempts == 1 && e.lease_until == now + 1_000));
     let second = store.claim_next_object(now, now + 1_000).await.unwrap();
-    assert_eq!(second.iter().map(|e| e.object_uuid.as_str()).collect::<Vec<_>>(), ["job-2"]);
+    assert_eq!(
+        second.iter().map(|e| e.object_uuid.as_str()).collect::<Vec<_>>(),
+        ["job-2"]
+    );
     assert!(store.claim_next_object(now, now + 1_000).await.unwrap().is_empty());
     // Once the lease has expired the events can be claimed again.
     let reclaimed = store.claim_next_object(now + 1_001, now + 2_000).await.unwrap();
@@ -138,21 +175,44 @@ async fn finishing_records_the_attempt_and_ignores_lost_leases(store: Arc<dyn St
     let now = now_millis();
     store.insert_events(&[event("job-1", "k1", now)]).await.unwrap();
     let claimed = store.claim_next_object(now, now + 10).await.unwrap();
-    let timing = AttemptTiming { started_at: now, finished_at: now + 5, http_status: Some(503) };
-    let retry = Completion::Retry { next_attempt_at: now + 50, error: "boom".into(), refund_attempt: false };
+    let timing = AttemptTiming {
+        started_at: now,
+        finished_at: now + 5,
+        http_status: Some(503),
+    };
+    let retry = Completion::Retry {
+        next_attempt_at: now + 50,
+        error: "boom".into(),
+        refund_attempt: false,
+    };
     store.finish_events(&claimed, &retry, &timing).await.unwrap();
     let listed = store.list_events(&EventQuery::default()).await.unwrap().events;
-    assert_eq!((listed[0].status, listed[0].last_error.as_deref()), (EventStatus::Queued, Some("boom")));
-    assert!(store.claim_next_object(now + 49, now + 100).await.unwrap().is_empty(), "not due before its time");
+    assert_eq!(
+        (listed[0].status, listed[0].last_error.as_deref()),
+        (EventStatus::Queued, Some("boom"))
+    );
+    assert!(
+        store.claim_next_object(now + 49, now + 100).await.unwrap().is_empty(),
+        "not due before its time"
+    );
 
     let reclaimed = store.claim_next_object(now + 50, now + 100).await.unwrap();
     // A worker whose lease expired and was taken over cannot finish the event any more.
-    store.finish_events(&claimed, &Completion::Failed("late".into()), &timing).await.unwrap();
-    store.finish_events(&reclaimed, &Completion::Success, &timing).await.unwrap();
+    store
+        .finish_events(&claimed, &Completion::Failed("late".into()), &timing)
+        .await
+        .unwrap();
+    store
+        .finish_events(&reclaimed, &Completion::Success, &timing)
+        .await
+        .unwrap();
     let listed = store.list_events(&EventQuery::default()).await.unwrap().events;
     assert_eq!((listed[0].status, listed[0].attempts), (EventStatus::Success, 2));
     let attempts = store.event_attempts(&listed[0].id).await.unwrap();
-    let outcomes: Vec<_> = attempts.iter().map(|a| (a.attempt, a.outcome.as_str(), a.http_status)).collect();
+    let outcomes: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.outcome.as_str(), a.http_status))
+        .collect();
     assert_eq!(outcomes, [(1, "retry", Some(503)), (2, "success", Some(503))]);
 }
 
@@ -160,28 +220,59 @@ async fn a_budget_refund_gives_the_attempt_back(store: Arc<dyn Store>) {
     let now = now_millis();
     store.insert_events(&[event("job-1", "k1", now)]).await.unwrap();
     let claimed = store.claim_next_object(now, now + 10).await.unwrap();
-    let wait = Completion::Retry { next_attempt_at: now, error: "budget".into(), refund_attempt: true };
-    let timing = AttemptTiming { started_at: now, finished_at: now, http_status: None };
+    let wait = Completion::Retry {
+        next_attempt_at: now,
+        error: "budget".into(),
+        refund_attempt: true,
+    };
+    let timing = AttemptTiming {
+        started_at: now,
+        finished_at: now,
+        http_status: None,
+    };
     store.finish_events(&claimed, &wait, &timing).await.unwrap();
-    assert_eq!(store.list_events(&EventQuery::default()).await.unwrap().events[0].attempts, 0);
+    assert_eq!(
+        store.list_events(&EventQuery::default()).await.unwrap().events[0].attempts,
+        0
+    );
 }
 
 async fn failed_events_can_be_retried_one_or_all(store: Arc<dyn Store>) {
     let now = now_millis();
-    store.insert_events(&[event("job-1", "k1", now), event("job-2", "k2", now)]).await.unwrap();
-    let timing = AttemptTiming { started_at: now, finished_at: now, http_status: None };
+    store
+        .insert_events(&[event("job-1", "k1", now), event("job-2", "k2", now)])
+        .await
+        .unwrap();
+    let timing = AttemptTiming {
+        started_at: now,
+        finished_at: now,
+        http_status: None,
+    };
     for _ in 0..2 {
         let claimed = store.claim_next_object(now, now + 10).await.unwrap();
-        store.finish_events(&claimed, &Completion::Failed("gone".into()), &timing).await.unwrap();
+        store
+            .finish_events(&claimed, &Completion::Failed("gone".into()), &timing)
+            .await
+            .unwrap();
     }
     let events = store.list_events(&EventQuery::default()).await.unwrap().events;
-    assert_eq!(store.retry_event(&events[0].id, now).await.unwrap(), RetryOutcome::Requeued);
-    assert_eq!(store.retry_event(&events[0].id, now).await.unwrap(), RetryOutcome::NotRetryable(EventStatus::Queued));
+    assert_eq!(
+        store.retry_event(&events[0].id, now).await.unwrap(),
+        RetryOutcome::Requeued
+    );
+    assert_eq!(
+        store.retry_event(&events[0].id, now).await.unwrap(),
+        RetryOutcome::NotRetryable(EventStatus::Queued)
+    );
     assert_eq!(store.retry_event("unknown", now).await.unwrap(), RetryOutcome::NotFound);
     assert_eq!(store.retry_failed_events(now, true).await.unwrap(), 1);
     assert_eq!(store.retry_failed_events(now, false).await.unwrap(), 1);
     assert_eq!(store.stats().await.unwrap().count(EventStatus::Queued), 2);
-    assert_eq!(store.delete_finished_events_before(now + 1).await.unwrap(), 0, "queued events are kept");
+    assert_eq!(
+        store.delete_finished_events_before(now + 1).await.unwrap(),
+        0,
+        "queued events are kept"
+    );
 }
 
 async fn a_mirrored_record_is_only_replaced_by_one_at_least_as_new(store: Arc<dyn Store>) {
@@ -193,9 +284,27 @@ async fn a_mirrored_record_is_only_replaced_by_one_at_least_as_new(store: Arc<dy
         )
         .unwrap()
     };
-    assert_eq!(store.upsert_mirror(&record("Quote", "2024-01-02 00:00:00"), 1).await.unwrap(), MirrorWrite::Applied);
-    assert_eq!(store.upsert_mirror(&record("Old", "2024-01-01 00:00:00"), 2).await.unwrap(), MirrorWrite::Stale);
-    assert_eq!(store.upsert_mirror(&record("Same", "2024-01-02 00:00:00"), 3).await.unwrap(), MirrorWrite::Applied);
+    assert_eq!(
+        store
+            .upsert_mirror(&record("Quote", "2024-01-02 00:00:00"), 1)
+            .await
+            .unwrap(),
+        MirrorWrite::Applied
+    );
+    assert_eq!(
+        store
+            .upsert_mirror(&record("Old", "2024-01-01 00:00:00"), 2)
+            .await
+            .unwrap(),
+        MirrorWrite::Stale
+    );
+    assert_eq!(
+        store
+            .upsert_mirror(&record("Same", "2024-01-02 00:00:00"), 3)
+            .await
+            .unwrap(),
+        MirrorWrite::Applied
+    );
     let stored = store.mirror_record("job", "j1").await.unwrap().unwrap();
     assert_eq!(stored["status"], "Same");
     assert_eq!(store.job_company("j1").await.unwrap().as_deref(), Some("c1"));
@@ -204,26 +313,46 @@ async fn a_mirrored_record_is_only_replaced_by_one_at_least_as_new(store: Arc<dy
 }
 
 async fn the_api_budget_allows_the_limit_per_window(store: Arc<dyn Store>) {
-    let limits = BudgetLimits { per_minute: 2, per_day: 3 };
+    let limits = BudgetLimits {
+        per_minute: 2,
+        per_day: 3,
+    };
     let minute = 60_000 * 1_000_000;
-    assert_eq!(store.take_api_budget(minute, limits).await.unwrap(), BudgetGrant::Granted);
-    assert_eq!(store.take_api_budget(minute + 1, limits).await.unwrap(), BudgetGrant::Granted);
+    assert_eq!(
+        store.take_api_budget(minute, limits).await.unwrap(),
+        BudgetGrant::Granted
+    );
+    assert_eq!(
+        store.take_api_budget(minute + 1, limits).await.unwrap(),
+        BudgetGrant::Granted
+    );
     assert_eq!(
         store.take_api_budget(minute + 2, limits).await.unwrap(),
-        BudgetGrant::Exhausted { retry_at: minute + 60_000 }
+        BudgetGrant::Exhausted {
+            retry_at: minute + 60_000
+        }
     );
-    assert_eq!(store.take_api_budget(minute + 60_000, limits).await.unwrap(), BudgetGrant::Granted);
-    assert!(matches!(
-        store.take_api_budget(minute + 120_000, limits).await.unwrap(),
-        BudgetGrant::Exhausted { .. }
-    ), "the day allows three");
+    assert_eq!(
+        store.take_api_budget(minute + 60_000, limits).await.unwrap(),
+        BudgetGrant::Granted
+    );
+    assert!(
+        matches!(
+            store.take_api_budget(minute + 120_000, limits).await.unwrap(),
+            BudgetGrant::Exhausted { .. }
+        ),
+        "the day allows three"
+    );
 }
 
 async fn sync_watermarks_only_move_forward(store: Arc<dyn Store>) {
     assert_eq!(store.sync_watermark("job").await.unwrap(), None);
     store.set_sync_watermark("job", "2024-01-02 00:00:00", 1).await.unwrap();
     store.set_sync_watermark("job", "2024-01-01 00:00:00", 2).await.unwrap();
-    assert_eq!(store.sync_watermark("job").await.unwrap().as_deref(), Some("2024-01-02 00:00:00"));
+    assert_eq!(
+        store.sync_watermark("job").await.unwrap().as_deref(),
+        Some("2024-01-02 00:00:00")
+    );
 }
 
 async fn events_filter_by_type_and_search_and_page_by_cursor(store: Arc<dyn Store>) {
@@ -231,27 +360,76 @@ async fn events_filter_by_type_and_search_and_page_by_cursor(store: Arc<dyn Stor
     company.object_type = "company".into();
     let mut created = event("job-abc-1", "k2", 2_000);
     created.event_type = "created".into();
-    store.insert_events(&[company, created, event("job-xyz", "k3", 3_000), event("job-abc-2", "k4", 4_000)]).await.unwrap();
+    store
+        .insert_events(&[
+            company,
+            created,
+            event("job-xyz", "k3", 3_000),
+            event("job-abc-2", "k4", 4_000),
+        ])
+        .await
+        .unwrap();
     let uuids = |page: &app::model::EventPage| page.events.iter().map(|e| e.object_uuid.clone()).collect::<Vec<_>>();
 
-    let jobs = EventQuery { object_type: Some("job".into()), ..EventQuery::default() };
-    assert_eq!(uuids(&store.list_events(&jobs).await.unwrap()), ["job-abc-2", "job-xyz", "job-abc-1"]);
-    let created_only = EventQuery { event_type: Some("created".into()), ..EventQuery::default() };
+    let jobs = EventQuery {
+        object_type: Some("job".into()),
+        ..EventQuery::default()
+    };
+    assert_eq!(
+        uuids(&store.list_events(&jobs).await.unwrap()),
+        ["job-abc-2", "job-xyz", "job-abc-1"]
+    );
+    let created_only = EventQuery {
+        event_type: Some("created".into()),
+        ..EventQuery::default()
+    };
     assert_eq!(uuids(&store.list_events(&created_only).await.unwrap()), ["job-abc-1"]);
-    let search = EventQuery { search: Some("ABC".into()), ..EventQuery::default() };
-    assert_eq!(uuids(&store.list_events(&search).await.unwrap()), ["job-abc-2", "job-abc-1", "Co-ABC"]);
-    let literal = EventQuery { search: Some("%".into()), ..EventQuery::default() };
-    assert!(store.list_events(&literal).await.unwrap().events.is_empty(), "wildcards match literally");
-    let window = EventQuery { received_from: Some(2_000), received_to: Some(4_000), ..EventQuery::default() };
-    assert_eq!(uuids(&store.list_events(&window).await.unwrap()), ["job-xyz", "job-abc-1"]);
+    let search = EventQuery {
+        search: Some("ABC".into()),
+        ..EventQuery::default()
+    };
+    assert_eq!(
+        uuids(&store.list_events(&search).await.unwrap()),
+        ["job-abc-2", "job-abc-1", "Co-ABC"]
+    );
+    let literal = EventQuery {
+        search: Some("%".into()),
+        ..EventQuery::default()
+    };
+    assert!(
+        store.list_events(&literal).await.unwrap().events.is_empty(),
+        "wildcards match literally"
+    );
+    let window = EventQuery {
+        received_from: Some(2_000),
+        received_to: Some(4_000),
+        ..EventQuery::default()
+    };
+    assert_eq!(
+        uuids(&store.list_events(&window).await.unwrap()),
+        ["job-xyz", "job-abc-1"]
+    );
 
-    let first = store.list_events(&EventQuery { limit: Some(3), ..EventQuery::default() }).await.unwrap();
+    let first = store
+        .list_events(&EventQuery {
+            limit: Some(3),
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(uuids(&first), ["job-abc-2", "job-xyz", "job-abc-1"]);
-    let next = EventQuery { limit: Some(3), cursor: first.next_cursor.clone(), ..EventQuery::default() };
+    let next = EventQuery {
+        limit: Some(3),
+        cursor: first.next_cursor.clone(),
+        ..EventQuery::default()
+    };
     let second = store.list_events(&next).await.unwrap();
     assert_eq!(uuids(&second), ["Co-ABC"]);
     assert_eq!(second.next_cursor, None);
-    let by_id = EventQuery { search: Some(first.events[0].id.clone()), ..EventQuery::default() };
+    let by_id = EventQuery {
+        search: Some(first.events[0].id.clone()),
+        ..EventQuery::default()
+    };
     assert_eq!(uuids(&store.list_events(&by_id).await.unwrap()), ["job-abc-2"]);
 }
 
@@ -262,17 +440,33 @@ async fn an_event_record_holds_every_column(store: Arc<dyn Store>) {
     assert_eq!(record.raw_body, new.raw_body);
     assert_eq!(record.headers, new.headers);
     assert_eq!(record.changes, new.changes);
-    assert_eq!((record.format.as_str(), record.verification.as_str()), ("seed", "hmac-sha256"));
+    assert_eq!(
+        (record.format.as_str(), record.verification.as_str()),
+        ("seed", "hmac-sha256")
+    );
     assert!(store.event_record("missing").await.unwrap().is_none());
 }
 
 async fn health_and_throughput_describe_the_last_hour(store: Arc<dyn Store>) {
     let now = now_millis();
-    store.insert_events(&[event("job-1", "k1", now - 5_000), event("job-2", "k2", now - 4_000)]).await.unwrap();
+    store
+        .insert_events(&[event("job-1", "k1", now - 5_000), event("job-2", "k2", now - 4_000)])
+        .await
+        .unwrap();
     let claimed = store.claim_next_object(now, now + 1_000).await.unwrap();
-    let timing = AttemptTiming { started_at: now, finished_at: now, http_status: Some(200) };
-    store.finish_events(&claimed, &Completion::Success, &timing).await.unwrap();
-    let limits = BudgetLimits { per_minute: 180, per_day: 20_000 };
+    let timing = AttemptTiming {
+        started_at: now,
+        finished_at: now,
+        http_status: Some(200),
+    };
+    store
+        .finish_events(&claimed, &Completion::Success, &timing)
+        .await
+        .unwrap();
+    let limits = BudgetLimits {
+        per_minute: 180,
+        per_day: 20_000,
+    };
     store.take_api_budget(now, limits).await.unwrap();
 
     let health = store.pipeline_health(now, limits).await.unwrap();
@@ -289,20 +483,46 @@ async fn health_and_throughput_describe_the_last_hour(store: Arc<dyn Store>) {
 }
 
 async fn a_company_sees_its_active_jobs_and_their_records(store: Arc<dyn Store>) {
-    let mirror = |object: &str, record: serde_json::Value| MirrorRecord::from_record(mirror_table(object).unwrap(), record).unwrap();
+    let mirror = |object: &str, record: serde_json::Value| {
+        MirrorRecord::from_record(mirror_table(object).unwrap(), record).unwrap()
+    };
     for record in [
-        mirror("job", serde_json::json!({"uuid": "j1", "company_uuid": "c1", "edit_date": "2024-01-01 00:00:00", "active": 1})),
-        mirror("job", serde_json::json!({"uuid": "j2", "company_uuid": "c1", "edit_date": "2024-01-02 00:00:00", "active": 0})),
-        mirror("job", serde_json::json!({"uuid": "j3", "company_uuid": "c2", "edit_date": "2024-01-02 00:00:00", "active": 1})),
-        mirror("jobactivity", serde_json::json!({"uuid": "a1", "job_uuid": "j1", "edit_date": "2024-01-01 00:00:00", "active": 1})),
-        mirror("attachment", serde_json::json!({"uuid": "f1", "related_object": "job", "related_object_uuid": "j1", "edit_date": "2024-01-01 00:00:00", "active": 1})),
+        mirror(
+            "job",
+            serde_json::json!({"uuid": "j1", "company_uuid": "c1", "edit_date": "2024-01-01 00:00:00", "active": 1}),
+        ),
+        mirror(
+            "job",
+            serde_json::json!({"uuid": "j2", "company_uuid": "c1", "edit_date": "2024-01-02 00:00:00", "active": 0}),
+        ),
+        mirror(
+            "job",
+            serde_json::json!({"uuid": "j3", "company_uuid": "c2", "edit_date": "2024-01-02 00:00:00", "active": 1}),
+        ),
+        mirror(
+            "jobactivity",
+            serde_json::json!({"uuid": "a1", "job_uuid": "j1", "edit_date": "2024-01-01 00:00:00", "active": 1}),
+        ),
+        mirror(
+            "attachment",
+            serde_json::json!({"uuid": "f1", "related_object": "job", "related_object_uuid": "j1", "edit_date": "2024-01-01 00:00:00", "active": 1}),
+        ),
     ] {
         store.upsert_mirror(&record, 1).await.unwrap();
     }
     let jobs = store.company_jobs("c1").await.unwrap();
-    assert_eq!(jobs.iter().map(|j| j["uuid"].as_str().unwrap()).collect::<Vec<_>>(), ["j1"]);
-    assert_eq!(store.job_children(JobChild::Activities, "j1").await.unwrap()[0]["uuid"], "a1");
-    assert_eq!(store.job_children(JobChild::Attachments, "j1").await.unwrap()[0]["uuid"], "f1");
+    assert_eq!(
+        jobs.iter().map(|j| j["uuid"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["j1"]
+    );
+    assert_eq!(
+        store.job_children(JobChild::Activities, "j1").await.unwrap()[0]["uuid"],
+        "a1"
+    );
+    assert_eq!(
+        store.job_children(JobChild::Attachments, "j1").await.unwrap()[0]["uuid"],
+        "f1"
+    );
     assert!(store.job_children(JobChild::Activities, "j3").await.unwrap().is_empty());
 }
 
@@ -310,11 +530,24 @@ async fn a_portal_link_opens_one_session_once(store: Arc<dyn Store>) {
     let now = now_millis();
     store.create_portal_link("link", "c1", now + 60_000).await.unwrap();
     store.create_portal_link("stale", "c1", now - 1).await.unwrap();
-    assert_eq!(store.redeem_portal_link("link", now).await.unwrap().as_deref(), Some("c1"));
-    assert_eq!(store.redeem_portal_link("link", now).await.unwrap(), None, "a link works once");
+    assert_eq!(
+        store.redeem_portal_link("link", now).await.unwrap().as_deref(),
+        Some("c1")
+    );
+    assert_eq!(
+        store.redeem_portal_link("link", now).await.unwrap(),
+        None,
+        "a link works once"
+    );
     assert_eq!(store.redeem_portal_link("stale", now).await.unwrap(), None);
-    store.create_portal_session("session", "c1", now + 60_000).await.unwrap();
-    assert_eq!(store.portal_session_company("session", now).await.unwrap().as_deref(), Some("c1"));
+    store
+        .create_portal_session("session", "c1", now + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.portal_session_company("session", now).await.unwrap().as_deref(),
+        Some("c1")
+    );
     store.delete_portal_session("session").await.unwrap();
     assert_eq!(store.portal_session_company("session", now).await.unwrap(), None);
 }

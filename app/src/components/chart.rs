@@ -60,7 +60,10 @@ pub fn LineChart(#[prop(into)] title: String, values: Vec<Option<f64>>, #[prop(i
         match value {
             Some(value) => {
                 let y = HEIGHT - 2.0 - value / max * (HEIGHT - 4.0);
-                segments.last_mut().expect("never empty").push(format!("{:.1},{y:.1}", i as f64 * step));
+                segments
+                    .last_mut()
+                    .expect("never empty")
+                    .push(format!("{:.1},{y:.1}", i as f64 * step));
             }
             None if !segments.last().is_some_and(Vec::is_empty) => segments.push(Vec::new()),
             None => {}
@@ -81,7 +84,10 @@ pub fn LineChart(#[prop(into)] title: String, values: Vec<Option<f64>>, #[prop(i
             }
         })
         .collect_view();
-    let latest = present.last().map(|v| format!("{v:.0} {unit}")).unwrap_or_else(|| "no data".into());
+    let latest = present
+        .last()
+        .map(|v| format!("{v:.0} {unit}"))
+        .unwrap_or_else(|| "no data".into());
     let summary = format!("{title}: latest {latest}, highest {max:.0} {unit}");
     view! {
         <figure class="chart">

@@ -35,12 +35,18 @@ pub fn utc_text(iso: &str) -> String {
 /// The viewer's local rendering of an RFC 3339 time (or a ServiceM8 date, taken as UTC).
 #[cfg(feature = "hydrate")]
 pub fn local_text(iso: &str) -> Option<String> {
-    let normalised = if iso.contains('T') { iso.to_owned() } else { format!("{}Z", iso.replacen(' ', "T", 1)) };
+    let normalised = if iso.contains('T') {
+        iso.to_owned()
+    } else {
+        format!("{}Z", iso.replacen(' ', "T", 1))
+    };
     let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(&normalised));
     if date.get_time().is_nan() {
         return None;
     }
-    Some(String::from(date.to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED)))
+    Some(String::from(
+        date.to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED),
+    ))
 }
 
 /// Pretty-printed JSON in a scrollable block.

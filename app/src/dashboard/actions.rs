@@ -123,7 +123,9 @@ fn SendTestEventForm() -> impl IntoView {
                     },
                 });
             }
-            _ => invalid.set(Some("Changes must be a JSON object, e.g. {\"status\": \"Completed\"}.".into())),
+            _ => invalid.set(Some(
+                "Changes must be a JSON object, e.g. {\"status\": \"Completed\"}.".into(),
+            )),
         }
     };
     view! {

@@ -44,13 +44,19 @@ fn EventView() -> impl IntoView {
 #[component]
 fn Detail(detail: EventDetail, retry: ServerAction<RetryEvent>) -> impl IntoView {
     let summary = detail.summary.clone();
-    let retryable = matches!(summary.status, EventStatus::Failed | EventStatus::Skipped | EventStatus::Success);
+    let retryable = matches!(
+        summary.status,
+        EventStatus::Failed | EventStatus::Skipped | EventStatus::Success
+    );
     let event_id = summary.id.clone();
     let headers: Vec<(String, String)> = detail
         .headers
         .as_object()
         .map(|headers| {
-            headers.iter().map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned())).collect()
+            headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned()))
+                .collect()
         })
         .unwrap_or_default();
     view! {

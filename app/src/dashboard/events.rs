@@ -13,8 +13,12 @@ use crate::model::{EventPage, EventQuery, EventStatus};
 const DASHBOARD: &str = "/admin/webhook-dashboard";
 const OBJECT_TYPES: [&str; 5] = ["job", "company", "jobactivity", "attachment", "staff"];
 /// Time ranges offered by the filter: (query value, label, minutes).
-const RANGES: [(&str, &str, i64); 4] =
-    [("15m", "Last 15 minutes", 15), ("1h", "Last hour", 60), ("24h", "Last 24 hours", 1_440), ("7d", "Last 7 days", 10_080)];
+const RANGES: [(&str, &str, i64); 4] = [
+    ("15m", "Last 15 minutes", 15),
+    ("1h", "Last hour", 60),
+    ("24h", "Last 24 hours", 1_440),
+    ("7d", "Last 7 days", 10_080),
+];
 
 /// Milliseconds since the epoch on whichever side runs this.
 fn now_millis() -> i64 {
@@ -53,7 +57,10 @@ fn query_of(params: &ParamsMap) -> EventQuery {
 pub fn EventsSection() -> impl IntoView {
     let refresh = expect_context::<Refresh>();
     let params = use_query_map();
-    let events = Resource::new(move || (params.get(), refresh.get()), |(params, _)| list_events(query_of(&params)));
+    let events = Resource::new(
+        move || (params.get(), refresh.get()),
+        |(params, _)| list_events(query_of(&params)),
+    );
     let navigate = use_navigate();
     // A Callback is Copy, so every filter's handler can hold it.
     let set_param = Callback::new(move |(key, value): (&'static str, String)| {

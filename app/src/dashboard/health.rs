@@ -85,13 +85,24 @@ fn HealthCards(health: PipelineHealth) -> impl IntoView {
         ("Oldest queued", age(health.oldest_queued_seconds), "oldest-queued"),
         (
             "Success rate (1 h)",
-            health.success_rate.map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "–".into()),
+            health
+                .success_rate
+                .map(|r| format!("{:.1}%", r * 100.0))
+                .unwrap_or_else(|| "–".into()),
             "success-rate",
         ),
         ("Mean processing", millis(health.mean_processing_ms), "mean-processing"),
         ("p95 processing", millis(health.p95_processing_ms), "p95-processing"),
-        ("API this minute", format!("{} / {}", budget.minute_used, budget.minute_limit), "api-minute"),
-        ("API today", format!("{} / {}", budget.day_used, budget.day_limit), "api-day"),
+        (
+            "API this minute",
+            format!("{} / {}", budget.minute_used, budget.minute_limit),
+            "api-minute",
+        ),
+        (
+            "API today",
+            format!("{} / {}", budget.day_used, budget.day_limit),
+            "api-day",
+        ),
     ];
     view! {
         <dl class="stats health">

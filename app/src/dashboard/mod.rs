@@ -63,7 +63,10 @@ pub fn DashboardPage() -> impl IntoView {
 pub fn AdminShell(children: ChildrenFn) -> impl IntoView {
     let sign_in = ServerAction::<SignIn>::new();
     let sign_out = ServerAction::<SignOut>::new();
-    let session = Resource::new(move || (sign_in.version().get(), sign_out.version().get()), |_| session_status());
+    let session = Resource::new(
+        move || (sign_in.version().get(), sign_out.version().get()),
+        |_| session_status(),
+    );
     let refresh = Refresh(RwSignal::new(0));
     provide_context(refresh);
     let children = StoredValue::new(children);

@@ -39,18 +39,11 @@ struct FirstRender {
     first_contentful_paint_ms: Vec<f64>,
 }
 
-pub async fn run(
-    settings: &Settings,
-    databases: &Databases,
-    report: &mut ScenarioReport,
-) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, databases: &Databases, report: &mut ScenarioReport) -> anyhow::Result<()> {
     let site = harness::serve_args("sqlite::memory:").resolved_site_root();
     let wasm_path = site.join(WASM);
     if !wasm_path.exists() {
-        report.outcome = Outcome::NotRun(format!(
-            "{} is missing: run `make build` first",
-            wasm_path.display()
-        ));
+        report.outcome = Outcome::NotRun(format!("{} is missing: run `make build` first", wasm_path.display()));
         return Ok(());
     }
     let wasm = sizes(&wasm_path)?;
@@ -66,15 +59,10 @@ pub async fn run(
         report.push(Figure::info("JS glue gzip", js.gzip as f64 / 1000.0, "kB"));
         report.detail("js", js);
     }
-    println!(
-        "  WASM {} kB raw, {} kB gzip",
-        wasm.raw / 1000,
-        wasm.gzip / 1000
-    );
+    println!("  WASM {} kB raw, {} kB gzip", wasm.raw / 1000, wasm.gzip / 1000);
 
     if let Some(missing) = first_render_missing() {
-        report.detail("first_render", format!("not measured: {missing}"));
-        println!("  first render not measured: {missing}");
+        report.note(format!("first render not measured: {missing}"));
         return Ok(());
     }
     let mut args = harness::serve_args(&databases.fresh("bundle").await?);
@@ -83,24 +71,25 @@ pub async fn run(
     let server = harness::host_server(args).await?;
     let url = format!("http://{}{PAGE}", server.value);
     let rendered = first_render(&url, settings.page_loads()).await;
-    server.stop().await?;
+    server.stop_noting(report).await;
     let rendered = rendered?;
     let hydrated = median(&rendered.hydrated_ms);
     let painted = median(&rendered.first_contentful_paint_ms);
-    println!(
-        "  first render (hydrated) median {hydrated:.0} ms, first contentful paint {painted:.0} ms"
-    );
+    println!("  first render (hydrated) median {hydrated:.0} ms, first contentful paint {painted:.0} ms");
     report.push(Figure::info(
         "dashboard first render to hydrated (median)",
         hydrated,
         "ms",
     ));
-    report.push(Figure::info(
-        "dashboard first contentful paint (median)",
-        painted,
-        "ms",
-    ));
-    report.detail("first_render", json!({"page": PAGE, "hydrated_ms": rendered.hydrated_ms, "first_contentful_paint_ms": rendered.first_contentful_paint_ms}));
+    report.push(Figure::info("dashboard first contentful paint (median)", painted, "ms"));
+    report.detail(
+        "first_render",
+        json!({
+            "page": PAGE,
+            "hydrated_ms": rendered.hydrated_ms,
+            "first_contentful_paint_ms": rendered.first_contentful_paint_ms,
+        }),
+    );
     Ok(())
 }
 
@@ -184,10 +173,8 @@ mod tests {
 
     #[test]
     fn the_script_answer_is_read_as_lists_of_milliseconds() {
-        let answer: FirstRender = serde_json::from_str(
-            r#"{"hydrated_ms":[120.5,98.5],"first_contentful_paint_ms":[40,41]}"#,
-        )
-        .unwrap();
+        let answer: FirstRender =
+            serde_json::from_str(r#"{"hydrated_ms":[120.5,98.5],"first_contentful_paint_ms":[40,41]}"#).unwrap();
         assert_eq!(median(&answer.hydrated_ms), 109.5);
     }
 }

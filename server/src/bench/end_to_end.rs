@@ -29,20 +29,15 @@ const MEASURED_STEP: &str = "end-to-end";
 /// Broadcasts received: (bench_seq, when).
 type Arrivals = Arc<Mutex<Vec<(u64, Instant)>>>;
 
-pub async fn run(
-    settings: &Settings,
-    databases: &Databases,
-    report: &mut ScenarioReport,
-) -> anyhow::Result<()> {
-    let account =
-        harness::host_account(harness::unlimited_account(COMPANIES, JOBS_PER_COMPANY)).await?;
+pub async fn run(settings: &Settings, databases: &Databases, report: &mut ScenarioReport) -> anyhow::Result<()> {
+    let account = harness::host_account(harness::unlimited_account(COMPANIES, JOBS_PER_COMPANY)).await?;
     let jobs: Arc<Vec<String>> = Arc::new(account.value.uuids(ObjectKind::Job));
     let mut args = harness::serve_args(&databases.fresh("end-to-end").await?);
     harness::fetch_from(&mut args, &account.value);
     let server = harness::host_server(args).await?;
     let result = measure(settings, server.value, jobs, &account.value, report).await;
-    server.stop().await?;
-    account.stop().await?;
+    server.stop_noting(report).await;
+    account.stop_noting(report).await;
     result
 }
 
@@ -53,8 +48,7 @@ async fn measure(
     account: &crate::servicem8::mock::MockHandle,
     report: &mut ScenarioReport,
 ) -> anyhow::Result<()> {
-    let subscriber =
-        Subscriber::join(address, "realtime:jobs", &harness::admin_access_token()?).await?;
+    let subscriber = Subscriber::join(address, "realtime:jobs", &harness::admin_access_token()?).await?;
     let arrivals: Arrivals = Arc::default();
     let stop = CancellationToken::new();
     let listening = tokio::spawn({
@@ -83,9 +77,7 @@ async fn measure(
     let requests_before = account.request_count();
     let posted = load::run(&plan(settings.step()), deliveries(&jobs, MEASURED_STEP)).await?;
     let deadline = Instant::now() + DRAIN;
-    while (arrivals.lock().expect("arrivals are intact").len() as u64) < posted.ok
-        && Instant::now() < deadline
-    {
+    while (arrivals.lock().expect("arrivals are intact").len() as u64) < posted.ok && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.cancel();
@@ -106,16 +98,8 @@ async fn measure(
         summary.p95_ms,
         summary.p99_ms
     );
-    report.push(Figure::info(
-        "webhook to broadcast p50",
-        summary.p50_ms,
-        "ms",
-    ));
-    report.push(Figure::info(
-        "webhook to broadcast p95",
-        summary.p95_ms,
-        "ms",
-    ));
+    report.push(Figure::info("webhook to broadcast p50", summary.p50_ms, "ms"));
+    report.push(Figure::info("webhook to broadcast p95", summary.p95_ms, "ms"));
     report.push(Figure::against(
         "webhook to broadcast p99",
         summary.p99_ms,
@@ -134,6 +118,7 @@ async fn measure(
             "jobs": jobs.len(),
             "posted_ok": posted.ok,
             "posted_failed": posted.failed,
+            "posted_overdue": posted.overdue,
             "first_failure": posted.first_failure,
             "broadcasts_received": arrivals.len(),
             "api_requests": account.request_count() - requests_before,

@@ -34,28 +34,18 @@ pub fn raise_open_file_limit() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
 }
 
-pub async fn run(
-    settings: &Settings,
-    databases: &Databases,
-    report: &mut ScenarioReport,
-) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, databases: &Databases, report: &mut ScenarioReport) -> anyhow::Result<()> {
     let server = ChildServer::start(&databases.fresh("fanout").await?).await?;
     let result = measure(settings, &server, report).await;
     server.stop().await;
     result
 }
 
-async fn measure(
-    settings: &Settings,
-    server: &ChildServer,
-    report: &mut ScenarioReport,
-) -> anyhow::Result<()> {
+async fn measure(settings: &Settings, server: &ChildServer, report: &mut ScenarioReport) -> anyhow::Result<()> {
     let open_files = raise_open_file_limit();
     report.detail("open_file_limit", open_files);
     tokio::time::sleep(SETTLE).await;
-    let idle_kib = server
-        .resident_kib()
-        .context("reading the server's memory")?;
+    let idle_kib = server.resident_kib().context("reading the server's memory")?;
     report.detail("server_idle_rss_kib", idle_kib);
     let token = harness::admin_access_token()?;
     let (receipts, mut arrivals) = mpsc::unbounded_channel::<(u64, Instant)>();
@@ -85,9 +75,7 @@ async fn measure(
         }
         let join_seconds = joining.elapsed().as_secs_f64();
         tokio::time::sleep(SETTLE).await;
-        let rss_kib = server
-            .resident_kib()
-            .context("reading the server's memory")?;
+        let rss_kib = server.resident_kib().context("reading the server's memory")?;
         let per_connection_kib = rss_kib.saturating_sub(idle_kib) as f64 / level as f64;
 
         let mut latencies = Latencies::default();
@@ -96,15 +84,7 @@ async fn measure(
         let client = reqwest::Client::new();
         for _ in 0..settings.broadcasts() {
             next_seq += 1;
-            let received = broadcast_once(
-                &client,
-                server.address,
-                &token,
-                next_seq,
-                level,
-                &mut arrivals,
-            )
-            .await?;
+            let received = broadcast_once(&client, server.address, &token, next_seq, level, &mut arrivals).await?;
             for latency in &received {
                 latencies.record(*latency);
             }
@@ -115,7 +95,8 @@ async fn measure(
         let all_received_ms = all_received[all_received.len() / 2].as_secs_f64() * 1000.0;
         let summary = latencies.summary();
         println!(
-            "  {level} subscribers: joined in {join_seconds:.1} s, server RSS {} MiB ({per_connection_kib:.1} KiB each), \
+            "  {level} subscribers: joined in {join_seconds:.1} s, server RSS {} MiB \
+             ({per_connection_kib:.1} KiB each), \
              broadcast p50 {:.1} ms, p99 {:.1} ms, all received {all_received_ms:.1} ms, {lost} lost",
             rss_kib / 1024,
             summary.p50_ms,
@@ -129,12 +110,7 @@ async fn measure(
             "ms",
         ));
         if level >= 10_000 {
-            report.push(Figure::against(
-                p99,
-                summary.p99_ms,
-                "ms",
-                Target::Below(100.0),
-            ));
+            report.push(Figure::against(p99, summary.p99_ms, "ms", Target::Below(100.0)));
             report.push(Figure::against(
                 per_connection,
                 per_connection_kib,
@@ -183,11 +159,7 @@ async fn measure(
 }
 
 /// Opens and joins `count` subscribers, `CONCURRENT_JOINS` at a time.
-async fn join_many(
-    address: SocketAddr,
-    token: &str,
-    count: usize,
-) -> anyhow::Result<Vec<Subscriber>> {
+async fn join_many(address: SocketAddr, token: &str, count: usize) -> anyhow::Result<Vec<Subscriber>> {
     let joined: Vec<anyhow::Result<Subscriber>> = stream::iter(0..count)
         .map(|_| Subscriber::join(address, TOPIC, token))
         .buffer_unordered(CONCURRENT_JOINS)
@@ -195,10 +167,7 @@ async fn join_many(
         .await;
     let failures = joined.iter().filter(|joined| joined.is_err()).count();
     if failures * 100 > count {
-        let first = joined
-            .into_iter()
-            .find_map(Result::err)
-            .expect("a failure was counted");
+        let first = joined.into_iter().find_map(Result::err).expect("a failure was counted");
         bail!("{failures} of {count} subscribers could not join: {first:#}");
     }
     Ok(joined.into_iter().filter_map(Result::ok).collect())
@@ -232,9 +201,7 @@ async fn broadcast_once(
     let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
     while latencies.len() < subscribers {
         match tokio::time::timeout_at(deadline, arrivals.recv()).await {
-            Ok(Some((received_seq, at))) if received_seq == seq => {
-                latencies.push(at.saturating_duration_since(posted))
-            }
+            Ok(Some((received_seq, at))) if received_seq == seq => latencies.push(at.saturating_duration_since(posted)),
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
         }

@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::report::ScenarioReport;
 use crate::config::{Secret, ServeArgs};
 use crate::realtime::auth::{now_seconds, Role, TokenKeys};
 use crate::servicem8::mock::{self, MockConfig, MockHandle};
@@ -117,6 +118,16 @@ impl<T> Hosted<T> {
     }
 }
 
+impl<T> Hosted<T> {
+    /// Stops; a server that will not stop is noted in the report rather than failing the scenario, whose figures
+    /// are already taken.
+    pub async fn stop_noting(self, report: &mut ScenarioReport) {
+        if let Err(error) = self.stop().await {
+            report.note(format!("{error:#}"));
+        }
+    }
+}
+
 impl<T> Drop for Hosted<T> {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -165,14 +176,8 @@ pub async fn host_server(args: ServeArgs) -> anyhow::Result<Hosted<SocketAddr>> 
 /// A fresh, empty database for each scenario: SQLite files in a temporary folder, or PostgreSQL databases created
 /// beside the one `base` names and dropped at the end.
 pub enum Databases {
-    Sqlite {
-        folder: TempDir,
-        made: AtomicUsize,
-    },
-    Postgres {
-        base: String,
-        made: Mutex<Vec<String>>,
-    },
+    Sqlite { folder: TempDir, made: AtomicUsize },
+    Postgres { base: String, made: Mutex<Vec<String>> },
 }
 
 impl Databases {
@@ -214,18 +219,13 @@ impl Databases {
             Databases::Postgres { base, made } => {
                 use sqlx::Connection;
                 let name = format!("sm8_bench_{}", uuid::Uuid::new_v4().simple());
-                let mut admin = sqlx::PgConnection::connect(base).await.with_context(|| {
-                    format!(
-                        "connecting to PostgreSQL at {}",
-                        crate::startup::redact_url(base)
-                    )
-                })?;
+                let mut admin = sqlx::PgConnection::connect(base)
+                    .await
+                    .with_context(|| format!("connecting to PostgreSQL at {}", crate::startup::redact_url(base)))?;
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(&mut admin)
                     .await?;
-                made.lock()
-                    .expect("the list of databases is intact")
-                    .push(name.clone());
+                made.lock().expect("the list of databases is intact").push(name.clone());
                 Ok(sibling_database_url(base, &name))
             }
         }
@@ -340,10 +340,7 @@ mod tests {
             sibling_database_url("postgres://u:p@db/test?sslmode=disable", "b2"),
             "postgres://u:p@db/b2?sslmode=disable"
         );
-        assert_eq!(
-            sibling_database_url("postgres://db", "b3"),
-            "postgres://db/b3"
-        );
+        assert_eq!(sibling_database_url("postgres://db", "b3"), "postgres://db/b3");
     }
 
     #[test]
@@ -357,10 +354,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hosted_task_reports_a_failed_start() {
-        let failed = host::<(), _, _>("bench-test", |_ready, _shutdown| async {
-            Err(anyhow!("no database"))
-        })
-        .await;
+        let failed = host::<(), _, _>("bench-test", |_ready, _shutdown| async { Err(anyhow!("no database")) }).await;
         assert_eq!(
             failed.err().map(|error| error.to_string()),
             Some("no database".to_owned())

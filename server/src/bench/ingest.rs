@@ -52,11 +52,7 @@ struct Measured {
     acknowledged: u64,
 }
 
-pub async fn run(
-    settings: &Settings,
-    databases: &Databases,
-    report: &mut ScenarioReport,
-) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, databases: &Databases, report: &mut ScenarioReport) -> anyhow::Result<()> {
     let database_url = databases.fresh("ingest").await?;
     let mut args = harness::serve_args(&database_url);
     args.processor.workers = 0;
@@ -73,10 +69,7 @@ pub async fn run(
     report.detail("acknowledged", product.acknowledged);
     report.detail("stored", stored);
     report.detail("connections", CONNECTIONS);
-    for (receiver, measured) in [
-        (Receiver::Product, &product),
-        (Receiver::Baseline, &baseline),
-    ] {
+    for (receiver, measured) in [(Receiver::Product, &product), (Receiver::Baseline, &baseline)] {
         let steps: Vec<Value> = measured
             .rates
             .iter()
@@ -88,11 +81,7 @@ pub async fn run(
 
     let stored_per_second = product.saturated.ok_per_second();
     let baseline_per_second = baseline.saturated.ok_per_second();
-    report.push(Figure::info(
-        "stored per second (saturated)",
-        stored_per_second,
-        "/s",
-    ));
+    report.push(Figure::info("stored per second (saturated)", stored_per_second, "/s"));
     report.push(Figure::info(
         "baseline answers per second (saturated)",
         baseline_per_second,
@@ -140,9 +129,13 @@ pub async fn run(
         .map(|step| step.failed)
         .sum();
     if failed > 0 {
+        report.push(Figure::info("receiver answers other than 2xx", failed as f64, ""));
+    }
+    let overdue: u64 = product.rates.iter().map(|step| step.overdue).sum();
+    if overdue > 0 {
         report.push(Figure::info(
-            "receiver answers other than 2xx",
-            failed as f64,
+            "posts given up unsent, over 5 s overdue",
+            overdue as f64,
             "",
         ));
     }
@@ -156,11 +149,7 @@ pub async fn run(
 }
 
 /// Warms up, runs each fixed rate, then saturates.
-async fn measure(
-    receiver: Receiver,
-    target: SocketAddr,
-    settings: &Settings,
-) -> anyhow::Result<Measured> {
+async fn measure(receiver: Receiver, target: SocketAddr, settings: &Settings) -> anyhow::Result<Measured> {
     let plan = |pace: Pace, duration: Duration| LoadPlan {
         target,
         path: "/api/webhooks/sm8".into(),
@@ -168,38 +157,18 @@ async fn measure(
         pace,
         duration,
     };
-    let warm_up = load::run(
-        &plan(Pace::Fixed { rate: 500.0 }, WARM_UP),
-        deliveries("warm-up"),
-    )
-    .await?;
+    let warm_up = load::run(&plan(Pace::Fixed { rate: 500.0 }, WARM_UP), deliveries("warm-up")).await?;
     let mut acknowledged = warm_up.ok;
     let mut rates = Vec::new();
     for rate in RATES {
         let step = format!("rate-{rate}");
-        let measured = load::run(
-            &plan(Pace::Fixed { rate }, settings.step()),
-            deliveries(&step),
-        )
-        .await?;
-        println!(
-            "  {:<8} {rate:>6} req/s: {}",
-            receiver.name(),
-            describe(&measured)
-        );
+        let measured = load::run(&plan(Pace::Fixed { rate }, settings.step()), deliveries(&step)).await?;
+        println!("  {:<8} {rate:>6} req/s: {}", receiver.name(), describe(&measured));
         acknowledged += measured.ok;
         rates.push(measured);
     }
-    let saturated = load::run(
-        &plan(Pace::Saturate, settings.step()),
-        deliveries("saturate"),
-    )
-    .await?;
-    println!(
-        "  {:<8} saturated:    {}",
-        receiver.name(),
-        describe(&saturated)
-    );
+    let saturated = load::run(&plan(Pace::Saturate, settings.step()), deliveries("saturate")).await?;
+    println!("  {:<8} saturated:    {}", receiver.name(), describe(&saturated));
     acknowledged += saturated.ok;
     Ok(Measured {
         rates,
@@ -224,11 +193,12 @@ fn deliveries(step: &str) -> load::MakeDelivery {
 fn describe(step: &LoadReport) -> String {
     let latency = step.latency.summary();
     format!(
-        "{:.0}/s ok, p50 {:.2} ms, p99 {:.2} ms, {} failed",
+        "{:.0}/s ok, p50 {:.2} ms, p99 {:.2} ms, {} failed, {} given up overdue",
         step.ok_per_second(),
         latency.p50_ms,
         latency.p99_ms,
-        step.failed
+        step.failed,
+        step.overdue
     )
 }
 
@@ -238,6 +208,7 @@ fn step_detail(step: &LoadReport) -> Value {
         "sent": step.sent,
         "ok": step.ok,
         "failed": step.failed,
+        "overdue": step.overdue,
         "first_failure": step.first_failure,
         "seconds": step.elapsed.as_secs_f64(),
         "ok_per_second": step.ok_per_second(),

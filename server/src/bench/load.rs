@@ -25,6 +25,12 @@ use super::measure::{per_second, Latencies};
 use crate::ingest::signature::sign;
 use crate::ingest::SIGNATURE_HEADER;
 
+/// A request still unsent this long after it fell due is given up: the receiver cannot keep up, and sending the
+/// backlog would stretch the step far past its duration.
+pub const MAX_OVERDUE: Duration = Duration::from_secs(5);
+/// How long a connection waits for one answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Fixed send times: request `i` is due at `start + i × interval`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Schedule {
@@ -96,10 +102,12 @@ pub struct LoadReport {
     pub ok: u64,
     /// Answered otherwise, or not at all.
     pub failed: u64,
+    /// Given up unsent, more than `MAX_OVERDUE` late; their lateness is in `latency` as a lower bound.
+    pub overdue: u64,
     pub first_failure: Option<String>,
     /// From the first due time to the last answer.
     pub elapsed: Duration,
-    /// Due time to answer (fixed rate) or send to answer (saturation), of 2xx answers.
+    /// Due time to answer (fixed rate) or send to answer (saturation), of 2xx answers and of overdue requests.
     pub latency: Latencies,
     /// The send times, when the pace was fixed.
     pub schedule: Option<Schedule>,
@@ -145,6 +153,7 @@ struct Tally {
     sent: u64,
     ok: u64,
     failed: u64,
+    overdue: u64,
     first_failure: Option<String>,
     latency: Latencies,
     last_answer: Option<Instant>,
@@ -160,6 +169,7 @@ impl Tally {
         self.sent += other.sent;
         self.ok += other.ok;
         self.failed += other.failed;
+        self.overdue += other.overdue;
         if self.first_failure.is_none() {
             self.first_failure = other.first_failure;
         }
@@ -211,6 +221,7 @@ pub async fn run(plan: &LoadPlan, make: MakeDelivery) -> anyhow::Result<LoadRepo
     let end = total.last_answer.unwrap_or(start).max(start);
     Ok(LoadReport {
         sent: total.sent,
+        overdue: total.overdue,
         ok: total.ok,
         failed: total.failed,
         first_failure: total.first_failure,
@@ -235,18 +246,22 @@ fn pace(schedule: Schedule, total: u64, due: flume::Sender<u64>) {
 }
 
 /// One connection's loop: take the next request, send it, tally the answer; reconnect after a failure.
-async fn drive(
-    mut connection: Connection,
-    source: &Source,
-    make: &MakeDelivery,
-    path: &str,
-) -> Tally {
+async fn drive(mut connection: Connection, source: &Source, make: &MakeDelivery, path: &str) -> Tally {
     let mut tally = Tally::default();
     while let Some((index, due)) = source.next().await {
+        let late = due.map(|due| due.elapsed()).unwrap_or_default();
+        if late > MAX_OVERDUE {
+            tally.overdue += 1;
+            tally.latency.record(late);
+            continue;
+        }
         let delivery = make(index);
         let sent_at = Instant::now();
         tally.sent += 1;
-        match connection.post(path, delivery).await {
+        let answer = tokio::time::timeout(ANSWER_TIMEOUT, connection.post(path, delivery))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {} s", ANSWER_TIMEOUT.as_secs())));
+        match answer {
             Ok(status) if status.is_success() => {
                 let answered = Instant::now();
                 tally.ok += 1;
@@ -281,8 +296,7 @@ impl Connection {
             .await
             .with_context(|| format!("connecting to {target}"))?;
         stream.set_nodelay(true)?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             // Ends when the sender is dropped or the server closes; either way the run has its answer.
             let _ = connection.await;
@@ -316,10 +330,7 @@ mod tests {
     #[test]
     fn send_times_are_evenly_spaced_from_the_start() {
         let start = Instant::now();
-        let schedule = Schedule {
-            start,
-            rate: 2_000.0,
-        };
+        let schedule = Schedule { start, rate: 2_000.0 };
         assert_eq!(schedule.at(0), start);
         assert_eq!(schedule.at(1) - start, Duration::from_micros(500));
         assert_eq!(schedule.at(2_000) - start, Duration::from_secs(1));
@@ -358,12 +369,13 @@ mod tests {
         one.fail("HTTP 503".into());
         let mut two = Tally {
             sent: 1,
+            overdue: 2,
             ..Tally::default()
         };
         two.fail("connection reset".into());
         total.merge(one);
         total.merge(two);
-        assert_eq!((total.sent, total.ok, total.failed), (4, 2, 2));
+        assert_eq!((total.sent, total.ok, total.failed, total.overdue), (4, 2, 2, 2));
         assert_eq!(total.first_failure.as_deref(), Some("HTTP 503"));
     }
 }

@@ -22,9 +22,7 @@ impl Latencies {
     }
 
     pub fn add(&mut self, other: &Latencies) {
-        self.0
-            .add(&other.0)
-            .expect("histograms with the same bounds add up");
+        self.0.add(&other.0).expect("histograms with the same bounds add up");
     }
 
     pub fn summary(&self) -> LatencySummary {

@@ -3,6 +3,7 @@
 //! queue is drained. Reported: events finished per second, and API requests per event (coalescing fetches one
 //! record for all the queued events of an object).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use app::model::EventStatus;
@@ -23,14 +24,11 @@ const JOBS_PER_COMPANY: usize = 5;
 /// Events per insert transaction while queueing.
 const INSERT_BATCH: usize = 500;
 const POLL: Duration = Duration::from_millis(100);
+/// How often progress is printed while the queue drains.
+const PROGRESS: Duration = Duration::from_secs(10);
 
-pub async fn run(
-    settings: &Settings,
-    databases: &Databases,
-    report: &mut ScenarioReport,
-) -> anyhow::Result<()> {
-    let account =
-        harness::host_account(harness::unlimited_account(COMPANIES, JOBS_PER_COMPANY)).await?;
+pub async fn run(settings: &Settings, databases: &Databases, report: &mut ScenarioReport) -> anyhow::Result<()> {
+    let account = harness::host_account(harness::unlimited_account(COMPANIES, JOBS_PER_COMPANY)).await?;
     let jobs = account.value.uuids(ObjectKind::Job);
     let database_url = databases.fresh("processing").await?;
     let store = store::connect(&database_url).await?;
@@ -52,6 +50,7 @@ pub async fn run(
     let deadline = started + settings.drain_bound();
     let mut finished = 0;
     let mut stats = store.stats().await?;
+    let mut next_progress = started + PROGRESS;
     while Instant::now() < deadline {
         stats = store.stats().await?;
         let waiting: i64 = stats
@@ -64,12 +63,17 @@ pub async fn run(
         if finished >= queued {
             break;
         }
+        if Instant::now() >= next_progress {
+            println!(
+                "  {finished} of {queued} finished after {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            next_progress += PROGRESS;
+        }
         tokio::time::sleep(POLL).await;
     }
     let elapsed = started.elapsed();
-    server.stop().await?;
     let requests = account.value.request_count() - requests_before;
-    account.stop().await?;
 
     let events_per_second = per_second(finished as u64, elapsed);
     let requests_per_event = ratio(requests as f64, finished as f64);
@@ -84,11 +88,7 @@ pub async fn run(
         "/s",
         Target::AtLeast(5_000.0),
     ));
-    report.push(Figure::info(
-        "API requests per event",
-        requests_per_event,
-        "",
-    ));
+    report.push(Figure::info("API requests per event", requests_per_event, ""));
     if finished < queued {
         report.push(Figure::info(
             "events left unfinished at the time bound",
@@ -96,6 +96,11 @@ pub async fn run(
             "",
         ));
     }
+    let by_status: BTreeMap<&str, i64> = stats
+        .by_status
+        .iter()
+        .map(|(status, n)| (status.as_str(), *n))
+        .collect();
     report.detail(
         "run",
         json!({
@@ -105,9 +110,11 @@ pub async fn run(
             "workers": workers,
             "seconds": elapsed.as_secs_f64(),
             "api_requests": requests,
-            "by_status": stats.by_status.iter().map(|(status, n)| (status.as_str(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+            "by_status": by_status,
         }),
     );
+    server.stop_noting(report).await;
+    account.stop_noting(report).await;
     Ok(())
 }
 
@@ -143,10 +150,7 @@ mod tests {
 
     #[test]
     fn queued_events_are_unique_and_in_change_order() {
-        let (first, second) = (
-            queued_event("job-1", 0, 1_000),
-            queued_event("job-1", 1, 1_000),
-        );
+        let (first, second) = (queued_event("job-1", 0, 1_000), queued_event("job-1", 1, 1_000));
         assert_ne!(first.dedup_key, second.dedup_key);
         assert!(first.occurred_at < second.occurred_at);
         let body: serde_json::Value = serde_json::from_slice(&first.raw_body).unwrap();

@@ -60,12 +60,7 @@ impl Figure {
         }
     }
 
-    pub fn against(
-        metric: impl Into<String>,
-        value: f64,
-        unit: &'static str,
-        target: Target,
-    ) -> Figure {
+    pub fn against(metric: impl Into<String>, value: f64, unit: &'static str, target: Target) -> Figure {
         let verdict = if target.is_met_by(value) {
             Verdict::Met
         } else {
@@ -99,6 +94,8 @@ pub struct ScenarioReport {
     pub outcome: Outcome,
     pub seconds: f64,
     pub figures: Vec<Figure>,
+    /// What a reader of the figures should know: something not measured, a server that would not stop.
+    pub notes: Vec<String>,
     /// Raw measurements behind the figures (latency summaries, counts), for whoever digs deeper.
     pub details: serde_json::Value,
 }
@@ -110,12 +107,19 @@ impl ScenarioReport {
             outcome: Outcome::Ran,
             seconds: 0.0,
             figures: Vec::new(),
+            notes: Vec::new(),
             details: serde_json::Value::Object(Default::default()),
         }
     }
 
     pub fn push(&mut self, figure: Figure) {
         self.figures.push(figure);
+    }
+
+    pub fn note(&mut self, note: impl Into<String>) {
+        let note = note.into();
+        println!("  {note}");
+        self.notes.push(note);
     }
 
     pub fn detail(&mut self, key: &str, value: impl Serialize) {
@@ -213,12 +217,7 @@ impl Results {
             }
         }
         let widths: Vec<usize> = (0..5)
-            .map(|column| {
-                rows.iter()
-                    .map(|row| row[column].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
+            .map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0))
             .collect();
         let mut table = String::new();
         for (index, row) in rows.iter().enumerate() {
@@ -241,6 +240,9 @@ impl Results {
             }
         }
         for scenario in &self.scenarios {
+            for note in &scenario.notes {
+                let _ = writeln!(table, "{}: {note}", scenario.scenario);
+            }
             match &scenario.outcome {
                 Outcome::Ran => {}
                 Outcome::NotRun(reason) => {
@@ -288,22 +290,13 @@ mod tests {
 
     fn sample() -> Results {
         let mut ingest = ScenarioReport::new("ingest");
-        ingest.push(Figure::against(
-            "ack p99 at 2000 req/s",
-            3.21,
-            "ms",
-            Target::Below(5.0),
-        ));
-        ingest.push(Figure::against(
-            "stored/baseline ratio",
-            0.42,
-            "",
-            Target::AtLeast(0.6),
-        ));
+        ingest.push(Figure::against("ack p99 at 2000 req/s", 3.21, "ms", Target::Below(5.0)));
+        ingest.push(Figure::against("stored/baseline ratio", 0.42, "", Target::AtLeast(0.6)));
         ingest.push(Figure::info("stored per second", 2345.0, "/s"));
         ingest.detail("rates", [500, 2000]);
         let mut bundle = ScenarioReport::new("bundle");
         bundle.outcome = Outcome::NotRun("chromium is not installed".into());
+        ingest.note("the receiver ran receive-only");
         Results {
             date: "2026-01-01T00:00:00Z".into(),
             mode: "quick",
@@ -341,14 +334,12 @@ mod tests {
         let ingest = &json["scenarios"][0];
         assert_eq!(ingest["scenario"], "ingest");
         assert_eq!(ingest["status"], "ran");
-        assert_eq!(
-            ingest["figures"][0]["target"],
-            serde_json::json!({"below": 5.0})
-        );
+        assert_eq!(ingest["figures"][0]["target"], serde_json::json!({"below": 5.0}));
         assert_eq!(ingest["figures"][0]["verdict"], "met");
         assert_eq!(ingest["figures"][1]["verdict"], "missed");
         assert_eq!(ingest["figures"][2]["target"], serde_json::Value::Null);
         assert_eq!(ingest["details"]["rates"], serde_json::json!([500, 2000]));
+        assert_eq!(ingest["notes"][0], "the receiver ran receive-only");
         assert_eq!(json["scenarios"][1]["status"], "not_run");
         assert_eq!(json["scenarios"][1]["reason"], "chromium is not installed");
     }
@@ -359,21 +350,15 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("scenario"), "{table}");
         assert!(
-            lines[2].contains("3.21 ms")
-                && lines[2].contains("< 5 ms")
-                && lines[2].ends_with("met"),
+            lines[2].contains("3.21 ms") && lines[2].contains("< 5 ms") && lines[2].ends_with("met"),
             "{table}"
         );
         assert!(
-            lines[3].contains("0.42")
-                && lines[3].contains(">= 0.60")
-                && lines[3].ends_with("MISSED"),
+            lines[3].contains("0.42") && lines[3].contains(">= 0.60") && lines[3].ends_with("MISSED"),
             "{table}"
         );
-        assert!(
-            table.contains("bundle: not run: chromium is not installed"),
-            "{table}"
-        );
+        assert!(table.contains("bundle: not run: chromium is not installed"), "{table}");
+        assert!(table.contains("ingest: the receiver ran receive-only"), "{table}");
         assert!(table.contains("2 cores (Test CPU)"), "{table}");
     }
 
@@ -388,10 +373,7 @@ mod tests {
     #[test]
     fn proc_fields_are_found_by_name() {
         let cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t: fpu\n";
-        assert_eq!(
-            field(cpuinfo, "model name").as_deref(),
-            Some("AMD EPYC 7B13")
-        );
+        assert_eq!(field(cpuinfo, "model name").as_deref(), Some("AMD EPYC 7B13"));
         assert_eq!(
             field("MemTotal:       24684000 kB\n", "MemTotal").as_deref(),
             Some("24684000 kB")

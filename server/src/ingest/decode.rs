@@ -86,14 +86,12 @@ fn decode_at(
                 configured(&secrets.webhook_url_token),
                 url_token,
             ))?;
-            let challenge = challenge.ok_or_else(|| {
-                IngestError::BadRequest("subscribe handshake without a challenge".into())
-            })?;
+            let challenge =
+                challenge.ok_or_else(|| IngestError::BadRequest("subscribe handshake without a challenge".into()))?;
             Ok(Decoded::Handshake { challenge })
         }
         Body::Jwt(token) => {
-            let claims = addon::verify(configured(&secrets.servicem8_app_secret), &token)
-                .map_err(Rejection::from)?;
+            let claims = addon::verify(configured(&secrets.servicem8_app_secret), &token).map_err(Rejection::from)?;
             Ok(Decoded::Delivery(Delivery {
                 format: "addon",
                 verification: Verification::AddonJwt,
@@ -102,12 +100,9 @@ fn decode_at(
             }))
         }
         Body::Document(document) => {
-            let event_header = headers
-                .get(event::EVENT_HEADER)
-                .and_then(|value| value.to_str().ok());
+            let event_header = headers.get(event::EVENT_HEADER).and_then(|value| value.to_str().ok());
             let shape = Shape::of(document, event_header);
-            let verification =
-                accept(authenticate(secrets, headers, url_token, body, &shape, now))?;
+            let verification = accept(authenticate(secrets, headers, url_token, body, &shape, now))?;
             decode_document(headers, shape, verification, now).map(Decoded::Delivery)
         }
     }
@@ -123,12 +118,7 @@ fn authenticate(
     now: i64,
 ) -> Verification {
     if standard::is_signed(headers) {
-        return standard::verify(
-            &secrets.standard_webhook_secrets,
-            headers,
-            body,
-            now.div_euclid(1000),
-        );
+        return standard::verify(&secrets.standard_webhook_secrets, headers, body, now.div_euclid(1000));
     }
     let hmac_header = headers.get(SIGNATURE_HEADER).map(HeaderValue::as_bytes);
     match configured(&secrets.webhook_secret) {
@@ -183,10 +173,7 @@ fn accept(verification: Verification) -> Result<Verification, IngestError> {
 
 /// A secret's value, treating an empty value as not configured.
 pub fn configured(secret: &Option<Secret>) -> Option<&str> {
-    secret
-        .as_ref()
-        .map(Secret::expose)
-        .filter(|value| !value.is_empty())
+    secret.as_ref().map(Secret::expose).filter(|value| !value.is_empty())
 }
 
 #[cfg(test)]
@@ -200,7 +187,8 @@ mod tests {
     const APP_SECRET: &str = "add-on-secret";
     const STANDARD_SECRET: &str = "whsec_c3RhbmRhcmQgd2ViaG9va3Mgc2VjcmV0";
     const NOW: i64 = 1_700_000_000_000;
-    const SEED: &str = r#"{"object_type":"Job","object_uuid":"job-1","event_type":"updated","timestamp":"2024-01-01T00:00:00Z"}"#;
+    const SEED: &str =
+        r#"{"object_type":"Job","object_uuid":"job-1","event_type":"updated","timestamp":"2024-01-01T00:00:00Z"}"#;
     const CALLBACK: &str = r#"{"object":"Job","entry":[{"uuid":"job-1","changed_fields":["status"],"time":"2024-01-01 00:00:00"}],"resource_url":"https://api.servicem8.com/api_1.0/Job/job-1.json"}"#;
     const EVENT: &str = r#"{"event":"job.status_changed","data":{"uuid":"job-1"}}"#;
 
@@ -245,33 +233,18 @@ mod tests {
         ])
     }
 
-    fn run(
-        secrets: &IngestArgs,
-        headers: &HeaderMap,
-        query: Option<&str>,
-        body: &str,
-    ) -> Result<Decoded, IngestError> {
+    fn run(secrets: &IngestArgs, headers: &HeaderMap, query: Option<&str>, body: &str) -> Result<Decoded, IngestError> {
         decode_at(secrets, headers, query, body.as_bytes(), NOW)
     }
 
-    fn accepted(
-        secrets: &IngestArgs,
-        headers: &HeaderMap,
-        query: Option<&str>,
-        body: &str,
-    ) -> Delivery {
+    fn accepted(secrets: &IngestArgs, headers: &HeaderMap, query: Option<&str>, body: &str) -> Delivery {
         match run(secrets, headers, query, body) {
             Ok(Decoded::Delivery(delivery)) => delivery,
             other => panic!("expected a delivery, got {other:?}"),
         }
     }
 
-    fn refusal(
-        secrets: &IngestArgs,
-        headers: &HeaderMap,
-        query: Option<&str>,
-        body: &str,
-    ) -> String {
+    fn refusal(secrets: &IngestArgs, headers: &HeaderMap, query: Option<&str>, body: &str) -> String {
         match run(secrets, headers, query, body) {
             Err(IngestError::Unauthorized(reason)) => reason,
             other => panic!("expected 401, got {other:?}"),
@@ -349,13 +322,7 @@ mod tests {
     #[test]
     fn a_configured_url_token_is_required_of_unsigned_callbacks() {
         assert!(refusal(&with_token(), &HeaderMap::new(), None, CALLBACK).contains("token"));
-        assert!(refusal(
-            &with_token(),
-            &HeaderMap::new(),
-            Some("token=wrong"),
-            CALLBACK
-        )
-        .contains("token"));
+        assert!(refusal(&with_token(), &HeaderMap::new(), Some("token=wrong"), CALLBACK).contains("token"));
         assert!(refusal(&with_token(), &HeaderMap::new(), Some("token="), EVENT).contains("token"));
         let query = format!("a=1&token={URL_TOKEN}");
         let delivery = accepted(&with_token(), &HeaderMap::new(), Some(&query), CALLBACK);
@@ -368,10 +335,7 @@ mod tests {
     #[test]
     fn a_wrong_hmac_on_a_callback_is_refused_even_with_the_url_token() {
         let query = format!("token={URL_TOKEN}");
-        let wrong = headers(&[(
-            SIGNATURE_HEADER,
-            &signature::sign(b"other", CALLBACK.as_bytes()),
-        )]);
+        let wrong = headers(&[(SIGNATURE_HEADER, &signature::sign(b"other", CALLBACK.as_bytes()))]);
         assert!(refusal(&with_token(), &wrong, Some(&query), CALLBACK).contains("signature"));
         assert_eq!(
             accepted(&with_token(), &hmac(CALLBACK), None, CALLBACK)
@@ -428,13 +392,7 @@ mod tests {
             "addon"
         );
 
-        assert!(refusal(
-            &secrets(),
-            &HeaderMap::new(),
-            None,
-            &jwt("wrong", &addon_claims())
-        )
-        .contains("JWT"));
+        assert!(refusal(&secrets(), &HeaderMap::new(), None, &jwt("wrong", &addon_claims())).contains("JWT"));
         let no_app_secret = IngestArgs {
             servicem8_app_secret: None,
             ..secrets()
@@ -474,22 +432,14 @@ mod tests {
 
     #[test]
     fn a_standard_webhooks_delivery_keeps_its_body_format_and_id() {
-        let delivery = accepted(
-            &secrets(),
-            &standard_signed("msg_1", CALLBACK),
-            None,
-            CALLBACK,
-        );
+        let delivery = accepted(&secrets(), &standard_signed("msg_1", CALLBACK), None, CALLBACK);
         assert_eq!(
             (delivery.format, delivery.verification.as_str()),
             ("object", "standard-webhooks")
         );
         assert_eq!(delivery.delivery_id.as_deref(), Some("msg_1"));
         let event = accepted(&secrets(), &standard_signed("msg_2", EVENT), None, EVENT);
-        assert_eq!(
-            (event.format, event.delivery_id.as_deref()),
-            ("event", Some("msg_2"))
-        );
+        assert_eq!((event.format, event.delivery_id.as_deref()), ("event", Some("msg_2")));
     }
 
     #[test]
@@ -501,10 +451,7 @@ mod tests {
             ("event", "standard-webhooks")
         );
         assert_eq!(delivery.events[0].object_type, "unknown");
-        assert_eq!(
-            delivery.events[0].changes,
-            serde_json::from_str::<Value>(body).unwrap()
-        );
+        assert_eq!(delivery.events[0].changes, serde_json::from_str::<Value>(body).unwrap());
     }
 
     #[test]
@@ -518,8 +465,7 @@ mod tests {
             ..secrets()
         };
         assert!(
-            refusal(&unconfigured, &standard_signed("msg_1", SEED), None, SEED)
-                .contains("STANDARD_WEBHOOK_SECRETS")
+            refusal(&unconfigured, &standard_signed("msg_1", SEED), None, SEED).contains("STANDARD_WEBHOOK_SECRETS")
         );
     }
 
@@ -529,9 +475,7 @@ mod tests {
         match run(&secrets(), &hmac(body), None, body) {
             Err(IngestError::BadRequest(reason)) => {
                 assert!(
-                    reason.contains("seed")
-                        && reason.contains("object callback")
-                        && reason.contains("event webhook"),
+                    reason.contains("seed") && reason.contains("object callback") && reason.contains("event webhook"),
                     "{reason}"
                 )
             }

@@ -9,10 +9,7 @@ pub fn parse(input: &[u8]) -> Vec<(String, String)> {
         .split(|&byte| byte == b'&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| match pair.iter().position(|&byte| byte == b'=') {
-            Some(split) => (
-                decode_component(&pair[..split]),
-                decode_component(&pair[split + 1..]),
-            ),
+            Some(split) => (decode_component(&pair[..split]), decode_component(&pair[split + 1..])),
             None => (decode_component(pair), String::new()),
         })
         .collect()

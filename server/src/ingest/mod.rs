@@ -30,10 +30,7 @@ pub const SIGNATURE_HEADER: &str = "x-servicem8-signature";
 const UNSTORED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/webhooks/sm8",
-        post(receive_webhook).get(webhook_status),
-    )
+    Router::new().route("/api/webhooks/sm8", post(receive_webhook).get(webhook_status))
 }
 
 /// What the receiver answers for an accepted delivery.
@@ -57,11 +54,7 @@ async fn receive_webhook(
     let delivery = match decode::decode(&state.ingest, &headers, uri.query(), &body) {
         Ok(Decoded::Handshake { challenge }) => {
             tracing::info!("answered a ServiceM8 subscription handshake");
-            return Ok((
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                challenge,
-            )
-                .into_response());
+            return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response());
         }
         Ok(Decoded::Delivery(delivery)) => delivery,
         Err(IngestError::Unauthorized(reason)) => {
@@ -96,7 +89,12 @@ async fn store_delivery(
 }
 
 /// The events of a delivery as they are stored: one per parsed event, each with the whole body and headers.
-pub fn new_events(delivery: Delivery, stored_headers: serde_json::Value, body: &[u8], received_at: i64) -> Vec<NewEvent> {
+pub fn new_events(
+    delivery: Delivery,
+    stored_headers: serde_json::Value,
+    body: &[u8],
+    received_at: i64,
+) -> Vec<NewEvent> {
     let verification = delivery.verification.as_str();
     delivery
         .events
@@ -152,18 +150,15 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|error| {
-            let over_limit =
-                std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
-                    .any(|e| e.is::<http_body_util::LengthLimitError>());
-            if over_limit {
-                ApiError::PayloadTooLarge(MAX_BODY_BYTES)
-            } else {
-                ApiError::BadRequest(format!("could not read the request body: {error}"))
-            }
-        })
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|error| {
+        let over_limit = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+            .any(|e| e.is::<http_body_util::LengthLimitError>());
+        if over_limit {
+            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+        } else {
+            ApiError::BadRequest(format!("could not read the request body: {error}"))
+        }
+    })
 }
 
 fn headers_as_json(headers: &HeaderMap) -> serde_json::Value {
@@ -174,9 +169,7 @@ fn headers_as_json(headers: &HeaderMap) -> serde_json::Value {
         }
         stored.insert(
             name.as_str().to_owned(),
-            String::from_utf8_lossy(value.as_bytes())
-                .into_owned()
-                .into(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned().into(),
         );
     }
     serde_json::Value::Object(stored)

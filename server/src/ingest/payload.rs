@@ -57,10 +57,7 @@ pub enum PayloadError {
     #[error("missing field `{0}`")]
     MissingField(&'static str),
     #[error("field `{field}` {reason}")]
-    InvalidField {
-        field: &'static str,
-        reason: &'static str,
-    },
+    InvalidField { field: &'static str, reason: &'static str },
     #[error(
         "unrecognised payload: expected the seed format (`object_type`, `object_uuid`, `event_type`, `timestamp`), \
          a ServiceM8 object callback (`object`, `entry`), an add-on callback (a JWT) or a ServiceM8 event webhook \
@@ -119,8 +116,7 @@ fn parse_seed_event(item: Value) -> Result<ParsedEvent, PayloadError> {
     if !item.is_object() {
         return Err(PayloadError::NotAnObject);
     }
-    let event: SeedEvent =
-        serde_json::from_value(item).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let event: SeedEvent = serde_json::from_value(item).map_err(|e| PayloadError::NotJson(e.to_string()))?;
     let object_type = required_text("object_type", event.object_type)?;
     let timestamp = required_text("timestamp", event.timestamp)?;
     let changes = match event.changes {
@@ -137,21 +133,16 @@ fn parse_seed_event(item: Value) -> Result<ParsedEvent, PayloadError> {
         object_type: canonical_object_type(&object_type),
         object_uuid: required_text("object_uuid", event.object_uuid)?,
         event_type: required_text("event_type", event.event_type)?.to_ascii_lowercase(),
-        occurred_at: Some(
-            parse_timestamp(&timestamp).ok_or(PayloadError::InvalidField {
-                field: "timestamp",
-                reason: "is not a date and time",
-            })?,
-        ),
+        occurred_at: Some(parse_timestamp(&timestamp).ok_or(PayloadError::InvalidField {
+            field: "timestamp",
+            reason: "is not a date and time",
+        })?),
         changes,
     })
 }
 
 /// A non-empty string of at most `MAX_FIELD_LEN` characters, trimmed.
-pub(crate) fn required_text(
-    field: &'static str,
-    value: Option<Value>,
-) -> Result<String, PayloadError> {
+pub(crate) fn required_text(field: &'static str, value: Option<Value>) -> Result<String, PayloadError> {
     match value {
         None | Some(Value::Null) => Err(PayloadError::MissingField(field)),
         Some(Value::String(text)) => {
@@ -231,25 +222,28 @@ mod tests {
     #[test]
     fn missing_and_malformed_fields_are_named_in_the_error() {
         assert_eq!(parse_seed(b""), Err(PayloadError::Empty));
-        assert!(matches!(
-            parse_seed(b"{not json"),
-            Err(PayloadError::NotJson(_))
-        ));
+        assert!(matches!(parse_seed(b"{not json"), Err(PayloadError::NotJson(_))));
         assert_eq!(parse_seed(b"42"), Err(PayloadError::NotAnObject));
         assert_eq!(parse_seed(b"[]"), Err(PayloadError::NoEvents));
         assert_eq!(
-            parse_seed(
-                br#"{"object_uuid":"u","event_type":"created","timestamp":"2024-01-01T00:00:00Z"}"#
-            ),
+            parse_seed(br#"{"object_uuid":"u","event_type":"created","timestamp":"2024-01-01T00:00:00Z"}"#),
             Err(PayloadError::MissingField("object_type"))
         );
         assert_eq!(
-            parse_seed(br#"{"object_type":"Job","object_uuid":7,"event_type":"created","timestamp":"2024-01-01 00:00:00"}"#),
-            Err(PayloadError::InvalidField { field: "object_uuid", reason: "must be a string" })
+            parse_seed(
+                br#"{"object_type":"Job","object_uuid":7,"event_type":"created","timestamp":"2024-01-01 00:00:00"}"#
+            ),
+            Err(PayloadError::InvalidField {
+                field: "object_uuid",
+                reason: "must be a string"
+            })
         );
         assert_eq!(
             parse_seed(br#"{"object_type":"Job","object_uuid":"u","event_type":"created","timestamp":"yesterday"}"#),
-            Err(PayloadError::InvalidField { field: "timestamp", reason: "is not a date and time" })
+            Err(PayloadError::InvalidField {
+                field: "timestamp",
+                reason: "is not a date and time"
+            })
         );
         assert_eq!(
             parse_seed(br#"{"object_type":"Job","object_uuid":"u","event_type":"x","timestamp":"2024-01-01 00:00:00","changes":[1]}"#),

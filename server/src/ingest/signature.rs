@@ -121,13 +121,11 @@ fn check(secret: &[u8], body: &[u8], header: Option<&[u8]>) -> Result<(), Signat
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(body);
     // `verify_slice` compares in constant time.
-    mac.verify_slice(&digest)
-        .map_err(|_| SignatureError::Mismatch)
+    mac.verify_slice(&digest).map_err(|_| SignatureError::Mismatch)
 }
 
 fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    (value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &value[prefix.len()..])
+    (value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &value[prefix.len()..])
 }
 
 /// The hex signature of `body` under `secret`, as a sender computes it.
@@ -160,14 +158,8 @@ mod tests {
     #[test]
     fn the_sha256_prefix_is_accepted_in_any_case() {
         let digest = sign(SECRET, BODY);
-        assert_eq!(
-            verify_header(&format!("sha256={digest}")),
-            Verification::HmacSha256
-        );
-        assert_eq!(
-            verify_header(&format!("SHA256={digest}")),
-            Verification::HmacSha256
-        );
+        assert_eq!(verify_header(&format!("sha256={digest}")), Verification::HmacSha256);
+        assert_eq!(verify_header(&format!("SHA256={digest}")), Verification::HmacSha256);
     }
 
     #[test]
@@ -180,10 +172,7 @@ mod tests {
 
     #[test]
     fn a_missing_signature_is_rejected_when_a_secret_is_set() {
-        assert_eq!(
-            verify(Some(SECRET), BODY, None),
-            rejected(SignatureError::Missing)
-        );
+        assert_eq!(verify(Some(SECRET), BODY, None), rejected(SignatureError::Missing));
     }
 
     #[test]
@@ -196,10 +185,7 @@ mod tests {
     #[test]
     fn a_signature_of_the_wrong_length_is_rejected() {
         let digest = sign(SECRET, BODY);
-        assert_eq!(
-            verify_header(&digest[..62]),
-            rejected(SignatureError::WrongLength)
-        );
+        assert_eq!(verify_header(&digest[..62]), rejected(SignatureError::WrongLength));
         assert_eq!(
             verify_header(&format!("{digest}00")),
             rejected(SignatureError::WrongLength)
@@ -214,14 +200,8 @@ mod tests {
 
     #[test]
     fn a_signature_of_another_body_or_secret_is_rejected() {
-        assert_eq!(
-            verify_header(&sign(SECRET, b"{}")),
-            rejected(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify_header(&sign(b"other", BODY)),
-            rejected(SignatureError::Mismatch)
-        );
+        assert_eq!(verify_header(&sign(SECRET, b"{}")), rejected(SignatureError::Mismatch));
+        assert_eq!(verify_header(&sign(b"other", BODY)), rejected(SignatureError::Mismatch));
     }
 
     #[test]
@@ -232,10 +212,7 @@ mod tests {
     #[test]
     fn the_url_token_is_required_only_when_configured() {
         assert_eq!(check_url_token(None, None), Verification::Unsigned);
-        assert_eq!(
-            check_url_token(Some("t0ken"), Some("t0ken")),
-            Verification::UrlToken
-        );
+        assert_eq!(check_url_token(Some("t0ken"), Some("t0ken")), Verification::UrlToken);
         assert_eq!(
             check_url_token(Some("t0ken"), None),
             Verification::Rejected(TokenError::Missing.into())
@@ -258,8 +235,6 @@ mod tests {
             Rejection::from(SignatureError::Missing).to_string(),
             "invalid signature: missing x-servicem8-signature header"
         );
-        assert!(Rejection::from(TokenError::Missing)
-            .to_string()
-            .contains("?token="));
+        assert!(Rejection::from(TokenError::Missing).to_string().contains("?token="));
     }
 }

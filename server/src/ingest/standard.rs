@@ -61,12 +61,7 @@ pub fn verify(secrets: &[Secret], headers: &HeaderMap, body: &[u8], now: i64) ->
     }
 }
 
-fn check(
-    secrets: &[Secret],
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-) -> Result<(), StandardError> {
+fn check(secrets: &[Secret], headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), StandardError> {
     let keys: Vec<Vec<u8>> = secrets
         .iter()
         .filter_map(|secret| secret_key(secret.expose()))
@@ -78,16 +73,12 @@ fn check(
     if id.len() > MAX_ID_LEN {
         return Err(StandardError::IdTooLong);
     }
-    let timestamp = header_text(headers, TIMESTAMP_HEADER)
-        .ok_or(StandardError::MissingHeader(TIMESTAMP_HEADER))?;
-    let sent_at: i64 = timestamp
-        .parse()
-        .map_err(|_| StandardError::InvalidTimestamp)?;
+    let timestamp = header_text(headers, TIMESTAMP_HEADER).ok_or(StandardError::MissingHeader(TIMESTAMP_HEADER))?;
+    let sent_at: i64 = timestamp.parse().map_err(|_| StandardError::InvalidTimestamp)?;
     if sent_at.abs_diff(now) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(StandardError::TimestampOutOfTolerance);
     }
-    let signatures = header_text(headers, SIGNATURE_HEADER)
-        .ok_or(StandardError::MissingHeader(SIGNATURE_HEADER))?;
+    let signatures = header_text(headers, SIGNATURE_HEADER).ok_or(StandardError::MissingHeader(SIGNATURE_HEADER))?;
     let candidates: Vec<Vec<u8>> = signatures
         .split_ascii_whitespace()
         .filter_map(|entry| entry.strip_prefix("v1,"))
@@ -155,10 +146,7 @@ mod tests {
     fn headers(id: &str, timestamp: i64, signature: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(ID_HEADER, HeaderValue::from_str(id).unwrap());
-        headers.insert(
-            TIMESTAMP_HEADER,
-            HeaderValue::from_str(&timestamp.to_string()).unwrap(),
-        );
+        headers.insert(TIMESTAMP_HEADER, HeaderValue::from_str(&timestamp.to_string()).unwrap());
         headers.insert(SIGNATURE_HEADER, HeaderValue::from_str(signature).unwrap());
         headers
     }
@@ -212,11 +200,7 @@ mod tests {
     fn one_matching_entry_among_several_is_enough() {
         let good = sign(SECRET, "msg_1", NOW, BODY);
         let bad = sign(OTHER_SECRET, "msg_1", NOW, BODY);
-        let signed = headers(
-            "msg_1",
-            NOW,
-            &format!("v1a,abc {bad} v2,{} {good}", &good[3..]),
-        );
+        let signed = headers("msg_1", NOW, &format!("v1a,abc {bad} v2,{} {good}", &good[3..]));
         assert_eq!(
             verify(&secrets(&[SECRET]), &signed, BODY, NOW),
             Verification::StandardWebhooks
@@ -226,14 +210,7 @@ mod tests {
     #[test]
     fn empty_unknown_and_truncated_signatures_fail() {
         let good = sign(SECRET, "msg_1", NOW, BODY);
-        for signature in [
-            "v1,",
-            "v1, v1,",
-            "v1a,whatever",
-            &good[..20],
-            &good[3..],
-            "v1,!!!",
-        ] {
+        for signature in ["v1,", "v1, v1,", "v1a,whatever", &good[..20], &good[3..], "v1,!!!"] {
             let signed = headers("msg_1", NOW, signature);
             assert_eq!(
                 verify(&secrets(&[SECRET]), &signed, BODY, NOW),
@@ -276,10 +253,7 @@ mod tests {
     #[test]
     fn missing_headers_and_secrets_are_refused() {
         let mut signed = headers("msg_1", NOW, &sign(SECRET, "msg_1", NOW, BODY));
-        assert_eq!(
-            verify(&[], &signed, BODY, NOW),
-            rejected(StandardError::NotConfigured)
-        );
+        assert_eq!(verify(&[], &signed, BODY, NOW), rejected(StandardError::NotConfigured));
         assert_eq!(
             verify(&secrets(&["", "whsec_***"]), &signed, BODY, NOW),
             rejected(StandardError::NotConfigured)

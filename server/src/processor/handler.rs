@@ -43,7 +43,12 @@ impl Handler {
         updates: UpdateSender,
         policy: RetryPolicy,
     ) -> Self {
-        Handler { store, client, updates, policy }
+        Handler {
+            store,
+            client,
+            updates,
+            policy,
+        }
     }
 
     pub(super) fn mode(&self) -> ProcessingMode {
@@ -62,7 +67,8 @@ impl Handler {
         let first = &batch[0];
         let Some(table) = mirror_table(&first.object_type) else {
             let reason = format!("unknown object type {:?}: not mirrored", first.object_type);
-            self.finish(batch, Completion::Skipped(reason), started_at, None).await?;
+            self.finish(batch, Completion::Skipped(reason), started_at, None)
+                .await?;
             return Ok(Step::Processed);
         };
         match &self.client {
@@ -101,7 +107,8 @@ impl Handler {
             }
             Ok(Fetched::Missing) => {
                 let reason = format!("ServiceM8 has no {object_type} {object_uuid}: not mirrored");
-                self.finish(batch, Completion::Skipped(reason), started_at, Some(404)).await?;
+                self.finish(batch, Completion::Skipped(reason), started_at, Some(404))
+                    .await?;
                 Ok(Step::Processed)
             }
             Err(ApiCallError::BudgetExhausted { retry_at }) => {
@@ -132,7 +139,12 @@ impl Handler {
     }
 
     /// Schedules each event's next attempt, or fails it when its retries are used up.
-    async fn retry_or_fail(&self, batch: &[ClaimedEvent], error: &ApiCallError, started_at: i64) -> Result<(), StoreError> {
+    async fn retry_or_fail(
+        &self,
+        batch: &[ClaimedEvent],
+        error: &ApiCallError,
+        started_at: i64,
+    ) -> Result<(), StoreError> {
         for event in batch {
             let completion = match self.policy.delay_after(event.attempts) {
                 Some(delay) => Completion::Retry {
@@ -142,7 +154,8 @@ impl Handler {
                 },
                 None => Completion::Failed(error.to_string()),
             };
-            self.finish(std::slice::from_ref(event), completion, started_at, error.http_status()).await?;
+            self.finish(std::slice::from_ref(event), completion, started_at, error.http_status())
+                .await?;
         }
         Ok(())
     }
@@ -156,30 +169,48 @@ impl Handler {
     ) -> Result<Step, StoreError> {
         for event in batch {
             let values: Map<String, Value> = match &event.changes {
-                Value::Object(changes) => changes.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                Value::Object(changes) => changes
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 _ => Map::new(),
             };
             if values.is_empty() {
                 let reason = "no ServiceM8 credentials: the delivery names changed fields but carries no values".into();
-                self.finish(std::slice::from_ref(event), Completion::Skipped(reason), started_at, None).await?;
+                self.finish(
+                    std::slice::from_ref(event),
+                    Completion::Skipped(reason),
+                    started_at,
+                    None,
+                )
+                .await?;
                 continue;
             }
             let stored = self.store.mirror_record(table.object_type, &event.object_uuid).await?;
             let mut record = match stored {
                 Some(Value::Object(record)) => record,
-                _ => Map::from_iter([("uuid".to_owned(), Value::from(event.object_uuid.clone())), ("active".to_owned(), 1.into())]),
+                _ => Map::from_iter([
+                    ("uuid".to_owned(), Value::from(event.object_uuid.clone())),
+                    ("active".to_owned(), 1.into()),
+                ]),
             };
             record.extend(values.clone());
             let occurred = event.occurred_at.unwrap_or(event.received_at);
             let edit_date = servicem8_date(occurred);
-            if record.get("edit_date").and_then(Value::as_str).is_none_or(|stored| stored < edit_date.as_str()) {
+            if record
+                .get("edit_date")
+                .and_then(Value::as_str)
+                .is_none_or(|stored| stored < edit_date.as_str())
+            {
                 record.insert("edit_date".into(), edit_date.into());
             }
             let record = Value::Object(record);
             let row = MirrorRecord::from_record(table, record).expect("the record was given the event's uuid");
             self.store.upsert_mirror(&row, now_millis()).await?;
             let owners = self.owners(table, &row.uuid, &row.record).await?;
-            self.finish(std::slice::from_ref(event), Completion::Success, started_at, None).await?;
+            self.finish(std::slice::from_ref(event), Completion::Success, started_at, None)
+                .await?;
             self.announce_record(event, Value::Object(values), &owners);
         }
         Ok(Step::Processed)
@@ -212,7 +243,11 @@ impl Handler {
         started_at: i64,
         http_status: Option<i32>,
     ) -> Result<(), StoreError> {
-        let timing = AttemptTiming { started_at, finished_at: now_millis(), http_status };
+        let timing = AttemptTiming {
+            started_at,
+            finished_at: now_millis(),
+            http_status,
+        };
         self.store.finish_events(events, &completion, &timing).await?;
         let stage = match &completion {
             Completion::Success => Stage::Success,
@@ -277,7 +312,11 @@ fn filled_changes(changes: &Value, record: &Value) -> Value {
             changes
                 .iter()
                 .map(|(field, value)| {
-                    let value = if value.is_null() { record.get(field).cloned().unwrap_or(Value::Null) } else { value.clone() };
+                    let value = if value.is_null() {
+                        record.get(field).cloned().unwrap_or(Value::Null)
+                    } else {
+                        value.clone()
+                    };
                     (field.clone(), value)
                 })
                 .collect(),
@@ -304,7 +343,10 @@ mod tests {
     fn fields_named_without_values_are_filled_from_the_record() {
         let changes = json!({"status": null, "job_description": "given"});
         let record = json!({"status": "Completed", "job_description": "stored"});
-        assert_eq!(filled_changes(&changes, &record), json!({"status": "Completed", "job_description": "given"}));
+        assert_eq!(
+            filled_changes(&changes, &record),
+            json!({"status": "Completed", "job_description": "given"})
+        );
     }
 
     #[test]

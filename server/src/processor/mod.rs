@@ -70,7 +70,10 @@ impl Default for ProcessorArgs {
 
 impl ProcessorArgs {
     pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy { max_retries: self.max_retries, base_delay: Duration::from_millis(self.retry_base_delay_ms) }
+        RetryPolicy {
+            max_retries: self.max_retries,
+            base_delay: Duration::from_millis(self.retry_base_delay_ms),
+        }
     }
 }
 
@@ -81,7 +84,9 @@ pub enum Step {
     Processed,
     QueueEmpty,
     /// The API budget is spent until this time (unix ms).
-    BudgetSpent { until: i64 },
+    BudgetSpent {
+        until: i64,
+    },
 }
 
 pub struct Processor {
@@ -101,7 +106,13 @@ impl Processor {
         wakeup: Arc<Notify>,
     ) -> Arc<Processor> {
         let handler = handler::Handler::new(store.clone(), client.clone(), updates, args.retry_policy());
-        Arc::new(Processor { store, client, handler, args, wakeup })
+        Arc::new(Processor {
+            store,
+            client,
+            handler,
+            args,
+            wakeup,
+        })
     }
 
     pub fn mode(&self) -> ProcessingMode {
@@ -212,7 +223,11 @@ impl Processor {
             let cutoff = now_millis() - self.args.retention_days * 24 * 3600 * 1000;
             match self.store.delete_finished_events_before(cutoff).await {
                 Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, days = self.args.retention_days, "retention: deleted old events"),
+                Ok(deleted) => tracing::info!(
+                    deleted,
+                    days = self.args.retention_days,
+                    "retention: deleted old events"
+                ),
                 Err(error) => tracing::error!(%error, "retention cleanup failed"),
             }
         }

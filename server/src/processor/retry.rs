@@ -31,13 +31,19 @@ impl RetryPolicy {
 mod tests {
     use super::*;
 
-    const POLICY: RetryPolicy = RetryPolicy { max_retries: 3, base_delay: Duration::from_secs(10) };
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_retries: 3,
+        base_delay: Duration::from_secs(10),
+    };
 
     #[test]
     fn delays_grow_exponentially_within_the_jitter() {
         for (attempts, nominal) in [(1, 10.0), (2, 20.0), (3, 40.0)] {
             let delay = POLICY.delay_after(attempts).unwrap().as_secs_f64();
-            assert!(delay >= nominal * 0.75 && delay <= nominal * 1.25, "attempt {attempts}: {delay}");
+            assert!(
+                delay >= nominal * 0.75 && delay <= nominal * 1.25,
+                "attempt {attempts}: {delay}"
+            );
         }
     }
 
@@ -52,7 +58,10 @@ mod tests {
     #[test]
     fn after_the_last_retry_there_is_no_delay() {
         assert_eq!(POLICY.delay_after(4), None);
-        let no_retries = RetryPolicy { max_retries: 0, ..POLICY };
+        let no_retries = RetryPolicy {
+            max_retries: 0,
+            ..POLICY
+        };
         assert_eq!(no_retries.delay_after(1), None);
     }
 }

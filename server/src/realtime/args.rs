@@ -97,11 +97,7 @@ pub fn parse_ttl(value: &str) -> Result<Duration, String> {
 }
 
 /// The configured secret, else the one kept in the database (stored now if there is none yet).
-pub async fn resolve_secret(
-    configured: &Option<Secret>,
-    store: &dyn Store,
-    setting: &str,
-) -> anyhow::Result<Secret> {
+pub async fn resolve_secret(configured: &Option<Secret>, store: &dyn Store, setting: &str) -> anyhow::Result<Secret> {
     match configured {
         Some(secret) if !secret.expose().trim().is_empty() => Ok(secret.clone()),
         _ => {
@@ -156,9 +152,7 @@ mod tests {
             },
         };
         let token = mint_token(&args).await.unwrap();
-        let credentials = TokenKeys::new(&Secret::new("s3cret"))
-            .verify(&token)
-            .unwrap();
+        let credentials = TokenKeys::new(&Secret::new("s3cret")).verify(&token).unwrap();
         assert_eq!(
             credentials.identity,
             crate::realtime::auth::Identity::Portal {

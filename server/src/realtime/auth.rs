@@ -10,9 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use jsonwebtoken::{
-    decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
-};
+use jsonwebtoken::{decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::secrets_match;
@@ -134,8 +132,7 @@ impl TokenKeys {
             exp: now + ttl_seconds,
             iat: now,
         };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| TokenError::Invalid(e.to_string()))
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| TokenError::Invalid(e.to_string()))
     }
 
     pub fn verify(&self, token: &str) -> Result<Credentials, TokenError> {
@@ -151,9 +148,7 @@ impl TokenKeys {
             .claims;
         let identity = match (claims.role, claims.company_uuid) {
             (Role::Admin, _) => Identity::Admin,
-            (Role::Portal, Some(company_uuid)) if !company_uuid.is_empty() => {
-                Identity::Portal { company_uuid }
-            }
+            (Role::Portal, Some(company_uuid)) if !company_uuid.is_empty() => Identity::Portal { company_uuid },
             (Role::Portal, _) => return Err(TokenError::MissingCompany),
         };
         Ok(Credentials {
@@ -173,12 +168,7 @@ pub struct Authority {
 }
 
 impl Authority {
-    pub fn new(
-        keys: TokenKeys,
-        anon_key: Secret,
-        public_topics: &[String],
-        job_company: JobOwnership,
-    ) -> Authority {
+    pub fn new(keys: TokenKeys, anon_key: Secret, public_topics: &[String], job_company: JobOwnership) -> Authority {
         let public_topics = public_topics
             .iter()
             .map(|topic| topic.trim())
@@ -191,6 +181,10 @@ impl Authority {
             public_topics,
             job_company,
         }
+    }
+
+    pub fn token_keys(&self) -> &TokenKeys {
+        &self.keys
     }
 
     pub fn apikey_matches(&self, apikey: &str) -> bool {
@@ -216,22 +210,19 @@ impl Authority {
         }
         match identity {
             Identity::Admin => Access::Granted,
-            Identity::Anonymous => Access::Denied(format!(
-                "Unauthorized: an access token is required to join {sub_topic}"
-            )),
+            Identity::Anonymous => {
+                Access::Denied(format!("Unauthorized: an access token is required to join {sub_topic}"))
+            }
             Identity::Portal { company_uuid } => {
                 if sub_topic.strip_prefix("company:") == Some(company_uuid) {
                     return Access::Granted;
                 }
                 if let Some(job_uuid) = sub_topic.strip_prefix("job:") {
-                    if (self.job_company)(job_uuid.to_owned()).await.as_ref() == Some(company_uuid)
-                    {
+                    if (self.job_company)(job_uuid.to_owned()).await.as_ref() == Some(company_uuid) {
                         return Access::Granted;
                     }
                 }
-                Access::Denied(format!(
-                    "Unauthorized: this portal token cannot join {sub_topic}"
-                ))
+                Access::Denied(format!("Unauthorized: this portal token cannot join {sub_topic}"))
             }
         }
     }
@@ -241,9 +232,7 @@ impl Authority {
         let sub_topic = topic.strip_prefix(TOPIC_PREFIX).unwrap_or(topic);
         match identity {
             Identity::Admin => Access::Granted,
-            Identity::Portal { .. } => {
-                Access::Denied("Unauthorized: portal tokens cannot broadcast".into())
-            }
+            Identity::Portal { .. } => Access::Denied("Unauthorized: portal tokens cannot broadcast".into()),
             Identity::Anonymous if self.public_topics.contains(sub_topic) => Access::Granted,
             Identity::Anonymous => Access::Denied(format!(
                 "Unauthorized: an access token is required to broadcast on {sub_topic}"
@@ -266,9 +255,8 @@ mod tests {
     }
 
     fn authority() -> Authority {
-        let ownership: JobOwnership = Arc::new(|job_uuid: String| {
-            Box::pin(async move { (job_uuid == "job-of-c1").then(|| "c1".to_owned()) })
-        });
+        let ownership: JobOwnership =
+            Arc::new(|job_uuid: String| Box::pin(async move { (job_uuid == "job-of-c1").then(|| "c1".to_owned()) }));
         Authority::new(
             keys(),
             Secret::new("anon"),
@@ -300,10 +288,7 @@ mod tests {
         let forged = TokenKeys::new(&Secret::new("other"))
             .mint(Role::Admin, None, 60, now)
             .unwrap();
-        assert!(matches!(
-            keys().verify(&forged),
-            Err(TokenError::Invalid(_))
-        ));
+        assert!(matches!(keys().verify(&forged), Err(TokenError::Invalid(_))));
         assert_eq!(
             keys().mint(Role::Portal, None, 60, now),
             Err(TokenError::MissingCompany)
@@ -314,10 +299,7 @@ mod tests {
     fn no_token_or_the_anon_key_as_token_is_anonymous() {
         let authority = authority();
         assert_eq!(authority.credentials(None), Ok(Credentials::anonymous()));
-        assert_eq!(
-            authority.credentials(Some("anon")),
-            Ok(Credentials::anonymous())
-        );
+        assert_eq!(authority.credentials(Some("anon")), Ok(Credentials::anonymous()));
         assert!(authority.credentials(Some("garbage")).is_err());
     }
 
@@ -331,21 +313,15 @@ mod tests {
             Access::Granted
         );
         assert_eq!(
-            authority
-                .authorize_join(&Identity::Anonymous, "realtime:room1")
-                .await,
+            authority.authorize_join(&Identity::Anonymous, "realtime:room1").await,
             Access::Granted
         );
         assert_eq!(
-            authority
-                .authorize_join(&Identity::Anonymous, "realtime:lobby")
-                .await,
+            authority.authorize_join(&Identity::Anonymous, "realtime:lobby").await,
             Access::Granted
         );
         assert!(matches!(
-            authority
-                .authorize_join(&Identity::Anonymous, "realtime:jobs")
-                .await,
+            authority.authorize_join(&Identity::Anonymous, "realtime:jobs").await,
             Access::Denied(_)
         ));
         assert!(matches!(
@@ -358,15 +334,11 @@ mod tests {
     async fn portal_users_join_only_their_company_and_its_jobs() {
         let authority = authority();
         assert_eq!(
-            authority
-                .authorize_join(&portal("c1"), "realtime:company:c1")
-                .await,
+            authority.authorize_join(&portal("c1"), "realtime:company:c1").await,
             Access::Granted
         );
         assert_eq!(
-            authority
-                .authorize_join(&portal("c1"), "realtime:job:job-of-c1")
-                .await,
+            authority.authorize_join(&portal("c1"), "realtime:job:job-of-c1").await,
             Access::Granted
         );
         for topic in [
@@ -376,17 +348,12 @@ mod tests {
             "realtime:admin:webhooks",
         ] {
             assert!(
-                matches!(
-                    authority.authorize_join(&portal("c1"), topic).await,
-                    Access::Denied(_)
-                ),
+                matches!(authority.authorize_join(&portal("c1"), topic).await, Access::Denied(_)),
                 "{topic}"
             );
         }
         assert!(matches!(
-            authority
-                .authorize_join(&portal("c2"), "realtime:job:job-of-c1")
-                .await,
+            authority.authorize_join(&portal("c2"), "realtime:job:job-of-c1").await,
             Access::Denied(_)
         ));
     }

@@ -174,9 +174,6 @@ mod tests {
             panic!("expected a replay")
         };
         assert_eq!(missed.len(), 1);
-        assert_eq!(
-            missed[0].payload,
-            BroadcastPayload::Json(json!({"offset": 2}))
-        );
+        assert_eq!(missed[0].payload, BroadcastPayload::Json(json!({"offset": 2})));
     }
 }

@@ -128,8 +128,7 @@ mod tests {
 
     #[test]
     fn an_empty_presence_key_is_replaced_and_a_missing_bindings_key_stays_missing() {
-        let request =
-            JoinRequest::parse(&json!({"config": {"presence": {"key": ""}}, "access_token": ""}));
+        let request = JoinRequest::parse(&json!({"config": {"presence": {"key": ""}}, "access_token": ""}));
         assert!(!request.presence_key.is_empty());
         assert_eq!(request.postgres_changes, None);
         assert_eq!(request.access_token, None);

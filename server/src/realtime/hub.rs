@@ -69,13 +69,7 @@ impl Hub {
     }
 
     /// Subscribes `connection` to `topic`, replacing an earlier subscription of the same connection.
-    pub fn subscribe(
-        &self,
-        topic: &str,
-        connection: ConnectionId,
-        receive_own: bool,
-        queue: mpsc::Sender<Push>,
-    ) {
+    pub fn subscribe(&self, topic: &str, connection: ConnectionId, receive_own: bool, queue: mpsc::Sender<Push>) {
         let mut topics = self.topics.lock().expect("hub lock");
         topics
             .entry(topic.to_owned())
@@ -121,23 +115,13 @@ impl Hub {
             if broadcast.sender == Some(*connection) && !subscriber.receive_own {
                 return true;
             }
-            send(
-                &subscriber.queue,
-                Push::Broadcast(broadcast.clone()),
-                *connection,
-            )
+            send(&subscriber.queue, Push::Broadcast(broadcast.clone()), *connection)
         });
     }
 
     /// Tracks `meta` for `connection` under presence `key`, replacing what it tracked before, and tells every
     /// subscriber of the topic.
-    pub fn track(
-        &self,
-        topic: &str,
-        connection: ConnectionId,
-        key: &str,
-        meta: Map<String, Value>,
-    ) {
+    pub fn track(&self, topic: &str, connection: ConnectionId, key: &str, meta: Map<String, Value>) {
         let mut topics = self.topics.lock().expect("hub lock");
         let entry = topics.entry(topic.to_owned()).or_default();
         let leaves = remove_presences(entry, connection);
@@ -147,11 +131,7 @@ impl Hub {
             meta,
         };
         let joins = BTreeMap::from([(key.to_owned(), vec![presence.clone()])]);
-        entry
-            .presences
-            .entry(key.to_owned())
-            .or_default()
-            .push(presence);
+        entry.presences.entry(key.to_owned()).or_default().push(presence);
         broadcast_diff(topic, entry, &joins, &leaves);
     }
 
@@ -180,10 +160,7 @@ fn untrack_locked(topic: &str, entry: &mut Topic, connection: ConnectionId) {
 }
 
 /// Removes what `connection` tracks on a topic, returning it by key.
-fn remove_presences(
-    entry: &mut Topic,
-    connection: ConnectionId,
-) -> BTreeMap<String, Vec<Presence>> {
+fn remove_presences(entry: &mut Topic, connection: ConnectionId) -> BTreeMap<String, Vec<Presence>> {
     let mut removed: BTreeMap<String, Vec<Presence>> = BTreeMap::new();
     entry.presences.retain(|key, presences| {
         let (gone, kept): (Vec<Presence>, Vec<Presence>) = presences
@@ -329,9 +306,6 @@ mod tests {
         };
         assert!(diff["leaves"].get("u1").is_some());
         hub.deliver(broadcast("realtime:room", Some(b)));
-        assert!(
-            b_rx.try_recv().is_err(),
-            "b does not receive its own broadcast"
-        );
+        assert!(b_rx.try_recv().is_err(), "b does not receive its own broadcast");
     }
 }

@@ -60,31 +60,18 @@ fn retained(topic: String, event: &str, payload: serde_json::Value) -> Publicati
 /// The seed's `type` for the record and the full topics it goes to; `None` for object types nobody watches.
 fn record_topics(record: &RecordUpdate) -> Option<(&'static str, Vec<String>)> {
     let topic = |sub_topic: String| format!("{TOPIC_PREFIX}{sub_topic}");
-    let known = |uuid: &Option<String>| {
-        uuid.as_deref()
-            .filter(|uuid| !uuid.is_empty())
-            .map(str::to_owned)
-    };
+    let known = |uuid: &Option<String>| uuid.as_deref().filter(|uuid| !uuid.is_empty()).map(str::to_owned);
     let company = known(&record.company_uuid).map(|uuid| topic(format!("company:{uuid}")));
     let job = known(&record.job_uuid).map(|uuid| topic(format!("job:{uuid}")));
     match record.object_type.as_str() {
         "job" => {
-            let mut topics = vec![
-                topic("jobs".into()),
-                topic(format!("job:{}", record.object_uuid)),
-            ];
+            let mut topics = vec![topic("jobs".into()), topic(format!("job:{}", record.object_uuid))];
             topics.extend(company);
             Some(("job_update", topics))
         }
-        "company" => Some((
-            "company_update",
-            vec![topic(format!("company:{}", record.object_uuid))],
-        )),
+        "company" => Some(("company_update", vec![topic(format!("company:{}", record.object_uuid))])),
         "jobactivity" => Some(("activity_update", job.into_iter().chain(company).collect())),
-        "attachment" => Some((
-            "attachment_update",
-            job.into_iter().chain(company).collect(),
-        )),
+        "attachment" => Some(("attachment_update", job.into_iter().chain(company).collect())),
         "staff" => Some(("staff_update", vec![topic("staff".into())])),
         _ => None,
     }
@@ -118,10 +105,7 @@ mod tests {
                 let BroadcastPayload::Json(payload) = broadcast.payload else {
                     panic!("JSON payload")
                 };
-                (
-                    broadcast.topic,
-                    payload["type"].as_str().unwrap_or_default().to_owned(),
-                )
+                (broadcast.topic, payload["type"].as_str().unwrap_or_default().to_owned())
             })
             .unzip()
     }
@@ -129,14 +113,7 @@ mod tests {
     #[test]
     fn a_job_goes_to_jobs_its_own_topic_and_its_company() {
         let (topics, types) = topics_and_type(&record("job", Some("co-1"), Some("obj-1")));
-        assert_eq!(
-            topics,
-            [
-                "realtime:jobs",
-                "realtime:job:obj-1",
-                "realtime:company:co-1"
-            ]
-        );
+        assert_eq!(topics, ["realtime:jobs", "realtime:job:obj-1", "realtime:company:co-1"]);
         assert!(types.iter().all(|t| t == "job_update"));
         let (topics, _) = topics_and_type(&record("job", None, None));
         assert_eq!(topics, ["realtime:jobs", "realtime:job:obj-1"]);
@@ -167,9 +144,7 @@ mod tests {
 
     #[test]
     fn the_record_payload_is_the_seeds() {
-        let Publication::Retained(broadcast) =
-            publications(&record("job", Some("co-1"), None)).remove(0)
-        else {
+        let Publication::Retained(broadcast) = publications(&record("job", Some("co-1"), None)).remove(0) else {
             panic!()
         };
         assert_eq!(broadcast.event, "webhook_update");

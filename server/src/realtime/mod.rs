@@ -33,8 +33,8 @@ use crate::config::Secret;
 use crate::store::Store;
 use crate::updates::PipelineUpdate;
 pub use args::{mint_token, RealtimeArgs, TokenArgs};
-pub use auth::{store_job_ownership, JobOwnership};
-use auth::{Authority, TokenKeys};
+use auth::Authority;
+pub use auth::{store_job_ownership, JobOwnership, Role, TokenKeys};
 use bus::{Bus, InProcessBus};
 use hub::Hub;
 use outbox::Retention;
@@ -61,23 +61,15 @@ impl Relay {
         store: Arc<dyn Store>,
         job_company: JobOwnership,
     ) -> anyhow::Result<Relay> {
-        let jwt_secret =
-            args::resolve_secret(&args.jwt_secret, store.as_ref(), args::JWT_SECRET_SETTING)
-                .await?;
-        let anon_key = args::resolve_secret(
-            &args.realtime_anon_key,
-            store.as_ref(),
-            args::ANON_KEY_SETTING,
-        )
-        .await?;
+        let jwt_secret = args::resolve_secret(&args.jwt_secret, store.as_ref(), args::JWT_SECRET_SETTING).await?;
+        let anon_key = args::resolve_secret(&args.realtime_anon_key, store.as_ref(), args::ANON_KEY_SETTING).await?;
         let retention = Retention {
             max_messages: args.realtime_retention_messages.max(1),
             max_age: Duration::from_secs(args.realtime_retention_seconds),
         };
         let hub = Arc::new(Hub::new());
         let running = CancellationToken::new();
-        let bus: Arc<dyn Bus> = if database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://")
+        let bus: Arc<dyn Bus> = if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
         {
             let bus = PostgresBus::connect(database_url, hub.clone(), retention, running.clone())
                 .await
@@ -93,11 +85,7 @@ impl Relay {
             job_company,
         );
         Ok(Relay {
-            context: Arc::new(SessionContext {
-                hub,
-                bus,
-                authority,
-            }),
+            context: Arc::new(SessionContext { hub, bus, authority }),
             anon_key,
             running: running.drop_guard(),
         })
@@ -106,6 +94,11 @@ impl Relay {
     /// The public key clients pass as `apikey`.
     pub fn anon_key(&self) -> &Secret {
         &self.anon_key
+    }
+
+    /// Signs access tokens this relay accepts (for the UI backend, which hands them to browsers).
+    pub fn token_keys(&self) -> TokenKeys {
+        self.context.authority.token_keys().clone()
     }
 
     /// Publishes every pipeline update to its topics until the update channel closes.

@@ -35,12 +35,7 @@ pub enum Replay {
 }
 
 /// Decides a replay from the topic's latest offset and the retained broadcasts after `after`, oldest first.
-pub fn plan_replay(
-    after: i64,
-    latest: i64,
-    retained_after: Vec<Broadcast>,
-    retention: &Retention,
-) -> Replay {
+pub fn plan_replay(after: i64, latest: i64, retained_after: Vec<Broadcast>, retention: &Retention) -> Replay {
     if after == latest {
         return Replay::Missed(Vec::new());
     }
@@ -86,11 +81,7 @@ impl RetainedLog {
             log.retained.pop_front();
         }
         let cutoff = self.retention.cutoff(now);
-        while log
-            .retained
-            .front()
-            .is_some_and(|(created_at, _)| *created_at < cutoff)
-        {
+        while log.retained.front().is_some_and(|(created_at, _)| *created_at < cutoff) {
             log.retained.pop_front();
         }
         broadcast
@@ -104,9 +95,7 @@ impl RetainedLog {
         let retained_after = log
             .retained
             .iter()
-            .filter(|(created_at, broadcast)| {
-                *created_at >= cutoff && broadcast.offset > Some(after)
-            })
+            .filter(|(created_at, broadcast)| *created_at >= cutoff && broadcast.offset > Some(after))
             .map(|(_, broadcast)| broadcast.clone())
             .collect();
         plan_replay(after, log.latest, retained_after, &self.retention)
@@ -165,14 +154,8 @@ mod tests {
             log.record(update("realtime:jobs"), NOW);
         }
         assert_eq!(offsets(log.replay("realtime:jobs", 2, NOW)), vec![3, 4, 5]);
-        assert_eq!(
-            offsets(log.replay("realtime:jobs", 5, NOW)),
-            Vec::<i64>::new()
-        );
-        assert_eq!(
-            offsets(log.replay("realtime:never", 0, NOW)),
-            Vec::<i64>::new()
-        );
+        assert_eq!(offsets(log.replay("realtime:jobs", 5, NOW)), Vec::<i64>::new());
+        assert_eq!(offsets(log.replay("realtime:never", 0, NOW)), Vec::<i64>::new());
     }
 
     #[test]
@@ -181,15 +164,9 @@ mod tests {
         for _ in 0..5 {
             log.record(update("realtime:jobs"), NOW);
         }
-        assert_eq!(
-            log.replay("realtime:jobs", 1, NOW),
-            Replay::Refetch { latest: 5 }
-        );
+        assert_eq!(log.replay("realtime:jobs", 1, NOW), Replay::Refetch { latest: 5 });
         assert_eq!(offsets(log.replay("realtime:jobs", 2, NOW)), vec![3, 4, 5]);
-        assert_eq!(
-            log.replay("realtime:jobs", 9, NOW),
-            Replay::Refetch { latest: 5 }
-        );
+        assert_eq!(log.replay("realtime:jobs", 9, NOW), Replay::Refetch { latest: 5 });
     }
 
     #[test]
@@ -197,10 +174,7 @@ mod tests {
         let mut log = RetainedLog::new(retention(10));
         log.record(update("realtime:jobs"), NOW - 2 * 3_600_000);
         log.record(update("realtime:jobs"), NOW);
-        assert_eq!(
-            log.replay("realtime:jobs", 0, NOW),
-            Replay::Refetch { latest: 2 }
-        );
+        assert_eq!(log.replay("realtime:jobs", 0, NOW), Replay::Refetch { latest: 2 });
         assert_eq!(offsets(log.replay("realtime:jobs", 1, NOW)), vec![2]);
     }
 }

@@ -29,8 +29,7 @@ const MAX_BATCH: usize = 256;
 /// Ephemeral rows are only needed until every node has read them.
 const EPHEMERAL_ROW_MILLIS: i64 = 60_000;
 const CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
-const OUTBOX_COLUMNS: &str =
-    "id, topic, event, payload, payload_raw, topic_offset, sender, binary_origin";
+const OUTBOX_COLUMNS: &str = "id, topic, event, payload, payload_raw, topic_offset, sender, binary_origin";
 
 pub struct PostgresBus {
     pool: PgPool,
@@ -77,11 +76,10 @@ impl Bus for PostgresBus {
     }
 
     async fn replay(&self, topic: &str, after: i64) -> Result<Replay, BusError> {
-        let latest: Option<i64> =
-            sqlx::query_scalar("SELECT last FROM realtime_topic_offsets WHERE topic = $1")
-                .bind(topic)
-                .fetch_optional(&self.pool)
-                .await?;
+        let latest: Option<i64> = sqlx::query_scalar("SELECT last FROM realtime_topic_offsets WHERE topic = $1")
+            .bind(topic)
+            .fetch_optional(&self.pool)
+            .await?;
         let latest = latest.unwrap_or(0);
         if after >= latest {
             return Ok(plan_replay(after, latest, Vec::new(), &self.retention));
@@ -220,8 +218,7 @@ impl Deliverer {
     where
         T: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
     {
-        let query =
-            format!("SELECT {OUTBOX_COLUMNS} FROM realtime_outbox WHERE {condition} ORDER BY id");
+        let query = format!("SELECT {OUTBOX_COLUMNS} FROM realtime_outbox WHERE {condition} ORDER BY id");
         match sqlx::query_as::<_, OutboxRow>(&query)
             .bind(bound)
             .fetch_all(&self.pool)
@@ -271,8 +268,7 @@ impl OutboxRow {
             None => BroadcastPayload::Json(self.payload.unwrap_or_default()),
         };
         let sender = self.sender.and_then(|sender| sender.parse().ok());
-        let mut broadcast =
-            Broadcast::new(self.topic, self.event, payload, sender, self.binary_origin);
+        let mut broadcast = Broadcast::new(self.topic, self.event, payload, sender, self.binary_origin);
         broadcast.offset = self.topic_offset;
         broadcast
     }

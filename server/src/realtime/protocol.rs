@@ -40,12 +40,8 @@ impl Vsn {
         match (self, message) {
             (Vsn::V1, WireMessage::Text(text)) => decode_object(&text).map(Incoming::Frame),
             (Vsn::V2, WireMessage::Text(text)) => decode_array(&text).map(Incoming::Frame),
-            (Vsn::V2, WireMessage::Binary(bytes)) => {
-                decode_broadcast_push(&bytes).map(Incoming::BinaryBroadcast)
-            }
-            (Vsn::V1, WireMessage::Binary(_)) => Err(ProtocolError::Malformed(
-                "binary frames need vsn 2.0.0".into(),
-            )),
+            (Vsn::V2, WireMessage::Binary(bytes)) => decode_broadcast_push(&bytes).map(Incoming::BinaryBroadcast),
+            (Vsn::V1, WireMessage::Binary(_)) => Err(ProtocolError::Malformed("binary frames need vsn 2.0.0".into())),
         }
     }
 
@@ -59,21 +55,15 @@ impl Vsn {
                 binary,
             } => {
                 let fits = topic.len() <= 255 && event.len() <= 255;
-                if self == Vsn::V2
-                    && fits
-                    && (binary || matches!(payload, BroadcastPayload::Raw(_)))
-                {
+                if self == Vsn::V2 && fits && (binary || matches!(payload, BroadcastPayload::Raw(_))) {
                     WireMessage::Binary(encode_broadcast(&topic, &event, &payload))
                 } else {
                     let payload = match payload {
                         BroadcastPayload::Json(value) => value,
                         // 1.0.0 cannot carry bytes; UTF-8 text is the best a JSON client can get.
-                        BroadcastPayload::Raw(bytes) => {
-                            Value::String(String::from_utf8_lossy(&bytes).into_owned())
-                        }
+                        BroadcastPayload::Raw(bytes) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
                     };
-                    let payload =
-                        json!({ "type": "broadcast", "event": event, "payload": payload });
+                    let payload = json!({ "type": "broadcast", "event": event, "payload": payload });
                     self.encode_frame(Frame::new(None, None, topic, "broadcast", payload))
                 }
             }
@@ -89,13 +79,7 @@ impl Vsn {
                 "event": frame.event,
                 "payload": frame.payload,
             }),
-            Vsn::V2 => json!([
-                frame.join_ref,
-                frame.msg_ref,
-                frame.topic,
-                frame.event,
-                frame.payload
-            ]),
+            Vsn::V2 => json!([frame.join_ref, frame.msg_ref, frame.topic, frame.event, frame.payload]),
         };
         WireMessage::Text(value.to_string())
     }
@@ -223,8 +207,7 @@ fn malformed(reason: impl Into<String>) -> ProtocolError {
 }
 
 fn decode_object(text: &str) -> Result<Frame, ProtocolError> {
-    let value: Map<String, Value> =
-        serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
+    let value: Map<String, Value> = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
     Ok(Frame {
         join_ref: optional_ref(value.get("join_ref"))?,
         msg_ref: optional_ref(value.get("ref"))?,
@@ -267,15 +250,11 @@ fn required_string(value: Option<&Value>, name: &str) -> Result<String, Protocol
 
 /// `03 | len(join_ref) | len(ref) | len(topic) | len(event) | len(meta) | enc | strings... | payload`.
 fn decode_broadcast_push(bytes: &[u8]) -> Result<BinaryPush, ProtocolError> {
-    let (&kind, rest) = bytes
-        .split_first()
-        .ok_or_else(|| malformed("empty binary frame"))?;
+    let (&kind, rest) = bytes.split_first().ok_or_else(|| malformed("empty binary frame"))?;
     if kind != USER_BROADCAST_PUSH {
         return Err(malformed(format!("unsupported binary frame kind {kind}")));
     }
-    let header = rest
-        .get(..6)
-        .ok_or_else(|| malformed("truncated binary header"))?;
+    let header = rest.get(..6).ok_or_else(|| malformed("truncated binary header"))?;
     let lengths: Vec<usize> = header[..5].iter().map(|&n| n as usize).collect();
     let encoding = header[5];
     let mut body = &rest[6..];
@@ -285,17 +264,12 @@ fn decode_broadcast_push(bytes: &[u8]) -> Result<BinaryPush, ProtocolError> {
             return Err(malformed("binary frame shorter than its header says"));
         }
         let (field, tail) = body.split_at(length);
-        fields.push(
-            std::str::from_utf8(field)
-                .map_err(|_| malformed("binary frame strings must be UTF-8"))?,
-        );
+        fields.push(std::str::from_utf8(field).map_err(|_| malformed("binary frame strings must be UTF-8"))?);
         body = tail;
     }
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     let payload = match encoding {
-        ENCODING_JSON => BroadcastPayload::Json(
-            serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?,
-        ),
+        ENCODING_JSON => BroadcastPayload::Json(serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?),
         ENCODING_RAW => BroadcastPayload::Raw(body.to_vec()),
         other => return Err(malformed(format!("unknown payload encoding {other}"))),
     };
@@ -316,13 +290,7 @@ fn encode_broadcast(topic: &str, event: &str, payload: &BroadcastPayload) -> Vec
         BroadcastPayload::Raw(bytes) => (ENCODING_RAW, bytes.clone()),
     };
     let mut frame = Vec::with_capacity(5 + topic.len() + event.len() + body.len());
-    frame.extend([
-        USER_BROADCAST,
-        topic.len() as u8,
-        event.len() as u8,
-        0,
-        encoding,
-    ]);
+    frame.extend([USER_BROADCAST, topic.len() as u8, event.len() as u8, 0, encoding]);
     frame.extend_from_slice(topic.as_bytes());
     frame.extend_from_slice(event.as_bytes());
     frame.extend_from_slice(&body);
@@ -334,13 +302,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// A kind 3 frame as realtime-js builds it.
-    pub(crate) fn broadcast_push(
-        join_ref: &str,
-        msg_ref: &str,
-        topic: &str,
-        event: &str,
-        payload: &[u8],
-    ) -> Vec<u8> {
+    pub(crate) fn broadcast_push(join_ref: &str, msg_ref: &str, topic: &str, event: &str, payload: &[u8]) -> Vec<u8> {
         let mut frame = vec![
             3,
             join_ref.len() as u8,
@@ -393,12 +355,7 @@ pub(crate) mod tests {
 
     #[test]
     fn frames_without_a_topic_or_of_the_wrong_shape_are_malformed() {
-        for text in [
-            r#"{"event":"x"}"#,
-            r#"["1","1","t"]"#,
-            "not json",
-            r#"[1,2,3,"e",{}]"#,
-        ] {
+        for text in [r#"{"event":"x"}"#, r#"["1","1","t"]"#, "not json", r#"[1,2,3,"e",{}]"#] {
             for vsn in [Vsn::V1, Vsn::V2] {
                 assert!(
                     vsn.decode(WireMessage::Text(text.into())).is_err(),
@@ -411,37 +368,23 @@ pub(crate) mod tests {
 
     #[test]
     fn the_captured_kind_3_push_decodes() {
-        let bytes = broadcast_push(
-            "8",
-            "10",
-            "realtime:room1",
-            "check_relay",
-            br#"{"hello":"world"}"#,
-        );
+        let bytes = broadcast_push("8", "10", "realtime:room1", "check_relay", br#"{"hello":"world"}"#);
         assert_eq!(&bytes[..7], &[0x03, 0x01, 0x02, 0x0e, 0x0b, 0x00, 0x01]);
-        let Incoming::BinaryBroadcast(push) = Vsn::V2.decode(WireMessage::Binary(bytes)).unwrap()
-        else {
+        let Incoming::BinaryBroadcast(push) = Vsn::V2.decode(WireMessage::Binary(bytes)).unwrap() else {
             panic!()
         };
         assert_eq!(push.join_ref.as_deref(), Some("8"));
         assert_eq!(push.msg_ref.as_deref(), Some("10"));
         assert_eq!(push.topic, "realtime:room1");
         assert_eq!(push.event, "check_relay");
-        assert_eq!(
-            push.payload,
-            BroadcastPayload::Json(json!({"hello": "world"}))
-        );
+        assert_eq!(push.payload, BroadcastPayload::Json(json!({"hello": "world"})));
     }
 
     #[test]
     fn truncated_binary_frames_are_malformed() {
         let bytes = broadcast_push("8", "10", "realtime:room1", "e", b"{}");
-        assert!(Vsn::V2
-            .decode(WireMessage::Binary(bytes[..12].to_vec()))
-            .is_err());
-        assert!(Vsn::V2
-            .decode(WireMessage::Binary(vec![4, 0, 0, 0, 1]))
-            .is_err());
+        assert!(Vsn::V2.decode(WireMessage::Binary(bytes[..12].to_vec())).is_err());
+        assert!(Vsn::V2.decode(WireMessage::Binary(vec![4, 0, 0, 0, 1])).is_err());
     }
 
     #[test]
@@ -489,13 +432,7 @@ pub(crate) mod tests {
 
     #[test]
     fn replies_carry_the_refs_of_the_frame_they_answer() {
-        let push = Frame::new(
-            Some("6".into()),
-            Some("9".into()),
-            "realtime:x",
-            "broadcast",
-            json!({}),
-        );
+        let push = Frame::new(Some("6".into()), Some("9".into()), "realtime:x", "broadcast", json!({}));
         let reply = push.reply_error("nope");
         assert_eq!(
             (reply.join_ref.as_deref(), reply.msg_ref.as_deref()),

@@ -57,11 +57,7 @@ impl IntoResponse for RestError {
             RestError::Forbidden(_) => StatusCode::FORBIDDEN,
             RestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
-        (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response()
+        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
     }
 }
 
@@ -84,8 +80,8 @@ async fn broadcast_messages(
     body: Bytes,
 ) -> Result<StatusCode, RestError> {
     let identity = authenticate(&context, &headers)?;
-    let request: BroadcastRequest = serde_json::from_slice(&body)
-        .map_err(|error| RestError::BadRequest(format!("invalid broadcast: {error}")))?;
+    let request: BroadcastRequest =
+        serde_json::from_slice(&body).map_err(|error| RestError::BadRequest(format!("invalid broadcast: {error}")))?;
     if request.messages.is_empty() || request.messages.len() > MAX_MESSAGES {
         return Err(RestError::BadRequest(format!(
             "send between 1 and {MAX_MESSAGES} messages"
@@ -108,8 +104,7 @@ async fn broadcast_event(
     let payload = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Default::default())
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|error| RestError::BadRequest(format!("invalid payload: {error}")))?
+        serde_json::from_slice(&body).map_err(|error| RestError::BadRequest(format!("invalid payload: {error}")))?
     };
     publish(&context, &identity, vec![(topic, event, payload)]).await
 }
@@ -118,9 +113,7 @@ async fn broadcast_event(
 fn authenticate(context: &SessionContext, headers: &HeaderMap) -> Result<Identity, RestError> {
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     if !header("apikey").is_some_and(|apikey| context.authority.apikey_matches(apikey)) {
-        return Err(RestError::Unauthorized(
-            "a valid apikey header is required".into(),
-        ));
+        return Err(RestError::Unauthorized("a valid apikey header is required".into()));
     }
     let token = header("authorization").and_then(|value| value.strip_prefix("Bearer "));
     let credentials = context
@@ -138,9 +131,7 @@ async fn publish(
     let mut publications = Vec::with_capacity(messages.len());
     for (topic, event, payload) in messages {
         if topic.trim().is_empty() || event.trim().is_empty() {
-            return Err(RestError::BadRequest(
-                "each message needs a topic and an event".into(),
-            ));
+            return Err(RestError::BadRequest("each message needs a topic and an event".into()));
         }
         let topic = if topic.starts_with(TOPIC_PREFIX) {
             topic

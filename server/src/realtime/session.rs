@@ -23,9 +23,7 @@ use uuid::Uuid;
 
 use super::auth::{now_seconds, Access, Authority};
 use super::bus::{Broadcast, Bus, Publication};
-use super::channel::{
-    close_frame, refetch_frame, reply, system_error_frame, with, Channel, JoinRequest,
-};
+use super::channel::{close_frame, refetch_frame, reply, system_error_frame, with, Channel, JoinRequest};
 use super::hub::{ConnectionId, Hub, Push, SESSION_QUEUE};
 use super::outbox::Replay;
 use super::protocol::{BroadcastPayload, Frame, Incoming, Outgoing, ReplyStatus, Vsn, WireMessage};
@@ -112,13 +110,8 @@ impl Session {
         match vsn.decode(message) {
             Ok(Incoming::Frame(frame)) => self.handle_frame(frame).await,
             Ok(Incoming::BinaryBroadcast(push)) => {
-                self.broadcast(
-                    &push.as_frame(),
-                    push.event.clone(),
-                    push.payload.clone(),
-                    true,
-                )
-                .await
+                self.broadcast(&push.as_frame(), push.event.clone(), push.payload.clone(), true)
+                    .await
             }
             // Without a decodable ref there is nothing to reply to.
             Err(error) => {
@@ -132,26 +125,15 @@ impl Session {
         match frame.event.as_str() {
             "heartbeat" if frame.topic == "phoenix" => reply(frame.reply_ok()),
             "phx_join" => self.join(frame).await,
-            _ if !self.channels.contains_key(&frame.topic) => {
-                reply(frame.reply_error("unmatched topic"))
-            }
+            _ if !self.channels.contains_key(&frame.topic) => reply(frame.reply_error("unmatched topic")),
             "phx_leave" => self.leave(&frame),
             "broadcast" => {
                 let Some(event) = frame.payload["event"].as_str() else {
                     return reply(frame.reply_error("a broadcast needs an event"));
                 };
-                let payload = frame
-                    .payload
-                    .get("payload")
-                    .cloned()
-                    .unwrap_or_else(|| json!({}));
-                self.broadcast(
-                    &frame,
-                    event.to_owned(),
-                    BroadcastPayload::Json(payload),
-                    false,
-                )
-                .await
+                let payload = frame.payload.get("payload").cloned().unwrap_or_else(|| json!({}));
+                self.broadcast(&frame, event.to_owned(), BroadcastPayload::Json(payload), false)
+                    .await
             }
             "presence" => self.presence(&frame),
             "access_token" => self.refresh_token(&frame).await,
@@ -169,10 +151,7 @@ impl Session {
             out.push(close_frame(&topic, &previous.join_ref));
         }
         let request = JoinRequest::parse(&frame.payload);
-        let token = request
-            .access_token
-            .clone()
-            .or_else(|| self.socket_token.clone());
+        let token = request.access_token.clone().or_else(|| self.socket_token.clone());
         let credentials = match self.context.authority.credentials(token.as_deref()) {
             Ok(credentials) => credentials,
             Err(error) => return with(out, frame.reply_error(error.to_string())),
@@ -240,9 +219,7 @@ impl Session {
                 broadcasts
                     .iter()
                     .map(|broadcast| {
-                        channel.last_offset = channel
-                            .last_offset
-                            .max(broadcast.offset.unwrap_or_default());
+                        channel.last_offset = channel.last_offset.max(broadcast.offset.unwrap_or_default());
                         broadcast.to_outgoing()
                     })
                     .collect()
@@ -288,12 +265,7 @@ impl Session {
         }
         let ack = channel.ack;
         let broadcast = Broadcast::new(&frame.topic, event, payload, Some(self.id), binary);
-        match self
-            .context
-            .bus
-            .publish(vec![Publication::Ephemeral(broadcast)])
-            .await
-        {
+        match self.context.bus.publish(vec![Publication::Ephemeral(broadcast)]).await {
             Ok(()) if ack => reply(frame.reply_ok()),
             Ok(()) => Vec::new(),
             Err(error) => {
@@ -309,10 +281,7 @@ impl Session {
         };
         match frame.payload["event"].as_str() {
             Some("track") => {
-                let meta: Map<String, Value> = frame.payload["payload"]
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default();
+                let meta: Map<String, Value> = frame.payload["payload"].as_object().cloned().unwrap_or_default();
                 self.context
                     .hub
                     .track(&frame.topic, self.id, &channel.presence_key, meta);
@@ -401,13 +370,7 @@ impl Session {
                 vec![broadcast.to_outgoing()]
             }
             Push::PresenceDiff { topic, diff } if self.channels.contains_key(&topic) => {
-                vec![Outgoing::Frame(Frame::new(
-                    None,
-                    None,
-                    topic,
-                    "presence_diff",
-                    diff,
-                ))]
+                vec![Outgoing::Frame(Frame::new(None, None, topic, "presence_diff", diff))]
             }
             Push::PresenceDiff { .. } => Vec::new(),
         }
@@ -430,9 +393,7 @@ mod tests {
 
     impl Client {
         fn send(&self, frame: Value) {
-            self.to_server
-                .send(WireMessage::Text(frame.to_string()))
-                .unwrap();
+            self.to_server.send(WireMessage::Text(frame.to_string())).unwrap();
         }
 
         async fn next(&mut self) -> Value {
@@ -458,12 +419,7 @@ mod tests {
         Arc::new(SessionContext {
             bus: Arc::new(InProcessBus::new(hub.clone(), retention)),
             hub,
-            authority: Authority::new(
-                keys,
-                Secret::new("anon"),
-                &["room".into()],
-                nobody_owns_jobs,
-            ),
+            authority: Authority::new(keys, Secret::new("anon"), &["room".into()], nobody_owns_jobs),
         })
     }
 
@@ -472,16 +428,8 @@ mod tests {
         let (server_out, from_server) = mpsc::channel(64);
         let stream = futures_util::stream::poll_fn(move |cx| server_in.poll_recv(cx));
         let sink = PollSender::new(server_out);
-        tokio::spawn(run_session(
-            context.clone(),
-            Vsn::V2,
-            Box::pin(sink),
-            Box::pin(stream),
-        ));
-        Client {
-            to_server,
-            from_server,
-        }
+        tokio::spawn(run_session(context.clone(), Vsn::V2, Box::pin(sink), Box::pin(stream)));
+        Client { to_server, from_server }
     }
 
     #[tokio::test]
@@ -503,7 +451,9 @@ mod tests {
         bob.send(json!(["1", "1", "realtime:room", "phx_join", join]));
         assert_eq!(alice.next().await[4]["status"], "ok");
         assert_eq!(bob.next().await[4]["status"], "ok");
-        alice.send(json!(["1", "2", "realtime:room", "broadcast", {"type": "broadcast", "event": "hi", "payload": {"n": 1}}]));
+        alice.send(
+            json!(["1", "2", "realtime:room", "broadcast", {"type": "broadcast", "event": "hi", "payload": {"n": 1}}]),
+        );
         assert_eq!(
             alice.next().await,
             json!(["1", "2", "realtime:room", "phx_reply", {"status": "ok", "response": {}}])
@@ -519,13 +469,8 @@ mod tests {
     #[tokio::test]
     async fn pushes_to_a_topic_not_joined_are_refused() {
         let mut client = connect(&context());
-        client.send(
-            json!(["1", "2", "realtime:room", "broadcast", {"type": "broadcast", "event": "e"}]),
-        );
-        assert_eq!(
-            client.next().await[4]["response"]["reason"],
-            "unmatched topic"
-        );
+        client.send(json!(["1", "2", "realtime:room", "broadcast", {"type": "broadcast", "event": "e"}]));
+        assert_eq!(client.next().await[4]["response"]["reason"], "unmatched topic");
     }
 
     #[tokio::test]
@@ -535,16 +480,11 @@ mod tests {
         let token = TokenKeys::new(&Secret::new("secret"))
             .mint(Role::Admin, None, 1, now_seconds())
             .unwrap();
-        client.send(
-            json!(["3", "3", "realtime:jobs", "phx_join", {"config": {}, "access_token": token}]),
-        );
+        client.send(json!(["3", "3", "realtime:jobs", "phx_join", {"config": {}, "access_token": token}]));
         assert_eq!(client.next().await[4]["status"], "ok");
         let system = client.next().await;
         assert_eq!(system[3], "system");
         assert_eq!(system[4]["message"], "Token has expired");
-        assert_eq!(
-            client.next().await,
-            json!(["3", "3", "realtime:jobs", "phx_close", {}])
-        );
+        assert_eq!(client.next().await, json!(["3", "3", "realtime:jobs", "phx_close", {}]));
     }
 }

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio_util::sync::DropGuard;
 
 use super::protocol::{Vsn, WireMessage};
@@ -23,12 +22,6 @@ struct SocketState {
     context: Arc<SessionContext>,
     /// Stops the relay's background tasks once the last router clone is gone.
     _running: Arc<DropGuard>,
-}
-
-#[derive(Deserialize)]
-struct SocketParams {
-    apikey: Option<String>,
-    vsn: Option<String>,
 }
 
 pub fn router(context: Arc<SessionContext>, running: DropGuard) -> Router {
@@ -43,19 +36,22 @@ pub fn router(context: Arc<SessionContext>, running: DropGuard) -> Router {
 
 async fn open_socket(
     State(state): State<SocketState>,
-    Query(params): Query<SocketParams>,
+    Query(params): Query<Vec<(String, String)>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if !params
-        .apikey
-        .is_some_and(|apikey| state.context.authority.apikey_matches(&apikey))
-    {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "a valid apikey is required".into(),
-        );
+    // As Phoenix does, a repeated parameter takes its last value (realtime-js may append `vsn` to params that
+    // already carry one).
+    let param = |name: &str| {
+        params
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    if !param("apikey").is_some_and(|apikey| state.context.authority.apikey_matches(apikey)) {
+        return refuse(StatusCode::UNAUTHORIZED, "a valid apikey is required".into());
     }
-    let vsn = match Vsn::from_query(params.vsn.as_deref()) {
+    let vsn = match Vsn::from_query(param("vsn")) {
         Ok(vsn) => vsn,
         Err(error) => return refuse(StatusCode::BAD_REQUEST, error.to_string()),
     };
@@ -79,9 +75,7 @@ async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, socket: WebSocket)
     });
     // Pings are answered by the websocket layer itself; a close or an error ends the session.
     let stream = stream
-        .take_while(|message| {
-            ready(matches!(message, Ok(message) if !matches!(message, Message::Close(_))))
-        })
+        .take_while(|message| ready(matches!(message, Ok(message) if !matches!(message, Message::Close(_)))))
         .filter_map(|message| {
             ready(match message {
                 Ok(Message::Text(text)) => Some(WireMessage::Text(text.to_string())),

@@ -146,9 +146,7 @@ impl Budget {
         let now = now_millis();
         let paused_until = self.paused_until.load(Ordering::Relaxed);
         if now < paused_until {
-            return Err(ApiCallError::BudgetExhausted {
-                retry_at: paused_until,
-            });
+            return Err(ApiCallError::BudgetExhausted { retry_at: paused_until });
         }
         match self.store.take_api_budget(now, self.limits).await? {
             BudgetGrant::Granted => Ok(()),
@@ -174,10 +172,7 @@ pub struct ServiceM8Client {
 
 impl ServiceM8Client {
     /// A client when credentials are configured.
-    pub fn from_args(
-        args: &ServiceM8Args,
-        store: Arc<dyn Store>,
-    ) -> anyhow::Result<Option<ServiceM8Client>> {
+    pub fn from_args(args: &ServiceM8Args, store: Arc<dyn Store>) -> anyhow::Result<Option<ServiceM8Client>> {
         let Some(credentials) = args.credentials() else {
             return Ok(None);
         };
@@ -214,12 +209,7 @@ impl ServiceM8Client {
     }
 
     /// One page of `object` records matching `filter` (a `$filter` expression), from `cursor` (`-1` = first).
-    pub async fn list_page(
-        &self,
-        object: &str,
-        filter: Option<&str>,
-        cursor: &str,
-    ) -> Result<Page, ApiCallError> {
+    pub async fn list_page(&self, object: &str, filter: Option<&str>, cursor: &str) -> Result<Page, ApiCallError> {
         let mut query = vec![("cursor", cursor)];
         if let Some(filter) = filter {
             query.push(("$filter", filter));
@@ -236,10 +226,7 @@ impl ServiceM8Client {
             .json()
             .await
             .map_err(|e| ApiCallError::InvalidResponse(e.to_string()))?;
-        Ok(Page {
-            records,
-            next_cursor,
-        })
+        Ok(Page { records, next_cursor })
     }
 
     /// The webhook subscriptions of the account: `GET /webhook_subscriptions` (beside `/api_1.0`).
@@ -252,10 +239,7 @@ impl ServiceM8Client {
             .map_err(|e| ApiCallError::InvalidResponse(e.to_string()))?;
         Ok(match listed {
             Value::Array(items) => items,
-            Value::Object(mut object) => match object
-                .remove("subscriptions")
-                .or_else(|| object.remove("data"))
-            {
+            Value::Object(mut object) => match object.remove("subscriptions").or_else(|| object.remove("data")) {
                 Some(Value::Array(items)) => items,
                 _ => Vec::new(),
             },
@@ -285,16 +269,11 @@ impl ServiceM8Client {
 
     /// The API root without `/api_1.0`, where the webhook subscription endpoints live.
     fn account_root(&self) -> &str {
-        self.base_url
-            .strip_suffix("/api_1.0")
-            .unwrap_or(&self.base_url)
+        self.base_url.strip_suffix("/api_1.0").unwrap_or(&self.base_url)
     }
 
     /// Sends a request within the budget and turns error answers into `ApiCallError`s.
-    async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, ApiCallError> {
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiCallError> {
         self.budget.take().await?;
         let request = match &self.credentials {
             Credentials::ApiKey(key) => request.header("X-API-Key", key.expose()),
@@ -334,9 +313,7 @@ fn urlencode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -351,15 +328,9 @@ mod tests {
         let mut args = ServiceM8Args::default();
         assert!(args.credentials().is_none());
         args.servicem8_access_token = Some(Secret::new("token"));
-        assert!(matches!(
-            args.credentials(),
-            Some(Credentials::AccessToken(_))
-        ));
+        assert!(matches!(args.credentials(), Some(Credentials::AccessToken(_))));
         args.servicem8_api_key = Some(Secret::new(""));
-        assert!(matches!(
-            args.credentials(),
-            Some(Credentials::AccessToken(_))
-        ));
+        assert!(matches!(args.credentials(), Some(Credentials::AccessToken(_))));
         args.servicem8_api_key = Some(Secret::new("key"));
         assert!(matches!(args.credentials(), Some(Credentials::ApiKey(_))));
     }

@@ -30,13 +30,7 @@ pub const DEFAULT_FIELDS: [(&str, &[&str]); 5] = [
     ),
     (
         "company",
-        &[
-            "name",
-            "address",
-            "billing_address",
-            "is_individual",
-            "active",
-        ],
+        &["name", "address", "billing_address", "is_individual", "active"],
     ),
     (
         "jobactivity",
@@ -59,10 +53,7 @@ pub const DEFAULT_FIELDS: [(&str, &[&str]); 5] = [
             "active",
         ],
     ),
-    (
-        "staff",
-        &["first", "last", "email", "mobile", "job_title", "active"],
-    ),
+    ("staff", &["first", "last", "email", "mobile", "job_title", "active"]),
 ];
 
 /// One subscription as registered.
@@ -112,9 +103,7 @@ pub fn merged_fields(existing: &[Value], object: &str, requested: &[String]) -> 
                     .filter(|f| !f.is_empty())
                     .map(str::to_owned),
             ),
-            Some(Value::Array(list)) => {
-                fields.extend(list.iter().filter_map(Value::as_str).map(str::to_owned))
-            }
+            Some(Value::Array(list)) => fields.extend(list.iter().filter_map(Value::as_str).map(str::to_owned)),
             _ => {}
         }
     }

@@ -64,21 +64,13 @@ async fn reconcile_object(
     };
     let mut cursor = "-1".to_owned();
     loop {
-        let page = client
-            .list_page(object_type, filter.as_deref(), &cursor)
-            .await?;
+        let page = client.list_page(object_type, filter.as_deref(), &cursor).await?;
         for record in &page.records {
             report.scanned += 1;
-            let (Some(uuid), Some(edit_date)) =
-                (text_field(record, "uuid"), text_field(record, "edit_date"))
-            else {
+            let (Some(uuid), Some(edit_date)) = (text_field(record, "uuid"), text_field(record, "edit_date")) else {
                 continue;
             };
-            if report
-                .watermark
-                .as_deref()
-                .is_none_or(|mark| mark < edit_date.as_str())
-            {
+            if report.watermark.as_deref().is_none_or(|mark| mark < edit_date.as_str()) {
                 report.watermark = Some(edit_date.clone());
             }
             if mirror_is_behind(store, object_type, &uuid, &edit_date).await? {
@@ -94,9 +86,7 @@ async fn reconcile_object(
         }
     }
     if let Some(mark) = &report.watermark {
-        store
-            .set_sync_watermark(object_type, mark, now_millis())
-            .await?;
+        store.set_sync_watermark(object_type, mark, now_millis()).await?;
     }
     Ok(report)
 }

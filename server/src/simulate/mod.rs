@@ -122,12 +122,7 @@ impl SimulateArgs {
     }
 
     fn credentials(&self) -> Credentials {
-        let expose = |secret: &Option<Secret>| {
-            secret
-                .as_ref()
-                .map(|s| s.expose().to_owned())
-                .filter(|s| !s.is_empty())
-        };
+        let expose = |secret: &Option<Secret>| secret.as_ref().map(|s| s.expose().to_owned()).filter(|s| !s.is_empty());
         Credentials {
             webhook_secret: expose(&self.secret),
             app_secret: expose(&self.app_secret),
@@ -165,10 +160,7 @@ struct Receipt {
 }
 
 /// Sends the deliveries `args` describes and tallies the answers.
-pub async fn run(
-    args: &SimulateArgs,
-    progress: Progress,
-) -> Result<SimulationSummary, SimulateError> {
+pub async fn run(args: &SimulateArgs, progress: Progress) -> Result<SimulationSummary, SimulateError> {
     for (name, fraction) in [
         ("--duplicates", args.duplicates),
         ("--bad-signatures", args.bad_signatures),
@@ -178,9 +170,7 @@ pub async fn run(
         }
     }
     let signer = Signer::new(args.format, args.credentials(), args.bad_signatures > 0.0)?;
-    let mut rng = args
-        .seed
-        .map_or_else(StdRng::from_os_rng, StdRng::seed_from_u64);
+    let mut rng = args.seed.map_or_else(StdRng::from_os_rng, StdRng::seed_from_u64);
     let share = |fraction: f64| (args.count as f64 * fraction).round() as usize;
     let deliveries = plan::plan(
         &signer,
@@ -198,8 +188,7 @@ pub async fn run(
         Progress::Hidden => ProgressBar::hidden(),
     };
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} sent  {per_sec}  {msg}")
-            .expect("a valid template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} sent  {per_sec}  {msg}").expect("a valid template"),
     );
 
     let mut summary = SimulationSummary {
@@ -213,14 +202,12 @@ pub async fn run(
     // Delivery i leaves at start + i / rate, so the rate holds on average whatever the answer times.
     let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
     let start = tokio::time::Instant::now();
-    let paced = futures_util::stream::iter(deliveries.into_iter().enumerate()).then(
-        |(index, delivery)| async move {
-            if let Some(interval) = interval {
-                tokio::time::sleep_until(start + interval.mul_f64(index as f64)).await;
-            }
-            delivery
-        },
-    );
+    let paced = futures_util::stream::iter(deliveries.into_iter().enumerate()).then(|(index, delivery)| async move {
+        if let Some(interval) = interval {
+            tokio::time::sleep_until(start + interval.mul_f64(index as f64)).await;
+        }
+        delivery
+    });
     let mut answers = std::pin::pin!(paced
         .map(|delivery| {
             let (client, target) = (client.clone(), target.clone());
@@ -265,9 +252,7 @@ async fn send(client: &reqwest::Client, target: &str, delivery: Delivery) -> (An
                     Ok(receipt) => Answer::Accepted {
                         duplicates: receipt.duplicates,
                     },
-                    Err(error) => {
-                        Answer::Unexpected(format!("{status} with an unreadable receipt: {error}"))
-                    }
+                    Err(error) => Answer::Unexpected(format!("{status} with an unreadable receipt: {error}")),
                 },
                 (false, 401) => Answer::RejectedAsExpected,
                 (authentic, _) => {
@@ -328,10 +313,7 @@ mod tests {
             (args.format, args.count, args.reorder),
             (WebhookFormat::Standard, 7, true)
         );
-        assert_eq!(
-            args.credentials().standard_secret.as_deref(),
-            Some("whsec_a2V5")
-        );
+        assert_eq!(args.credentials().standard_secret.as_deref(), Some("whsec_a2V5"));
     }
 
     #[test]
@@ -368,13 +350,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let closed = format!("http://{}/api/webhooks/sm8", listener.local_addr().unwrap());
         drop(listener);
-        let summary = run(&SimulateArgs::new(closed, 3), Progress::Hidden)
-            .await
-            .unwrap();
-        assert_eq!(
-            (summary.sent, summary.unexpected, summary.accepted),
-            (3, 3, 0)
-        );
+        let summary = run(&SimulateArgs::new(closed, 3), Progress::Hidden).await.unwrap();
+        assert_eq!((summary.sent, summary.unexpected, summary.accepted), (3, 3, 0));
         assert!(!summary.is_clean());
     }
 }

@@ -89,30 +89,18 @@ pub struct Signer {
 impl Signer {
     /// Checks that `credentials` hold what `format` needs, for authentic deliveries and, when `mis_sign`, for
     /// deliberately bad ones.
-    pub fn new(
-        format: WebhookFormat,
-        credentials: Credentials,
-        mis_sign: bool,
-    ) -> Result<Signer, SimulateError> {
-        let standard_key = credentials
-            .standard_secret
-            .as_deref()
-            .map(standard_key)
-            .transpose()?;
+    pub fn new(format: WebhookFormat, credentials: Credentials, mis_sign: bool) -> Result<Signer, SimulateError> {
+        let standard_key = credentials.standard_secret.as_deref().map(standard_key).transpose()?;
         match format {
-            WebhookFormat::Seed if mis_sign && credentials.webhook_secret.is_none() => {
-                Err(SimulateError::MissingSecret(
-                    "--bad-signatures with the seed format needs --secret",
-                ))
-            }
-            WebhookFormat::Object if mis_sign && credentials.url_token.is_none() => {
-                Err(SimulateError::MissingSecret(
-                    "--bad-signatures with the object format needs --token",
-                ))
-            }
-            WebhookFormat::Addon if credentials.app_secret.is_none() => Err(
-                SimulateError::MissingSecret("the addon format needs --app-secret"),
+            WebhookFormat::Seed if mis_sign && credentials.webhook_secret.is_none() => Err(
+                SimulateError::MissingSecret("--bad-signatures with the seed format needs --secret"),
             ),
+            WebhookFormat::Object if mis_sign && credentials.url_token.is_none() => Err(SimulateError::MissingSecret(
+                "--bad-signatures with the object format needs --token",
+            )),
+            WebhookFormat::Addon if credentials.app_secret.is_none() => {
+                Err(SimulateError::MissingSecret("the addon format needs --app-secret"))
+            }
             WebhookFormat::Standard if standard_key.is_none() => Err(SimulateError::MissingSecret(
                 "the standard format needs --standard-secret",
             )),
@@ -127,15 +115,11 @@ impl Signer {
     /// A new event, `authentic` or not.
     pub fn delivery(&self, rng: &mut StdRng, authentic: bool) -> Delivery {
         let (object_type, object) = *OBJECTS.choose(rng).expect("objects");
-        let uuid = uuid::Builder::from_random_bytes(rng.random())
-            .into_uuid()
-            .to_string();
+        let uuid = uuid::Builder::from_random_bytes(rng.random()).into_uuid().to_string();
         let status = *STATUSES.choose(rng).expect("statuses");
         let now = OffsetDateTime::now_utc();
         let time = now
-            .format(format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second]"
-            ))
+            .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
             .expect("now formats");
         let callback = object_callback(object, &uuid, &time);
         let (body, content_type) = match self.format {
@@ -149,9 +133,7 @@ impl Signer {
                 });
                 (event.to_string().into_bytes(), "application/json")
             }
-            WebhookFormat::Object | WebhookFormat::Standard => {
-                (callback.to_string().into_bytes(), "application/json")
-            }
+            WebhookFormat::Object | WebhookFormat::Standard => (callback.to_string().into_bytes(), "application/json"),
             WebhookFormat::Addon => {
                 let secret = self
                     .credentials
@@ -173,23 +155,13 @@ impl Signer {
             .map(|key| StandardSigning {
                 message_id: format!(
                     "msg_{}",
-                    uuid::Builder::from_random_bytes(rng.random())
-                        .into_uuid()
-                        .simple()
+                    uuid::Builder::from_random_bytes(rng.random()).into_uuid().simple()
                 ),
-                key: if authentic {
-                    key.clone()
-                } else {
-                    WRONG_SECRET.to_vec()
-                },
+                key: if authentic { key.clone() } else { WRONG_SECRET.to_vec() },
             });
         let fixed_headers = match (&self.format, &self.credentials.webhook_secret) {
             (WebhookFormat::Seed, Some(secret)) => {
-                let key = if authentic {
-                    secret.as_bytes()
-                } else {
-                    WRONG_SECRET
-                };
+                let key = if authentic { secret.as_bytes() } else { WRONG_SECRET };
                 vec![("x-servicem8-signature", signature::sign(key, &body))]
             }
             _ => Vec::new(),
@@ -197,13 +169,11 @@ impl Signer {
         Delivery {
             fixed_headers,
             standard,
-            token: self.credentials.url_token.clone().map(|token| {
-                if authentic {
-                    token
-                } else {
-                    format!("{token}-x")
-                }
-            }),
+            token: self
+                .credentials
+                .url_token
+                .clone()
+                .map(|token| if authentic { token } else { format!("{token}-x") }),
             body,
             content_type,
             authentic,
@@ -225,8 +195,7 @@ pub fn standard_key(secret: &str) -> Result<Vec<u8>, SimulateError> {
 /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, as the Standard Webhooks specification signs.
 pub fn standard_signature(key: &[u8], message_id: &str, timestamp: i64, body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
-    let mut mac =
-        Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(format!("{message_id}.{timestamp}.").as_bytes());
     mac.update(body);
     format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
@@ -257,12 +226,8 @@ fn addon_jwt(key: &[u8], callback: &Value, now: i64) -> String {
         // Long enough for the longest run: a duplicate re-sends the same token much later.
         "exp": now + 24 * 3600,
     });
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(key),
-    )
-    .expect("HS256 encodes any claims")
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(key))
+        .expect("HS256 encodes any claims")
 }
 
 /// `count` deliveries: `duplicates` re-sends of earlier authentic ones, `bad` mis-signed ones, the rest new,
@@ -292,14 +257,10 @@ pub fn plan(
         Duplicate,
         Bad,
     }
-    let mut kinds: Vec<Kind> = [
-        (Kind::Fresh, fresh),
-        (Kind::Duplicate, duplicates),
-        (Kind::Bad, bad),
-    ]
-    .iter()
-    .flat_map(|&(k, n)| vec![k; n])
-    .collect();
+    let mut kinds: Vec<Kind> = [(Kind::Fresh, fresh), (Kind::Duplicate, duplicates), (Kind::Bad, bad)]
+        .iter()
+        .flat_map(|&(k, n)| vec![k; n])
+        .collect();
     kinds.shuffle(rng);
     // A duplicate needs something before it to repeat.
     if let (Some(first_duplicate), Some(first_fresh)) = (
@@ -320,9 +281,7 @@ pub fn plan(
             }
             Kind::Bad => signer.delivery(rng, false),
             Kind::Duplicate => {
-                let original = *originals
-                    .choose(rng)
-                    .expect("a duplicate follows a new event");
+                let original = *originals.choose(rng).expect("a duplicate follows a new event");
                 Delivery {
                     duplicate: true,
                     ..deliveries[original].clone()
@@ -364,12 +323,7 @@ mod tests {
     const NOW: i64 = 1_750_000_000;
 
     fn header(delivery: &Delivery, name: &str) -> String {
-        delivery
-            .headers(NOW)
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .unwrap()
-            .1
+        delivery.headers(NOW).into_iter().find(|(n, _)| *n == name).unwrap().1
     }
 
     #[test]
@@ -400,10 +354,7 @@ mod tests {
         .claims;
         assert_eq!(claims["eventName"], "webhook_subscription");
         assert!(claims["auth"]["accountUUID"].is_string());
-        assert_eq!(
-            claims["eventArgs"]["entry"][0]["changed_fields"],
-            json!(["status"])
-        );
+        assert_eq!(claims["eventArgs"]["entry"][0]["changed_fields"], json!(["status"]));
         let bad = String::from_utf8(one(WebhookFormat::Addon, false).body).unwrap();
         let refused = jsonwebtoken::decode::<Value>(
             &bad,
@@ -442,10 +393,7 @@ mod tests {
         let callback: Value = serde_json::from_slice(&good.body).unwrap();
         assert!(callback["entry"][0]["uuid"].is_string());
         assert_eq!(good.token.as_deref(), Some("url-token"));
-        assert_ne!(
-            one(WebhookFormat::Object, false).token.as_deref(),
-            Some("url-token")
-        );
+        assert_ne!(one(WebhookFormat::Object, false).token.as_deref(), Some("url-token"));
     }
 
     #[test]
@@ -471,8 +419,7 @@ mod tests {
                 .iter()
                 .any(|earlier| !earlier.duplicate && earlier.body == delivery.body));
         }
-        let unique: std::collections::HashSet<&Vec<u8>> =
-            deliveries.iter().map(|d| &d.body).collect();
+        let unique: std::collections::HashSet<&Vec<u8>> = deliveries.iter().map(|d| &d.body).collect();
         assert_eq!(unique.len(), 40);
     }
 

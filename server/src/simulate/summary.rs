@@ -81,11 +81,8 @@ impl Latencies {
     }
 
     pub fn record(&mut self, latency: Duration) {
-        self.0.saturating_record(
-            u64::try_from(latency.as_micros())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        );
+        self.0
+            .saturating_record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1));
     }
 
     pub fn summary(&self) -> LatencySummary {
@@ -106,16 +103,8 @@ impl fmt::Display for SimulationSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let seconds = self.elapsed.as_secs_f64();
-        let throughput = if seconds > 0.0 {
-            self.sent as f64 / seconds
-        } else {
-            0.0
-        };
-        writeln!(
-            f,
-            "Sent {} webhooks in {seconds:.2} s ({throughput:.0}/s)",
-            self.sent
-        )?;
+        let throughput = if seconds > 0.0 { self.sent as f64 / seconds } else { 0.0 };
+        writeln!(f, "Sent {} webhooks in {seconds:.2} s ({throughput:.0}/s)", self.sent)?;
         writeln!(f, "  accepted:              {}", self.accepted)?;
         writeln!(f, "  duplicates sent:       {}", self.duplicates_sent)?;
         writeln!(f, "  duplicates reported:   {}", self.duplicates_reported)?;

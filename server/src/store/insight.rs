@@ -29,13 +29,22 @@ pub fn event_page_query(query: &EventQuery, columns: &str, placeholder: impl Fn(
         placeholder(binds.len())
     };
     if let Some(status) = query.status {
-        conditions.push(format!("status = {}", bind(BindValue::Text(status.as_str().into()), &mut binds)));
+        conditions.push(format!(
+            "status = {}",
+            bind(BindValue::Text(status.as_str().into()), &mut binds)
+        ));
     }
     if let Some(object_type) = query.object_type.as_deref().filter(|t| !t.is_empty()) {
-        conditions.push(format!("object_type = {}", bind(BindValue::Text(object_type.into()), &mut binds)));
+        conditions.push(format!(
+            "object_type = {}",
+            bind(BindValue::Text(object_type.into()), &mut binds)
+        ));
     }
     if let Some(event_type) = query.event_type.as_deref().filter(|t| !t.is_empty()) {
-        conditions.push(format!("event_type = {}", bind(BindValue::Text(event_type.into()), &mut binds)));
+        conditions.push(format!(
+            "event_type = {}",
+            bind(BindValue::Text(event_type.into()), &mut binds)
+        ));
     }
     if let Some(search) = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
@@ -53,10 +62,16 @@ pub fn event_page_query(query: &EventQuery, columns: &str, placeholder: impl Fn(
         let before = bind(BindValue::Int(cursor.received_at), &mut binds);
         let same = bind(BindValue::Int(cursor.received_at), &mut binds);
         let id = bind(BindValue::Text(cursor.id.into()), &mut binds);
-        conditions.push(format!("(received_at < {before} OR (received_at = {same} AND id < {id}))"));
+        conditions.push(format!(
+            "(received_at < {before} OR (received_at = {same} AND id < {id}))"
+        ));
     }
     let limit = bind(BindValue::Int(i64::from(query.effective_limit()) + 1), &mut binds);
-    let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
     BuiltQuery {
         sql: format!("SELECT {columns} FROM webhook_events {filter} ORDER BY received_at DESC, id DESC LIMIT {limit}"),
         binds,
@@ -113,7 +128,11 @@ pub fn assemble_health(
     now: i64,
 ) -> PipelineHealth {
     let finished_total: i64 = finished.iter().map(|(_, count)| count).sum();
-    let succeeded: i64 = finished.iter().filter(|(status, _)| status == "success").map(|(_, count)| count).sum();
+    let succeeded: i64 = finished
+        .iter()
+        .filter(|(status, _)| status == "success")
+        .map(|(_, count)| count)
+        .sum();
     let mean = (!processing_times.is_empty())
         .then(|| processing_times.iter().sum::<i64>() as f64 / processing_times.len() as f64);
     PipelineHealth {
@@ -154,8 +173,12 @@ pub fn assemble_buckets(
 ) -> Vec<MinuteBucket> {
     let first = since.div_euclid(MINUTE_MS);
     let last = now.div_euclid(MINUTE_MS);
-    let mut buckets: Vec<MinuteBucket> =
-        (first..=last).map(|minute| MinuteBucket { minute: minute * MINUTE_MS, ..MinuteBucket::default() }).collect();
+    let mut buckets: Vec<MinuteBucket> = (first..=last)
+        .map(|minute| MinuteBucket {
+            minute: minute * MINUTE_MS,
+            ..MinuteBucket::default()
+        })
+        .collect();
     let mut latency: Vec<(f64, i64)> = vec![(0.0, 0); buckets.len()];
     let count = buckets.len();
     let index = move |minute: i64| usize::try_from(minute - first).ok().filter(|i| *i < count);
@@ -216,7 +239,10 @@ mod tests {
     #[test]
     fn no_filter_lists_everything_newest_first() {
         let built = event_page_query(&EventQuery::default(), "id", dollar);
-        assert_eq!(built.sql, "SELECT id FROM webhook_events  ORDER BY received_at DESC, id DESC LIMIT $1");
+        assert_eq!(
+            built.sql,
+            "SELECT id FROM webhook_events  ORDER BY received_at DESC, id DESC LIMIT $1"
+        );
         assert_eq!(built.binds, vec![BindValue::Int(51)]);
     }
 
@@ -231,8 +257,12 @@ mod tests {
             ..EventQuery::default()
         };
         let built = event_page_query(&query, "id", dollar);
-        assert!(built.sql.contains("status = $1 AND object_type = $2 AND (id = $3 OR LOWER(object_uuid) LIKE $4"));
-        assert!(built.sql.contains("(received_at < $5 OR (received_at = $6 AND id < $7))"));
+        assert!(built
+            .sql
+            .contains("status = $1 AND object_type = $2 AND (id = $3 OR LOWER(object_uuid) LIKE $4"));
+        assert!(built
+            .sql
+            .contains("(received_at < $5 OR (received_at = $6 AND id < $7))"));
         assert!(built.sql.ends_with("LIMIT $8"));
         assert_eq!(built.binds[3], BindValue::Text("%ab\\_c%".into()));
         assert_eq!(built.binds[7], BindValue::Int(11));
@@ -245,10 +275,17 @@ mod tests {
             since,
             since + 2 * MINUTE_MS + 5,
             vec![(10, 3), (12, 1)],
-            vec![(10, "success".into(), 2, Some(10.0)), (10, "failed".into(), 1, Some(40.0)), (99, "success".into(), 1, None)],
+            vec![
+                (10, "success".into(), 2, Some(10.0)),
+                (10, "failed".into(), 1, Some(40.0)),
+                (99, "success".into(), 1, None),
+            ],
         );
         assert_eq!(buckets.len(), 3);
-        assert_eq!((buckets[0].received, buckets[0].succeeded, buckets[0].failed), (3, 2, 1));
+        assert_eq!(
+            (buckets[0].received, buckets[0].succeeded, buckets[0].failed),
+            (3, 2, 1)
+        );
         assert_eq!(buckets[0].mean_latency_ms, Some(20.0));
         assert_eq!(buckets[1].mean_latency_ms, None);
         assert_eq!(buckets[2].received, 1);
@@ -267,7 +304,10 @@ mod tests {
         assert_eq!(health.oldest_queued_seconds, Some(10));
         assert_eq!(health.success_rate, Some(0.75));
         assert_eq!(health.mean_processing_ms, Some(20.0));
-        assert_eq!(assemble_health(0, None, vec![], vec![], ApiBudgetUse::default(), 0).success_rate, None);
+        assert_eq!(
+            assemble_health(0, None, vec![], vec![], ApiBudgetUse::default(), 0).success_rate,
+            None
+        );
     }
 
     #[test]

@@ -10,15 +10,31 @@ pub struct MirrorTable {
 }
 
 pub const MIRROR_TABLES: [MirrorTable; 5] = [
-    MirrorTable { object_type: "job", table: "sm8_jobs", key_columns: &["company_uuid", "status", "generated_job_id"] },
-    MirrorTable { object_type: "company", table: "sm8_companies", key_columns: &["name"] },
-    MirrorTable { object_type: "jobactivity", table: "sm8_job_activities", key_columns: &["job_uuid", "staff_uuid"] },
+    MirrorTable {
+        object_type: "job",
+        table: "sm8_jobs",
+        key_columns: &["company_uuid", "status", "generated_job_id"],
+    },
+    MirrorTable {
+        object_type: "company",
+        table: "sm8_companies",
+        key_columns: &["name"],
+    },
+    MirrorTable {
+        object_type: "jobactivity",
+        table: "sm8_job_activities",
+        key_columns: &["job_uuid", "staff_uuid"],
+    },
     MirrorTable {
         object_type: "attachment",
         table: "sm8_attachments",
         key_columns: &["related_object", "related_object_uuid"],
     },
-    MirrorTable { object_type: "staff", table: "sm8_staff", key_columns: &["email"] },
+    MirrorTable {
+        object_type: "staff",
+        table: "sm8_staff",
+        key_columns: &["email"],
+    },
 ];
 
 /// The mirror table of `object_type`, if it is one we mirror.
@@ -47,23 +63,39 @@ impl MirrorRecord {
             Some(serde_json::Value::String(s)) => s != "0",
             _ => true,
         };
-        Some(MirrorRecord { table, uuid, edit_date, active, record })
+        Some(MirrorRecord {
+            table,
+            uuid,
+            edit_date,
+            active,
+            record,
+        })
     }
 
     /// The value of each key column, in `table.key_columns` order.
     pub fn key_values(&self) -> Vec<Option<String>> {
-        self.table.key_columns.iter().map(|column| text_field(&self.record, column)).collect()
+        self.table
+            .key_columns
+            .iter()
+            .map(|column| text_field(&self.record, column))
+            .collect()
     }
 
     /// `INSERT ... ON CONFLICT DO UPDATE` that only replaces an older or equal edit_date; `placeholder(n)` renders
     /// the n-th (1-based) bind parameter for the engine. Binds: uuid, keys..., edit_date, active, record, mirrored_at.
     pub fn upsert_sql(&self, placeholder: impl Fn(usize) -> String) -> String {
         let keys = self.table.key_columns;
-        let columns = ["uuid"].iter().chain(keys).chain(&["edit_date", "active", "record", "mirrored_at"]).copied();
+        let columns = ["uuid"]
+            .iter()
+            .chain(keys)
+            .chain(&["edit_date", "active", "record", "mirrored_at"])
+            .copied();
         let columns: Vec<&str> = columns.collect();
         let values: Vec<String> = (1..=columns.len()).map(placeholder).collect();
-        let updates: Vec<String> =
-            columns[1..].iter().map(|column| format!("{column} = excluded.{column}")).collect();
+        let updates: Vec<String> = columns[1..]
+            .iter()
+            .map(|column| format!("{column} = excluded.{column}"))
+            .collect();
         format!(
             "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT (uuid) DO UPDATE SET {updates} \
              WHERE excluded.edit_date >= {table}.edit_date",
@@ -106,7 +138,10 @@ mod tests {
                    "edit_date": "2024-01-01 10:00:00", "active": 1}),
         )
         .unwrap();
-        assert_eq!(row.key_values(), vec![Some("c1".into()), Some("Quote".into()), Some("42".into())]);
+        assert_eq!(
+            row.key_values(),
+            vec![Some("c1".into()), Some("Quote".into()), Some("42".into())]
+        );
         assert!(row.active);
         assert_eq!(row.edit_date, "2024-01-01 10:00:00");
     }
@@ -122,7 +157,10 @@ mod tests {
 
     #[test]
     fn a_record_without_uuid_is_not_mirrored() {
-        assert_eq!(MirrorRecord::from_record(mirror_table("job").unwrap(), json!({"status": "Quote"})), None);
+        assert_eq!(
+            MirrorRecord::from_record(mirror_table("job").unwrap(), json!({"status": "Quote"})),
+            None
+        );
     }
 
     #[test]

@@ -17,8 +17,8 @@ use app::model::{EventPage, EventQuery, EventStatus, EventSummary, MinuteBucket,
 use async_trait::async_trait;
 
 pub use insight::EventRecord;
-pub use portal::JobChild;
 pub use mirror::{mirror_table, MirrorRecord, MirrorTable, MirrorWrite, MIRROR_TABLES};
+pub use portal::JobChild;
 pub use postgres::PostgresStore;
 pub use queue::{AttemptRecord, BudgetGrant, BudgetLimits, ClaimedEvent, Completion};
 pub use sqlite::SqliteStore;
@@ -149,12 +149,18 @@ pub trait Store: Send + Sync + 'static {
     /// The active activities or attachments of a job.
     async fn job_children(&self, child: JobChild, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError>;
 
-    async fn create_portal_link(&self, token_hash: &str, company_uuid: &str, expires_at: i64) -> Result<(), StoreError>;
+    async fn create_portal_link(&self, token_hash: &str, company_uuid: &str, expires_at: i64)
+        -> Result<(), StoreError>;
 
     /// Uses up a portal link: its company if the link was unused and unexpired, once.
     async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError>;
 
-    async fn create_portal_session(&self, token_hash: &str, company_uuid: &str, expires_at: i64) -> Result<(), StoreError>;
+    async fn create_portal_session(
+        &self,
+        token_hash: &str,
+        company_uuid: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
 
     /// The company of an active portal session.
     async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError>;
@@ -167,7 +173,11 @@ fn into_page(rows: Vec<EventRow>, query: &EventQuery) -> Result<EventPage, Store
     let limit = query.effective_limit() as usize;
     let more = rows.len() > limit;
     let rows: Vec<EventRow> = rows.into_iter().take(limit).collect();
-    let next_cursor = if more { rows.last().map(|row| PageCursor::encode(row.received_at, &row.id)) } else { None };
+    let next_cursor = if more {
+        rows.last().map(|row| PageCursor::encode(row.received_at, &row.id))
+    } else {
+        None
+    };
     let events = rows.into_iter().map(EventSummary::try_from).collect::<Result<_, _>>()?;
     Ok(EventPage { events, next_cursor })
 }
@@ -248,7 +258,11 @@ struct FinishValues<'a> {
 impl<'a> FinishValues<'a> {
     fn new(completion: &'a Completion, finished_at: i64) -> Self {
         let (next_attempt_at, refund) = match completion {
-            Completion::Retry { next_attempt_at, refund_attempt, .. } => (Some(*next_attempt_at), i32::from(*refund_attempt)),
+            Completion::Retry {
+                next_attempt_at,
+                refund_attempt,
+                ..
+            } => (Some(*next_attempt_at), i32::from(*refund_attempt)),
             _ => (None, 0),
         };
         let skip_reason = match completion {

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
+use super::insight::for_postgres;
 use super::insight::{
     assemble_buckets, assemble_health, budget_keys, budget_use, event_page_query, BindValue, EventRecord,
     BUDGET_USE_SQL, EVENT_RECORD_SQL, FINISHED_BY_STATUS_SQL, FINISHED_PER_MINUTE_SQL, OLDEST_QUEUED_SQL,
@@ -17,11 +18,10 @@ use super::portal::{
     SESSION_COMPANY_SQL,
 };
 use super::queue::{budget_windows, MINUTE_MS};
-use super::insight::for_postgres;
 use super::{
-    assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent, ClaimedRow, Completion,
-    EventRow, FinishValues, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome, Store, StoreError,
-    ATTEMPT_COLUMNS, CLAIMED_COLUMNS, EVENT_SUMMARY_COLUMNS,
+    assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent,
+    ClaimedRow, Completion, EventRow, FinishValues, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome,
+    Store, StoreError, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, EVENT_SUMMARY_COLUMNS,
 };
 
 pub struct PostgresStore {
@@ -75,11 +75,10 @@ impl Store for PostgresStore {
             let insertion = match stored {
                 Some(_) => Insertion::Stored(event.id),
                 None => {
-                    let existing: String =
-                        sqlx::query_scalar("SELECT id FROM webhook_events WHERE dedup_key = $1")
-                            .bind(&event.dedup_key)
-                            .fetch_one(&mut *tx)
-                            .await?;
+                    let existing: String = sqlx::query_scalar("SELECT id FROM webhook_events WHERE dedup_key = $1")
+                        .bind(&event.dedup_key)
+                        .fetch_one(&mut *tx)
+                        .await?;
                     Insertion::Duplicate(existing.parse().map_err(|_| StoreError::Corrupt(existing))?)
                 }
             };
@@ -115,27 +114,50 @@ impl Store for PostgresStore {
     }
 
     async fn event_record(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
-        Ok(sqlx::query_as(&for_postgres(EVENT_RECORD_SQL)).bind(event_id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as(&for_postgres(EVENT_RECORD_SQL))
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn pipeline_health(&self, now: i64, limits: BudgetLimits) -> Result<PipelineHealth, StoreError> {
         let hour_ago = now - 60 * MINUTE_MS;
         let queue_depth = sqlx::query_scalar(QUEUE_DEPTH_SQL).fetch_one(&self.pool).await?;
         let oldest_queued = sqlx::query_scalar(OLDEST_QUEUED_SQL).fetch_one(&self.pool).await?;
-        let finished = sqlx::query_as(&for_postgres(FINISHED_BY_STATUS_SQL)).bind(hour_ago).fetch_all(&self.pool).await?;
+        let finished = sqlx::query_as(&for_postgres(FINISHED_BY_STATUS_SQL))
+            .bind(hour_ago)
+            .fetch_all(&self.pool)
+            .await?;
         let times = sqlx::query_scalar(&for_postgres(PROCESSING_TIMES_SQL))
             .bind(hour_ago)
             .bind(PROCESSING_SAMPLE)
             .fetch_all(&self.pool)
             .await?;
         let (minute_key, day_key) = budget_keys(now, limits);
-        let budget = sqlx::query_as(&for_postgres(BUDGET_USE_SQL)).bind(minute_key).bind(day_key).fetch_all(&self.pool).await?;
-        Ok(assemble_health(queue_depth, oldest_queued, finished, times, budget_use(budget, now, limits), now))
+        let budget = sqlx::query_as(&for_postgres(BUDGET_USE_SQL))
+            .bind(minute_key)
+            .bind(day_key)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(assemble_health(
+            queue_depth,
+            oldest_queued,
+            finished,
+            times,
+            budget_use(budget, now, limits),
+            now,
+        ))
     }
 
     async fn minute_buckets(&self, since: i64, now: i64) -> Result<Vec<MinuteBucket>, StoreError> {
-        let received = sqlx::query_as(&for_postgres(RECEIVED_PER_MINUTE_SQL)).bind(since).fetch_all(&self.pool).await?;
-        let finished = sqlx::query_as(&for_postgres(FINISHED_PER_MINUTE_SQL)).bind(since).fetch_all(&self.pool).await?;
+        let received = sqlx::query_as(&for_postgres(RECEIVED_PER_MINUTE_SQL))
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        let finished = sqlx::query_as(&for_postgres(FINISHED_PER_MINUTE_SQL))
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(assemble_buckets(since, now, received, finished))
     }
 
@@ -258,10 +280,12 @@ impl Store for PostgresStore {
     }
 
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
-        Ok(sqlx::query_as(&format!("SELECT {ATTEMPT_COLUMNS} FROM event_attempts WHERE event_id = $1 ORDER BY id"))
-            .bind(event_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM event_attempts WHERE event_id = $1 ORDER BY id"
+        ))
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn retry_event(&self, event_id: &str, now: i64) -> Result<RetryOutcome, StoreError> {
@@ -326,25 +350,30 @@ impl Store for PostgresStore {
             .bind(now)
             .execute(&self.pool)
             .await?;
-        Ok(if written.rows_affected() == 1 { MirrorWrite::Applied } else { MirrorWrite::Stale })
+        Ok(if written.rows_affected() == 1 {
+            MirrorWrite::Applied
+        } else {
+            MirrorWrite::Stale
+        })
     }
 
     async fn mirror_record(&self, object_type: &str, uuid: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let Some(table) = super::mirror_table(object_type) else {
             return Ok(None);
         };
-        Ok(sqlx::query_scalar(&format!("SELECT record FROM {} WHERE uuid = $1", table.table))
-            .bind(uuid)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar(&format!("SELECT record FROM {} WHERE uuid = $1", table.table))
+                .bind(uuid)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn job_company(&self, job_uuid: &str) -> Result<Option<String>, StoreError> {
-        let company: Option<Option<String>> =
-            sqlx::query_scalar("SELECT company_uuid FROM sm8_jobs WHERE uuid = $1")
-                .bind(job_uuid)
-                .fetch_optional(&self.pool)
-                .await?;
+        let company: Option<Option<String>> = sqlx::query_scalar("SELECT company_uuid FROM sm8_jobs WHERE uuid = $1")
+            .bind(job_uuid)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(company.flatten())
     }
 
@@ -365,16 +394,21 @@ impl Store for PostgresStore {
                 return Ok(BudgetGrant::Exhausted { retry_at: window_end });
             }
         }
-        sqlx::query("DELETE FROM api_budget WHERE expires_at < $1").bind(now).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM api_budget WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(BudgetGrant::Granted)
     }
 
     async fn sync_watermark(&self, object_type: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT edit_date FROM sync_watermarks WHERE object_type = $1")
-            .bind(object_type)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT edit_date FROM sync_watermarks WHERE object_type = $1")
+                .bind(object_type)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn set_sync_watermark(&self, object_type: &str, edit_date: &str, now: i64) -> Result<(), StoreError> {
@@ -392,14 +426,25 @@ impl Store for PostgresStore {
     }
 
     async fn company_jobs(&self, company_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
-        Ok(sqlx::query_scalar(&for_postgres(COMPANY_JOBS_SQL)).bind(company_uuid).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_scalar(&for_postgres(COMPANY_JOBS_SQL))
+            .bind(company_uuid)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn job_children(&self, child: JobChild, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
-        Ok(sqlx::query_scalar(&for_postgres(child.sql())).bind(job_uuid).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_scalar(&for_postgres(child.sql()))
+            .bind(job_uuid)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
-    async fn create_portal_link(&self, token_hash: &str, company_uuid: &str, expires_at: i64) -> Result<(), StoreError> {
+    async fn create_portal_link(
+        &self,
+        token_hash: &str,
+        company_uuid: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(&for_postgres(CREATE_LINK_SQL))
             .bind(token_hash)
             .bind(company_uuid)
@@ -411,10 +456,19 @@ impl Store for PostgresStore {
     }
 
     async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(&for_postgres(REDEEM_LINK_SQL)).bind(token_hash).bind(now).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_scalar(&for_postgres(REDEEM_LINK_SQL))
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
-    async fn create_portal_session(&self, token_hash: &str, company_uuid: &str, expires_at: i64) -> Result<(), StoreError> {
+    async fn create_portal_session(
+        &self,
+        token_hash: &str,
+        company_uuid: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(&for_postgres(CREATE_SESSION_SQL))
             .bind(token_hash)
             .bind(company_uuid)
@@ -426,11 +480,19 @@ impl Store for PostgresStore {
     }
 
     async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(&for_postgres(SESSION_COMPANY_SQL)).bind(token_hash).bind(now).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_scalar(&for_postgres(SESSION_COMPANY_SQL))
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn delete_portal_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        sqlx::query(&for_postgres(DELETE_SESSION_SQL)).bind(token_hash).bind(super::now_millis()).execute(&self.pool).await?;
+        sqlx::query(&for_postgres(DELETE_SESSION_SQL))
+            .bind(token_hash)
+            .bind(super::now_millis())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }

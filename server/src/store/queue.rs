@@ -27,7 +27,11 @@ pub enum Completion {
     Skipped(String),
     /// Try again at `next_attempt_at`. `refund_attempt` gives the attempt back when the failure was ours to
     /// avoid (the request budget was spent), not the API's.
-    Retry { next_attempt_at: i64, error: String, refund_attempt: bool },
+    Retry {
+        next_attempt_at: i64,
+        error: String,
+        refund_attempt: bool,
+    },
     /// Given up; the payload and the error are kept for a manual retry.
     Failed(String),
 }
@@ -77,7 +81,9 @@ pub struct AttemptRecord {
 pub enum BudgetGrant {
     Granted,
     /// The window is spent; the next request may be made at this time (unix ms).
-    Exhausted { retry_at: i64 },
+    Exhausted {
+        retry_at: i64,
+    },
 }
 
 /// The limits of the ServiceM8 API budget.

@@ -76,11 +76,8 @@ impl TestApp {
 
     /// Posts `body` signed with the test secret.
     pub async fn post_signed(&self, body: &str) -> reqwest::Response {
-        self.post_webhook(
-            body,
-            Some(&sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes())),
-        )
-        .await
+        self.post_webhook(body, Some(&sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes())))
+            .await
     }
 
     pub async fn post_webhook(&self, body: &str, signature: Option<&str>) -> reqwest::Response {
@@ -163,9 +160,7 @@ pub async fn fresh_postgres_database(base: &str) -> String {
         .execute(&mut admin)
         .await
         .unwrap();
-    let (without_query, query) = base
-        .split_once('?')
-        .map_or((base, None), |(url, q)| (url, Some(q)));
+    let (without_query, query) = base.split_once('?').map_or((base, None), |(url, q)| (url, Some(q)));
     let server = &without_query[..without_query.rfind('/').expect("URL has a database path")];
     match query {
         Some(query) => format!("{server}/{name}?{query}"),

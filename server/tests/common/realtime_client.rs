@@ -77,11 +77,7 @@ impl Received {
                 frame.payload["event"].as_str()?,
                 &frame.payload["payload"],
             )),
-            Received::Binary {
-                topic,
-                event,
-                payload,
-            } => Some((topic, event, payload)),
+            Received::Binary { topic, event, payload } => Some((topic, event, payload)),
             Received::Text(_) => None,
         }
     }
@@ -108,11 +104,7 @@ impl RealtimeClient {
     }
 
     /// Connects to `/realtime/v1/websocket`, or returns the HTTP status that refused the upgrade.
-    pub async fn try_connect(
-        address: SocketAddr,
-        apikey: &str,
-        vsn: &str,
-    ) -> Result<RealtimeClient, u16> {
+    pub async fn try_connect(address: SocketAddr, apikey: &str, vsn: &str) -> Result<RealtimeClient, u16> {
         let url = format!("ws://{address}/realtime/v1/websocket?apikey={apikey}&vsn={vsn}");
         match tokio_tungstenite::connect_async(url).await {
             Ok((socket, _)) => Ok(RealtimeClient {
@@ -143,10 +135,7 @@ impl RealtimeClient {
         } else {
             json!({"join_ref": join_ref, "ref": msg_ref, "topic": topic, "event": event, "payload": payload})
         };
-        self.socket
-            .send(Message::text(text.to_string()))
-            .await
-            .unwrap();
+        self.socket.send(Message::text(text.to_string())).await.unwrap();
     }
 
     /// A kind 3 broadcast push with a JSON payload.
@@ -186,11 +175,7 @@ impl RealtimeClient {
                 Message::Text(text) => return Received::Text(self.decode(text.as_str())),
                 Message::Binary(bytes) => {
                     let (topic, event, payload) = decode_kind_4(&bytes);
-                    return Received::Binary {
-                        topic,
-                        event,
-                        payload,
-                    };
+                    return Received::Binary { topic, event, payload };
                 }
                 Message::Close(frame) => panic!("the server closed the socket: {frame:?}"),
                 _ => continue,
@@ -215,10 +200,7 @@ impl RealtimeClient {
     /// The next broadcast on `topic` with `event`, skipping anything else.
     pub async fn broadcast_on(&mut self, topic: &str, event: &str) -> Value {
         let received = self
-            .receive_where(|r| {
-                r.broadcast()
-                    .is_some_and(|(t, e, _)| t == topic && e == event)
-            })
+            .receive_where(|r| r.broadcast().is_some_and(|(t, e, _)| t == topic && e == event))
             .await;
         received.broadcast().unwrap().2.clone()
     }
@@ -229,9 +211,7 @@ impl RealtimeClient {
         self.push(Some(&join_ref), Some(&join_ref), topic, "phx_join", payload)
             .await;
         let reply = self
-            .receive_where(
-                |r| matches!(r, Received::Text(f) if f.event == "phx_reply" && f.topic == topic),
-            )
+            .receive_where(|r| matches!(r, Received::Text(f) if f.event == "phx_reply" && f.topic == topic))
             .await;
         (join_ref, reply.text())
     }
@@ -239,30 +219,19 @@ impl RealtimeClient {
     /// Joins `topic` with `token` and default config, asserting success.
     pub async fn join_ok(&mut self, topic: &str, token: Option<&str>) -> String {
         let (join_ref, reply) = self.join(topic, join_payload(json!({}), token)).await;
-        assert_eq!(
-            reply.payload["status"], "ok",
-            "joining {topic} failed: {reply:?}"
-        );
+        assert_eq!(reply.payload["status"], "ok", "joining {topic} failed: {reply:?}");
         join_ref
     }
 
     /// Sends a heartbeat and returns everything that arrived before its reply: what the server had queued.
     pub async fn drain(&mut self) -> Vec<Received> {
         let heartbeat_ref = self.make_ref();
-        self.push(
-            None,
-            Some(&heartbeat_ref),
-            "phoenix",
-            "heartbeat",
-            json!({}),
-        )
-        .await;
+        self.push(None, Some(&heartbeat_ref), "phoenix", "heartbeat", json!({}))
+            .await;
         let mut before = Vec::new();
         loop {
             match self.receive().await {
-                Received::Text(f)
-                    if f.topic == "phoenix" && f.msg_ref.as_deref() == Some(&heartbeat_ref) =>
-                {
+                Received::Text(f) if f.topic == "phoenix" && f.msg_ref.as_deref() == Some(&heartbeat_ref) => {
                     return before
                 }
                 other => before.push(other),
@@ -316,16 +285,11 @@ pub fn join_payload(config: Value, token: Option<&str>) -> Value {
 /// `04 | len(topic) | len(event) | len(meta) | enc | topic | event | meta | payload`.
 fn decode_kind_4(bytes: &[u8]) -> (String, String, Value) {
     assert_eq!(bytes[0], 4, "binary frames to clients are kind 4");
-    let (topic_len, event_len, meta_len, encoding) = (
-        bytes[1] as usize,
-        bytes[2] as usize,
-        bytes[3] as usize,
-        bytes[4],
-    );
+    let (topic_len, event_len, meta_len, encoding) =
+        (bytes[1] as usize, bytes[2] as usize, bytes[3] as usize, bytes[4]);
     assert_eq!(encoding, 1, "a JSON payload");
     let topic = String::from_utf8(bytes[5..5 + topic_len].to_vec()).unwrap();
-    let event =
-        String::from_utf8(bytes[5 + topic_len..5 + topic_len + event_len].to_vec()).unwrap();
+    let event = String::from_utf8(bytes[5 + topic_len..5 + topic_len + event_len].to_vec()).unwrap();
     let payload = serde_json::from_slice(&bytes[5 + topic_len + event_len + meta_len..]).unwrap();
     (topic, event, payload)
 }
@@ -397,10 +361,7 @@ pub fn job_update(job_uuid: &str, company_uuid: &str, status: &str) -> PipelineU
 
 pub fn reason(reply: &Frame) -> &str {
     assert_eq!(reply.event, "phx_reply");
-    assert_eq!(
-        reply.payload["status"], "error",
-        "expected an error reply: {reply:?}"
-    );
+    assert_eq!(reply.payload["status"], "error", "expected an error reply: {reply:?}");
     reply.payload["response"]["reason"]
         .as_str()
         .expect("an error reply has a reason")

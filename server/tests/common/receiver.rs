@@ -59,11 +59,7 @@ impl Receiver {
     }
 }
 
-async fn receive(
-    State(sender): State<mpsc::UnboundedSender<Received>>,
-    headers: HeaderMap,
-    body: String,
-) -> String {
+async fn receive(State(sender): State<mpsc::UnboundedSender<Received>>, headers: HeaderMap, body: String) -> String {
     let content_type = headers
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned())

@@ -42,13 +42,9 @@ pub fn verify(app_secret: Option<&str>, token: &str) -> Result<Value, JwtError> 
     // ServiceM8 documents no expiry, audience or issuer for these tokens; an `exp` that is present still counts.
     validation.required_spec_claims.clear();
     validation.validate_aud = false;
-    jsonwebtoken::decode::<Value>(
-        token,
-        &DecodingKey::from_secret(app_secret.as_bytes()),
-        &validation,
-    )
-    .map(|data| data.claims)
-    .map_err(|error| JwtError::Invalid(error.to_string()))
+    jsonwebtoken::decode::<Value>(token, &DecodingKey::from_secret(app_secret.as_bytes()), &validation)
+        .map(|data| data.claims)
+        .map_err(|error| JwtError::Invalid(error.to_string()))
 }
 
 /// The events of a verified callback received at `received_at` (unix milliseconds).
@@ -65,11 +61,7 @@ pub fn events(claims: Value, received_at: i64) -> Result<Vec<ParsedEvent>, Paylo
         .and_then(Value::as_str)
         .and_then(event::known_name);
     match event_name {
-        Some(name)
-            if !arguments
-                .as_object()
-                .is_some_and(servicem8::is_object_callback) =>
-        {
+        Some(name) if !arguments.as_object().is_some_and(servicem8::is_object_callback) => {
             Ok(vec![event::parse_event(name, arguments, received_at)])
         }
         // `webhook_subscription`, the documented name, and anything else carrying an object callback.
@@ -108,18 +100,11 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_the_app_secret_yields_the_entries_as_events() {
-        let claims = verify(
-            Some(APP_SECRET),
-            &token(Algorithm::HS256, APP_SECRET, &claims()),
-        )
-        .unwrap();
+        let claims = verify(Some(APP_SECRET), &token(Algorithm::HS256, APP_SECRET, &claims())).unwrap();
         let events = events(claims, RECEIVED_AT).unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(
-            (
-                events[0].object_type.as_str(),
-                events[0].object_uuid.as_str()
-            ),
+            (events[0].object_type.as_str(), events[0].object_uuid.as_str()),
             ("job", "job-1")
         );
         assert_eq!(events[0].changes, json!({"status": null}));
@@ -138,17 +123,11 @@ mod tests {
     #[test]
     fn tokens_with_another_secret_or_algorithm_are_refused() {
         assert!(matches!(
-            verify(
-                Some(APP_SECRET),
-                &token(Algorithm::HS256, "other", &claims())
-            ),
+            verify(Some(APP_SECRET), &token(Algorithm::HS256, "other", &claims())),
             Err(JwtError::Invalid(_))
         ));
         assert!(matches!(
-            verify(
-                Some(APP_SECRET),
-                &token(Algorithm::HS512, APP_SECRET, &claims())
-            ),
+            verify(Some(APP_SECRET), &token(Algorithm::HS512, APP_SECRET, &claims())),
             Err(JwtError::Invalid(_))
         ));
     }
@@ -163,10 +142,7 @@ mod tests {
             URL_SAFE_NO_PAD.encode(claims().to_string())
         );
         assert!(looks_like_jwt(&unsigned));
-        assert!(matches!(
-            verify(Some(APP_SECRET), &unsigned),
-            Err(JwtError::Invalid(_))
-        ));
+        assert!(matches!(verify(Some(APP_SECRET), &unsigned), Err(JwtError::Invalid(_))));
     }
 
     #[test]
@@ -179,16 +155,8 @@ mod tests {
     fn an_expired_token_is_refused_but_exp_is_not_required() {
         let mut expired = claims();
         expired["exp"] = json!(1_000_000_000);
-        assert!(verify(
-            Some(APP_SECRET),
-            &token(Algorithm::HS256, APP_SECRET, &expired)
-        )
-        .is_err());
-        assert!(verify(
-            Some(APP_SECRET),
-            &token(Algorithm::HS256, APP_SECRET, &claims())
-        )
-        .is_ok());
+        assert!(verify(Some(APP_SECRET), &token(Algorithm::HS256, APP_SECRET, &expired)).is_err());
+        assert!(verify(Some(APP_SECRET), &token(Algorithm::HS256, APP_SECRET, &claims())).is_ok());
     }
 
     #[test]

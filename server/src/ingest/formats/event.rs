@@ -103,10 +103,7 @@ fn find_uuid(body: &Value, object: &str) -> Option<String> {
     let keys = [own_key.as_str(), "object_uuid", "uuid"];
     containers(body, object)
         .into_iter()
-        .flat_map(|container| {
-            keys.iter()
-                .filter_map(move |key| container.get(key)?.as_str())
-        })
+        .flat_map(|container| keys.iter().filter_map(move |key| container.get(key)?.as_str()))
         .map(str::trim)
         .find(|uuid| !uuid.is_empty() && uuid.len() <= MAX_FIELD_LEN)
         .map(str::to_owned)
@@ -121,13 +118,17 @@ fn find_time(body: &Value) -> Option<i64> {
         .filter_map(|field| body.get(field))
         .find_map(|value| match value {
             Value::String(text) => parse_timestamp(text.trim()),
-            Value::Number(number) => number.as_i64().filter(|&time| time > 0).map(|time| {
-                if time < SECONDS_BELOW {
-                    time * 1000
-                } else {
-                    time
-                }
-            }),
+            Value::Number(number) => {
+                number.as_i64().filter(|&time| time > 0).map(
+                    |time| {
+                        if time < SECONDS_BELOW {
+                            time * 1000
+                        } else {
+                            time
+                        }
+                    },
+                )
+            }
             _ => None,
         })
 }
@@ -170,10 +171,7 @@ mod tests {
 
     #[test]
     fn the_name_comes_from_the_body_or_else_the_header() {
-        assert_eq!(
-            name_in(&json!({"event": "job.created"}), None),
-            Some("job.created")
-        );
+        assert_eq!(name_in(&json!({"event": "job.created"}), None), Some("job.created"));
         assert_eq!(
             name_in(&json!({"eventName": "company.updated"}), None),
             Some("company.updated")
@@ -260,16 +258,8 @@ mod tests {
 
     #[test]
     fn unix_times_in_seconds_or_milliseconds_are_understood() {
-        let seconds = parse_event(
-            "job.created",
-            json!({"timestamp": 1_700_000_000}),
-            RECEIVED_AT,
-        );
-        let millis = parse_event(
-            "job.created",
-            json!({"time": 1_700_000_000_000_i64}),
-            RECEIVED_AT,
-        );
+        let seconds = parse_event("job.created", json!({"timestamp": 1_700_000_000}), RECEIVED_AT);
+        let millis = parse_event("job.created", json!({"time": 1_700_000_000_000_i64}), RECEIVED_AT);
         assert_eq!(seconds.occurred_at, Some(1_700_000_000_000));
         assert_eq!(millis.occurred_at, Some(1_700_000_000_000));
     }
@@ -281,13 +271,7 @@ mod tests {
             (named.object_type.as_str(), named.event_type.as_str()),
             (UNKNOWN, "invoice.paid")
         );
-        assert_eq!(
-            parse_unrecognised(json!(42), RECEIVED_AT).event_type,
-            UNKNOWN
-        );
-        assert_eq!(
-            parse_unrecognised(json!(42), RECEIVED_AT).changes,
-            json!({"body": 42})
-        );
+        assert_eq!(parse_unrecognised(json!(42), RECEIVED_AT).event_type, UNKNOWN);
+        assert_eq!(parse_unrecognised(json!(42), RECEIVED_AT).changes, json!({"body": 42}));
     }
 }

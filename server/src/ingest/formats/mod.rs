@@ -42,11 +42,7 @@ pub fn read(body: &[u8]) -> Body {
 
 fn from_json(document: Result<Value, PayloadError>) -> Body {
     if let Ok(Value::Object(fields)) = &document {
-        if fields
-            .get("mode")
-            .and_then(Value::as_str)
-            .is_some_and(is_subscribe)
-        {
+        if fields.get("mode").and_then(Value::as_str).is_some_and(is_subscribe) {
             let challenge = fields.get("challenge").and_then(Value::as_str);
             return Body::Handshake {
                 challenge: challenge.filter(|c| !c.is_empty()).map(str::to_owned),
@@ -81,9 +77,7 @@ fn from_form(body: &[u8]) -> Body {
         });
     match embedded.map(str::trim) {
         Some(text) if addon::looks_like_jwt(text) => Body::Jwt(text.to_owned()),
-        Some(text) if text.starts_with('{') || text.starts_with('[') => {
-            from_json(payload::parse_json(text.as_bytes()))
-        }
+        Some(text) if text.starts_with('{') || text.starts_with('[') => from_json(payload::parse_json(text.as_bytes())),
         // Neither JSON nor a form anything here understands: the JSON parser's complaint names the problem.
         _ => Body::Document(payload::parse_json(body)),
     }
@@ -140,10 +134,7 @@ impl Shape {
             }
         }
         if let Some(name) = event::name_in(&document, event_header) {
-            return Shape::Event {
-                name,
-                body: document,
-            };
+            return Shape::Event { name, body: document };
         }
         // Partial seed documents go to the seed parser, which names the missing field.
         let seed_like = match &document {
@@ -192,31 +183,16 @@ mod tests {
         };
         assert_eq!(read(b"mode=subscribe&challenge=abc+123"), expected);
         assert_eq!(read(b"challenge=abc%20123&mode=Subscribe\n"), expected);
-        assert_eq!(
-            read(br#"{"mode":"subscribe","challenge":"abc 123"}"#),
-            expected
-        );
+        assert_eq!(read(br#"{"mode":"subscribe","challenge":"abc 123"}"#), expected);
         assert_eq!(read(b"mode=subscribe"), Body::Handshake { challenge: None });
-        assert_eq!(
-            read(b"mode=subscribe&challenge="),
-            Body::Handshake { challenge: None }
-        );
+        assert_eq!(read(b"mode=subscribe&challenge="), Body::Handshake { challenge: None });
     }
 
     #[test]
     fn jwt_bodies_are_recognised_raw_or_in_a_form() {
-        assert_eq!(
-            read(b"eyJh.eyJi.c2ln\n"),
-            Body::Jwt("eyJh.eyJi.c2ln".into())
-        );
-        assert_eq!(
-            read(b"jwt=eyJh.eyJi.c2ln"),
-            Body::Jwt("eyJh.eyJi.c2ln".into())
-        );
-        assert_eq!(
-            read(b"data=eyJh.eyJi.c2ln"),
-            Body::Jwt("eyJh.eyJi.c2ln".into())
-        );
+        assert_eq!(read(b"eyJh.eyJi.c2ln\n"), Body::Jwt("eyJh.eyJi.c2ln".into()));
+        assert_eq!(read(b"jwt=eyJh.eyJi.c2ln"), Body::Jwt("eyJh.eyJi.c2ln".into()));
+        assert_eq!(read(b"data=eyJh.eyJi.c2ln"), Body::Jwt("eyJh.eyJi.c2ln".into()));
     }
 
     #[test]
@@ -281,10 +257,7 @@ mod tests {
         let partial_seed = json!({"object_uuid": "u"});
         assert_eq!(shape(partial_seed.clone()), Shape::Seed(partial_seed));
         assert_eq!(shape(json!([1])), Shape::Seed(json!([1])));
-        assert_eq!(
-            shape(json!({"hello": 1})),
-            Shape::Unrecognised(json!({"hello": 1}))
-        );
+        assert_eq!(shape(json!({"hello": 1})), Shape::Unrecognised(json!({"hello": 1})));
         assert_eq!(
             Shape::of(Err(PayloadError::Empty), None),
             Shape::Unreadable(PayloadError::Empty)

@@ -7,8 +7,7 @@
 use serde_json::{Map, Value};
 
 use crate::ingest::payload::{
-    canonical_object_type, parse_timestamp, required_text, ParsedEvent, PayloadError,
-    MAX_EVENTS_PER_DELIVERY,
+    canonical_object_type, parse_timestamp, required_text, ParsedEvent, PayloadError, MAX_EVENTS_PER_DELIVERY,
 };
 
 /// Whether a JSON object has the shape of an object callback.
@@ -17,10 +16,7 @@ pub fn is_object_callback(document: &Map<String, Value>) -> bool {
 }
 
 /// One event per entry of an object callback received at `received_at` (unix milliseconds).
-pub fn parse_object_callback(
-    document: Value,
-    received_at: i64,
-) -> Result<Vec<ParsedEvent>, PayloadError> {
+pub fn parse_object_callback(document: Value, received_at: i64) -> Result<Vec<ParsedEvent>, PayloadError> {
     let Value::Object(mut document) = document else {
         return Err(PayloadError::NotAnObject);
     };
@@ -54,11 +50,7 @@ const NOT_A_LIST: PayloadError = PayloadError::InvalidField {
     reason: "must be a list of changes",
 };
 
-fn parse_entry(
-    object_type: &str,
-    entry: Value,
-    received_at: i64,
-) -> Result<ParsedEvent, PayloadError> {
+fn parse_entry(object_type: &str, entry: Value, received_at: i64) -> Result<ParsedEvent, PayloadError> {
     let Value::Object(mut entry) = entry else {
         return Err(PayloadError::InvalidField {
             field: "entry",
@@ -70,12 +62,10 @@ fn parse_entry(
         // Dated on receipt rather than left undated: two undated changes to the same fields would otherwise
         // share a dedup key, and the second would be dropped as a duplicate.
         None | Some(Value::Null) => received_at,
-        Some(Value::String(time)) => {
-            parse_timestamp(time.trim()).ok_or(PayloadError::InvalidField {
-                field: "entry.time",
-                reason: "is not a date and time",
-            })?
-        }
+        Some(Value::String(time)) => parse_timestamp(time.trim()).ok_or(PayloadError::InvalidField {
+            field: "entry.time",
+            reason: "is not a date and time",
+        })?,
         Some(_) => {
             return Err(PayloadError::InvalidField {
                 field: "entry.time",
@@ -111,9 +101,7 @@ fn changed_fields(value: Option<Value>) -> Result<Value, PayloadError> {
         Some(Value::String(names)) => names.split(',').map(str::to_owned).collect(),
         Some(_) => return Err(NOT_NAMES),
     };
-    names
-        .iter_mut()
-        .for_each(|name| *name = name.trim().to_owned());
+    names.iter_mut().for_each(|name| *name = name.trim().to_owned());
     names.retain(|name| !name.is_empty());
     names.sort();
     names.dedup();
@@ -160,27 +148,22 @@ mod tests {
             ("JobActivity", "jobactivity"),
             ("job_activity", "jobactivity"),
         ] {
-            let entries = json!([{"uuid": "a", "time": "2024-01-01 00:00:00"}, {"uuid": "b", "time": "2024-01-01 00:00:01"}]);
+            let entries =
+                json!([{"uuid": "a", "time": "2024-01-01 00:00:00"}, {"uuid": "b", "time": "2024-01-01 00:00:01"}]);
             let events = parse_object_callback(callback(name, entries), RECEIVED_AT).unwrap();
             assert_eq!(events.len(), 2);
-            assert!(
-                events.iter().all(|event| event.object_type == canonical),
-                "{name}"
-            );
+            assert!(events.iter().all(|event| event.object_type == canonical), "{name}");
             assert_eq!(events[1].object_uuid, "b");
         }
     }
 
     #[test]
     fn the_form_variant_carries_the_entries_as_json_text() {
-        let entries = r#"[{"uuid":"att-1","changed_fields":["attachment_name","active"],"time":"2024-01-01 00:00:00"}]"#;
-        let events =
-            parse_object_callback(callback("Attachment", json!(entries)), RECEIVED_AT).unwrap();
+        let entries =
+            r#"[{"uuid":"att-1","changed_fields":["attachment_name","active"],"time":"2024-01-01 00:00:00"}]"#;
+        let events = parse_object_callback(callback("Attachment", json!(entries)), RECEIVED_AT).unwrap();
         assert_eq!(events[0].object_type, "attachment");
-        assert_eq!(
-            events[0].changes,
-            json!({"active": null, "attachment_name": null})
-        );
+        assert_eq!(events[0].changes, json!({"active": null, "attachment_name": null}));
     }
 
     #[test]
@@ -194,9 +177,7 @@ mod tests {
 
     #[test]
     fn an_entry_without_a_time_is_dated_on_receipt() {
-        let events =
-            parse_object_callback(callback("job", json!([{"uuid": "job-1"}])), RECEIVED_AT)
-                .unwrap();
+        let events = parse_object_callback(callback("job", json!([{"uuid": "job-1"}])), RECEIVED_AT).unwrap();
         assert_eq!(events[0].occurred_at, Some(RECEIVED_AT));
     }
 

@@ -99,9 +99,7 @@ async fn gate(State(state): State<Arc<MockState>>, request: Request, next: Next)
     if !faults.latency().is_zero() && !pause(&state, faults.latency()).await {
         return MockApiError::Unavailable.into_response();
     }
-    let Some(key) =
-        presented_key(request.headers()).filter(|key| keys_equal(key, state.api_key.expose()))
-    else {
+    let Some(key) = presented_key(request.headers()).filter(|key| keys_equal(key, state.api_key.expose())) else {
         return MockApiError::Unauthorized.into_response();
     };
     let decision = lock(&state.limiter).check(&key, Instant::now());
@@ -149,17 +147,12 @@ async fn pause(state: &MockState, duration: Duration) -> bool {
 
 /// The key from `X-API-Key`, or from `Authorization: Bearer` (the OAuth form).
 fn presented_key(headers: &HeaderMap) -> Option<String> {
-    if let Some(key) = headers
-        .get("x-api-key")
-        .and_then(|value| value.to_str().ok())
-    {
+    if let Some(key) = headers.get("x-api-key").and_then(|value| value.to_str().ok()) {
         return Some(key.trim().to_owned());
     }
     let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = authorization.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
 fn keys_equal(presented: &str, expected: &str) -> bool {
@@ -182,9 +175,7 @@ async fn list_records(
 ) -> Result<Response, MockApiError> {
     let kind = object_of(&resource)?;
     let filter = match params.get("$filter") {
-        Some(text) => {
-            Filter::parse(text).map_err(|error| MockApiError::BadRequest(error.to_string()))?
-        }
+        Some(text) => Filter::parse(text).map_err(|error| MockApiError::BadRequest(error.to_string()))?,
         None => Filter::default(),
     };
     let (cursor, page_size) = match params.get("cursor").map(String::as_str) {
@@ -194,10 +185,7 @@ async fn list_records(
     };
     let page = lock(&state.records).list(kind, &filter, cursor, page_size);
     let mut response = Json(page.records).into_response();
-    if let Some(next) = page
-        .next_cursor
-        .and_then(|next| HeaderValue::from_str(&next).ok())
-    {
+    if let Some(next) = page.next_cursor.and_then(|next| HeaderValue::from_str(&next).ok()) {
         response.headers_mut().insert(NEXT_CURSOR_HEADER, next);
     }
     Ok(response)
@@ -225,10 +213,7 @@ async fn get_faults(State(state): State<Arc<MockState>>) -> Json<Faults> {
 }
 
 /// `POST /_mock/faults` with a JSON `Faults`; omitted fields are zero.
-async fn set_faults(
-    State(state): State<Arc<MockState>>,
-    Json(faults): Json<Faults>,
-) -> Json<Faults> {
+async fn set_faults(State(state): State<Arc<MockState>>, Json(faults): Json<Faults>) -> Json<Faults> {
     *lock(&state.faults) = faults;
     Json(faults)
 }
@@ -245,10 +230,7 @@ mod tests {
     fn the_key_is_read_from_x_api_key_or_a_bearer_token() {
         let mut headers = HeaderMap::new();
         assert_eq!(presented_key(&headers), None);
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer abc"),
-        );
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
         assert_eq!(presented_key(&headers).as_deref(), Some("abc"));
         headers.insert("x-api-key", HeaderValue::from_static("xyz"));
         assert_eq!(presented_key(&headers).as_deref(), Some("xyz"));
@@ -270,9 +252,6 @@ mod tests {
         assert_eq!(object_of("Job.json"), Ok(ObjectKind::Job));
         assert_eq!(object_of("jobactivity.json"), Ok(ObjectKind::JobActivity));
         assert!(matches!(object_of("job"), Err(MockApiError::NotFound(_))));
-        assert!(matches!(
-            object_of("invoice.json"),
-            Err(MockApiError::NotFound(_))
-        ));
+        assert!(matches!(object_of("invoice.json"), Err(MockApiError::NotFound(_))));
     }
 }

@@ -84,13 +84,9 @@ pub(crate) fn random_change(state: &MockState) -> Option<Change> {
         r if r < 0.85 => return add_attachment(&mut generator, &mut records),
         r if r < 0.90 => (ObjectKind::Staff, None),
         _ => {
-            let kind = *[
-                ObjectKind::JobActivity,
-                ObjectKind::Attachment,
-                ObjectKind::Job,
-            ]
-            .choose(generator.rng())
-            .expect("kinds");
+            let kind = *[ObjectKind::JobActivity, ObjectKind::Attachment, ObjectKind::Job]
+                .choose(generator.rng())
+                .expect("kinds");
             (kind, Some(object(json!({"active": 0}))))
         }
     };
@@ -102,6 +98,10 @@ pub(crate) fn random_change(state: &MockState) -> Option<Change> {
         _ => staff_changes(&mut generator),
     });
     let changed_fields = records.update(kind, &uuid, changes, now()).ok()?;
+    // A change that happened to set the values already there is no change to announce.
+    if changed_fields.is_empty() {
+        return None;
+    }
     let record = records.get(kind, &uuid)?.clone();
     Some(Change {
         kind,
@@ -118,9 +118,7 @@ fn pick_active(generator: &mut Generator, records: &Records, kind: ObjectKind) -
     let count = records.len(kind);
     // A few tries: most records are active, and a miss only skips one tick.
     (0..8).find_map(|_| {
-        let uuid = records
-            .uuids(kind)
-            .nth(generator.rng().random_range(0..count.max(1)))?;
+        let uuid = records.uuids(kind).nth(generator.rng().random_range(0..count.max(1)))?;
         (records.get(kind, uuid)?.get("active") == Some(&json!(1))).then(|| uuid.clone())
     })
 }
@@ -130,14 +128,9 @@ fn job_changes(job: &Record, generator: &mut Generator) -> Map<String, Value> {
     let at = format_date(now());
     let rng = generator.rng();
     let amount = format!("{:.4}", f64::from(rng.random_range(8_000..500_000)) / 100.0);
-    let description = *generate::JOB_DESCRIPTIONS
-        .choose(rng)
-        .expect("descriptions");
+    let description = *generate::JOB_DESCRIPTIONS.choose(rng).expect("descriptions");
     let (advance, complete) = (rng.random_bool(0.8), rng.random_bool(0.5));
-    let status = job
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or(JOB_STATUSES[0]);
+    let status = job.get("status").and_then(Value::as_str).unwrap_or(JOB_STATUSES[0]);
     let changes = match status {
         "Quote" if advance => {
             json!({"status": "Work Order", "work_order_date": at, "total_invoice_amount": amount})
@@ -201,10 +194,7 @@ fn add_activity(generator: &mut Generator, records: &mut Records) -> Option<Chan
     let mut activity = generator.job_activity(&job, &staff_uuid);
     let start = now() + time::Duration::days(generator.rng().random_range(1..14));
     activity.insert("start_date".into(), format_date(start).into());
-    activity.insert(
-        "end_date".into(),
-        format_date(start + time::Duration::hours(2)).into(),
-    );
+    activity.insert("end_date".into(), format_date(start + time::Duration::hours(2)).into());
     activity.insert("activity_was_recorded".into(), 0.into());
     Some(insert(records, ObjectKind::JobActivity, activity))
 }
@@ -223,11 +213,7 @@ pub(crate) fn insert(records: &mut Records, kind: ObjectKind, mut record: Record
     let time = format_date(now());
     record.insert("edit_date".into(), time.clone().into());
     let uuid = generate::uuid_of(&record);
-    let changed_fields = record
-        .keys()
-        .filter(|field| *field != "uuid")
-        .cloned()
-        .collect();
+    let changed_fields = record.keys().filter(|field| *field != "uuid").cloned().collect();
     records.put(kind, record.clone());
     Change {
         kind,
@@ -304,10 +290,7 @@ pub(crate) async fn deliver(state: &MockState, change: &Change) -> Vec<CallbackD
     let events = events_for(change);
     for subscription in lock(&state.subscriptions).iter() {
         match &subscription.topic {
-            Topic::Object { .. }
-                if subscription
-                    .wants_object_change(change.kind.as_str(), &change.changed_fields) =>
-            {
+            Topic::Object { .. } if subscription.wants_object_change(change.kind.as_str(), &change.changed_fields) => {
                 posts.push((subscription.callback_url.clone(), body.clone()));
             }
             Topic::Event { event } if events.contains(&event.as_str()) => {
@@ -356,9 +339,7 @@ async fn post_callback(state: &MockState, url: &str, body: &Value) -> DeliveryOu
         _ = state.shutdown.cancelled() => return DeliveryOutcome::Failed("the account shut down".into()),
     };
     match sent {
-        Ok(response) if response.status().is_success() => {
-            DeliveryOutcome::Delivered(response.status().as_u16())
-        }
+        Ok(response) if response.status().is_success() => DeliveryOutcome::Delivered(response.status().as_u16()),
         Ok(response) => DeliveryOutcome::Refused(response.status().as_u16()),
         Err(error) => DeliveryOutcome::Failed(error.to_string()),
     }
@@ -390,10 +371,7 @@ mod tests {
             changes += 1;
             assert!(!change.changed_fields.is_empty(), "{change:?}");
             assert!(change.time.as_str() > "2025-01-01 00:00:00");
-            let stored = lock(&state.records)
-                .get(change.kind, &change.uuid)
-                .cloned()
-                .unwrap();
+            let stored = lock(&state.records).get(change.kind, &change.uuid).cloned().unwrap();
             assert_eq!(stored["edit_date"], change.time.as_str());
             if change.kind == ObjectKind::Job {
                 assert!(JOB_STATUSES.contains(&stored["status"].as_str().unwrap()));

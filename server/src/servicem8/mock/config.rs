@@ -101,8 +101,7 @@ pub struct MockConfig {
 }
 
 impl MockConfig {
-    pub const DEFAULT_BIND: SocketAddr =
-        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3900);
+    pub const DEFAULT_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3900);
     pub const DEFAULT_API_KEY: &'static str = "mock-api-key";
 
     /// Defaults on a free port of 127.0.0.1, as tests want them.
@@ -161,10 +160,7 @@ mod tests {
     fn the_default_config_equals_the_command_line_defaults() {
         let parsed = Cli::try_parse_from(["mock"]).unwrap().config;
         // `Debug` shows every field but the key, which the environment may set.
-        assert_eq!(
-            format!("{parsed:?}"),
-            format!("{:?}", MockConfig::default())
-        );
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", MockConfig::default()));
         assert_eq!(MockConfig::default().api_key.expose(), "mock-api-key");
     }
 

@@ -75,24 +75,16 @@ impl Filter {
         let mut conditions = Vec::new();
         loop {
             let field = match tokens.next() {
-                Some(Token::Word(field))
-                    if field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-                {
-                    field
-                }
+                Some(Token::Word(field)) if field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => field,
                 Some(other) => return Err(FilterError::ExpectedField(other.text().to_owned())),
                 None => return Err(FilterError::ExpectedField(String::new())),
             };
             let operator = match tokens.next() {
-                Some(Token::Word(word)) => {
-                    parse_operator(&word).ok_or(FilterError::UnknownOperator(word))?
-                }
+                Some(Token::Word(word)) => parse_operator(&word).ok_or(FilterError::UnknownOperator(word))?,
                 Some(Token::Quoted(text)) => return Err(FilterError::UnknownOperator(text)),
                 None => return Err(FilterError::MissingValue(field)),
             };
-            let value = tokens
-                .next()
-                .ok_or_else(|| FilterError::MissingValue(field.clone()))?;
+            let value = tokens.next().ok_or_else(|| FilterError::MissingValue(field.clone()))?;
             conditions.push(Condition {
                 field,
                 operator,
@@ -110,9 +102,7 @@ impl Filter {
     }
 
     pub fn matches(&self, record: &Record) -> bool {
-        self.conditions
-            .iter()
-            .all(|condition| condition.matches(record))
+        self.conditions.iter().all(|condition| condition.matches(record))
     }
 }
 
@@ -212,9 +202,7 @@ mod tests {
     #[test]
     fn a_date_condition_parses_into_field_operator_and_value() {
         assert_eq!(
-            Filter::parse("edit_date gt '2024-01-01 00:00:00'")
-                .unwrap()
-                .conditions,
+            Filter::parse("edit_date gt '2024-01-01 00:00:00'").unwrap().conditions,
             [Condition {
                 field: "edit_date".into(),
                 operator: Operator::Gt,
@@ -274,10 +262,7 @@ mod tests {
             Filter::parse("active eq 1 or active eq 0"),
             Err(FilterError::ExpectedAnd("or".into()))
         );
-        assert_eq!(
-            Filter::parse("'x' eq 1"),
-            Err(FilterError::ExpectedField("x".into()))
-        );
+        assert_eq!(Filter::parse("'x' eq 1"), Err(FilterError::ExpectedField("x".into())));
         assert_eq!(
             Filter::parse("active eq 1 and"),
             Err(FilterError::ExpectedField(String::new()))

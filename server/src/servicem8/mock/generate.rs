@@ -27,8 +27,8 @@ const FIRST_NAMES: [&str; 12] = [
     "Henry",
 ];
 const LAST_NAMES: [&str; 12] = [
-    "Smith", "Nguyen", "Williams", "Brown", "Wilson", "Taylor", "Anderson", "Walker", "Harris",
-    "Lee", "Martin", "Kelly",
+    "Smith", "Nguyen", "Williams", "Brown", "Wilson", "Taylor", "Anderson", "Walker", "Harris", "Lee", "Martin",
+    "Kelly",
 ];
 const TRADES: [&str; 8] = [
     "Plumbing",
@@ -70,13 +70,7 @@ pub(crate) const JOB_DESCRIPTIONS: [&str; 10] = [
     "Service split system air conditioners",
     "Repair burst pipe under driveway",
 ];
-const JOB_TITLES: [&str; 5] = [
-    "Plumber",
-    "Electrician",
-    "Apprentice",
-    "Office Manager",
-    "Estimator",
-];
+const JOB_TITLES: [&str; 5] = ["Plumber", "Electrician", "Apprentice", "Office Manager", "Estimator"];
 const FILE_TYPES: [(&str, &str); 4] = [
     (".jpg", "Photo"),
     (".jpg", "Photo"),
@@ -112,9 +106,7 @@ impl Generator {
             for _ in 0..config.jobs_per_company {
                 let job = self.job(&company);
                 for _ in 0..config.activities_per_job {
-                    let staff_uuid = staff_uuids
-                        .choose(&mut self.rng)
-                        .expect("at least one staff member");
+                    let staff_uuid = staff_uuids.choose(&mut self.rng).expect("at least one staff member");
                     records.put(ObjectKind::JobActivity, self.job_activity(&job, staff_uuid));
                 }
                 for _ in 0..config.attachments_per_job {
@@ -178,10 +170,7 @@ impl Generator {
         } else {
             format!("{last} {}", self.pick(&TRADES))
         };
-        let (street, (city, state, postcode)) = (
-            self.pick(&STREETS),
-            *SUBURBS.choose(&mut self.rng).expect("suburbs"),
-        );
+        let (street, (city, state, postcode)) = (self.pick(&STREETS), *SUBURBS.choose(&mut self.rng).expect("suburbs"));
         let street = format!("{} {street}", self.rng.random_range(1..400));
         let edit_date = format_date(self.date_in_2024());
         object(json!({
@@ -211,9 +200,7 @@ impl Generator {
         .choose(&mut self.rng)
         .expect("statuses");
         let quoted = self.date_in_2024();
-        let step = |rng: &mut StdRng, from: OffsetDateTime| {
-            from + time::Duration::hours(rng.random_range(1..24 * 14))
-        };
+        let step = |rng: &mut StdRng, from: OffsetDateTime| from + time::Duration::hours(rng.random_range(1..24 * 14));
         let work_order = step(&mut self.rng, quoted);
         let finished = step(&mut self.rng, work_order);
         let date_if = |reached: bool, at: OffsetDateTime| {
@@ -354,10 +341,7 @@ mod tests {
                 let record = records.get(kind, uuid).unwrap();
                 assert_eq!(record["active"], 1);
                 assert!(Uuid::parse_str(uuid).is_ok());
-                assert_eq!(
-                    record["edit_date"].as_str().unwrap().len(),
-                    "2024-01-01 00:00:00".len()
-                );
+                assert_eq!(record["edit_date"].as_str().unwrap().len(), "2024-01-01 00:00:00".len());
             }
         }
         for uuid in records.uuids(ObjectKind::Job) {
@@ -382,10 +366,7 @@ mod tests {
             let attachment = records.get(ObjectKind::Attachment, uuid).unwrap();
             assert_eq!(attachment["related_object"], "job");
             assert!(records
-                .get(
-                    ObjectKind::Job,
-                    attachment["related_object_uuid"].as_str().unwrap()
-                )
+                .get(ObjectKind::Job, attachment["related_object_uuid"].as_str().unwrap())
                 .is_some());
         }
     }

@@ -39,10 +39,7 @@ struct Window {
 
 impl Window {
     fn new(now: Instant) -> Self {
-        Window {
-            started: now,
-            count: 0,
-        }
+        Window { started: now, count: 0 }
     }
 
     fn roll(&mut self, now: Instant, length: Duration) {
@@ -63,13 +60,10 @@ impl RateLimiter {
 
     /// Counts one request by `key` at `now`, unless it is over a limit.
     pub fn check(&mut self, key: &str, now: Instant) -> RateDecision {
-        let windows = self
-            .keys
-            .entry(key.to_owned())
-            .or_insert_with(|| KeyWindows {
-                minute: Window::new(now),
-                day: Window::new(now),
-            });
+        let windows = self.keys.entry(key.to_owned()).or_insert_with(|| KeyWindows {
+            minute: Window::new(now),
+            day: Window::new(now),
+        });
         windows.minute.roll(now, MINUTE);
         windows.day.roll(now, DAY);
         if windows.day.count >= self.per_day {
@@ -171,15 +165,9 @@ mod tests {
         let mut limiter = RateLimiter::new(10, 4);
         let start = Instant::now();
         for minute in 0..4 {
-            assert_eq!(
-                limiter.check("key", start + MINUTE * minute),
-                RateDecision::Allowed
-            );
+            assert_eq!(limiter.check("key", start + MINUTE * minute), RateDecision::Allowed);
         }
-        assert_eq!(
-            limiter.check("key", start + MINUTE * 10),
-            RateDecision::DayExceeded
-        );
+        assert_eq!(limiter.check("key", start + MINUTE * 10), RateDecision::DayExceeded);
         assert_eq!(limiter.check("key", start + DAY), RateDecision::Allowed);
     }
 
@@ -216,8 +204,6 @@ mod tests {
             error_rate: 1.0,
             ..Faults::none()
         };
-        assert!(
-            (0..100).all(|i| faults.draw(f64::from(i) / 100.0, i % 2 == 0) != FaultOutcome::None)
-        );
+        assert!((0..100).all(|i| faults.draw(f64::from(i) / 100.0, i % 2 == 0) != FaultOutcome::None));
     }
 }

@@ -44,9 +44,7 @@ pub async fn start(config: MockConfig) -> anyhow::Result<MockHandle> {
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding the mock ServiceM8 to {}", config.bind))?;
-    let address = listener
-        .local_addr()
-        .context("reading the mock ServiceM8 address")?;
+    let address = listener.local_addr().context("reading the mock ServiceM8 address")?;
     let shutdown = CancellationToken::new();
     let state = Arc::new(MockState::new(
         &config,
@@ -94,12 +92,12 @@ pub async fn run_cli(config: MockConfig) -> anyhow::Result<()> {
         sizes.0, sizes.1, sizes.2
     );
     match every {
-        Some(every) => println!("  Changes a record every {every:?} and posts a callback to each target and subscription"),
+        Some(every) => {
+            println!("  Changes a record every {every:?} and posts a callback to each target and subscription")
+        }
         None => println!("  Changes nothing by itself (--change-interval-ms 0)"),
     }
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     account.shutdown().await;
     Ok(())
 }
@@ -159,12 +157,7 @@ impl MockHandle {
 
     /// Sets the fields of `changes` (a JSON object) and bumps `edit_date`; returns the fields whose value changed.
     /// No callback is sent: see [`MockHandle::trigger_callback`].
-    pub fn update_record(
-        &self,
-        kind: ObjectKind,
-        uuid: &str,
-        changes: Value,
-    ) -> Result<Vec<String>, RecordError> {
+    pub fn update_record(&self, kind: ObjectKind, uuid: &str, changes: Value) -> Result<Vec<String>, RecordError> {
         let Value::Object(changes) = changes else {
             return Err(RecordError::NotAnObject);
         };
@@ -204,10 +197,7 @@ impl MockHandle {
         let change = Change {
             kind,
             uuid: uuid.to_owned(),
-            changed_fields: changed_fields
-                .iter()
-                .map(|field| field.to_string())
-                .collect(),
+            changed_fields: changed_fields.iter().map(|field| field.to_string()).collect(),
             time,
             record,
             created: false,

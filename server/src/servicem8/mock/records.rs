@@ -112,13 +112,7 @@ impl Records {
 
     /// Records of `kind` matching `filter`: all of them when `page_size` is `None`, else up to `page_size` after
     /// `cursor` (`None` starts at the beginning).
-    pub fn list(
-        &self,
-        kind: ObjectKind,
-        filter: &Filter,
-        cursor: Option<&str>,
-        page_size: Option<usize>,
-    ) -> Page {
+    pub fn list(&self, kind: ObjectKind, filter: &Filter, cursor: Option<&str>, page_size: Option<usize>) -> Page {
         let Some(table) = self.tables.get(&kind) else {
             return Page {
                 records: Vec::new(),
@@ -141,16 +135,10 @@ impl Records {
         };
         let records: Vec<Record> = matching.by_ref().take(page_size.max(1)).cloned().collect();
         let next_cursor = match matching.next() {
-            Some(_) => records
-                .last()
-                .and_then(|last| last["uuid"].as_str())
-                .map(str::to_owned),
+            Some(_) => records.last().and_then(|last| last["uuid"].as_str()).map(str::to_owned),
             None => None,
         };
-        Page {
-            records,
-            next_cursor,
-        }
+        Page { records, next_cursor }
     }
 
     /// Stores `record` (which must carry a `uuid`), replacing any record with that uuid.
@@ -196,9 +184,7 @@ impl Records {
 /// A date as ServiceM8 writes it: `YYYY-MM-DD HH:MM:SS`.
 pub fn format_date(at: OffsetDateTime) -> String {
     at.to_offset(time::UtcOffset::UTC)
-        .format(format_description!(
-            "[year]-[month]-[day] [hour]:[minute]:[second]"
-        ))
+        .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
         .expect("every date formats")
 }
 
@@ -223,10 +209,7 @@ mod tests {
     fn table_of(count: usize) -> Records {
         let mut records = Records::default();
         for i in 0..count {
-            records.put(
-                ObjectKind::Job,
-                record(&format!("uuid-{i:03}"), "2024-01-01 00:00:00"),
-            );
+            records.put(ObjectKind::Job, record(&format!("uuid-{i:03}"), "2024-01-01 00:00:00"));
         }
         records
     }
@@ -236,10 +219,7 @@ mod tests {
         assert_eq!("Job".parse(), Ok(ObjectKind::Job));
         assert_eq!("JOBACTIVITY".parse(), Ok(ObjectKind::JobActivity));
         assert_eq!("attachment".parse(), Ok(ObjectKind::Attachment));
-        assert_eq!(
-            "invoice".parse::<ObjectKind>(),
-            Err(UnknownObject("invoice".into()))
-        );
+        assert_eq!("invoice".parse::<ObjectKind>(), Err(UnknownObject("invoice".into())));
     }
 
     #[test]
@@ -249,28 +229,16 @@ mod tests {
         let mut cursor = None;
         let mut pages = 0;
         loop {
-            let page = records.list(
-                ObjectKind::Job,
-                &Filter::default(),
-                cursor.as_deref(),
-                Some(3),
-            );
+            let page = records.list(ObjectKind::Job, &Filter::default(), cursor.as_deref(), Some(3));
             pages += 1;
-            seen.extend(
-                page.records
-                    .iter()
-                    .map(|r| r["uuid"].as_str().unwrap().to_owned()),
-            );
+            seen.extend(page.records.iter().map(|r| r["uuid"].as_str().unwrap().to_owned()));
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
                 None => break,
             }
         }
         assert_eq!(pages, 3);
-        assert_eq!(
-            seen,
-            records.uuids(ObjectKind::Job).cloned().collect::<Vec<_>>()
-        );
+        assert_eq!(seen, records.uuids(ObjectKind::Job).cloned().collect::<Vec<_>>());
     }
 
     #[test]
@@ -301,9 +269,7 @@ mod tests {
             .as_object()
             .unwrap()
             .clone();
-        let changed = records
-            .update(ObjectKind::Job, "uuid-000", changes, now)
-            .unwrap();
+        let changed = records.update(ObjectKind::Job, "uuid-000", changes, now).unwrap();
         assert_eq!(changed, ["status"]);
         let stored = records.get(ObjectKind::Job, "uuid-000").unwrap();
         assert_eq!(stored["edit_date"], "2025-03-04 05:06:07");

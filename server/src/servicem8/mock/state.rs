@@ -37,11 +37,7 @@ pub(crate) struct MockState {
 }
 
 impl MockState {
-    pub fn new(
-        config: &MockConfig,
-        base_url: String,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<Self> {
+    pub fn new(config: &MockConfig, base_url: String, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let mut generator = Generator::new(config.seed);
         let records = generator.account(config);
         Ok(MockState {
@@ -73,9 +69,7 @@ impl MockState {
 
 /// Locks `mutex`, carrying on after a panic elsewhere: every critical section leaves its data consistent.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Default)]
@@ -111,16 +105,11 @@ impl Counters {
     }
 
     pub fn fetch(&self, kind: ObjectKind, uuid: &str) {
-        *lock(&self.fetches)
-            .entry((kind, uuid.to_owned()))
-            .or_default() += 1;
+        *lock(&self.fetches).entry((kind, uuid.to_owned())).or_default() += 1;
     }
 
     pub fn fetch_count(&self, kind: ObjectKind, uuid: &str) -> u64 {
-        lock(&self.fetches)
-            .get(&(kind, uuid.to_owned()))
-            .copied()
-            .unwrap_or(0)
+        lock(&self.fetches).get(&(kind, uuid.to_owned())).copied().unwrap_or(0)
     }
 
     pub fn snapshot(&self) -> MockStats {

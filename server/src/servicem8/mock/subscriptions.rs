@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::api::MockApiError;
-use crate::ingest::formats::event::EVENT_NAMES;
 use super::state::{lock, MockState};
+use crate::ingest::formats::event::EVENT_NAMES;
 
 /// ServiceM8 wants a callback answered within this time.
 pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,9 +55,7 @@ impl Subscription {
                 object: subscribed,
                 fields,
             } => {
-                subscribed == object
-                    && (fields.is_empty()
-                        || changed_fields.iter().any(|field| fields.contains(field)))
+                subscribed == object && (fields.is_empty() || changed_fields.iter().any(|field| fields.contains(field)))
             }
             Topic::Event { .. } => false,
         }
@@ -107,14 +105,9 @@ async fn list_subscriptions(State(state): State<Arc<MockState>>) -> Json<Vec<Sub
     Json(lock(&state.subscriptions).clone())
 }
 
-async fn subscribe_object(
-    State(state): State<Arc<MockState>>,
-    form: FormFields,
-) -> Result<Json<Value>, MockApiError> {
+async fn subscribe_object(State(state): State<Arc<MockState>>, form: FormFields) -> Result<Json<Value>, MockApiError> {
     let object = field(&form, "object")
-        .ok_or_else(|| {
-            MockApiError::BadRequest("Please specify an object for subscription".into())
-        })?
+        .ok_or_else(|| MockApiError::BadRequest("Please specify an object for subscription".into()))?
         .to_ascii_lowercase();
     let fields = field(&form, "fields")
         .map(|list| {
@@ -129,10 +122,7 @@ async fn subscribe_object(
     store(&state, subscription).await
 }
 
-async fn subscribe_event(
-    State(state): State<Arc<MockState>>,
-    form: FormFields,
-) -> Result<Json<Value>, MockApiError> {
+async fn subscribe_event(State(state): State<Arc<MockState>>, form: FormFields) -> Result<Json<Value>, MockApiError> {
     let event = field(&form, "event")
         .ok_or_else(|| MockApiError::BadRequest("Please specify an event for subscription".into()))?
         .to_ascii_lowercase();
@@ -144,9 +134,8 @@ async fn subscribe_event(
 }
 
 fn subscription(form: &FormFields, topic: Topic) -> Result<Subscription, MockApiError> {
-    let callback_url = field(form, "callback_url").ok_or_else(|| {
-        MockApiError::BadRequest("Please specify a callback_url for subscription".into())
-    })?;
+    let callback_url = field(form, "callback_url")
+        .ok_or_else(|| MockApiError::BadRequest("Please specify a callback_url for subscription".into()))?;
     let parsed = reqwest::Url::parse(callback_url)
         .map_err(|error| MockApiError::BadRequest(format!("Invalid callback_url: {error}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -167,10 +156,7 @@ async fn store(state: &MockState, subscription: Subscription) -> Result<Json<Val
         .await
         .map_err(MockApiError::BadRequest)?;
     let mut subscriptions = lock(&state.subscriptions);
-    match subscriptions
-        .iter_mut()
-        .find(|stored| stored.replaces(&subscription))
-    {
+    match subscriptions.iter_mut().find(|stored| stored.replaces(&subscription)) {
         Some(stored) => *stored = subscription,
         None => subscriptions.push(subscription),
     }
@@ -189,9 +175,7 @@ pub(crate) async fn handshake(http: &reqwest::Client, callback_url: &str) -> Res
         .map_err(|error| format!("Callback URL verification failed: {error}"))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!(
-            "Callback URL verification failed: it answered {status}"
-        ));
+        return Err(format!("Callback URL verification failed: it answered {status}"));
     }
     let body = response
         .text()
@@ -208,17 +192,12 @@ async fn unsubscribe_object(
     form: FormFields,
 ) -> Result<Json<Value>, MockApiError> {
     let object = field(&form, "object")
-        .ok_or_else(|| {
-            MockApiError::BadRequest("Please specify an object for subscription".into())
-        })?
+        .ok_or_else(|| MockApiError::BadRequest("Please specify an object for subscription".into()))?
         .to_ascii_lowercase();
     remove(&state, "object", &object, field(&form, "callback_url"))
 }
 
-async fn unsubscribe_event(
-    State(state): State<Arc<MockState>>,
-    form: FormFields,
-) -> Result<Json<Value>, MockApiError> {
+async fn unsubscribe_event(State(state): State<Arc<MockState>>, form: FormFields) -> Result<Json<Value>, MockApiError> {
     let event = field(&form, "event")
         .ok_or_else(|| MockApiError::BadRequest("Please specify an event for subscription".into()))?
         .to_ascii_lowercase();
@@ -226,22 +205,14 @@ async fn unsubscribe_event(
 }
 
 /// Removes the subscriptions to `name` (for `callback_url` only, when given).
-fn remove(
-    state: &MockState,
-    kind: &str,
-    name: &str,
-    callback_url: Option<&str>,
-) -> Result<Json<Value>, MockApiError> {
+fn remove(state: &MockState, kind: &str, name: &str, callback_url: Option<&str>) -> Result<Json<Value>, MockApiError> {
     let mut subscriptions = lock(&state.subscriptions);
     let before = subscriptions.len();
     subscriptions.retain(|subscription| {
-        subscription.topic_key() != (kind, name)
-            || callback_url.is_some_and(|url| url != subscription.callback_url)
+        subscription.topic_key() != (kind, name) || callback_url.is_some_and(|url| url != subscription.callback_url)
     });
     if subscriptions.len() == before {
-        return Err(MockApiError::NotFound(format!(
-            "No subscription to {kind} {name}"
-        )));
+        return Err(MockApiError::NotFound(format!("No subscription to {kind} {name}")));
     }
     Ok(Json(json!({"success": true})))
 }
@@ -263,12 +234,7 @@ mod tests {
 
     #[test]
     fn a_subscription_lists_its_fields_as_a_comma_list() {
-        let listed = serde_json::to_value(object_subscription(
-            "job",
-            &["status", "active"],
-            "http://x/hook",
-        ))
-        .unwrap();
+        let listed = serde_json::to_value(object_subscription("job", &["status", "active"], "http://x/hook")).unwrap();
         assert_eq!(
             listed,
             json!({"type": "object", "object": "job", "fields": "status,active", "callback_url": "http://x/hook",
@@ -282,8 +248,7 @@ mod tests {
         assert!(subscription.wants_object_change("job", &["status".into(), "date".into()]));
         assert!(!subscription.wants_object_change("job", &["job_description".into()]));
         assert!(!subscription.wants_object_change("company", &["status".into()]));
-        assert!(object_subscription("job", &[], "http://x/hook")
-            .wants_object_change("job", &["any".into()]));
+        assert!(object_subscription("job", &[], "http://x/hook").wants_object_change("job", &["any".into()]));
     }
 
     #[test]
