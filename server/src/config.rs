@@ -120,8 +120,8 @@ pub struct ServeArgs {
 /// Secrets the receiver checks deliveries against.
 #[derive(Debug, Clone, Default, Args)]
 pub struct IngestArgs {
-    /// Shared secret for the x-servicem8-signature HMAC-SHA256 of each webhook body; unsigned deliveries are
-    /// accepted when unset.
+    /// Shared secret for the x-servicem8-signature HMAC-SHA256 of webhook bodies: when set, seed-format deliveries
+    /// must carry a valid signature and any delivery carrying one is checked.
     #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<Secret>,
 
