@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod group_commit;
 pub mod health;
 pub mod ingest;
 pub mod manage;

@@ -5,24 +5,31 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::group_commit::GroupCommit;
 use crate::store::{Insertion, NewEvent, Store, StoreError};
 use crate::updates::{LifecycleUpdate, PipelineUpdate, Stage, UpdateSender};
 
 #[derive(Clone)]
 pub struct EventQueue {
-    store: Arc<dyn Store>,
+    writer: GroupCommit,
     updates: UpdateSender,
     wakeup: Arc<Notify>,
 }
 
 impl EventQueue {
+    /// Starts the group-commit writer on `store`.
     pub fn new(store: Arc<dyn Store>, updates: UpdateSender, wakeup: Arc<Notify>) -> Self {
-        EventQueue { store, updates, wakeup }
+        EventQueue {
+            writer: GroupCommit::start(store),
+            updates,
+            wakeup,
+        }
     }
 
-    /// Stores the events in one transaction (committed on return) and announces the ones that were new.
+    /// Stores the events in one transaction (committed on return, perhaps shared with concurrent deliveries)
+    /// and announces the ones that were new.
     pub async fn enqueue(&self, events: &[NewEvent]) -> Result<Vec<Insertion>, StoreError> {
-        let insertions = self.store.insert_events(events).await?;
+        let insertions = self.writer.insert(events.to_vec()).await?;
         let mut any_new = false;
         for (event, insertion) in events.iter().zip(&insertions) {
             if let Insertion::Stored(id) = insertion {

@@ -34,6 +34,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+    #[error("the event writer has stopped")]
+    WriterStopped,
 }
 
 /// An event as the receiver hands it over for storage.
