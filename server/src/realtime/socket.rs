@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+
+/// Per-connection read buffer of the websocket.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -56,7 +59,11 @@ async fn open_socket(
         Err(error) => return refuse(StatusCode::BAD_REQUEST, error.to_string()),
     };
     match upgrade {
-        Ok(upgrade) => upgrade.on_upgrade(move |socket| serve_socket(state.context, vsn, socket)),
+        // The default 128 KiB read buffer, allocated for every connection, would dominate the memory of thousands
+        // of idle subscribers; channel frames are small.
+        Ok(upgrade) => upgrade
+            .read_buffer_size(READ_BUFFER_BYTES)
+            .on_upgrade(move |socket| serve_socket(state.context, vsn, socket)),
         Err(rejection) => rejection.into_response(),
     }
 }
