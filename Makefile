@@ -12,7 +12,7 @@ TOOLS := target/tools
 WASM_OPT := $(TOOLS)/node_modules/.bin/wasm-opt
 WASM_RAW := target/wasm32-unknown-unknown/wasm-release/frontend.wasm
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
-CARGO_TEST := cargo test --release --locked -p app -p server
+CARGO_TEST := cargo test --locked -p app -p server
 
 .PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js bench tools e2e-deps postgres lint fmt clean FORCE
 
