@@ -66,7 +66,9 @@ pub fn unlimited_account(companies: usize, jobs_per_company: usize) -> MockConfi
 pub struct Hosted<T> {
     pub value: T,
     shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    /// Answered with the outcome when the thread is done. A thread that never finishes is left behind detached,
+    /// so that it cannot keep this process from exiting.
+    finished: Option<oneshot::Receiver<anyhow::Result<()>>>,
 }
 
 /// Runs `start` on a new multi-thread runtime in a new OS thread. `start` sends what the caller needs once it is
@@ -79,29 +81,32 @@ where
 {
     let shutdown = CancellationToken::new();
     let (ready, value) = oneshot::channel();
-    let thread = std::thread::Builder::new().name(name.to_owned()).spawn({
+    let (done, finished) = oneshot::channel();
+    std::thread::Builder::new().name(name.to_owned()).spawn({
         let shutdown = shutdown.clone();
         let name = name.to_owned();
         move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            let outcome = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(server_threads())
                 .thread_name(name)
                 .enable_all()
                 .build()
-                .context("building a server runtime")?;
-            runtime.block_on(start(ready, shutdown))
+                .context("building a server runtime")
+                .and_then(|runtime| runtime.block_on(start(ready, shutdown)));
+            let _ = done.send(outcome);
         }
     })?;
     match value.await {
         Ok(value) => Ok(Hosted {
             value,
             shutdown,
-            thread: Some(thread),
+            finished: Some(finished),
         }),
-        Err(_) => Err(join(thread)
-            .await
-            .err()
-            .unwrap_or_else(|| anyhow!("{name} stopped before it was ready"))),
+        Err(_) => Err(match finished.await {
+            Ok(Err(error)) => error,
+            Ok(Ok(())) => anyhow!("{name} stopped before it was ready"),
+            Err(_) => anyhow!("{name} panicked"),
+        }),
     }
 }
 
@@ -109,16 +114,16 @@ impl<T> Hosted<T> {
     /// Cancels and waits for the runtime thread to finish (a thread that hangs is left behind after 15 s).
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        let Some(thread) = self.thread.take() else {
+        let Some(finished) = self.finished.take() else {
             return Ok(());
         };
-        tokio::time::timeout(Duration::from_secs(15), join(thread))
-            .await
-            .map_err(|_| anyhow!("a hosted server did not stop within 15 s"))?
+        match tokio::time::timeout(Duration::from_secs(15), finished).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(anyhow!("a hosted server panicked")),
+            Err(_) => Err(anyhow!("a hosted server did not stop within 15 s")),
+        }
     }
-}
 
-impl<T> Hosted<T> {
     /// Stops; a server that will not stop is noted in the report rather than failing the scenario, whose figures
     /// are already taken.
     pub async fn stop_noting(self, report: &mut ScenarioReport) {
@@ -132,12 +137,6 @@ impl<T> Drop for Hosted<T> {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-async fn join(thread: std::thread::JoinHandle<anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(move || thread.join())
-        .await?
-        .map_err(|_| anyhow!("a hosted server panicked"))?
 }
 
 /// Runs a simulated ServiceM8 account on its own runtime, as the remote service it stands for.
