@@ -58,8 +58,8 @@ run: build
 		exec $(BIN) demo; \
 	fi
 
-## test: every test of the project, browser tests included
-test: test-rust test-e2e test-realtime-js
+## test: every test of the project: Rust suites on SQLite and PostgreSQL (started if it is down), browser tests
+test: test-rust test-postgres test-e2e test-realtime-js
 
 test-rust:
 	$(CARGO_TEST)
@@ -68,7 +68,7 @@ test-rust:
 test-postgres: postgres
 	@psql "$(TEST_DATABASE_URL)" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'sm8_test_%'" | \
 		while read -r name; do psql "$(TEST_DATABASE_URL)" -qc "DROP DATABASE IF EXISTS $$name"; done
-	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO_TEST) --test store_conformance --test realtime_postgres -- --ignored
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO_TEST) --test integration -- --ignored
 
 postgres:
 	@pg_isready -h 127.0.0.1 -p 5432 -q || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start

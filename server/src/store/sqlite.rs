@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use app::model::{EventPage, EventQuery, MinuteBucket, PipelineHealth, Stats};
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{Connection, Sqlite, SqlitePool};
 
 use super::insight::{
     assemble_buckets, assemble_health, budget_keys, budget_use, event_page_query, BindValue, EventRecord,
@@ -25,7 +26,22 @@ use super::{
 };
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    /// Reads, several at once: in WAL mode they see the last commit and never wait for the writer.
+    readers: SqlitePool,
+    /// The one connection every write goes through. SQLite admits one writer at a time; queueing writers here, in
+    /// order, replaces its busy handler, which backs off in sleeps of up to 100 ms while another connection writes.
+    writer: SqlitePool,
+}
+
+/// When a write reaches the disk.
+#[derive(Debug, Clone, Copy)]
+enum Durability {
+    /// Synced before the commit returns: accepted events and whatever a user asked for.
+    Synced,
+    /// Synced with the next synced commit or checkpoint. For the workers' bookkeeping (claims, finishes, mirror rows,
+    /// budget counts): it survives a crash of the process, and a power loss can only take it back to an earlier
+    /// state that processing repeats (leases expire, fetches and edit_date-guarded mirror writes are idempotent).
+    Deferred,
 }
 
 impl SqliteStore {
@@ -37,29 +53,51 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let in_memory = url.contains(":memory:");
         if let Some(folder) = options.get_filename().parent() {
             if !folder.as_os_str().is_empty() {
                 std::fs::create_dir_all(folder).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
             }
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+        // An in-memory database lives in its connections' shared cache; one connection keeps it simple.
+        let readers = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options.read_only(true))
+                .await?
+        };
+        Ok(SqliteStore { readers, writer })
+    }
+
+    /// The writer connection, set to sync its next commit as `durability` asks.
+    async fn write(&self, durability: Durability) -> Result<PoolConnection<Sqlite>, StoreError> {
+        let mut connection = self.writer.acquire().await?;
+        let pragma = match durability {
+            Durability::Synced => "PRAGMA synchronous = FULL",
+            Durability::Deferred => "PRAGMA synchronous = NORMAL",
+        };
+        sqlx::query(pragma).execute(&mut *connection).await?;
+        Ok(connection)
     }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Insertion>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.write(Durability::Synced).await?;
+        let mut tx = writer.begin().await?;
         let mut insertions = Vec::with_capacity(events.len());
         for event in events {
             let inserted = sqlx::query(
@@ -101,13 +139,13 @@ impl Store for SqliteStore {
 
     async fn stats(&self) -> Result<Stats, StoreError> {
         let by_status = sqlx::query_as("SELECT status, COUNT(*) FROM webhook_events GROUP BY status")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await?;
         let by_object_type = sqlx::query_as("SELECT object_type, COUNT(*) FROM webhook_events GROUP BY object_type")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await?;
         let last_received_at = sqlx::query_scalar("SELECT MAX(received_at) FROM webhook_events")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.readers)
             .await?;
         assemble_stats(by_status, by_object_type, last_received_at)
     }
@@ -121,34 +159,34 @@ impl Store for SqliteStore {
                 BindValue::Int(number) => select.bind(number),
             };
         }
-        into_page(select.fetch_all(&self.pool).await?, query)
+        into_page(select.fetch_all(&self.readers).await?, query)
     }
 
     async fn event_record(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
         Ok(sqlx::query_as(EVENT_RECORD_SQL)
             .bind(event_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?)
     }
 
     async fn pipeline_health(&self, now: i64, limits: BudgetLimits) -> Result<PipelineHealth, StoreError> {
         let hour_ago = now - 60 * MINUTE_MS;
-        let queue_depth = sqlx::query_scalar(QUEUE_DEPTH_SQL).fetch_one(&self.pool).await?;
-        let oldest_queued = sqlx::query_scalar(OLDEST_QUEUED_SQL).fetch_one(&self.pool).await?;
+        let queue_depth = sqlx::query_scalar(QUEUE_DEPTH_SQL).fetch_one(&self.readers).await?;
+        let oldest_queued = sqlx::query_scalar(OLDEST_QUEUED_SQL).fetch_one(&self.readers).await?;
         let finished = sqlx::query_as(FINISHED_BY_STATUS_SQL)
             .bind(hour_ago)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await?;
         let times = sqlx::query_scalar(PROCESSING_TIMES_SQL)
             .bind(hour_ago)
             .bind(PROCESSING_SAMPLE)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await?;
         let (minute_key, day_key) = budget_keys(now, limits);
         let budget = sqlx::query_as(BUDGET_USE_SQL)
             .bind(minute_key)
             .bind(day_key)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await?;
         Ok(assemble_health(
             queue_depth,
@@ -163,33 +201,35 @@ impl Store for SqliteStore {
     async fn minute_buckets(&self, since: i64, now: i64) -> Result<Vec<MinuteBucket>, StoreError> {
         let received = sqlx::query_as(RECEIVED_PER_MINUTE_SQL)
             .bind(since)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await?;
         let finished = sqlx::query_as(FINISHED_PER_MINUTE_SQL)
             .bind(since)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await?;
         Ok(assemble_buckets(since, now, received, finished))
     }
 
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let mut writer = self.write(Durability::Synced).await?;
         sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await?;
         Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
             .bind(key)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *writer)
             .await?)
     }
 
     async fn create_session(&self, token_hash: &str, expires_at: i64) -> Result<(), StoreError> {
+        let mut writer = self.write(Durability::Synced).await?;
         sqlx::query("INSERT INTO admin_sessions (token_hash, created_at, expires_at) VALUES (?, ?, ?)")
             .bind(token_hash)
             .bind(super::now_millis())
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await?;
         Ok(())
     }
@@ -199,21 +239,23 @@ impl Store for SqliteStore {
             sqlx::query_scalar("SELECT 1 FROM admin_sessions WHERE token_hash = ? AND expires_at > ?")
                 .bind(token_hash)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.readers)
                 .await?;
         Ok(found.is_some())
     }
 
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        let mut writer = self.write(Durability::Synced).await?;
         sqlx::query("DELETE FROM admin_sessions WHERE token_hash = ? OR expires_at <= ?")
             .bind(token_hash)
             .bind(super::now_millis())
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await?;
         Ok(())
     }
 
     async fn claim_next_object(&self, now: i64, lease_until: i64) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let mut writer = self.write(Durability::Deferred).await?;
         // One statement: SQLite takes the write lock before reading, so two workers never claim the same event.
         // The due object is found by two index-ordered lookups (expired leases first, then the queue) and its
         // events through the object index: left to itself the planner sorts every due event for each
@@ -240,7 +282,7 @@ impl Store for SqliteStore {
         ))
         .bind(now)
         .bind(lease_until)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *writer)
         .await?;
         Ok(in_change_order(rows))
     }
@@ -252,7 +294,8 @@ impl Store for SqliteStore {
         attempt: &AttemptTiming,
     ) -> Result<(), StoreError> {
         let values = FinishValues::new(completion, attempt.finished_at);
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.write(Durability::Deferred).await?;
+        let mut tx = writer.begin().await?;
         for event in events {
             let updated = sqlx::query(
                 "UPDATE webhook_events
@@ -298,11 +341,12 @@ impl Store for SqliteStore {
             "SELECT {ATTEMPT_COLUMNS} FROM event_attempts WHERE event_id = ? ORDER BY id"
         ))
         .bind(event_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?)
     }
 
     async fn retry_event(&self, event_id: &str, now: i64) -> Result<RetryOutcome, StoreError> {
+        let mut writer = self.write(Durability::Synced).await?;
         let updated = sqlx::query(
             "UPDATE webhook_events SET status = 'queued', attempts = 0, next_attempt_at = ?, updated_at = ?
              WHERE id = ? AND status IN ('failed', 'skipped', 'success')",
@@ -310,14 +354,14 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now)
         .bind(event_id)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         if updated.rows_affected() == 1 {
             return Ok(RetryOutcome::Requeued);
         }
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM webhook_events WHERE id = ?")
             .bind(event_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         Ok(match status {
             None => RetryOutcome::NotFound,
@@ -326,9 +370,10 @@ impl Store for SqliteStore {
     }
 
     async fn retry_failed_events(&self, now: i64, dry_run: bool) -> Result<u64, StoreError> {
+        let mut writer = self.write(Durability::Synced).await?;
         if dry_run {
             let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status = 'failed'")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.readers)
                 .await?;
             return Ok(count as u64);
         }
@@ -338,22 +383,24 @@ impl Store for SqliteStore {
         )
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         Ok(updated.rows_affected())
     }
 
     async fn delete_finished_events_before(&self, cutoff: i64) -> Result<u64, StoreError> {
+        let mut writer = self.write(Durability::Synced).await?;
         let deleted = sqlx::query(
             "DELETE FROM webhook_events WHERE status IN ('success', 'skipped', 'failed') AND received_at < ?",
         )
         .bind(cutoff)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         Ok(deleted.rows_affected())
     }
 
     async fn upsert_mirror(&self, record: &MirrorRecord, now: i64) -> Result<MirrorWrite, StoreError> {
+        let mut writer = self.write(Durability::Deferred).await?;
         let sql = record.upsert_sql(|n| format!("?{n}"));
         let mut query = sqlx::query(&sql).bind(&record.uuid);
         for value in record.key_values() {
@@ -364,7 +411,7 @@ impl Store for SqliteStore {
             .bind(i32::from(record.active))
             .bind(&record.record)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await?;
         Ok(if written.rows_affected() == 1 {
             MirrorWrite::Applied
@@ -380,7 +427,7 @@ impl Store for SqliteStore {
         Ok(
             sqlx::query_scalar(&format!("SELECT record FROM {} WHERE uuid = ?", table.table))
                 .bind(uuid)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.readers)
                 .await?,
         )
     }
@@ -388,13 +435,14 @@ impl Store for SqliteStore {
     async fn job_company(&self, job_uuid: &str) -> Result<Option<String>, StoreError> {
         let company: Option<Option<String>> = sqlx::query_scalar("SELECT company_uuid FROM sm8_jobs WHERE uuid = ?")
             .bind(job_uuid)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         Ok(company.flatten())
     }
 
     async fn take_api_budget(&self, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.write(Durability::Deferred).await?;
+        let mut tx = writer.begin().await?;
         for (key, limit, window_end) in budget_windows(now, limits) {
             let counted = sqlx::query(
                 "INSERT INTO api_budget (window_key, used, expires_at) VALUES (?1, 1, ?2)
@@ -422,12 +470,13 @@ impl Store for SqliteStore {
         Ok(
             sqlx::query_scalar("SELECT edit_date FROM sync_watermarks WHERE object_type = ?")
                 .bind(object_type)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.readers)
                 .await?,
         )
     }
 
     async fn set_sync_watermark(&self, object_type: &str, edit_date: &str, now: i64) -> Result<(), StoreError> {
+        let mut writer = self.write(Durability::Deferred).await?;
         sqlx::query(
             "INSERT INTO sync_watermarks (object_type, edit_date, synced_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (object_type) DO UPDATE SET edit_date = MAX(sync_watermarks.edit_date, ?2), synced_at = ?3",
@@ -435,7 +484,7 @@ impl Store for SqliteStore {
         .bind(object_type)
         .bind(edit_date)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         Ok(())
     }
@@ -443,14 +492,14 @@ impl Store for SqliteStore {
     async fn company_jobs(&self, company_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
         Ok(sqlx::query_scalar(COMPANY_JOBS_SQL)
             .bind(company_uuid)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await?)
     }
 
     async fn job_children(&self, child: JobChild, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
         Ok(sqlx::query_scalar(child.sql())
             .bind(job_uuid)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await?)
     }
 
@@ -460,21 +509,23 @@ impl Store for SqliteStore {
         company_uuid: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        let mut writer = self.write(Durability::Synced).await?;
         sqlx::query(CREATE_LINK_SQL)
             .bind(token_hash)
             .bind(company_uuid)
             .bind(super::now_millis())
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await?;
         Ok(())
     }
 
     async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
+        let mut writer = self.write(Durability::Synced).await?;
         Ok(sqlx::query_scalar(REDEEM_LINK_SQL)
             .bind(token_hash)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *writer)
             .await?)
     }
 
@@ -484,12 +535,13 @@ impl Store for SqliteStore {
         company_uuid: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        let mut writer = self.write(Durability::Synced).await?;
         sqlx::query(CREATE_SESSION_SQL)
             .bind(token_hash)
             .bind(company_uuid)
             .bind(super::now_millis())
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await?;
         Ok(())
     }
@@ -498,15 +550,16 @@ impl Store for SqliteStore {
         Ok(sqlx::query_scalar(SESSION_COMPANY_SQL)
             .bind(token_hash)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?)
     }
 
     async fn delete_portal_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        let mut writer = self.write(Durability::Synced).await?;
         sqlx::query(DELETE_SESSION_SQL)
             .bind(token_hash)
             .bind(super::now_millis())
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await?;
         Ok(())
     }

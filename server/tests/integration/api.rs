@@ -1,8 +1,6 @@
 //! The receiver, management API, health checks and pages, over real HTTP.
 
-mod common;
-
-use common::{seed_event, spawn_app, ADMIN_TOKEN};
+use crate::common::{seed_event, spawn_app, ADMIN_TOKEN};
 use serde_json::Value;
 
 #[tokio::test]

@@ -1,7 +1,5 @@
 //! `simulate` against a real receiver started with `Server::build`.
 
-mod common;
-
 use std::time::Duration;
 
 use server::config::Secret;
@@ -9,14 +7,14 @@ use server::simulate::{self, Progress, SimulateArgs, WebhookFormat};
 
 #[tokio::test]
 async fn simulate_sends_seed_webhooks_with_duplicates_and_bad_signatures_and_counts_the_answers() {
-    let app = common::spawn_app().await;
+    let app = crate::common::spawn_app().await;
     let args = SimulateArgs {
         format: WebhookFormat::Seed,
         duplicates: 0.25,
         bad_signatures: 0.2,
         reorder: true,
         concurrency: 8,
-        secret: Some(Secret::new(common::WEBHOOK_SECRET)),
+        secret: Some(Secret::new(crate::common::WEBHOOK_SECRET)),
         seed: Some(7),
         ..SimulateArgs::new(app.url("/api/webhooks/sm8"), 40)
     };
@@ -39,7 +37,7 @@ async fn simulate_sends_seed_webhooks_with_duplicates_and_bad_signatures_and_cou
 
 #[tokio::test]
 async fn simulate_reports_answers_it_did_not_expect() {
-    let app = common::spawn_app().await;
+    let app = crate::common::spawn_app().await;
     // Deliveries signed with the wrong secret are rejected though simulate thinks them authentic.
     let args = SimulateArgs {
         secret: Some(Secret::new("not-the-receivers-secret")),
@@ -59,13 +57,13 @@ const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const URL_TOKEN: &str = "simulated-url-token";
 
 /// A receiver that checks every format: seed HMAC, URL token, add-on JWT and Standard Webhooks.
-async fn spawn_checking_every_format() -> common::TestApp {
-    let mut args = common::serve_args("");
+async fn spawn_checking_every_format() -> crate::common::TestApp {
+    let mut args = crate::common::serve_args("");
     args.ingest.webhook_url_token = Some(Secret::new(URL_TOKEN));
     args.ingest.servicem8_app_secret = Some(Secret::new(APP_SECRET));
     args.ingest.standard_webhook_secrets = vec![Secret::new(STANDARD_SECRET)];
     args.processor.workers = 0;
-    common::spawn_app_with(args).await
+    crate::common::spawn_app_with(args).await
 }
 
 /// Sends 20 deliveries of `format` with 5 duplicates and 4 bad signatures, reordered, and checks the tally.

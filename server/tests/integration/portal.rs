@@ -1,12 +1,10 @@
 //! The client portal over HTTP and websockets: one-time links, the session cookie, and isolation: a portal
 //! session sees its own company's jobs and nothing of another's, through the server functions and the relay.
 
-mod common;
-
 use std::time::Duration;
 
-use common::realtime_client::{reason, spawn_relay, spawn_relay_with, RealtimeClient, RelayApp, JWT_SECRET};
-use common::TestApp;
+use crate::common::realtime_client::{reason, spawn_relay, spawn_relay_with, RealtimeClient, RelayApp, JWT_SECRET};
+use crate::common::TestApp;
 use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};

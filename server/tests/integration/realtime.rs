@@ -1,12 +1,11 @@
 //! The realtime relay's protocol over real websockets, under both serializers (1.0.0 and 2.0.0): each rule of
 //! `REALTIME_PROTOCOL.md` and who may join and broadcast.
 
-mod common;
-
-use common::realtime_client::{
+use crate::common::realtime_client::{
     admin_token, join_payload, portal_token, reason, spawn_relay, token, Frame, RealtimeClient, Received, ANON_KEY,
     PUBLIC_TOPIC,
 };
+use crate::under_both_serializers;
 use serde_json::json;
 use server::realtime::auth::Role;
 use server::store::{self, mirror_table, now_millis, MirrorRecord};
@@ -413,7 +412,7 @@ async fn a_repeated_vsn_takes_its_last_value_and_an_unknown_one_is_refused() {
         .unwrap();
     let heartbeat = json!([null, "1", "phoenix", "heartbeat", {}]).to_string();
     socket.send(Message::text(heartbeat)).await.unwrap();
-    let reply = tokio::time::timeout(common::realtime_client::FRAME_TIMEOUT, socket.next())
+    let reply = tokio::time::timeout(crate::common::realtime_client::FRAME_TIMEOUT, socket.next())
         .await
         .unwrap()
         .unwrap()

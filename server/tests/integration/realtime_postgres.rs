@@ -2,10 +2,8 @@
 //! subscribers through the outbox and LISTEN/NOTIFY. `#[ignore]`d so that `cargo test` needs no PostgreSQL;
 //! `make test-postgres` runs them with `--ignored` and `TEST_DATABASE_URL` set.
 
-mod common;
-
-use common::realtime_client::{admin_token, job_update, join_payload, RealtimeClient, JWT_SECRET, PUBLIC_TOPIC};
-use common::{fresh_postgres_database, run_built, serve_args, test_database_url, TestApp};
+use crate::common::realtime_client::{admin_token, job_update, join_payload, RealtimeClient, JWT_SECRET, PUBLIC_TOPIC};
+use crate::common::{fresh_postgres_database, run_built, serve_args, test_database_url, TestApp};
 use serde_json::json;
 use server::config::Secret;
 use server::startup::Server;

@@ -1,12 +1,10 @@
 //! The processing pipeline against the simulated ServiceM8 account, over real HTTP.
 
-mod common;
-
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{serve_args, spawn_app_with, spawn_with, TestApp};
+use crate::common::{serve_args, spawn_app_with, spawn_with, TestApp};
 use serde_json::{json, Value};
 use server::config::{Secret, ServeArgs};
 use server::servicem8::client::ServiceM8Client;
@@ -103,7 +101,7 @@ async fn act(app: &TestApp, body: Value) -> (u16, Value) {
     let response = app
         .client
         .post(app.url("/api/webhooks/management"))
-        .bearer_auth(common::ADMIN_TOKEN)
+        .bearer_auth(crate::common::ADMIN_TOKEN)
         .json(&body)
         .send()
         .await
@@ -280,7 +278,7 @@ async fn management_actions_answer_bad_requests_clearly() {
         .app
         .client
         .post(p.app.url("/api/webhooks/management"))
-        .bearer_auth(common::ADMIN_TOKEN)
+        .bearer_auth(crate::common::ADMIN_TOKEN)
         .header("content-type", "application/json")
         .body("{")
         .send()

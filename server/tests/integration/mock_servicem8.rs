@@ -1,10 +1,8 @@
 //! The simulated ServiceM8 account over real HTTP on port 0.
 
-mod common;
-
 use std::time::Duration;
 
-use common::receiver::{eventually, form_fields, Receiver, PATIENCE};
+use crate::common::receiver::{eventually, form_fields, Receiver, PATIENCE};
 use serde_json::{json, Value};
 use server::servicem8::mock::{self, CallbackFormat, Faults, MockConfig, MockHandle, ObjectKind, NEXT_CURSOR_HEADER};
 

@@ -1,11 +1,9 @@
 //! Every delivery format the receiver accepts, over real HTTP: the subscribe handshake, ServiceM8 object
 //! callbacks (JSON and form), the URL token, add-on JWTs, event webhooks and Standard Webhooks signatures.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{serve_args, spawn_app, spawn_app_with, TestApp, WEBHOOK_SECRET};
+use crate::common::{serve_args, spawn_app, spawn_app_with, TestApp, WEBHOOK_SECRET};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use server::config::Secret;

@@ -1,8 +1,6 @@
 //! One suite of `Store` behaviour, run against SQLite always and against PostgreSQL by `make test-postgres`
 //! (the PostgreSQL copies are `#[ignore]`d so `cargo test` alone never needs a server; run with `--ignored`).
 
-mod common;
-
 use std::sync::Arc;
 
 use app::model::{EventQuery, EventStatus};
@@ -29,7 +27,7 @@ async fn sqlite() -> Fresh {
 
 /// A new, empty database on the server named by `TEST_DATABASE_URL`.
 async fn postgres() -> Fresh {
-    let url = common::fresh_postgres_database(&common::test_database_url()).await;
+    let url = crate::common::fresh_postgres_database(&crate::common::test_database_url()).await;
     Fresh {
         store: store::connect(&url).await.unwrap(),
         _data: None,

@@ -1,7 +1,5 @@
 //! Test helpers: a real server on port 0 with a fresh database, and request helpers.
 
-#![allow(dead_code)] // each test binary uses its own subset of these helpers
-
 pub mod realtime_client;
 pub mod receiver;
 

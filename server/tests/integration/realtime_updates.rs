@@ -1,12 +1,11 @@
 //! The realtime relay carrying the pipeline, over real websockets under both serializers: lifecycle frames for
 //! admins, record updates on their topics with per-topic offsets, resume and refetch, and the REST broadcast.
 
-mod common;
-
-use common::realtime_client::{
+use crate::common::realtime_client::{
     admin_token, broadcasts, join_payload, portal_token, spawn_relay, spawn_relay_with, Received, RelayApp, ANON_KEY,
 };
-use common::seed_event;
+use crate::common::seed_event;
+use crate::under_both_serializers;
 use serde_json::{json, Value};
 
 under_both_serializers!(

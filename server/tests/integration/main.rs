@@ -1,0 +1,16 @@
+//! The integration suites, linked into one test binary: each module starts real servers on port 0 with fresh
+//! databases and talks to them over HTTP and websockets. The PostgreSQL suites are `#[ignore]`d here and run by
+//! `make test-postgres` with `--ignored`.
+
+mod common;
+
+mod api;
+mod ingest_formats;
+mod mock_servicem8;
+mod portal;
+mod processing;
+mod realtime;
+mod realtime_postgres;
+mod realtime_updates;
+mod simulate;
+mod store_conformance;
