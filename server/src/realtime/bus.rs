@@ -4,14 +4,14 @@
 //! Two engines, chosen by the database: `InProcessBus` (SQLite, one process; the retained record is in memory) and
 //! `PostgresBus` (several `serve` processes on one database; see `postgres_bus`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use super::hub::{ConnectionId, Hub};
 use super::outbox::{Replay, RetainedLog, Retention};
-use super::protocol::{BroadcastPayload, Outgoing};
+use super::protocol::{BroadcastPayload, Outgoing, Vsn, WireMessage};
 use crate::store::now_millis;
 
 /// A message for the subscribers of one topic.
@@ -27,6 +27,18 @@ pub struct Broadcast {
     pub binary: bool,
     /// The topic's offset, for retained broadcasts.
     pub offset: Option<i64>,
+    /// The frame each serializer sends, rendered by the first subscriber that needs it and shared by the rest.
+    rendered: Rendered,
+}
+
+/// One rendering per serializer. Not part of a broadcast's identity: equal broadcasts are equal rendered or not.
+#[derive(Debug, Clone, Default)]
+struct Rendered([OnceLock<WireMessage>; 2]);
+
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Rendered) -> bool {
+        true
+    }
 }
 
 impl Broadcast {
@@ -44,24 +56,31 @@ impl Broadcast {
             sender,
             binary,
             offset: None,
+            rendered: Rendered::default(),
         }
     }
 
     /// Numbers the broadcast, and writes the number into a JSON object payload as `offset` so clients see it.
     pub fn set_offset(&mut self, offset: i64) {
         self.offset = Some(offset);
+        self.rendered = Rendered::default();
         if let BroadcastPayload::Json(Value::Object(map)) = &mut self.payload {
             map.insert("offset".into(), offset.into());
         }
     }
 
-    pub fn to_outgoing(&self) -> Outgoing {
-        Outgoing::Broadcast {
-            topic: self.topic.clone(),
-            event: self.event.clone(),
-            payload: self.payload.clone(),
-            binary: self.binary,
-        }
+    /// The frame for a client speaking `vsn`: 10,000 subscribers of a topic share one rendering, not 10,000.
+    pub fn render(&self, vsn: Vsn) -> Outgoing {
+        let slot = &self.rendered.0[vsn as usize];
+        let message = slot.get_or_init(|| {
+            vsn.encode(Outgoing::Broadcast {
+                topic: self.topic.clone(),
+                event: self.event.clone(),
+                payload: self.payload.clone(),
+                binary: self.binary,
+            })
+        });
+        Outgoing::Rendered(message.clone())
     }
 }
 

@@ -48,6 +48,7 @@ impl Vsn {
     pub fn encode(self, outgoing: Outgoing) -> WireMessage {
         match outgoing {
             Outgoing::Frame(frame) => self.encode_frame(frame),
+            Outgoing::Rendered(message) => message,
             Outgoing::Broadcast {
                 topic,
                 event,
@@ -192,6 +193,8 @@ pub enum Outgoing {
         /// Pushed as a kind 3 frame: relayed to 2.0.0 clients as kind 4, as upstream does.
         binary: bool,
     },
+    /// Already encoded for this connection's serializer (a broadcast shared by many subscribers).
+    Rendered(WireMessage),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

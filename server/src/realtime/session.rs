@@ -45,7 +45,7 @@ where
     R: Stream<Item = WireMessage> + Unpin,
 {
     let (queue, mut pushes) = mpsc::channel(SESSION_QUEUE);
-    let mut session = Session::new(context, queue);
+    let mut session = Session::new(context, vsn, queue);
     let idle = tokio::time::sleep(IDLE_TIMEOUT);
     tokio::pin!(idle);
     'connection: loop {
@@ -58,7 +58,7 @@ where
             message = stream.next() => match message {
                 Some(message) => {
                     idle.as_mut().reset(Instant::now() + IDLE_TIMEOUT);
-                    session.receive(vsn, message).await
+                    session.receive(message).await
                 }
                 None => break,
             },
@@ -87,6 +87,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 struct Session {
     id: ConnectionId,
     context: Arc<SessionContext>,
+    /// The serializer the client negotiated.
+    vsn: Vsn,
     queue: mpsc::Sender<Push>,
     channels: HashMap<String, Channel>,
     /// The latest token the client gave, used by joins that carry none (supabase-js's first join often does not).
@@ -95,10 +97,11 @@ struct Session {
 }
 
 impl Session {
-    fn new(context: Arc<SessionContext>, queue: mpsc::Sender<Push>) -> Session {
+    fn new(context: Arc<SessionContext>, vsn: Vsn, queue: mpsc::Sender<Push>) -> Session {
         Session {
             id: Uuid::new_v4(),
             context,
+            vsn,
             queue,
             channels: HashMap::new(),
             socket_token: None,
@@ -106,8 +109,8 @@ impl Session {
         }
     }
 
-    async fn receive(&mut self, vsn: Vsn, message: WireMessage) -> Vec<Outgoing> {
-        match vsn.decode(message) {
+    async fn receive(&mut self, message: WireMessage) -> Vec<Outgoing> {
+        match self.vsn.decode(message) {
             Ok(Incoming::Frame(frame)) => self.handle_frame(frame).await,
             Ok(Incoming::BinaryBroadcast(push)) => {
                 self.broadcast(&push.as_frame(), push.event.clone(), push.payload.clone(), true)
@@ -220,7 +223,7 @@ impl Session {
                     .iter()
                     .map(|broadcast| {
                         channel.last_offset = channel.last_offset.max(broadcast.offset.unwrap_or_default());
-                        broadcast.to_outgoing()
+                        broadcast.render(self.vsn)
                     })
                     .collect()
             }
@@ -367,7 +370,7 @@ impl Session {
                     }
                     channel.last_offset = offset;
                 }
-                vec![broadcast.to_outgoing()]
+                vec![broadcast.render(self.vsn)]
             }
             Push::PresenceDiff { topic, diff } if self.channels.contains_key(&topic) => {
                 vec![Outgoing::Frame(Frame::new(None, None, topic, "presence_diff", diff))]
