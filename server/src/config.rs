@@ -104,6 +104,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
 
+    /// Token Prometheus must send as `Authorization: Bearer ...` to read /metrics; without it /metrics is open.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+
     /// Folder holding the browser bundle (pkg/) and static assets; found beside the binary when relative.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -162,6 +166,7 @@ impl ServeArgs {
             processor: ProcessorArgs::default(),
             realtime: crate::realtime::RealtimeArgs::default(),
             admin_token: None,
+            metrics_token: None,
             site_root: PathBuf::from("target/site"),
             public_url: None,
             log_format: LogFormat::Text,

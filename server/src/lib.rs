@@ -10,6 +10,7 @@ pub mod group_commit;
 pub mod health;
 pub mod ingest;
 pub mod manage;
+pub mod metrics;
 pub mod portal;
 pub mod processor;
 pub mod queue;

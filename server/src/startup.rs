@@ -17,7 +17,7 @@ use crate::queue::EventQueue;
 use crate::servicem8::client::ServiceM8Client;
 use crate::store::{self, Store};
 use crate::updates::{self, UpdateSender};
-use crate::{auth, health, ingest, manage, portal, realtime, web};
+use crate::{auth, health, ingest, manage, metrics, portal, realtime, web};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -116,6 +116,7 @@ impl Server {
             .merge(portal::router())
             .with_state(state.clone());
         let router = api
+            .merge(metrics::router(backend.clone(), args.metrics_token.clone()))
             .merge(relay.router())
             .merge(web::router(&args.resolved_site_root(), backend))
             .layer(TraceLayer::new_for_http());

@@ -18,6 +18,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::metrics::{self, WebhookOutcome};
 use crate::startup::AppState;
 use crate::store::{now_millis, Insertion, NewEvent};
 use decode::{Decoded, Delivery, IngestError};
@@ -50,7 +51,9 @@ async fn receive_webhook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body)
+        .await
+        .inspect_err(metrics::count_refused_webhook)?;
     let delivery = match decode::decode(&state.ingest, &headers, uri.query(), &body) {
         Ok(Decoded::Handshake { challenge }) => {
             tracing::info!("answered a ServiceM8 subscription handshake");
@@ -59,9 +62,13 @@ async fn receive_webhook(
         Ok(Decoded::Delivery(delivery)) => delivery,
         Err(IngestError::Unauthorized(reason)) => {
             tracing::warn!(%reason, "webhook rejected");
+            metrics::count_webhooks(WebhookOutcome::Unauthorized, 1);
             return Err(ApiError::Unauthorized(reason));
         }
-        Err(IngestError::BadRequest(reason)) => return Err(ApiError::BadRequest(reason)),
+        Err(IngestError::BadRequest(reason)) => {
+            metrics::count_webhooks(WebhookOutcome::BadRequest, 1);
+            return Err(ApiError::BadRequest(reason));
+        }
     };
     let receipt = store_delivery(&state, &headers, &body, delivery).await?;
     Ok(Json(receipt).into_response())
@@ -76,6 +83,7 @@ async fn store_delivery(
 ) -> Result<Receipt, ApiError> {
     let events = new_events(delivery, headers_as_json(headers), body, now_millis());
     let insertions = state.queue.enqueue(&events).await?;
+    metrics::count_stored_webhooks(&insertions);
     let duplicates = insertions
         .iter()
         .filter(|i| matches!(i, Insertion::Duplicate(_)))

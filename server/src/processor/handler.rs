@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::{RetryPolicy, Step};
+use crate::metrics;
 use crate::servicem8::client::{ApiCallError, Fetched, ServiceM8Client};
 use crate::store::mirror::text_field;
 use crate::store::queue::MINUTE_MS;
@@ -249,6 +250,7 @@ impl Handler {
             http_status,
         };
         self.store.finish_events(events, &completion, &timing).await?;
+        metrics::record_finished(&completion, events.len(), timing.finished_at - started_at);
         let stage = match &completion {
             Completion::Success => Stage::Success,
             Completion::Skipped(_) => Stage::Skipped,
@@ -289,6 +291,7 @@ impl Handler {
             job_uuid: owners.job_uuid.clone(),
             received_at: event.received_at,
         }));
+        metrics::record_broadcast(event.received_at);
     }
 }
 

@@ -73,6 +73,8 @@ fn refuse(status: StatusCode, reason: String) -> Response {
 }
 
 async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, socket: WebSocket) {
+    // Lives in this future, so the connection stops counting even when the session is dropped mid-way.
+    let _open = crate::metrics::count_realtime_connection();
     let (sink, stream) = socket.split();
     let sink = sink.with(|message: WireMessage| {
         ready(Ok::<_, axum::Error>(match message {

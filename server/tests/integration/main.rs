@@ -6,6 +6,7 @@ mod common;
 
 mod api;
 mod ingest_formats;
+mod metrics;
 mod mock_servicem8;
 mod portal;
 mod processing;

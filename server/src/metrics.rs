@@ -1,0 +1,465 @@
+//! Prometheus `GET /metrics`: what the pipeline counts as it runs (webhooks received, events finished, latencies,
+//! open realtime connections) and what the store holds at scrape time (queue depth, oldest queued age, ServiceM8
+//! API budget use).
+//!
+//! One recorder serves the whole process: the first server built installs it and every later one shares it. The
+//! code elsewhere records through the small functions here, so metric names and labels live in this file alone.
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use app::api::DashboardBackend;
+use app::model::PipelineHealth;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::auth::secrets_match;
+use crate::backend::ServerBackend;
+use crate::config::Secret;
+use crate::error::ApiError;
+use crate::store::{now_millis, Completion, Insertion};
+
+const WEBHOOKS_RECEIVED: &str = "sm8_webhooks_received_total";
+const EVENTS_FINISHED: &str = "sm8_events_finished_total";
+const PROCESSING_DURATION: &str = "sm8_processing_duration_seconds";
+const WEBHOOK_TO_BROADCAST: &str = "sm8_webhook_to_broadcast_seconds";
+const QUEUE_DEPTH: &str = "sm8_queue_depth";
+const OLDEST_QUEUED_AGE: &str = "sm8_oldest_queued_age_seconds";
+const API_REQUESTS_USED: &str = "sm8_servicem8_api_requests_used";
+const API_REQUESTS_LIMIT: &str = "sm8_servicem8_api_requests_limit";
+const REALTIME_CONNECTIONS: &str = "sm8_realtime_connections";
+
+/// Upper bounds of the latency histograms' buckets, in seconds: from a fast local batch to a retried one.
+const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// How often histogram samples are folded into their buckets when nobody scrapes.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The text exposition format Prometheus scrapes.
+const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics`, open unless `token` is set (empty counts as unset); installs the process's recorder if no
+/// server has yet.
+pub fn router(backend: Arc<ServerBackend>, token: Option<Secret>) -> Router {
+    let state = MetricsState {
+        backend,
+        token: token.filter(|token| !token.expose().trim().is_empty()),
+        handle: install_recorder(),
+    };
+    Router::new().route("/metrics", get(render_metrics)).with_state(state)
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    backend: Arc<ServerBackend>,
+    token: Option<Secret>,
+    handle: PrometheusHandle,
+}
+
+/// The process's recorder, installed on first use.
+fn install_recorder() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = prometheus_builder().build_recorder();
+            let handle = recorder.handle();
+            if let Err(error) = metrics::set_global_recorder(recorder) {
+                tracing::warn!(%error, "another metrics recorder is installed: /metrics will miss what it records");
+            }
+            describe_metrics();
+            spawn_upkeep(handle.clone());
+            handle
+        })
+        .clone()
+}
+
+fn prometheus_builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets(&LATENCY_BUCKETS_SECONDS)
+        .expect("the latency buckets are not empty")
+}
+
+/// Histogram samples wait in the recorder until they are folded into buckets, which a scrape also does; without a
+/// scraper they would pile up for the life of the process, which is also the recorder's.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "could not start metrics upkeep: histograms are folded only when scraped");
+    }
+}
+
+fn describe_metrics() {
+    describe_counter!(
+        WEBHOOKS_RECEIVED,
+        Unit::Count,
+        "Webhooks received, by outcome: each event of an accepted delivery is stored or a duplicate; a refused \
+         delivery counts once as unauthorized (verification failed), bad_request or too_large"
+    );
+    describe_counter!(
+        EVENTS_FINISHED,
+        Unit::Count,
+        "Processing attempts finished, by outcome: success, skipped, retry or failed"
+    );
+    describe_histogram!(
+        PROCESSING_DURATION,
+        Unit::Seconds,
+        "Time from claiming a batch of events to recording their outcome"
+    );
+    describe_histogram!(
+        WEBHOOK_TO_BROADCAST,
+        Unit::Seconds,
+        "Time from receiving an event's webhook to announcing its record update to realtime subscribers"
+    );
+    describe_gauge!(QUEUE_DEPTH, Unit::Count, "Events queued or processing");
+    describe_gauge!(
+        OLDEST_QUEUED_AGE,
+        Unit::Seconds,
+        "Age of the oldest queued event; 0 when none is queued"
+    );
+    describe_gauge!(
+        API_REQUESTS_USED,
+        Unit::Count,
+        "ServiceM8 API requests made in the current window (minute or day), shared by every node"
+    );
+    describe_gauge!(
+        API_REQUESTS_LIMIT,
+        Unit::Count,
+        "ServiceM8 API requests allowed per window (minute or day)"
+    );
+    describe_gauge!(
+        REALTIME_CONNECTIONS,
+        Unit::Count,
+        "Open realtime websocket connections on this node"
+    );
+}
+
+async fn render_metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(token) = &state.token {
+        if !bearer_token(&headers).is_some_and(|candidate| secrets_match(candidate, token.expose())) {
+            return Err(ApiError::Unauthorized(
+                "metrics require Authorization: Bearer <METRICS_TOKEN>".into(),
+            ));
+        }
+    }
+    let health = state.backend.pipeline_health().await?;
+    let text = {
+        // The store's gauges are process-wide; setting and rendering them in one step keeps two servers in one
+        // process (as in the tests) from showing each other's values.
+        static SCRAPE: Mutex<()> = Mutex::new(());
+        let _scrape = SCRAPE.lock().unwrap_or_else(PoisonError::into_inner);
+        set_store_gauges(&health);
+        state.handle.render()
+    };
+    Ok(([(header::CONTENT_TYPE, EXPOSITION_CONTENT_TYPE)], text).into_response())
+}
+
+/// The token of an `Authorization: Bearer <token>` header; HTTP treats the scheme name case-insensitively.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn set_store_gauges(health: &PipelineHealth) {
+    gauge!(QUEUE_DEPTH).set(health.queue_depth as f64);
+    gauge!(OLDEST_QUEUED_AGE).set(health.oldest_queued_seconds.unwrap_or(0) as f64);
+    let budget = &health.api_budget;
+    for (window, used, limit) in [
+        ("minute", budget.minute_used, budget.minute_limit),
+        ("day", budget.day_used, budget.day_limit),
+    ] {
+        gauge!(API_REQUESTS_USED, "window" => window).set(used as f64);
+        gauge!(API_REQUESTS_LIMIT, "window" => window).set(limit as f64);
+    }
+}
+
+/// What became of a webhook delivery, or of one event of an accepted delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Stored,
+    Duplicate,
+    /// Verification failed.
+    Unauthorized,
+    BadRequest,
+    TooLarge,
+}
+
+impl WebhookOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            WebhookOutcome::Stored => "stored",
+            WebhookOutcome::Duplicate => "duplicate",
+            WebhookOutcome::Unauthorized => "unauthorized",
+            WebhookOutcome::BadRequest => "bad_request",
+            WebhookOutcome::TooLarge => "too_large",
+        }
+    }
+
+    /// The outcome a refused delivery's error stands for; none for errors that say nothing of the delivery.
+    fn of_refusal(error: &ApiError) -> Option<Self> {
+        match error {
+            ApiError::Unauthorized(_) => Some(WebhookOutcome::Unauthorized),
+            ApiError::BadRequest(_) => Some(WebhookOutcome::BadRequest),
+            ApiError::PayloadTooLarge(_) => Some(WebhookOutcome::TooLarge),
+            ApiError::NotFound(_) | ApiError::Conflict(_) | ApiError::Unavailable(_) => None,
+        }
+    }
+}
+
+pub fn count_webhooks(outcome: WebhookOutcome, count: usize) {
+    counter!(WEBHOOKS_RECEIVED, "outcome" => outcome.label()).increment(count as u64);
+}
+
+/// Counts a delivery the receiver refused with `error`.
+pub fn count_refused_webhook(error: &ApiError) {
+    if let Some(outcome) = WebhookOutcome::of_refusal(error) {
+        count_webhooks(outcome, 1);
+    }
+}
+
+/// Counts each event of an accepted delivery as stored or duplicate.
+pub fn count_stored_webhooks(insertions: &[Insertion]) {
+    let duplicates = insertions
+        .iter()
+        .filter(|insertion| matches!(insertion, Insertion::Duplicate(_)))
+        .count();
+    count_webhooks(WebhookOutcome::Stored, insertions.len() - duplicates);
+    count_webhooks(WebhookOutcome::Duplicate, duplicates);
+}
+
+/// Counts `events` finished with `completion` and records how long they took since they were claimed.
+pub fn record_finished(completion: &Completion, events: usize, elapsed_ms: i64) {
+    counter!(EVENTS_FINISHED, "outcome" => completion.outcome_name()).increment(events as u64);
+    histogram!(PROCESSING_DURATION).record(seconds(elapsed_ms));
+}
+
+/// Records how long ago an event whose record update was just announced was received (unix ms).
+pub fn record_broadcast(received_at: i64) {
+    histogram!(WEBHOOK_TO_BROADCAST).record(seconds(now_millis() - received_at));
+}
+
+/// Milliseconds as seconds; a negative span (clocks of two nodes disagreeing) counts as none.
+fn seconds(millis: i64) -> f64 {
+    millis.max(0) as f64 / 1000.0
+}
+
+/// Counts a realtime connection as open until the returned guard drops, however the connection ends.
+pub fn count_realtime_connection() -> OpenRealtimeConnection {
+    gauge!(REALTIME_CONNECTIONS).increment(1.0);
+    OpenRealtimeConnection(())
+}
+
+/// One open realtime connection in the gauge.
+#[must_use = "the connection counts as open only while this lives"]
+pub struct OpenRealtimeConnection(());
+
+impl Drop for OpenRealtimeConnection {
+    fn drop(&mut self) {
+        gauge!(REALTIME_CONNECTIONS).decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::model::ApiBudgetUse;
+    use axum::http::HeaderValue;
+    use uuid::Uuid;
+
+    /// Runs `record` against a recorder of its own (tests run in parallel, the global one is shared) and
+    /// returns what `/metrics` would show.
+    fn rendered(record: impl FnOnce(&PrometheusHandle)) -> String {
+        let recorder = prometheus_builder().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe_metrics();
+            record(&handle);
+        });
+        handle.render()
+    }
+
+    /// The value of one series (`name{labels}`) in rendered metrics.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn refused_deliveries_are_counted_under_the_reason_they_were_refused() {
+        let text = rendered(|_| {
+            count_refused_webhook(&ApiError::Unauthorized("bad signature".into()));
+            count_refused_webhook(&ApiError::BadRequest("empty".into()));
+            count_refused_webhook(&ApiError::PayloadTooLarge(10));
+            count_refused_webhook(&ApiError::Unavailable("storage".into()));
+        });
+        for outcome in ["unauthorized", "bad_request", "too_large"] {
+            let series = format!("{WEBHOOKS_RECEIVED}{{outcome=\"{outcome}\"}}");
+            assert_eq!(sample(&text, &series), Some(1.0), "{outcome} in\n{text}");
+        }
+        assert!(!text.contains("unavailable"), "{text}");
+    }
+
+    #[test]
+    fn each_event_of_an_accepted_delivery_counts_as_stored_or_duplicate() {
+        let text = rendered(|_| {
+            count_stored_webhooks(&[
+                Insertion::Stored(Uuid::now_v7()),
+                Insertion::Duplicate(Uuid::now_v7()),
+                Insertion::Stored(Uuid::now_v7()),
+            ])
+        });
+        assert_eq!(
+            sample(&text, "sm8_webhooks_received_total{outcome=\"stored\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&text, "sm8_webhooks_received_total{outcome=\"duplicate\"}"),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn finished_events_are_counted_by_outcome_and_timed_once_per_finish() {
+        let retry = Completion::Retry {
+            next_attempt_at: 0,
+            error: "timeout".into(),
+            refund_attempt: false,
+        };
+        let text = rendered(|_| {
+            record_finished(&retry, 3, 1_500);
+            record_finished(&Completion::Success, 1, -20);
+        });
+        assert_eq!(sample(&text, "sm8_events_finished_total{outcome=\"retry\"}"), Some(3.0));
+        assert_eq!(
+            sample(&text, "sm8_events_finished_total{outcome=\"success\"}"),
+            Some(1.0)
+        );
+        assert_eq!(sample(&text, "sm8_processing_duration_seconds_count"), Some(2.0));
+        assert_eq!(sample(&text, "sm8_processing_duration_seconds_sum"), Some(1.5));
+        assert_eq!(
+            sample(&text, "sm8_processing_duration_seconds_bucket{le=\"2.5\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&text, "sm8_processing_duration_seconds_bucket{le=\"1\"}"),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn broadcast_latency_runs_from_receipt_to_the_announcement() {
+        let text = rendered(|_| record_broadcast(now_millis() - 2_000));
+        assert_eq!(sample(&text, "sm8_webhook_to_broadcast_seconds_count"), Some(1.0));
+        let sum = sample(&text, "sm8_webhook_to_broadcast_seconds_sum").unwrap();
+        assert!((2.0..3.0).contains(&sum), "{sum}");
+    }
+
+    #[test]
+    fn an_open_realtime_connection_is_counted_until_its_guard_drops() {
+        let text = rendered(|handle| {
+            let first = count_realtime_connection();
+            let second = count_realtime_connection();
+            assert_eq!(sample(&handle.render(), REALTIME_CONNECTIONS), Some(2.0));
+            drop(first);
+            drop(second);
+        });
+        assert_eq!(sample(&text, REALTIME_CONNECTIONS), Some(0.0));
+    }
+
+    #[test]
+    fn store_gauges_show_the_queue_and_each_budget_window() {
+        let health = PipelineHealth {
+            queue_depth: 7,
+            oldest_queued_seconds: Some(42),
+            api_budget: ApiBudgetUse {
+                minute_used: 3,
+                minute_limit: 180,
+                day_used: 900,
+                day_limit: 20_000,
+            },
+            ..PipelineHealth::default()
+        };
+        let text = rendered(|_| set_store_gauges(&health));
+        assert_eq!(sample(&text, QUEUE_DEPTH), Some(7.0));
+        assert_eq!(sample(&text, OLDEST_QUEUED_AGE), Some(42.0));
+        assert_eq!(
+            sample(&text, "sm8_servicem8_api_requests_used{window=\"minute\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(&text, "sm8_servicem8_api_requests_limit{window=\"minute\"}"),
+            Some(180.0)
+        );
+        assert_eq!(
+            sample(&text, "sm8_servicem8_api_requests_used{window=\"day\"}"),
+            Some(900.0)
+        );
+        assert_eq!(
+            sample(&text, "sm8_servicem8_api_requests_limit{window=\"day\"}"),
+            Some(20_000.0)
+        );
+
+        let idle = rendered(|_| set_store_gauges(&PipelineHealth::default()));
+        assert_eq!(sample(&idle, OLDEST_QUEUED_AGE), Some(0.0));
+    }
+
+    #[test]
+    fn every_metric_is_exported_with_help_text_and_its_type() {
+        let text = rendered(|_| {
+            count_webhooks(WebhookOutcome::Stored, 1);
+            record_finished(&Completion::Success, 1, 10);
+            record_broadcast(now_millis());
+            set_store_gauges(&PipelineHealth::default());
+            drop(count_realtime_connection());
+        });
+        for (name, kind) in [
+            (WEBHOOKS_RECEIVED, "counter"),
+            (EVENTS_FINISHED, "counter"),
+            (PROCESSING_DURATION, "histogram"),
+            (WEBHOOK_TO_BROADCAST, "histogram"),
+            (QUEUE_DEPTH, "gauge"),
+            (OLDEST_QUEUED_AGE, "gauge"),
+            (API_REQUESTS_USED, "gauge"),
+            (API_REQUESTS_LIMIT, "gauge"),
+            (REALTIME_CONNECTIONS, "gauge"),
+        ] {
+            assert!(name.starts_with("sm8_"), "{name}");
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "no help for {name} in\n{text}"
+            );
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name} is not a {kind} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_bearer_token_is_read_from_the_authorization_header() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            headers
+        };
+        assert_eq!(bearer_token(&with("Bearer s3cret")), Some("s3cret"));
+        assert_eq!(bearer_token(&with("bearer  s3cret ")), Some("s3cret"));
+        assert_eq!(bearer_token(&with("Basic czNjcmV0")), None);
+        assert_eq!(bearer_token(&with("Bearer ")), None);
+        assert_eq!(bearer_token(&with("s3cret")), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+}
