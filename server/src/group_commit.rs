@@ -97,24 +97,7 @@ async fn commit(store: &dyn Store, batch: Vec<Request>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{self, now_millis};
-
-    fn event(key: &str) -> NewEvent {
-        NewEvent {
-            id: uuid::Uuid::now_v7(),
-            dedup_key: key.into(),
-            format: "seed".into(),
-            object_type: "job".into(),
-            object_uuid: key.into(),
-            event_type: "updated".into(),
-            occurred_at: None,
-            changes: serde_json::json!({}),
-            raw_body: Vec::new(),
-            headers: serde_json::json!({}),
-            verification: "unsigned".into(),
-            received_at: now_millis(),
-        }
-    }
+    use crate::store::{self, test_event as event};
 
     #[tokio::test]
     async fn concurrent_deliveries_each_get_their_own_insertions() {

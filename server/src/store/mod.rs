@@ -10,6 +10,7 @@ pub mod portal;
 mod postgres;
 pub mod queue;
 mod sqlite;
+mod wal;
 
 use std::sync::Arc;
 
@@ -362,5 +363,24 @@ impl TryFrom<EventRow> for EventSummary {
             received_at: millis_to_rfc3339(row.received_at),
             last_error: row.last_error,
         })
+    }
+}
+
+/// A queued `job` event keyed `key`, for tests that only need rows.
+#[cfg(test)]
+pub(crate) fn test_event(key: &str) -> NewEvent {
+    NewEvent {
+        id: uuid::Uuid::now_v7(),
+        dedup_key: key.into(),
+        format: "seed".into(),
+        object_type: "job".into(),
+        object_uuid: key.into(),
+        event_type: "updated".into(),
+        occurred_at: None,
+        changes: serde_json::json!({}),
+        raw_body: Vec::new(),
+        headers: serde_json::json!({}),
+        verification: "unsigned".into(),
+        received_at: now_millis(),
     }
 }

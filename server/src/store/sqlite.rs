@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Sqlite, SqlitePool};
+use tokio_util::sync::DropGuard;
 
 use super::insight::{
     assemble_buckets, assemble_health, budget_keys, budget_use, event_page_query, BindValue, EventRecord,
@@ -19,6 +20,7 @@ use super::portal::{
     SESSION_COMPANY_SQL,
 };
 use super::queue::{budget_windows, MINUTE_MS};
+use super::wal::{spawn_checkpoints, WalSync};
 use super::{
     assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent,
     ClaimedRow, Completion, EventRow, FinishValues, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome,
@@ -30,18 +32,12 @@ pub struct SqliteStore {
     readers: SqlitePool,
     /// The one connection every write goes through. SQLite admits one writer at a time; queueing writers here, in
     /// order, replaces its busy handler, which backs off in sleeps of up to 100 ms while another connection writes.
+    /// Its commits do not wait for the disk: a write that must be durable waits afterwards (`synced`).
     writer: SqlitePool,
-}
-
-/// When a write reaches the disk.
-#[derive(Debug, Clone, Copy)]
-enum Durability {
-    /// Synced before the commit returns: accepted events and whatever a user asked for.
-    Synced,
-    /// Synced with the next synced commit or checkpoint. For the workers' bookkeeping (claims, finishes, mirror rows,
-    /// budget counts): it survives a crash of the process, and a power loss can only take it back to an earlier
-    /// state that processing repeats (leases expire, fetches and edit_date-guarded mirror writes are idempotent).
-    Deferred,
+    /// Syncs the log for durable writes; none for an in-memory database.
+    log: Option<WalSync>,
+    /// Stops the checkpoints when the store is dropped.
+    _checkpoints: Option<DropGuard>,
 }
 
 impl SqliteStore {
@@ -50,10 +46,10 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let in_memory = url.contains(":memory:");
+            .foreign_keys(true)
+            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string());
         if let Some(folder) = options.get_filename().parent() {
             if !folder.as_os_str().is_empty() {
                 std::fs::create_dir_all(folder).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
@@ -61,30 +57,52 @@ impl SqliteStore {
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
-        // An in-memory database lives in its connections' shared cache; one connection keeps it simple.
-        let readers = if in_memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(8)
-                .connect_with(options.read_only(true))
-                .await?
-        };
-        Ok(SqliteStore { readers, writer })
+        if url.contains(":memory:") {
+            // An in-memory database lives in its connections' shared cache and never reaches a disk.
+            return Ok(SqliteStore {
+                readers: writer.clone(),
+                writer,
+                log: None,
+                _checkpoints: None,
+            });
+        }
+        let readers = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.clone().read_only(true))
+            .await?;
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        Ok(SqliteStore {
+            readers,
+            writer,
+            log: Some(WalSync::new(options.get_filename().to_path_buf())),
+            _checkpoints: Some(spawn_checkpoints(checkpointer)),
+        })
     }
 
-    /// The writer connection, set to sync its next commit as `durability` asks.
-    async fn write(&self, durability: Durability) -> Result<PoolConnection<Sqlite>, StoreError> {
-        let mut connection = self.writer.acquire().await?;
-        let pragma = match durability {
-            Durability::Synced => "PRAGMA synchronous = FULL",
-            Durability::Deferred => "PRAGMA synchronous = NORMAL",
-        };
-        sqlx::query(pragma).execute(&mut *connection).await?;
-        Ok(connection)
+    async fn write(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
+        Ok(self.writer.acquire().await?)
+    }
+
+    /// Hands the writer back, then returns once what it committed is on disk: for accepted events and whatever a
+    /// user asked for. Writes that skip this are the workers' bookkeeping (claims, finishes, mirror rows, budget
+    /// counts): they survive a crash of the process, go to disk with the next sync or checkpoint, and a power loss
+    /// can only take them back to an earlier state that processing repeats (leases expire; fetches and
+    /// edit_date-guarded mirror writes are idempotent).
+    async fn synced(&self, writer: PoolConnection<Sqlite>) -> Result<(), StoreError> {
+        drop(writer);
+        if let Some(log) = &self.log {
+            let commit = log.committed();
+            log.sync(commit)
+                .await
+                .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))?;
+        }
+        Ok(())
     }
 }
 
@@ -96,7 +114,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Insertion>, StoreError> {
-        let mut writer = self.write(Durability::Synced).await?;
+        let mut writer = self.write().await?;
         let mut tx = writer.begin().await?;
         let mut insertions = Vec::with_capacity(events.len());
         for event in events {
@@ -134,6 +152,7 @@ impl Store for SqliteStore {
             insertions.push(insertion);
         }
         tx.commit().await?;
+        self.synced(writer).await?;
         Ok(insertions)
     }
 
@@ -211,27 +230,29 @@ impl Store for SqliteStore {
     }
 
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
-        let mut writer = self.write(Durability::Synced).await?;
+        let mut writer = self.write().await?;
         sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(value)
             .execute(&mut *writer)
             .await?;
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+        let stored = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
             .bind(key)
             .fetch_one(&mut *writer)
-            .await?)
+            .await?;
+        self.synced(writer).await?;
+        Ok(stored)
     }
 
     async fn create_session(&self, token_hash: &str, expires_at: i64) -> Result<(), StoreError> {
-        let mut writer = self.write(Durability::Synced).await?;
+        let mut writer = self.write().await?;
         sqlx::query("INSERT INTO admin_sessions (token_hash, created_at, expires_at) VALUES (?, ?, ?)")
             .bind(token_hash)
             .bind(super::now_millis())
             .bind(expires_at)
             .execute(&mut *writer)
             .await?;
-        Ok(())
+        self.synced(writer).await
     }
 
     async fn session_is_active(&self, token_hash: &str, now: i64) -> Result<bool, StoreError> {
@@ -245,17 +266,17 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        let mut writer = self.write(Durability::Synced).await?;
+        let mut writer = self.write().await?;
         sqlx::query("DELETE FROM admin_sessions WHERE token_hash = ? OR expires_at <= ?")
             .bind(token_hash)
             .bind(super::now_millis())
             .execute(&mut *writer)
             .await?;
-        Ok(())
+        self.synced(writer).await
     }
 
     async fn claim_next_object(&self, now: i64, lease_until: i64) -> Result<Vec<ClaimedEvent>, StoreError> {
-        let mut writer = self.write(Durability::Deferred).await?;
+        let mut writer = self.write().await?;
         // One statement: SQLite takes the write lock before reading, so two workers never claim the same event.
         // The due object is found by two index-ordered lookups (expired leases first, then the queue) and its
         // events through the object index: left to itself the planner sorts every due event for each
@@ -294,7 +315,7 @@ impl Store for SqliteStore {
         attempt: &AttemptTiming,
     ) -> Result<(), StoreError> {
         let values = FinishValues::new(completion, attempt.finished_at);
-        let mut writer = self.write(Durability::Deferred).await?;
+        let mut writer = self.write().await?;
         let mut tx = writer.begin().await?;
         for event in events {
             let updated = sqlx::query(
@@ -346,7 +367,7 @@ impl Store for SqliteStore {
     }
 
     async fn retry_event(&self, event_id: &str, now: i64) -> Result<RetryOutcome, StoreError> {
-        let mut writer = self.write(Durability::Synced).await?;
+        let mut writer = self.write().await?;
         let updated = sqlx::query(
             "UPDATE webhook_events SET status = 'queued', attempts = 0, next_attempt_at = ?, updated_at = ?
              WHERE id = ? AND status IN ('failed', 'skipped', 'success')",
@@ -356,6 +377,7 @@ impl Store for SqliteStore {
         .bind(event_id)
         .execute(&mut *writer)
         .await?;
+        self.synced(writer).await?;
         if updated.rows_affected() == 1 {
             return Ok(RetryOutcome::Requeued);
         }
@@ -370,13 +392,13 @@ impl Store for SqliteStore {
     }
 
     async fn retry_failed_events(&self, now: i64, dry_run: bool) -> Result<u64, StoreError> {
-        let mut writer = self.write(Durability::Synced).await?;
         if dry_run {
             let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status = 'failed'")
                 .fetch_one(&self.readers)
                 .await?;
             return Ok(count as u64);
         }
+        let mut writer = self.write().await?;
         let updated = sqlx::query(
             "UPDATE webhook_events SET status = 'queued', attempts = 0, next_attempt_at = ?, updated_at = ?
              WHERE status = 'failed'",
@@ -385,22 +407,24 @@ impl Store for SqliteStore {
         .bind(now)
         .execute(&mut *writer)
         .await?;
+        self.synced(writer).await?;
         Ok(updated.rows_affected())
     }
 
     async fn delete_finished_events_before(&self, cutoff: i64) -> Result<u64, StoreError> {
-        let mut writer = self.write(Durability::Synced).await?;
+        let mut writer = self.write().await?;
         let deleted = sqlx::query(
             "DELETE FROM webhook_events WHERE status IN ('success', 'skipped', 'failed') AND received_at < ?",
         )
         .bind(cutoff)
         .execute(&mut *writer)
         .await?;
+        self.synced(writer).await?;
         Ok(deleted.rows_affected())
     }
 
     async fn upsert_mirror(&self, record: &MirrorRecord, now: i64) -> Result<MirrorWrite, StoreError> {
-        let mut writer = self.write(Durability::Deferred).await?;
+        let mut writer = self.write().await?;
         let sql = record.upsert_sql(|n| format!("?{n}"));
         let mut query = sqlx::query(&sql).bind(&record.uuid);
         for value in record.key_values() {
@@ -441,7 +465,7 @@ impl Store for SqliteStore {
     }
 
     async fn take_api_budget(&self, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError> {
-        let mut writer = self.write(Durability::Deferred).await?;
+        let mut writer = self.write().await?;
         let mut tx = writer.begin().await?;
         for (key, limit, window_end) in budget_windows(now, limits) {
             let counted = sqlx::query(
@@ -476,7 +500,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_sync_watermark(&self, object_type: &str, edit_date: &str, now: i64) -> Result<(), StoreError> {
-        let mut writer = self.write(Durability::Deferred).await?;
+        let mut writer = self.write().await?;
         sqlx::query(
             "INSERT INTO sync_watermarks (object_type, edit_date, synced_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (object_type) DO UPDATE SET edit_date = MAX(sync_watermarks.edit_date, ?2), synced_at = ?3",
@@ -509,7 +533,7 @@ impl Store for SqliteStore {
         company_uuid: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let mut writer = self.write(Durability::Synced).await?;
+        let mut writer = self.write().await?;
         sqlx::query(CREATE_LINK_SQL)
             .bind(token_hash)
             .bind(company_uuid)
@@ -517,16 +541,18 @@ impl Store for SqliteStore {
             .bind(expires_at)
             .execute(&mut *writer)
             .await?;
-        Ok(())
+        self.synced(writer).await
     }
 
     async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
-        let mut writer = self.write(Durability::Synced).await?;
-        Ok(sqlx::query_scalar(REDEEM_LINK_SQL)
+        let mut writer = self.write().await?;
+        let company = sqlx::query_scalar(REDEEM_LINK_SQL)
             .bind(token_hash)
             .bind(now)
             .fetch_optional(&mut *writer)
-            .await?)
+            .await?;
+        self.synced(writer).await?;
+        Ok(company)
     }
 
     async fn create_portal_session(
@@ -535,7 +561,7 @@ impl Store for SqliteStore {
         company_uuid: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let mut writer = self.write(Durability::Synced).await?;
+        let mut writer = self.write().await?;
         sqlx::query(CREATE_SESSION_SQL)
             .bind(token_hash)
             .bind(company_uuid)
@@ -543,7 +569,7 @@ impl Store for SqliteStore {
             .bind(expires_at)
             .execute(&mut *writer)
             .await?;
-        Ok(())
+        self.synced(writer).await
     }
 
     async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
@@ -555,12 +581,12 @@ impl Store for SqliteStore {
     }
 
     async fn delete_portal_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        let mut writer = self.write(Durability::Synced).await?;
+        let mut writer = self.write().await?;
         sqlx::query(DELETE_SESSION_SQL)
             .bind(token_hash)
             .bind(super::now_millis())
             .execute(&mut *writer)
             .await?;
-        Ok(())
+        self.synced(writer).await
     }
 }
