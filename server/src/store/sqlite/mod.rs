@@ -1,5 +1,7 @@
 //! The embedded engine: one SQLite file in WAL mode, fully synchronous so an acknowledged event survives a crash.
 
+mod batch;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -23,8 +25,8 @@ use super::queue::{budget_windows, MINUTE_MS};
 use super::wal::{spawn_checkpoints, WalSync};
 use super::{
     assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent,
-    ClaimedRow, Completion, EventRow, FinishValues, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome,
-    Store, StoreError, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, EVENT_SUMMARY_COLUMNS,
+    ClaimedRow, Completion, EventRow, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome, Store, StoreError,
+    ATTEMPT_COLUMNS, CLAIMED_COLUMNS, EVENT_SUMMARY_COLUMNS,
 };
 
 pub struct SqliteStore {
@@ -116,41 +118,7 @@ impl Store for SqliteStore {
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Insertion>, StoreError> {
         let mut writer = self.write().await?;
         let mut tx = writer.begin().await?;
-        let mut insertions = Vec::with_capacity(events.len());
-        for event in events {
-            let inserted = sqlx::query(
-                "INSERT INTO webhook_events (id, dedup_key, format, object_type, object_uuid, event_type,
-                     occurred_at, changes, raw_body, headers, verification, next_attempt_at, received_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (dedup_key) DO NOTHING",
-            )
-            .bind(event.id.to_string())
-            .bind(&event.dedup_key)
-            .bind(&event.format)
-            .bind(&event.object_type)
-            .bind(&event.object_uuid)
-            .bind(&event.event_type)
-            .bind(event.occurred_at)
-            .bind(&event.changes)
-            .bind(&event.raw_body)
-            .bind(&event.headers)
-            .bind(&event.verification)
-            .bind(event.received_at)
-            .bind(event.received_at)
-            .bind(event.received_at)
-            .execute(&mut *tx)
-            .await?;
-            let insertion = if inserted.rows_affected() == 1 {
-                Insertion::Stored(event.id)
-            } else {
-                let existing: String = sqlx::query_scalar("SELECT id FROM webhook_events WHERE dedup_key = ?")
-                    .bind(&event.dedup_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                Insertion::Duplicate(existing.parse().map_err(|_| StoreError::Corrupt(existing))?)
-            };
-            insertions.push(insertion);
-        }
+        let insertions = batch::insert_events(&mut tx, events).await?;
         tx.commit().await?;
         self.synced(writer).await?;
         Ok(insertions)
@@ -314,45 +282,9 @@ impl Store for SqliteStore {
         completion: &Completion,
         attempt: &AttemptTiming,
     ) -> Result<(), StoreError> {
-        let values = FinishValues::new(completion, attempt.finished_at);
         let mut writer = self.write().await?;
         let mut tx = writer.begin().await?;
-        for event in events {
-            let updated = sqlx::query(
-                "UPDATE webhook_events
-                 SET status = ?, last_error = COALESCE(?, last_error), skip_reason = ?, locked_until = NULL,
-                     next_attempt_at = COALESCE(?, next_attempt_at), attempts = attempts - ?,
-                     processed_at = COALESCE(?, processed_at), updated_at = ?
-                 WHERE id = ? AND status = 'processing' AND locked_until = ?",
-            )
-            .bind(values.status)
-            .bind(values.last_error)
-            .bind(values.skip_reason)
-            .bind(values.next_attempt_at)
-            .bind(values.refund)
-            .bind(values.processed_at)
-            .bind(attempt.finished_at)
-            .bind(&event.id)
-            .bind(event.lease_until)
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() == 0 {
-                continue;
-            }
-            sqlx::query(
-                "INSERT INTO event_attempts (event_id, attempt, started_at, finished_at, outcome, http_status, error)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&event.id)
-            .bind(event.attempts)
-            .bind(attempt.started_at)
-            .bind(attempt.finished_at)
-            .bind(completion.outcome_name())
-            .bind(attempt.http_status)
-            .bind(completion.error().or(values.skip_reason))
-            .execute(&mut *tx)
-            .await?;
-        }
+        batch::finish_events(&mut tx, events, completion, attempt).await?;
         tx.commit().await?;
         Ok(())
     }
