@@ -2,8 +2,9 @@
 //! mirror it, retry what fails, and announce every step.
 //!
 //! Workers wake at once when the receiver queues events and otherwise poll, so nothing waits on a lost
-//! wake-up. Events of one object are claimed and fetched together (coalescing). No transaction is held across
-//! an HTTP call: claiming commits before the fetch, finishing is a second transaction.
+//! wake-up. Events of one object are claimed and fetched together (coalescing), and a worker claims several
+//! objects in one statement and processes them side by side. No transaction is held across an HTTP call:
+//! claiming commits before the fetch, finishing is a second transaction.
 
 mod handler;
 mod retry;
@@ -12,13 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use futures_util::future::join_all;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::servicem8::client::ServiceM8Client;
 use crate::servicem8::sync;
-use crate::store::{now_millis, Store, StoreError};
+use crate::store::{now_millis, ClaimedEvent, Store, StoreError};
 use crate::updates::UpdateSender;
 pub use handler::ProcessingMode;
 pub use retry::RetryPolicy;
@@ -28,6 +30,10 @@ pub struct ProcessorArgs {
     /// Number of concurrent workers processing events; 0 makes a receive-only node (others process).
     #[arg(long, env = "WORKERS", default_value_t = 4)]
     pub workers: usize,
+
+    /// Objects a worker claims at once; their events are processed side by side and one claim covers them all.
+    #[arg(long, env = "BATCH_OBJECTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub batch_objects: u32,
 
     /// Automatic retries of a failed event before it is marked failed.
     #[arg(long, env = "MAX_RETRIES", default_value_t = 3)]
@@ -58,6 +64,7 @@ impl Default for ProcessorArgs {
     fn default() -> Self {
         ProcessorArgs {
             workers: 4,
+            batch_objects: 8,
             max_retries: 3,
             retry_base_delay_ms: 10_000,
             lease_ms: 60_000,
@@ -173,14 +180,24 @@ impl Processor {
         }
     }
 
-    /// Claims the next due object's events and processes them.
+    /// Claims the due events of the next objects (up to `batch_objects`) and processes each object's events.
     pub async fn step(&self) -> Result<Step, StoreError> {
         let now = now_millis();
-        let claimed = self.store.claim_next_object(now, now + self.args.lease_ms).await?;
+        let claimed = self
+            .store
+            .claim_due_objects(now, now + self.args.lease_ms, self.args.batch_objects)
+            .await?;
         if claimed.is_empty() {
             return Ok(Step::QueueEmpty);
         }
-        self.handler.process(&claimed).await
+        let outcomes = join_all(by_object(claimed).iter().map(|events| self.handler.process(events))).await;
+        let mut step = Step::Processed;
+        for outcome in outcomes {
+            if let Step::BudgetSpent { until } = outcome? {
+                step = Step::BudgetSpent { until };
+            }
+        }
+        Ok(step)
     }
 
     /// Processes until nothing is due; for the CLI and tests.
@@ -231,5 +248,56 @@ impl Processor {
                 Err(error) => tracing::error!(%error, "retention cleanup failed"),
             }
         }
+    }
+}
+
+/// Claimed events split by object, each object's in the order they were claimed (change order).
+fn by_object(claimed: Vec<ClaimedEvent>) -> Vec<Vec<ClaimedEvent>> {
+    let mut objects: Vec<Vec<ClaimedEvent>> = Vec::new();
+    for event in claimed {
+        let same_object = |events: &&mut Vec<ClaimedEvent>| {
+            events[0].object_type == event.object_type && events[0].object_uuid == event.object_uuid
+        };
+        match objects.iter_mut().find(same_object) {
+            Some(events) => events.push(event),
+            None => objects.push(vec![event]),
+        }
+    }
+    objects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(id: &str, object_uuid: &str) -> ClaimedEvent {
+        ClaimedEvent {
+            id: id.into(),
+            format: "seed".into(),
+            object_type: "job".into(),
+            object_uuid: object_uuid.into(),
+            event_type: "updated".into(),
+            occurred_at: None,
+            changes: serde_json::json!({}),
+            attempts: 1,
+            received_at: 0,
+            lease_until: 0,
+        }
+    }
+
+    #[test]
+    fn claimed_events_are_split_by_object_each_in_claim_order() {
+        let events = vec![
+            claimed("1", "a"),
+            claimed("2", "b"),
+            claimed("3", "a"),
+            claimed("4", "c"),
+            claimed("5", "b"),
+        ];
+        let ids: Vec<Vec<String>> = by_object(events)
+            .into_iter()
+            .map(|object| object.into_iter().map(|event| event.id).collect())
+            .collect();
+        assert_eq!(ids, [vec!["1", "3"], vec!["2", "5"], vec!["4"]]);
     }
 }

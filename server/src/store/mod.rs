@@ -105,9 +105,15 @@ pub trait Store: Send + Sync + 'static {
 
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
 
-    /// Claims every due event of the object whose event has waited longest, under a lease until `lease_until`:
-    /// queued events whose time has come and processing events whose lease expired. Empty when nothing is due.
-    async fn claim_next_object(&self, now: i64, lease_until: i64) -> Result<Vec<ClaimedEvent>, StoreError>;
+    /// Claims every due event of up to `objects` objects, those whose events have waited longest, under a lease
+    /// until `lease_until`: queued events whose time has come and processing events whose lease expired (at most
+    /// `MAX_CLAIMED_EVENTS` in all). Empty when nothing is due.
+    async fn claim_due_objects(
+        &self,
+        now: i64,
+        lease_until: i64,
+        objects: u32,
+    ) -> Result<Vec<ClaimedEvent>, StoreError>;
 
     /// Ends the attempt at claimed events and records it. Events whose lease was lost meanwhile are left alone.
     async fn finish_events(
@@ -205,7 +211,10 @@ pub enum RetryOutcome {
 /// The columns `event_attempts` selects, in `AttemptRecord` order.
 const ATTEMPT_COLUMNS: &str = "event_id, attempt, started_at, finished_at, outcome, http_status, error";
 
-/// The columns `claim_next_object` returns, in `ClaimedRow` order.
+/// Most events one claim takes; the rest of an object's due events wait for the next claim.
+pub const MAX_CLAIMED_EVENTS: u32 = 500;
+
+/// The columns `claim_due_objects` returns, in `ClaimedRow` order.
 const CLAIMED_COLUMNS: &str =
     "id, format, object_type, object_uuid, event_type, occurred_at, changes, attempts, received_at, locked_until";
 

@@ -21,7 +21,7 @@ use super::queue::{budget_windows, MINUTE_MS};
 use super::{
     assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent,
     ClaimedRow, Completion, EventRow, FinishValues, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome,
-    Store, StoreError, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, EVENT_SUMMARY_COLUMNS,
+    Store, StoreError, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, EVENT_SUMMARY_COLUMNS, MAX_CLAIMED_EVENTS,
 };
 
 pub struct PostgresStore {
@@ -202,7 +202,12 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn claim_next_object(&self, now: i64, lease_until: i64) -> Result<Vec<ClaimedEvent>, StoreError> {
+    async fn claim_due_objects(
+        &self,
+        now: i64,
+        lease_until: i64,
+        objects: u32,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
         // Every row lock is taken with SKIP LOCKED, so concurrent workers (on any node) never wait on each other
         // and never deadlock; each event is claimed by exactly one of them.
         let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
@@ -210,13 +215,14 @@ impl Store for PostgresStore {
                  SELECT object_type, object_uuid FROM webhook_events
                  WHERE (status = 'queued' AND next_attempt_at <= $1)
                     OR (status = 'processing' AND locked_until < $1)
-                 ORDER BY next_attempt_at LIMIT 1
+                 ORDER BY next_attempt_at LIMIT $3
                  FOR UPDATE SKIP LOCKED
              ), claimable AS (
-                 SELECT e.id FROM webhook_events e JOIN due USING (object_type, object_uuid)
-                 WHERE (e.status = 'queued' AND e.next_attempt_at <= $1)
-                    OR (e.status = 'processing' AND e.locked_until < $1)
-                 LIMIT 500
+                 SELECT e.id FROM webhook_events e
+                 WHERE (e.object_type, e.object_uuid) IN (SELECT object_type, object_uuid FROM due)
+                   AND ((e.status = 'queued' AND e.next_attempt_at <= $1)
+                     OR (e.status = 'processing' AND e.locked_until < $1))
+                 LIMIT {MAX_CLAIMED_EVENTS}
                  FOR UPDATE OF e SKIP LOCKED
              )
              UPDATE webhook_events
@@ -226,6 +232,7 @@ impl Store for PostgresStore {
         ))
         .bind(now)
         .bind(lease_until)
+        .bind(i64::from(objects))
         .fetch_all(&self.pool)
         .await?;
         Ok(in_change_order(rows))

@@ -325,7 +325,7 @@ async fn a_killed_workers_event_is_reclaimed_after_its_lease() {
         let store = store::connect(&url).await.unwrap();
         let now = now_millis();
         store.insert_events(&[new_event("job", &job, now)]).await.unwrap();
-        assert_eq!(store.claim_next_object(now, now + 300).await.unwrap().len(), 1);
+        assert_eq!(store.claim_due_objects(now, now + 300, 1).await.unwrap().len(), 1);
     }
     let mut args = serve_args(&url);
     quick(&mut args);

@@ -152,27 +152,47 @@ async fn claiming_takes_every_due_event_of_one_object_once(store: Arc<dyn Store>
         .insert_events(&[event("job-1", "k1", now), event("job-1", "k2", now), later])
         .await
         .unwrap();
-    let first = store.claim_next_object(now, now + 1_000).await.unwrap();
+    let first = store.claim_due_objects(now, now + 1_000, 1).await.unwrap();
     assert_eq!(first.len(), 2);
     assert!(first
         .iter()
         .all(|e| e.object_uuid == "job-1" && e.attempts == 1 && e.lease_until == now + 1_000));
-    let second = store.claim_next_object(now, now + 1_000).await.unwrap();
+    let second = store.claim_due_objects(now, now + 1_000, 1).await.unwrap();
     assert_eq!(
         second.iter().map(|e| e.object_uuid.as_str()).collect::<Vec<_>>(),
         ["job-2"]
     );
-    assert!(store.claim_next_object(now, now + 1_000).await.unwrap().is_empty());
+    assert!(store.claim_due_objects(now, now + 1_000, 1).await.unwrap().is_empty());
     // Once the lease has expired the events can be claimed again.
-    let reclaimed = store.claim_next_object(now + 1_001, now + 2_000).await.unwrap();
+    let reclaimed = store.claim_due_objects(now + 1_001, now + 2_000, 1).await.unwrap();
     assert_eq!(reclaimed.len(), 2);
     assert!(reclaimed.iter().all(|e| e.attempts == 2));
+}
+
+async fn one_claim_takes_several_objects_oldest_first_each_with_all_its_due_events(store: Arc<dyn Store>) {
+    let now = now_millis();
+    // Interleaved as deliveries arrive: each object's events are spread through the queue.
+    let events: Vec<NewEvent> = (0..3)
+        .flat_map(|round| {
+            ["job-a", "job-b", "job-c"]
+                .into_iter()
+                .map(move |job| event(job, &format!("{job}-{round}"), now + round))
+        })
+        .collect();
+    store.insert_events(&events).await.unwrap();
+    let claimed = store.claim_due_objects(now + 10, now + 1_000, 2).await.unwrap();
+    let mut objects: Vec<&str> = claimed.iter().map(|e| e.object_uuid.as_str()).collect();
+    objects.sort_unstable();
+    assert_eq!(objects, ["job-a", "job-a", "job-a", "job-b", "job-b", "job-b"]);
+    let rest = store.claim_due_objects(now + 10, now + 1_000, 2).await.unwrap();
+    assert_eq!(rest.len(), 3);
+    assert!(rest.iter().all(|e| e.object_uuid == "job-c"));
 }
 
 async fn finishing_records_the_attempt_and_ignores_lost_leases(store: Arc<dyn Store>) {
     let now = now_millis();
     store.insert_events(&[event("job-1", "k1", now)]).await.unwrap();
-    let claimed = store.claim_next_object(now, now + 10).await.unwrap();
+    let claimed = store.claim_due_objects(now, now + 10, 1).await.unwrap();
     let timing = AttemptTiming {
         started_at: now,
         finished_at: now + 5,
@@ -190,11 +210,15 @@ async fn finishing_records_the_attempt_and_ignores_lost_leases(store: Arc<dyn St
         (EventStatus::Queued, Some("boom"))
     );
     assert!(
-        store.claim_next_object(now + 49, now + 100).await.unwrap().is_empty(),
+        store
+            .claim_due_objects(now + 49, now + 100, 1)
+            .await
+            .unwrap()
+            .is_empty(),
         "not due before its time"
     );
 
-    let reclaimed = store.claim_next_object(now + 50, now + 100).await.unwrap();
+    let reclaimed = store.claim_due_objects(now + 50, now + 100, 1).await.unwrap();
     // A worker whose lease expired and was taken over cannot finish the event any more.
     store
         .finish_events(&claimed, &Completion::Failed("late".into()), &timing)
@@ -217,7 +241,7 @@ async fn finishing_records_the_attempt_and_ignores_lost_leases(store: Arc<dyn St
 async fn a_budget_refund_gives_the_attempt_back(store: Arc<dyn Store>) {
     let now = now_millis();
     store.insert_events(&[event("job-1", "k1", now)]).await.unwrap();
-    let claimed = store.claim_next_object(now, now + 10).await.unwrap();
+    let claimed = store.claim_due_objects(now, now + 10, 1).await.unwrap();
     let wait = Completion::Retry {
         next_attempt_at: now,
         error: "budget".into(),
@@ -247,7 +271,7 @@ async fn failed_events_can_be_retried_one_or_all(store: Arc<dyn Store>) {
         http_status: None,
     };
     for _ in 0..2 {
-        let claimed = store.claim_next_object(now, now + 10).await.unwrap();
+        let claimed = store.claim_due_objects(now, now + 10, 1).await.unwrap();
         store
             .finish_events(&claimed, &Completion::Failed("gone".into()), &timing)
             .await
@@ -451,7 +475,7 @@ async fn health_and_throughput_describe_the_last_hour(store: Arc<dyn Store>) {
         .insert_events(&[event("job-1", "k1", now - 5_000), event("job-2", "k2", now - 4_000)])
         .await
         .unwrap();
-    let claimed = store.claim_next_object(now, now + 1_000).await.unwrap();
+    let claimed = store.claim_due_objects(now, now + 1_000, 1).await.unwrap();
     let timing = AttemptTiming {
         started_at: now,
         finished_at: now,
@@ -583,6 +607,7 @@ conformance!(
     sessions_expire_and_end_when_deleted,
     the_database_answers_a_ping,
     claiming_takes_every_due_event_of_one_object_once,
+    one_claim_takes_several_objects_oldest_first_each_with_all_its_due_events,
     finishing_records_the_attempt_and_ignores_lost_leases,
     a_budget_refund_gives_the_attempt_back,
     failed_events_can_be_retried_one_or_all,

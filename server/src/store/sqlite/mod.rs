@@ -26,7 +26,7 @@ use super::wal::{spawn_checkpoints, WalSync};
 use super::{
     assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent,
     ClaimedRow, Completion, EventRow, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome, Store, StoreError,
-    ATTEMPT_COLUMNS, CLAIMED_COLUMNS, EVENT_SUMMARY_COLUMNS,
+    ATTEMPT_COLUMNS, CLAIMED_COLUMNS, EVENT_SUMMARY_COLUMNS, MAX_CLAIMED_EVENTS,
 };
 
 pub struct SqliteStore {
@@ -243,34 +243,42 @@ impl Store for SqliteStore {
         self.synced(writer).await
     }
 
-    async fn claim_next_object(&self, now: i64, lease_until: i64) -> Result<Vec<ClaimedEvent>, StoreError> {
+    async fn claim_due_objects(
+        &self,
+        now: i64,
+        lease_until: i64,
+        objects: u32,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
         let mut writer = self.write().await?;
         // One statement: SQLite takes the write lock before reading, so two workers never claim the same event.
-        // The due object is found by two index-ordered lookups (expired leases first, then the queue) and its
+        // The due objects are found by two index-ordered lookups (expired leases first, then the queue) and their
         // events through the object index: left to itself the planner sorts every due event for each
-        // candidate, which takes minutes once a backlog of tens of thousands builds up.
+        // candidate, which takes minutes once a backlog of tens of thousands builds up. The first `objects` due
+        // events name at most that many objects.
         let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
             "UPDATE webhook_events
              SET status = 'processing', locked_until = ?2, attempts = attempts + 1, updated_at = ?1
              WHERE id IN (
                  SELECT e.id FROM (
-                     SELECT object_type, object_uuid FROM (
-                         SELECT object_type, object_uuid FROM webhook_events INDEXED BY webhook_events_leases
-                         WHERE status = 'processing' AND locked_until < ?1 ORDER BY locked_until LIMIT 1)
-                     UNION ALL
-                     SELECT object_type, object_uuid FROM (
-                         SELECT object_type, object_uuid FROM webhook_events INDEXED BY webhook_events_due
-                         WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT 1)
-                     LIMIT 1) due
+                     SELECT DISTINCT object_type, object_uuid FROM (
+                         SELECT object_type, object_uuid FROM (
+                             SELECT object_type, object_uuid FROM webhook_events INDEXED BY webhook_events_leases
+                             WHERE status = 'processing' AND locked_until < ?1 ORDER BY locked_until LIMIT ?3)
+                         UNION ALL
+                         SELECT object_type, object_uuid FROM (
+                             SELECT object_type, object_uuid FROM webhook_events INDEXED BY webhook_events_due
+                             WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?3))
+                     LIMIT ?3) due
                  CROSS JOIN webhook_events e INDEXED BY webhook_events_object
                  WHERE e.object_type = due.object_type AND e.object_uuid = due.object_uuid
                    AND ((e.status = 'queued' AND e.next_attempt_at <= ?1)
                      OR (e.status = 'processing' AND e.locked_until < ?1))
-                 LIMIT 500)
+                 LIMIT {MAX_CLAIMED_EVENTS})
              RETURNING {CLAIMED_COLUMNS}"
         ))
         .bind(now)
         .bind(lease_until)
+        .bind(objects)
         .fetch_all(&mut *writer)
         .await?;
         Ok(in_change_order(rows))
