@@ -1,6 +1,7 @@
 //! The embedded engine: one SQLite file in WAL mode, fully synchronous so an acknowledged event survives a crash.
 
 mod batch;
+mod finishes;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,6 +29,7 @@ use super::{
     ClaimedRow, Completion, EventRow, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome, Store, StoreError,
     ATTEMPT_COLUMNS, CLAIMED_COLUMNS, EVENT_SUMMARY_COLUMNS, MAX_CLAIMED_EVENTS,
 };
+use finishes::FinishQueue;
 
 pub struct SqliteStore {
     /// Reads, several at once: in WAL mode they see the last commit and never wait for the writer.
@@ -38,6 +40,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Syncs the log for durable writes; none for an in-memory database.
     log: Option<WalSync>,
+    /// Finishes waiting for the writer, committed together by whoever gets it.
+    finishes: FinishQueue,
     /// Stops the checkpoints when the store is dropped.
     _checkpoints: Option<DropGuard>,
 }
@@ -68,6 +72,7 @@ impl SqliteStore {
                 readers: writer.clone(),
                 writer,
                 log: None,
+                finishes: FinishQueue::default(),
                 _checkpoints: None,
             });
         }
@@ -83,6 +88,7 @@ impl SqliteStore {
             readers,
             writer,
             log: Some(WalSync::new(options.get_filename().to_path_buf())),
+            finishes: FinishQueue::default(),
             _checkpoints: Some(spawn_checkpoints(checkpointer)),
         })
     }
@@ -290,11 +296,12 @@ impl Store for SqliteStore {
         completion: &Completion,
         attempt: &AttemptTiming,
     ) -> Result<(), StoreError> {
+        let finished = self.finishes.enqueue(events, completion, attempt);
         let mut writer = self.write().await?;
-        let mut tx = writer.begin().await?;
-        batch::finish_events(&mut tx, events, completion, attempt).await?;
-        tx.commit().await?;
-        Ok(())
+        // Commits this finish and every other queued meanwhile, unless another caller already committed it.
+        self.finishes.commit_queued(&mut writer).await;
+        drop(writer);
+        finished.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {

@@ -1,0 +1,123 @@
+//! Finishes share transactions. Workers finish the objects of a claim side by side, and whoever gets the writer
+//! commits every finish waiting for it in one transaction: objects claimed together have their events on the same
+//! table and index pages, which one commit writes to the log once instead of once per object.
+
+use std::sync::Mutex;
+
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::oneshot;
+
+use super::super::{AttemptTiming, ClaimedEvent, Completion, StoreError};
+use super::batch;
+
+/// A finish waiting for the writer, and who waits for it.
+struct Finish {
+    events: Vec<ClaimedEvent>,
+    completion: Completion,
+    attempt: AttemptTiming,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+#[derive(Default)]
+pub(super) struct FinishQueue(Mutex<Vec<Finish>>);
+
+impl FinishQueue {
+    /// Queues a finish; the receiver answers once a commit that holds it has ended.
+    pub(super) fn enqueue(
+        &self,
+        events: &[ClaimedEvent],
+        completion: &Completion,
+        attempt: &AttemptTiming,
+    ) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, answer) = oneshot::channel();
+        self.0.lock().expect("finish queue lock").push(Finish {
+            events: events.to_vec(),
+            completion: completion.clone(),
+            attempt: *attempt,
+            done,
+        });
+        answer
+    }
+
+    /// Commits every queued finish on `writer`, together; when the shared transaction fails, each alone, so one
+    /// bad finish cannot fail its neighbours.
+    pub(super) async fn commit_queued(&self, writer: &mut SqliteConnection) {
+        let queued = std::mem::take(&mut *self.0.lock().expect("finish queue lock"));
+        if queued.is_empty() {
+            return;
+        }
+        match commit(writer, &queued).await {
+            Ok(()) => {
+                for finish in queued {
+                    let _ = finish.done.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, finishes = queued.len(), "shared finish failed; committing each alone");
+                for finish in queued {
+                    let result = commit(writer, std::slice::from_ref(&finish)).await;
+                    let _ = finish.done.send(result);
+                }
+            }
+        }
+    }
+}
+
+async fn commit(writer: &mut SqliteConnection, finishes: &[Finish]) -> Result<(), StoreError> {
+    let mut tx = writer.begin().await?;
+    for finish in finishes {
+        batch::finish_events(&mut tx, &finish.events, &finish.completion, &finish.attempt).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::future::join_all;
+
+    use app::model::EventStatus;
+
+    use crate::store::{self, test_event, AttemptTiming, Completion, NewEvent};
+
+    #[tokio::test]
+    async fn concurrent_finishes_are_each_recorded_with_their_own_outcome() {
+        let folder = tempfile::TempDir::new().unwrap();
+        let store = store::connect(&format!("sqlite://{}", folder.path().join("sm8.db").display()))
+            .await
+            .unwrap();
+        // Ten objects with two events each.
+        let events: Vec<_> = (0..20)
+            .map(|n| NewEvent {
+                dedup_key: format!("k{n}"),
+                ..test_event(&format!("job-{}", n % 10))
+            })
+            .collect();
+        store.insert_events(&events).await.unwrap();
+        let now = store::now_millis();
+        let claimed = store.claim_due_objects(now, now + 60_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 20);
+        let attempt = AttemptTiming {
+            started_at: now,
+            finished_at: now + 1,
+            http_status: Some(200),
+        };
+        let skipped = Completion::Skipped("gone".into());
+        let finishing = claimed.chunks(2).enumerate().map(|(n, object)| {
+            let completion = if n == 0 { skipped.clone() } else { Completion::Success };
+            let store = store.clone();
+            async move { store.finish_events(object, &completion, &attempt).await }
+        });
+        for finished in join_all(finishing).await {
+            finished.unwrap();
+        }
+        let by_status = store.stats().await.unwrap().by_status;
+        assert_eq!(
+            (by_status[&EventStatus::Success], by_status[&EventStatus::Skipped]),
+            (18, 2)
+        );
+        for event in &claimed {
+            assert_eq!(store.event_attempts(&event.id).await.unwrap().len(), 1);
+        }
+    }
+}
