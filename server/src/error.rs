@@ -24,6 +24,9 @@ pub enum ApiError {
     /// 413: the body is larger than the receiver accepts.
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    /// 502: an upstream (the ServiceM8 API) failed to answer usefully.
+    #[error("{0}")]
+    BadGateway(String),
     /// 503 with Retry-After: storage is unavailable; nothing was accepted, the sender should retry.
     #[error("{0}")]
     Unavailable(String),
@@ -44,6 +47,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let body = Json(serde_json::json!({ "error": self.to_string() }));

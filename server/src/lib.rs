@@ -1,5 +1,6 @@
 //! SM8 Webhooks server: receives ServiceM8 webhooks, stores them durably and serves the dashboard.
 
+pub mod attachments;
 pub mod auth;
 pub mod backend;
 pub mod bench;

@@ -17,7 +17,7 @@ use crate::queue::EventQueue;
 use crate::servicem8::client::ServiceM8Client;
 use crate::store::{self, Store};
 use crate::updates::{self, UpdateSender};
-use crate::{auth, health, ingest, manage, metrics, portal, realtime, web};
+use crate::{attachments, auth, health, ingest, manage, metrics, portal, realtime, web};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -31,6 +31,8 @@ pub struct AppState {
     pub queue_wakeup: Arc<Notify>,
     /// The way new events enter the pipeline.
     pub queue: EventQueue,
+    /// The ServiceM8 API, when credentials are configured (the portal fetches attachment files through it).
+    pub servicem8: Option<Arc<ServiceM8Client>>,
 }
 
 /// Where the admin token came from, so start-up can tell the operator.
@@ -72,7 +74,7 @@ impl Server {
         let client = ServiceM8Client::from_args(&args.servicem8, store.clone())?.map(Arc::new);
         let processor = Processor::new(
             store.clone(),
-            client,
+            client.clone(),
             updates.clone(),
             args.processor.clone(),
             queue_wakeup.clone(),
@@ -106,6 +108,7 @@ impl Server {
             updates,
             queue_wakeup,
             queue,
+            servicem8: client,
         };
         relay.spawn_forwarding(state.updates.subscribe());
         let realtime_anon_key = relay.anon_key().clone();
@@ -114,6 +117,7 @@ impl Server {
             .merge(manage::router())
             .merge(health::router())
             .merge(portal::router())
+            .merge(attachments::router())
             .with_state(state.clone());
         let router = api
             .merge(metrics::router(backend.clone(), args.metrics_token.clone()))

@@ -64,9 +64,11 @@ pub async fn portal_sign_out() -> Result<(), AppError> {
 }
 
 #[cfg(feature = "ssr")]
+pub use server_side::cookie_value;
+#[cfg(feature = "ssr")]
 use server_side::portal_company;
 #[cfg(feature = "ssr")]
-pub(crate) use server_side::{backend, cookie_value, request_headers, with_status};
+pub(crate) use server_side::{backend, request_headers, with_status};
 
 #[cfg(feature = "ssr")]
 mod server_side {
@@ -85,7 +87,7 @@ mod server_side {
     }
 
     /// The value of cookie `name` among `headers`.
-    pub(crate) fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    pub fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
         headers
             .get_all(http::header::COOKIE)
             .iter()

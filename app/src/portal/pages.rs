@@ -365,7 +365,9 @@ fn File(file: PortalAttachment) -> impl IntoView {
     view! {
         <li class="file" data-attachment-uuid=file.uuid.clone()>
             <span class="file-kind" aria-hidden="true">{kind.clone()}</span>
-            <span class="file-name">{file.name.clone()}</span>
+            <a class="file-name" href=format!("/portal/attachments/{}", file.uuid) download=file.name.clone()>
+                {file.name.clone()}
+            </a>
             <span class="visually-hidden">{format!(" ({kind} file)")}</span>
             {file.timestamp.map(|added| view! { <span class="file-added muted">"Added "<LocalTime iso=added/></span> })}
         </li>

@@ -163,6 +163,13 @@ impl Budget {
     }
 }
 
+/// An attachment's bytes as ServiceM8 serves them.
+#[derive(Debug)]
+pub struct AttachmentFile {
+    pub content_type: Option<String>,
+    pub bytes: bytes::Bytes,
+}
+
 pub struct ServiceM8Client {
     http: reqwest::Client,
     base_url: String,
@@ -206,6 +213,26 @@ impl ServiceM8Client {
             Some(found) if found.eq_ignore_ascii_case(uuid) => Ok(Fetched::Record(record)),
             _ => Ok(Fetched::Missing),
         }
+    }
+
+    /// The bytes of an attachment: `GET {base}/Attachment/{uuid}.file`, with the content type ServiceM8 gives;
+    /// `None` when ServiceM8 has no such attachment.
+    pub async fn fetch_attachment_file(&self, uuid: &str) -> Result<Option<AttachmentFile>, ApiCallError> {
+        let url = format!("{}/Attachment/{}.file", self.base_url, urlencode(uuid));
+        let response = match self.send(self.http.get(url)).await {
+            Err(ApiCallError::Status { status: 404, .. }) => return Ok(None),
+            other => other?,
+        };
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ApiCallError::InvalidResponse(e.to_string()))?;
+        Ok(Some(AttachmentFile { content_type, bytes }))
     }
 
     /// One page of `object` records matching `filter` (a `$filter` expression), from `cursor` (`-1` = first).

@@ -5,6 +5,7 @@
 mod common;
 
 mod api;
+mod attachments;
 mod ingest_formats;
 mod metrics;
 mod mock_servicem8;

@@ -12,7 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::filter::Filter;
@@ -197,6 +197,9 @@ async fn get_record(
     Path((object, resource)): Path<(String, String)>,
 ) -> Result<Response, MockApiError> {
     let kind = object_of(&format!("{object}.json"))?;
+    if let (ObjectKind::Attachment, Some(uuid)) = (kind, resource.strip_suffix(".file")) {
+        return attachment_file(&state, uuid);
+    }
     let uuid = resource
         .strip_suffix(".json")
         .ok_or_else(|| MockApiError::NotFound(format!("No such resource {resource}")))?;
@@ -206,6 +209,22 @@ async fn get_record(
         Some(record) => Ok(Json(record).into_response()),
         None => Err(MockApiError::NotFound(format!("{kind} {uuid} not found"))),
     }
+}
+
+/// `GET /api_1.0/Attachment/{uuid}.file`: the attachment's bytes. A simulated account holds no real files, so
+/// each is a short text naming the attachment.
+fn attachment_file(state: &MockState, uuid: &str) -> Result<Response, MockApiError> {
+    state.counters.fetch(ObjectKind::Attachment, uuid);
+    let record = lock(&state.records).get(ObjectKind::Attachment, uuid).cloned();
+    let Some(record) = record else {
+        return Err(MockApiError::NotFound(format!("attachment {uuid} not found")));
+    };
+    let name = record
+        .get("attachment_name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let body = format!("Simulated ServiceM8 attachment {name:?} ({uuid})\n");
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
 async fn get_faults(State(state): State<Arc<MockState>>) -> Json<Faults> {

@@ -1,0 +1,127 @@
+//! `GET /portal/attachments/{uuid}`: a portal user downloads an attachment of one of their company's jobs. The
+//! mirror says which job it belongs to; the bytes come from ServiceM8 (`/Attachment/{uuid}.file`) on each request,
+//! through the shared request budget, and are never kept.
+//!
+//! Attachments are whatever someone uploaded to ServiceM8, so they are always served as downloads, never rendered
+//! on this origin: `Content-Disposition: attachment`, `nosniff`, and a sandboxing content security policy.
+
+use app::api::DashboardBackend;
+use app::portal::api::{cookie_value, PORTAL_SESSION_COOKIE};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::error::ApiError;
+use crate::servicem8::client::ApiCallError;
+use crate::startup::AppState;
+use crate::store::mirror::text_field;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/portal/attachments/{uuid}", get(download_attachment))
+}
+
+async fn download_attachment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Response, ApiError> {
+    let session = cookie_value(&headers, PORTAL_SESSION_COOKIE)
+        .ok_or_else(|| ApiError::Unauthorized("sign in to the portal first".into()))?;
+    let company = state
+        .backend
+        .portal_session_company(session)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the portal session has ended: open a new link".into()))?;
+    // Another company's attachment and one that does not exist answer alike.
+    let not_found = || ApiError::NotFound(format!("no attachment {uuid}"));
+    let record = state
+        .store
+        .mirror_record("attachment", &uuid)
+        .await?
+        .ok_or_else(not_found)?;
+    let active = text_field(&record, "active").as_deref() != Some("0");
+    let job = text_field(&record, "related_object_uuid")
+        .filter(|_| active)
+        .ok_or_else(not_found)?;
+    if state.store.job_company(&job).await?.as_deref() != Some(company.as_str()) {
+        return Err(not_found());
+    }
+    let client = state.servicem8.as_ref().ok_or_else(|| {
+        ApiError::Unavailable("no ServiceM8 credentials are configured: attachment files cannot be fetched".into())
+    })?;
+    let file = match client.fetch_attachment_file(&uuid).await {
+        Ok(Some(file)) => file,
+        Ok(None) => return Err(not_found()),
+        Err(ApiCallError::BudgetExhausted { .. } | ApiCallError::RateLimited) => {
+            return Err(ApiError::Unavailable(
+                "the ServiceM8 request budget is spent for now; try again in a minute".into(),
+            ))
+        }
+        Err(error) => {
+            tracing::warn!(%error, attachment = %uuid, "fetching an attachment file failed");
+            return Err(ApiError::BadGateway(format!(
+                "ServiceM8 did not return the file: {error}"
+            )));
+        }
+    };
+    let name = text_field(&record, "attachment_name").unwrap_or_else(|| uuid.clone());
+    let content_type = file
+        .content_type
+        .as_deref()
+        .and_then(|value| HeaderValue::from_str(value).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let disposition =
+        HeaderValue::from_str(&content_disposition(&name)).unwrap_or(HeaderValue::from_static("attachment"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("sandbox; default-src 'none'"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("private, no-store")),
+        ],
+        file.bytes,
+    )
+        .into_response())
+}
+
+/// `attachment` with the name twice: a plain ASCII fallback, and the exact name percent-encoded (RFC 6266).
+fn content_disposition(name: &str) -> String {
+    let fallback: String = name
+        .chars()
+        .map(|c| match c {
+            ' '..='~' if c != '"' && c != '\\' => c,
+            _ => '_',
+        })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect();
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_download_keeps_its_name_quoted_safely_and_exactly_encoded() {
+        assert_eq!(
+            content_disposition("Photo 12.jpg"),
+            "attachment; filename=\"Photo 12.jpg\"; filename*=UTF-8''Photo%2012.jpg"
+        );
+        assert_eq!(
+            content_disposition("a\"b\\c é.pdf"),
+            "attachment; filename=\"a_b_c _.pdf\"; filename*=UTF-8''a%22b%5Cc%20%C3%A9.pdf"
+        );
+    }
+}
