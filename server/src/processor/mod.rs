@@ -209,23 +209,37 @@ impl Processor {
         Ok(batches)
     }
 
-    /// Reconciles on start and then every `sync_interval_seconds`, queueing what webhooks missed.
+    /// Reconciles on start and then every `sync_interval_seconds`, queueing what webhooks missed. A pass that
+    /// fails (ServiceM8 erring or out of budget) is tried again after the retry delay, doubling up to the interval,
+    /// so a hiccup at start does not leave the mirror incomplete until the next interval.
     async fn run_sync(&self, client: Arc<ServiceM8Client>, shutdown: CancellationToken) {
-        let mut interval = tokio::time::interval(Duration::from_secs(self.args.sync_interval_seconds));
+        let interval = Duration::from_secs(self.args.sync_interval_seconds);
+        let retries = RetryPolicy {
+            max_retries: i32::MAX,
+            base_delay: Duration::from_millis(self.args.retry_base_delay_ms),
+        };
+        let mut failures = 0;
         loop {
-            tokio::select! {
-                _ = interval.tick() => {}
-                _ = shutdown.cancelled() => return,
-            }
-            match sync::reconcile(&self.store, &client, None).await {
+            let wait = match sync::reconcile(&self.store, &client, None).await {
                 Ok(reports) => {
+                    failures = 0;
                     let queued: usize = reports.iter().map(|report| report.queued).sum();
                     tracing::info!(queued, "reconciliation pass finished");
                     if queued > 0 {
                         self.wakeup.notify_waiters();
                     }
+                    interval
                 }
-                Err(error) => tracing::warn!(%error, "reconciliation pass failed; trying again next interval"),
+                Err(error) => {
+                    failures += 1;
+                    let retry = retries.delay_after(failures).unwrap_or(interval).min(interval);
+                    tracing::warn!(%error, retry_in_ms = retry.as_millis() as u64, "reconciliation pass failed");
+                    retry
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
             }
         }
     }

@@ -442,6 +442,26 @@ async fn without_credentials_the_payload_changes_are_applied_and_nothing_pretend
 }
 
 #[tokio::test]
+async fn a_failed_reconciliation_pass_is_tried_again_long_before_the_next_interval() {
+    let p = pipeline(|args, account| {
+        args.processor.sync_interval_seconds = 3_600;
+        account.error_rate = 1.0;
+    })
+    .await;
+    // Every answer fails at first, so the pass at start fails; then ServiceM8 recovers.
+    eventually("the pass at start to fail", || async {
+        (p.account.stats().requests > 0).then_some(())
+    })
+    .await;
+    p.account.set_faults(Faults::default());
+    let company = p.account.uuids(ObjectKind::Company)[0].clone();
+    eventually("the retried pass to mirror the account", || async {
+        p.store.mirror_record("company", &company).await.unwrap().map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn reconciliation_queues_what_the_mirror_lacks_and_nothing_twice() {
     let p = pipeline(|_, _| {}).await;
     let mut args = ServeArgs::new("127.0.0.1:0".parse().unwrap(), "unused").servicem8;
