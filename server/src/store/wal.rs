@@ -21,7 +21,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// How often committed frames move from the log into the database, on a connection of their own so the writer
 /// never pauses for it.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1000);
 
 pub struct WalSync {
     /// The log beside the database: `<database>-wal`.
