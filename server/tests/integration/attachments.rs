@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_DISPOSITION, COOKIE, SET_COOKIE, X_CONTENT_TYPE_OPTIONS};
-use reqwest::redirect::Policy;
+use reqwest::header::{CONTENT_DISPOSITION, COOKIE, X_CONTENT_TYPE_OPTIONS};
 use serde_json::Value;
 use server::config::Secret;
 use server::servicem8::mock::{self, MockConfig, MockHandle, ObjectKind};
-use server::store::{self, now_millis};
+use server::store;
 
+use crate::common::portal::portal_session;
 use crate::common::{serve_args, spawn_app_with, TestApp};
 
 /// A server that mirrored its simulated account (two companies, one job each, two attachments per job).
@@ -59,17 +59,6 @@ fn attachment_per_company(account: &MockHandle) -> Vec<(String, String)> {
     pairs
 }
 
-async fn portal_cookie(app: &TestApp, company: &str) -> String {
-    let store = store::connect(&app.database_url).await.unwrap();
-    let link = server::portal::create_link(store.as_ref(), company, 60_000, &app.url(""), now_millis())
-        .await
-        .unwrap();
-    let client = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
-    let response = client.get(link.url).send().await.unwrap();
-    let set_cookie = response.headers()[SET_COOKIE].to_str().unwrap();
-    set_cookie.split(';').next().unwrap().to_owned()
-}
-
 async fn download(app: &TestApp, attachment: &str, cookie: Option<&str>) -> reqwest::Response {
     let mut request = reqwest::Client::new().get(app.url(&format!("/portal/attachments/{attachment}")));
     if let Some(cookie) = cookie {
@@ -82,7 +71,7 @@ async fn download(app: &TestApp, attachment: &str, cookie: Option<&str>) -> reqw
 async fn a_portal_user_downloads_their_companys_attachment_from_servicem8() {
     let (app, account) = mirrored_account().await;
     let [(company, own), (_, _)] = <[_; 2]>::try_from(attachment_per_company(&account)).unwrap();
-    let cookie = portal_cookie(&app, &company).await;
+    let cookie = portal_session(&app, &company).await;
     let response = download(&app, &own, Some(&cookie)).await;
     assert_eq!(response.status(), 200);
     let name = account.record(ObjectKind::Attachment, &own).unwrap()["attachment_name"]
@@ -103,7 +92,7 @@ async fn a_portal_user_downloads_their_companys_attachment_from_servicem8() {
 async fn another_companys_attachment_an_unknown_one_and_no_session_are_refused() {
     let (app, account) = mirrored_account().await;
     let [(company, _), (_, theirs)] = <[_; 2]>::try_from(attachment_per_company(&account)).unwrap();
-    let cookie = portal_cookie(&app, &company).await;
+    let cookie = portal_session(&app, &company).await;
     for attachment in [theirs.as_str(), "no-such-attachment"] {
         let response = download(&app, attachment, Some(&cookie)).await;
         assert_eq!(response.status(), 404);

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use crate::common::portal::{client, portal_link, portal_session};
 use crate::common::realtime_client::{reason, spawn_relay, spawn_relay_with, RealtimeClient, RelayApp, JWT_SECRET};
 use crate::common::TestApp;
 use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
-use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 use server::auth::token_hash;
 use server::config::Secret;
@@ -17,28 +17,6 @@ const COMPANY: &str = "company-a";
 const OTHER_COMPANY: &str = "company-b";
 const JOB: &str = "job-of-a";
 const OTHER_JOB: &str = "job-of-b";
-
-/// A client that shows redirects instead of following them.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(Policy::none()).build().unwrap()
-}
-
-/// Stores a one-time portal link for `company` in the app's database and returns its URL.
-async fn portal_link(app: &TestApp, company: &str) -> String {
-    let store = store::connect(&app.database_url).await.unwrap();
-    let link = server::portal::create_link(store.as_ref(), company, 60_000, &app.url(""), now_millis())
-        .await
-        .unwrap();
-    link.url
-}
-
-/// Follows a fresh link for `company` and returns the session cookie (`name=value`).
-async fn portal_session(app: &TestApp, company: &str) -> String {
-    let response = client().get(portal_link(app, company).await).send().await.unwrap();
-    assert_eq!(response.status(), 303);
-    let set_cookie = response.headers()[SET_COOKIE].to_str().unwrap();
-    set_cookie.split(';').next().unwrap().to_owned()
-}
 
 /// Posts a seed-format job change for `company` and waits until the mirror has applied it.
 async fn seed_job(app: &TestApp, job: &str, company: &str, status: &str) {
