@@ -29,6 +29,25 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// Stores a portal link or session (`sql` is the one or the other): a token hash for a company until
+    /// `expires_at`.
+    async fn insert_portal_token(
+        &self,
+        sql: &str,
+        token_hash: &str,
+        company_uuid: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql)
+            .bind(token_hash)
+            .bind(company_uuid)
+            .bind(super::now_millis())
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -452,14 +471,8 @@ impl Store for PostgresStore {
         company_uuid: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(&for_postgres(CREATE_LINK_SQL))
-            .bind(token_hash)
-            .bind(company_uuid)
-            .bind(super::now_millis())
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.insert_portal_token(&for_postgres(CREATE_LINK_SQL), token_hash, company_uuid, expires_at)
+            .await
     }
 
     async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
@@ -476,14 +489,8 @@ impl Store for PostgresStore {
         company_uuid: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(&for_postgres(CREATE_SESSION_SQL))
-            .bind(token_hash)
-            .bind(company_uuid)
-            .bind(super::now_millis())
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.insert_portal_token(&for_postgres(CREATE_SESSION_SQL), token_hash, company_uuid, expires_at)
+            .await
     }
 
     async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {

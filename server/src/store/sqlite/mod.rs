@@ -47,6 +47,26 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Stores a portal link or session (`sql` is the one or the other): a token hash for a company until
+    /// `expires_at`.
+    async fn insert_portal_token(
+        &self,
+        sql: &str,
+        token_hash: &str,
+        company_uuid: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.write().await?;
+        sqlx::query(sql)
+            .bind(token_hash)
+            .bind(company_uuid)
+            .bind(super::now_millis())
+            .bind(expires_at)
+            .execute(&mut *writer)
+            .await?;
+        self.synced(writer).await
+    }
+
     /// Opens the database at `url` (`sqlite://path` or `sqlite::memory:`), creating the file and its folder.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
@@ -480,15 +500,8 @@ impl Store for SqliteStore {
         company_uuid: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let mut writer = self.write().await?;
-        sqlx::query(CREATE_LINK_SQL)
-            .bind(token_hash)
-            .bind(company_uuid)
-            .bind(super::now_millis())
-            .bind(expires_at)
-            .execute(&mut *writer)
-            .await?;
-        self.synced(writer).await
+        self.insert_portal_token(CREATE_LINK_SQL, token_hash, company_uuid, expires_at)
+            .await
     }
 
     async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
@@ -508,15 +521,8 @@ impl Store for SqliteStore {
         company_uuid: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let mut writer = self.write().await?;
-        sqlx::query(CREATE_SESSION_SQL)
-            .bind(token_hash)
-            .bind(company_uuid)
-            .bind(super::now_millis())
-            .bind(expires_at)
-            .execute(&mut *writer)
-            .await?;
-        self.synced(writer).await
+        self.insert_portal_token(CREATE_SESSION_SQL, token_hash, company_uuid, expires_at)
+            .await
     }
 
     async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
