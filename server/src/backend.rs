@@ -76,6 +76,11 @@ impl ServerBackend {
         self
     }
 
+    /// The store's write-ahead log on disk, where this process keeps one.
+    pub fn store_log_bytes(&self) -> Option<u64> {
+        self.store.log_bytes()
+    }
+
     pub fn admin_token_matches(&self, candidate: &str) -> bool {
         !candidate.is_empty() && secrets_match(candidate, self.admin_token.expose())
     }

@@ -33,6 +33,7 @@ const OLDEST_QUEUED_AGE: &str = "sm8_oldest_queued_age_seconds";
 const API_REQUESTS_USED: &str = "sm8_servicem8_api_requests_used";
 const API_REQUESTS_LIMIT: &str = "sm8_servicem8_api_requests_limit";
 const REALTIME_CONNECTIONS: &str = "sm8_realtime_connections";
+const SQLITE_LOG_BYTES: &str = "sm8_sqlite_wal_bytes";
 
 /// Upper bounds of the latency histograms' buckets, in seconds: from a fast local batch to a retried one.
 const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
@@ -143,6 +144,11 @@ fn describe_metrics() {
         Unit::Count,
         "Open realtime websocket connections on this node"
     );
+    describe_gauge!(
+        SQLITE_LOG_BYTES,
+        Unit::Bytes,
+        "Size of the SQLite write-ahead log file (sm8.db-wal) on disk; absent on PostgreSQL"
+    );
 }
 
 async fn render_metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -159,7 +165,7 @@ async fn render_metrics(State(state): State<MetricsState>, headers: HeaderMap) -
         // process (as in the tests) from showing each other's values.
         static SCRAPE: Mutex<()> = Mutex::new(());
         let _scrape = SCRAPE.lock().unwrap_or_else(PoisonError::into_inner);
-        set_store_gauges(&health);
+        set_store_gauges(&health, state.backend.store_log_bytes());
         state.handle.render()
     };
     Ok(([(header::CONTENT_TYPE, EXPOSITION_CONTENT_TYPE)], text).into_response())
@@ -173,8 +179,11 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn set_store_gauges(health: &PipelineHealth) {
+fn set_store_gauges(health: &PipelineHealth, log_bytes: Option<u64>) {
     gauge!(QUEUE_DEPTH).set(health.queue_depth as f64);
+    if let Some(bytes) = log_bytes {
+        gauge!(SQLITE_LOG_BYTES).set(bytes as f64);
+    }
     gauge!(OLDEST_QUEUED_AGE).set(health.oldest_queued_seconds.unwrap_or(0) as f64);
     let budget = &health.api_budget;
     for (window, used, limit) in [
@@ -392,9 +401,10 @@ mod tests {
             },
             ..PipelineHealth::default()
         };
-        let text = rendered(|_| set_store_gauges(&health));
+        let text = rendered(|_| set_store_gauges(&health, Some(4096)));
         assert_eq!(sample(&text, QUEUE_DEPTH), Some(7.0));
         assert_eq!(sample(&text, OLDEST_QUEUED_AGE), Some(42.0));
+        assert_eq!(sample(&text, SQLITE_LOG_BYTES), Some(4096.0));
         assert_eq!(
             sample(&text, "sm8_servicem8_api_requests_used{window=\"minute\"}"),
             Some(3.0)
@@ -412,8 +422,9 @@ mod tests {
             Some(20_000.0)
         );
 
-        let idle = rendered(|_| set_store_gauges(&PipelineHealth::default()));
+        let idle = rendered(|_| set_store_gauges(&PipelineHealth::default(), None));
         assert_eq!(sample(&idle, OLDEST_QUEUED_AGE), Some(0.0));
+        assert_eq!(sample(&idle, SQLITE_LOG_BYTES), None, "no log on PostgreSQL");
     }
 
     #[test]
@@ -422,7 +433,7 @@ mod tests {
             count_webhooks(WebhookOutcome::Stored, 1);
             record_finished(&Completion::Success, 1, 10);
             record_broadcast(now_millis());
-            set_store_gauges(&PipelineHealth::default());
+            set_store_gauges(&PipelineHealth::default(), Some(0));
             drop(count_realtime_connection());
         });
         for (name, kind) in [
@@ -435,6 +446,7 @@ mod tests {
             (API_REQUESTS_USED, "gauge"),
             (API_REQUESTS_LIMIT, "gauge"),
             (REALTIME_CONNECTIONS, "gauge"),
+            (SQLITE_LOG_BYTES, "gauge"),
         ] {
             assert!(name.starts_with("sm8_"), "{name}");
             assert!(

@@ -275,8 +275,14 @@ pub struct ChildServer {
 impl ChildServer {
     /// Starts `sm8-webhooks serve` (this very executable) on a free port, receive-only, and waits for its banner.
     pub async fn start(database_url: &str) -> anyhow::Result<ChildServer> {
+        ChildServer::start_with(database_url, &[]).await
+    }
+
+    /// Starts the server with `settings` (environment variables) over the receive-only defaults.
+    pub async fn start_with(database_url: &str, settings: &[(&str, String)]) -> anyhow::Result<ChildServer> {
         let executable = std::env::current_exe().context("finding the sm8-webhooks executable")?;
-        let mut child = tokio::process::Command::new(executable)
+        let mut command = tokio::process::Command::new(executable);
+        command
             .args(["serve", "--bind", "127.0.0.1:0"])
             .env("DATABASE_URL", database_url)
             .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
@@ -289,11 +295,11 @@ impl ChildServer {
             .env("SERVICEM8_API_KEY", "")
             .env("SERVICEM8_ACCESS_TOKEN", "")
             .env("RUST_LOG", "warn")
+            .envs(settings.iter().map(|(name, value)| (name, value)))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting sm8-webhooks serve")?;
+            .kill_on_drop(true);
+        let mut child = command.spawn().context("starting sm8-webhooks serve")?;
         let stdout = child.stdout.take().context("the child's output")?;
         let mut lines = BufReader::new(stdout).lines();
         let address = tokio::time::timeout(Duration::from_secs(30), async {
@@ -309,6 +315,10 @@ impl ChildServer {
         // Keep reading so that the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(ChildServer { child, address })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     pub fn resident_kib(&self) -> Option<u64> {

@@ -78,6 +78,12 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The size on disk of a write-ahead log this process keeps (SQLite's `-wal` file); none where the database
+    /// server keeps its own.
+    fn log_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// Stores the events of one delivery in one transaction, committed before this returns.
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Insertion>, StoreError>;
 

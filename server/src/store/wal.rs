@@ -1,5 +1,5 @@
-//! SQLite's write-ahead log: synced outside the writer, so one fsync acknowledges every commit made meanwhile, and
-//! checkpointed on a connection of its own, so the writer never pauses to copy the log into the database.
+//! SQLite's write-ahead log, synced outside the writer, so one fsync acknowledges every commit made meanwhile.
+//! (Its checkpoints, which keep it small, are in `sqlite/checkpoints.rs`.)
 //!
 //! With `synchronous = FULL`, SQLite syncs the log inside each commit while it holds the only write lock: every
 //! other write waits for the disk, once per commit. Here commits run with `synchronous = NORMAL` (the log is written
@@ -12,16 +12,8 @@ use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use sqlx::SqlitePool;
 use tokio::sync::Mutex;
-use tokio::time::MissedTickBehavior;
-use tokio_util::sync::{CancellationToken, DropGuard};
-
-/// How often committed frames move from the log into the database, on a connection of their own so the writer
-/// never pauses for it.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1000);
 
 pub struct WalSync {
     /// The log beside the database: `<database>-wal`.
@@ -33,11 +25,10 @@ pub struct WalSync {
 }
 
 impl WalSync {
-    pub fn new(database: PathBuf) -> WalSync {
-        let mut path = database.into_os_string();
-        path.push("-wal");
+    /// Syncs the log file at `path` (`<database>-wal`).
+    pub fn new(path: PathBuf) -> WalSync {
         WalSync {
-            path: path.into(),
+            path,
             committed: AtomicU64::new(0),
             synced: Mutex::new(0),
         }
@@ -75,45 +66,21 @@ fn sync_file(path: &PathBuf) -> io::Result<()> {
     }
 }
 
-/// Checkpoints every `CHECKPOINT_INTERVAL` without waiting for readers or the writer (PASSIVE), until dropped.
-pub fn spawn_checkpoints(checkpointer: SqlitePool) -> DropGuard {
-    let stop = CancellationToken::new();
-    let guard = stop.clone().drop_guard();
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
-        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = interval.tick() => {}
-            }
-            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&checkpointer)
-                .await
-            {
-                tracing::warn!(%error, "checkpointing the SQLite log failed; trying again");
-            }
-        }
-        checkpointer.close().await;
-    });
-    guard
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
     use std::sync::Arc;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn a_commit_is_synced_once_and_later_waits_return_at_once() {
         let folder = tempfile::TempDir::new().unwrap();
-        let database = folder.path().join("sm8.db");
         File::create(folder.path().join("sm8.db-wal"))
             .unwrap()
             .write_all(b"frames")
             .unwrap();
-        let log = WalSync::new(database);
+        let log = WalSync::new(folder.path().join("sm8.db-wal"));
         let first = log.committed();
         log.sync(first).await.unwrap();
         assert_eq!(*log.synced.lock().await, 1);
@@ -125,7 +92,7 @@ mod tests {
     async fn concurrent_commits_share_syncs_and_all_return_synced() {
         let folder = tempfile::TempDir::new().unwrap();
         File::create(folder.path().join("sm8.db-wal")).unwrap();
-        let log = Arc::new(WalSync::new(folder.path().join("sm8.db")));
+        let log = Arc::new(WalSync::new(folder.path().join("sm8.db-wal")));
         let waits: Vec<_> = (0..64)
             .map(|_| {
                 let log = log.clone();
@@ -162,7 +129,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_log_means_everything_is_in_the_database() {
         let folder = tempfile::TempDir::new().unwrap();
-        let log = WalSync::new(folder.path().join("sm8.db"));
+        let log = WalSync::new(folder.path().join("sm8.db-wal"));
         let number = log.committed();
         log.sync(number).await.unwrap();
     }

@@ -1,10 +1,11 @@
 //! The embedded engine: one SQLite file in WAL mode, fully synchronous so an acknowledged event survives a crash.
 
 mod batch;
+mod checkpoints;
 mod finishes;
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
 
 use app::model::{EventPage, EventQuery, MinuteBucket, PipelineHealth, Stats};
 use async_trait::async_trait;
@@ -23,12 +24,13 @@ use super::portal::{
     SESSION_COMPANY_SQL,
 };
 use super::queue::{budget_windows, MINUTE_MS};
-use super::wal::{spawn_checkpoints, WalSync};
+use super::wal::WalSync;
 use super::{
     assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent,
     ClaimedRow, Completion, EventRow, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome, Store, StoreError,
     ATTEMPT_COLUMNS, CLAIMED_COLUMNS, EVENT_SUMMARY_COLUMNS, MAX_CLAIMED_EVENTS,
 };
+use checkpoints::{Checkpoints, LOG_FILE_LIMIT_BYTES, RESTART_ABOVE_BYTES, WRITER_BUSY_TIMEOUT};
 use finishes::FinishQueue;
 
 pub struct SqliteStore {
@@ -44,6 +46,8 @@ pub struct SqliteStore {
     finishes: FinishQueue,
     /// Stops the checkpoints when the store is dropped.
     _checkpoints: Option<DropGuard>,
+    /// What keeps the log small, shared with the task that runs it; none for an in-memory database.
+    checkpoints: Option<Checkpoints>,
 }
 
 impl SqliteStore {
@@ -73,9 +77,9 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(WRITER_BUSY_TIMEOUT)
             .foreign_keys(true)
-            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string());
+            .pragma("journal_size_limit", LOG_FILE_LIMIT_BYTES.to_string());
         if let Some(folder) = options.get_filename().parent() {
             if !folder.as_os_str().is_empty() {
                 std::fs::create_dir_all(folder).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
@@ -94,6 +98,7 @@ impl SqliteStore {
                 log: None,
                 finishes: FinishQueue::default(),
                 _checkpoints: None,
+                checkpoints: None,
             });
         }
         let readers = SqlitePoolOptions::new()
@@ -104,13 +109,36 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
+        let log_file = wal_file(options.get_filename());
+        let checkpoints = Checkpoints {
+            checkpointer,
+            writer: writer.clone(),
+            log_file: log_file.clone(),
+            restart_above_bytes: RESTART_ABOVE_BYTES,
+        };
         Ok(SqliteStore {
             readers,
             writer,
-            log: Some(WalSync::new(options.get_filename().to_path_buf())),
+            log: Some(WalSync::new(log_file)),
             finishes: FinishQueue::default(),
-            _checkpoints: Some(spawn_checkpoints(checkpointer)),
+            _checkpoints: Some(checkpoints.clone().spawn()),
+            checkpoints: Some(checkpoints),
         })
+    }
+
+    /// This store's checkpoints, restarting the log past `restart_above_bytes`, for tests that drive the rounds
+    /// themselves.
+    #[cfg(test)]
+    fn checkpoints_for_test(&self, restart_above_bytes: u64) -> Checkpoints {
+        Checkpoints {
+            restart_above_bytes,
+            ..self.checkpoints.clone().expect("a database file")
+        }
+    }
+
+    #[cfg(test)]
+    fn readers_for_test(&self) -> SqlitePool {
+        self.readers.clone()
     }
 
     async fn write(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
@@ -134,11 +162,22 @@ impl SqliteStore {
     }
 }
 
+/// The write-ahead log beside `database`: `<database>-wal`.
+fn wal_file(database: &Path) -> PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push("-wal");
+    path.into()
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
+    }
+
+    fn log_bytes(&self) -> Option<u64> {
+        self.checkpoints.as_ref().map(Checkpoints::log_file_bytes)
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Insertion>, StoreError> {
