@@ -58,6 +58,9 @@ pub struct Server {
 impl Server {
     /// Opens and migrates the database, resolves the admin token and binds the listener.
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Server> {
+        args.processor
+            .check_lease(args.servicem8.servicem8_timeout_ms)
+            .map_err(anyhow::Error::msg)?;
         let store = store::connect(&args.database.database_url)
             .await
             .with_context(|| format!("opening the database {}", redact_url(&args.database.database_url)))?;

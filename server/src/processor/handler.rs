@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::lease::Lease;
 use super::{RetryPolicy, Step};
 use crate::metrics;
 use crate::servicem8::client::{ApiCallError, Fetched, ServiceM8Client};
@@ -60,31 +61,60 @@ impl Handler {
         }
     }
 
-    pub(super) async fn process(&self, batch: &[ClaimedEvent]) -> Result<Step, StoreError> {
+    /// Processes one object's claimed events under `lease`, which the caller keeps renewed.
+    pub(super) async fn process(&self, batch: &[ClaimedEvent], lease: &Lease) -> Result<Step, StoreError> {
         let started_at = now_millis();
         for event in batch {
             self.announce(event, Stage::Processing, None);
         }
         let first = &batch[0];
+        let work = Work {
+            batch,
+            lease,
+            started_at,
+        };
         let Some(table) = mirror_table(&first.object_type) else {
             let reason = format!("unknown object type {:?}: not mirrored", first.object_type);
-            self.finish(batch, Completion::Skipped(reason), started_at, None)
-                .await?;
+            self.finish(&work, batch, Completion::Skipped(reason), None).await?;
             return Ok(Step::Processed);
         };
         match &self.client {
-            Some(client) => self.fetch_and_mirror(client, table, batch, started_at).await,
-            None => self.apply_payloads(table, batch, started_at).await,
+            Some(client) => self.fetch_and_mirror(client, table, &work).await,
+            None => self.apply_payloads(table, &work).await,
         }
+    }
+
+    /// Gives up on events whose last allowed attempt was interrupted; `batch` holds them as claimed again.
+    pub(super) async fn give_up(&self, batch: &[ClaimedEvent], lease: &Lease) -> Result<(), StoreError> {
+        let counted: Vec<ClaimedEvent> = batch
+            .iter()
+            .map(|event| ClaimedEvent {
+                attempts: event.attempts - 1,
+                ..event.clone()
+            })
+            .collect();
+        let work = Work {
+            batch: &counted,
+            lease,
+            started_at: now_millis(),
+        };
+        let reason = format!(
+            "gave up after {} attempts: the last was interrupted (its worker stopped, or held the event past \
+             LEASE_MS)",
+            counted[0].attempts
+        );
+        self.finish(&work, &counted, Completion::Interrupted(reason), None)
+            .await?;
+        Ok(())
     }
 
     async fn fetch_and_mirror(
         &self,
         client: &ServiceM8Client,
         table: &'static MirrorTable,
-        batch: &[ClaimedEvent],
-        started_at: i64,
+        work: &Work<'_>,
     ) -> Result<Step, StoreError> {
+        let batch = work.batch;
         let (object_type, object_uuid) = (&batch[0].object_type, &batch[0].object_uuid);
         let fetched = match listed_record(batch) {
             // Reconciliation already holds the record as listed: no need to spend a request on it.
@@ -95,21 +125,24 @@ impl Handler {
             Ok(Fetched::Record(record)) => {
                 let Some(row) = MirrorRecord::from_record(table, record) else {
                     let error = ApiCallError::InvalidResponse("record without uuid".into());
-                    self.retry_or_fail(batch, &error, started_at).await?;
+                    self.retry_or_fail(work, &error).await?;
                     return Ok(Step::Processed);
                 };
+                if !self.still_held(work).await? {
+                    return Ok(Step::Processed);
+                }
                 self.store.upsert_mirror(&row, now_millis()).await?;
                 let owners = self.owners(table, &row.uuid, &row.record).await?;
-                self.finish(batch, Completion::Success, started_at, Some(200)).await?;
-                for event in batch {
-                    self.announce_record(event, filled_changes(&event.changes, &row.record), &owners);
+                if self.finish(work, batch, Completion::Success, Some(200)).await? {
+                    for event in batch {
+                        self.announce_record(event, filled_changes(&event.changes, &row.record), &owners);
+                    }
                 }
                 Ok(Step::Processed)
             }
             Ok(Fetched::Missing) => {
                 let reason = format!("ServiceM8 has no {object_type} {object_uuid}: not mirrored");
-                self.finish(batch, Completion::Skipped(reason), started_at, Some(404))
-                    .await?;
+                self.finish(work, batch, Completion::Skipped(reason), Some(404)).await?;
                 Ok(Step::Processed)
             }
             Err(ApiCallError::BudgetExhausted { retry_at }) => {
@@ -118,7 +151,7 @@ impl Handler {
                     error: "ServiceM8 request budget spent; waiting for the next window".into(),
                     refund_attempt: true,
                 };
-                self.finish(batch, completion, started_at, None).await?;
+                self.finish(work, batch, completion, None).await?;
                 Ok(Step::BudgetSpent { until: retry_at })
             }
             Err(ApiCallError::RateLimited) => {
@@ -128,25 +161,20 @@ impl Handler {
                     error: ApiCallError::RateLimited.to_string(),
                     refund_attempt: true,
                 };
-                self.finish(batch, completion, started_at, Some(429)).await?;
+                self.finish(work, batch, completion, Some(429)).await?;
                 Ok(Step::BudgetSpent { until: retry_at })
             }
             Err(ApiCallError::Store(error)) => Err(error),
             Err(error) => {
-                self.retry_or_fail(batch, &error, started_at).await?;
+                self.retry_or_fail(work, &error).await?;
                 Ok(Step::Processed)
             }
         }
     }
 
     /// Schedules each event's next attempt, or fails it when its retries are used up.
-    async fn retry_or_fail(
-        &self,
-        batch: &[ClaimedEvent],
-        error: &ApiCallError,
-        started_at: i64,
-    ) -> Result<(), StoreError> {
-        for event in batch {
+    async fn retry_or_fail(&self, work: &Work<'_>, error: &ApiCallError) -> Result<(), StoreError> {
+        for event in work.batch {
             let completion = match self.policy.delay_after(event.attempts) {
                 Some(delay) => Completion::Retry {
                     next_attempt_at: now_millis() + delay.as_millis() as i64,
@@ -155,20 +183,15 @@ impl Handler {
                 },
                 None => Completion::Failed(error.to_string()),
             };
-            self.finish(std::slice::from_ref(event), completion, started_at, error.http_status())
+            self.finish(work, std::slice::from_ref(event), completion, error.http_status())
                 .await?;
         }
         Ok(())
     }
 
     /// Without credentials: merges each event's own `changes` into the mirrored record, in order.
-    async fn apply_payloads(
-        &self,
-        table: &'static MirrorTable,
-        batch: &[ClaimedEvent],
-        started_at: i64,
-    ) -> Result<Step, StoreError> {
-        for event in batch {
+    async fn apply_payloads(&self, table: &'static MirrorTable, work: &Work<'_>) -> Result<Step, StoreError> {
+        for event in work.batch {
             let values: Map<String, Value> = match &event.changes {
                 Value::Object(changes) => changes
                     .iter()
@@ -179,13 +202,8 @@ impl Handler {
             };
             if values.is_empty() {
                 let reason = "no ServiceM8 credentials: the delivery names changed fields but carries no values".into();
-                self.finish(
-                    std::slice::from_ref(event),
-                    Completion::Skipped(reason),
-                    started_at,
-                    None,
-                )
-                .await?;
+                self.finish(work, std::slice::from_ref(event), Completion::Skipped(reason), None)
+                    .await?;
                 continue;
             }
             let stored = self.store.mirror_record(table.object_type, &event.object_uuid).await?;
@@ -208,11 +226,17 @@ impl Handler {
             }
             let record = Value::Object(record);
             let row = MirrorRecord::from_record(table, record).expect("the record was given the event's uuid");
+            if !self.still_held(work).await? {
+                return Ok(Step::Processed);
+            }
             self.store.upsert_mirror(&row, now_millis()).await?;
             let owners = self.owners(table, &row.uuid, &row.record).await?;
-            self.finish(std::slice::from_ref(event), Completion::Success, started_at, None)
-                .await?;
-            self.announce_record(event, Value::Object(values), &owners);
+            if self
+                .finish(work, std::slice::from_ref(event), Completion::Success, None)
+                .await?
+            {
+                self.announce_record(event, Value::Object(values), &owners);
+            }
         }
         Ok(Step::Processed)
     }
@@ -237,25 +261,48 @@ impl Handler {
         Ok(Owners { company_uuid, job_uuid })
     }
 
+    /// Whether the work's lease is still this worker's; when it is not, says so: the events are someone else's.
+    async fn still_held(&self, work: &Work<'_>) -> Result<bool, StoreError> {
+        let held = work.lease.hold().await?.is_some();
+        if !held {
+            lost_lease(work.batch);
+        }
+        Ok(held)
+    }
+
+    /// Records how the attempt at `events` (of `work`) ended and announces it; false, with nothing written or
+    /// announced, when the lease was lost.
     async fn finish(
         &self,
+        work: &Work<'_>,
         events: &[ClaimedEvent],
         completion: Completion,
-        started_at: i64,
         http_status: Option<i32>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        let Some(held) = work.lease.hold().await? else {
+            lost_lease(events);
+            return Ok(false);
+        };
         let timing = AttemptTiming {
-            started_at,
+            started_at: work.started_at,
             finished_at: now_millis(),
             http_status,
         };
-        self.store.finish_events(events, &completion, &timing).await?;
-        metrics::record_finished(&completion, events.len(), timing.finished_at - started_at);
+        let finished = self
+            .store
+            .finish_events(&held.stamp(events), &completion, &timing)
+            .await?;
+        drop(held);
+        if finished == 0 {
+            lost_lease(events);
+            return Ok(false);
+        }
+        metrics::record_finished(&completion, events.len(), timing.finished_at - work.started_at);
         let stage = match &completion {
             Completion::Success => Stage::Success,
             Completion::Skipped(_) => Stage::Skipped,
             Completion::Retry { .. } => Stage::Retrying,
-            Completion::Failed(_) => Stage::Failed,
+            Completion::Failed(_) | Completion::Interrupted(_) => Stage::Failed,
         };
         let detail = match &completion {
             Completion::Skipped(reason) => Some(reason.as_str()),
@@ -264,7 +311,7 @@ impl Handler {
         for event in events {
             self.announce(event, stage, detail);
         }
-        Ok(())
+        Ok(true)
     }
 
     fn announce(&self, event: &ClaimedEvent, stage: Stage, error: Option<&str>) {
@@ -293,6 +340,22 @@ impl Handler {
         }));
         metrics::record_broadcast(event.received_at);
     }
+}
+
+/// One object's claimed events being worked on.
+struct Work<'a> {
+    batch: &'a [ClaimedEvent],
+    lease: &'a Lease,
+    started_at: i64,
+}
+
+fn lost_lease(events: &[ClaimedEvent]) {
+    tracing::warn!(
+        object_type = %events[0].object_type,
+        object_uuid = %events[0].object_uuid,
+        events = events.len(),
+        "lease lost: another worker has claimed these events; this attempt writes and announces nothing"
+    );
 }
 
 /// The newest record carried by reconciliation events, when every event of the batch is one.

@@ -7,6 +7,7 @@
 //! claiming commits before the fetch, finishing is a second transaction.
 
 mod handler;
+mod lease;
 mod retry;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::servicem8::sync;
 use crate::store::{now_millis, ClaimedEvent, Store, StoreError};
 use crate::updates::UpdateSender;
 pub use handler::ProcessingMode;
+use lease::Lease;
 pub use retry::RetryPolicy;
 
 #[derive(Debug, Clone, Args)]
@@ -76,6 +78,20 @@ impl Default for ProcessorArgs {
 }
 
 impl ProcessorArgs {
+    /// Refuses a lease shorter than one ServiceM8 request may take: a worker's events would be claimed again
+    /// while it still waits for the answer.
+    pub fn check_lease(&self, api_timeout_ms: u64) -> Result<(), String> {
+        if self.workers > 0 && self.lease_ms < i64::try_from(api_timeout_ms).unwrap_or(i64::MAX) {
+            return Err(format!(
+                "LEASE_MS ({} ms) is shorter than SERVICEM8_TIMEOUT_MS ({api_timeout_ms} ms): a worker would lose \
+                 its events to another while still waiting for ServiceM8. Set LEASE_MS to at least the timeout \
+                 (the default is 60000).",
+                self.lease_ms
+            ));
+        }
+        Ok(())
+    }
+
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             max_retries: self.max_retries,
@@ -190,7 +206,7 @@ impl Processor {
         if claimed.is_empty() {
             return Ok(Step::QueueEmpty);
         }
-        let outcomes = join_all(by_object(claimed).iter().map(|events| self.handler.process(events))).await;
+        let outcomes = join_all(by_object(claimed).into_iter().map(|events| self.process_leased(events))).await;
         let mut step = Step::Processed;
         for outcome in outcomes {
             if let Step::BudgetSpent { until } = outcome? {
@@ -198,6 +214,37 @@ impl Processor {
             }
         }
         Ok(step)
+    }
+
+    /// Processes one object's claimed events, renewing their lease meanwhile; events whose allowed attempts were
+    /// all used (the last one interrupted) fail instead.
+    async fn process_leased(&self, events: Vec<ClaimedEvent>) -> Result<Step, StoreError> {
+        let lease = Lease::of(self.store.clone(), &events, self.args.lease_ms);
+        let allowed = self.args.max_retries.max(0) + 1;
+        let (used_up, due): (Vec<ClaimedEvent>, Vec<ClaimedEvent>) =
+            events.into_iter().partition(|event| event.attempts > allowed);
+        if !used_up.is_empty() {
+            self.handler.give_up(&used_up, &lease).await?;
+        }
+        if due.is_empty() {
+            return Ok(Step::Processed);
+        }
+        let work = self.handler.process(&due, &lease);
+        tokio::pin!(work);
+        let mut heartbeat = tokio::time::interval(lease.heartbeat());
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        loop {
+            tokio::select! {
+                outcome = &mut work => return outcome,
+                _ = heartbeat.tick() => match lease.renew().await {
+                    Ok(true) => {}
+                    // The work finds out when it next writes, and stops there.
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, "renewing a lease failed; trying again"),
+                },
+            }
+        }
     }
 
     /// Processes until nothing is due; for the CLI and tests.
@@ -297,6 +344,27 @@ mod tests {
             received_at: 0,
             lease_until: 0,
         }
+    }
+
+    #[test]
+    fn a_lease_shorter_than_the_api_timeout_is_refused_unless_nothing_is_processed() {
+        let args = |workers, lease_ms| ProcessorArgs {
+            workers,
+            lease_ms,
+            ..ProcessorArgs::default()
+        };
+        let refused = args(4, 2_000).check_lease(3_000).unwrap_err();
+        assert!(
+            refused.contains("LEASE_MS (2000 ms)") && refused.contains("3000 ms"),
+            "{refused}"
+        );
+        assert_eq!(args(4, 3_000).check_lease(3_000), Ok(()));
+        assert_eq!(
+            args(0, 2_000).check_lease(3_000),
+            Ok(()),
+            "a receive-only node holds no leases"
+        );
+        assert_eq!(ProcessorArgs::default().check_lease(10_000), Ok(()));
     }
 
     #[test]

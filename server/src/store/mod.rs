@@ -121,13 +121,24 @@ pub trait Store: Send + Sync + 'static {
         objects: u32,
     ) -> Result<Vec<ClaimedEvent>, StoreError>;
 
-    /// Ends the attempt at claimed events and records it. Events whose lease was lost meanwhile are left alone.
+    /// Extends the lease on one object's claimed events to `lease_until`, provided they still carry `held_until`;
+    /// returns how many it extended (none: the lease was lost to another worker).
+    async fn renew_lease(
+        &self,
+        object_type: &str,
+        object_uuid: &str,
+        held_until: i64,
+        lease_until: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// Ends the attempt at claimed events and records it; returns how many it ended. Events whose lease was lost
+    /// meanwhile are left alone.
     async fn finish_events(
         &self,
         events: &[ClaimedEvent],
         completion: &Completion,
         attempt: &AttemptTiming,
-    ) -> Result<(), StoreError>;
+    ) -> Result<u64, StoreError>;
 
     /// The attempts at an event, oldest first.
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
@@ -281,6 +292,8 @@ impl<'a> FinishValues<'a> {
                 refund_attempt,
                 ..
             } => (Some(*next_attempt_at), i32::from(*refund_attempt)),
+            // The claim that found the attempts used up counted one more; it never ran.
+            Completion::Interrupted(_) => (None, 1),
             _ => (None, 0),
         };
         let skip_reason = match completion {

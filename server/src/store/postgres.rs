@@ -17,7 +17,7 @@ use super::portal::{
     JobChild, COMPANY_JOBS_SQL, CREATE_LINK_SQL, CREATE_SESSION_SQL, DELETE_SESSION_SQL, REDEEM_LINK_SQL,
     SESSION_COMPANY_SQL,
 };
-use super::queue::{budget_windows, MINUTE_MS};
+use super::queue::{budget_windows, MINUTE_MS, RENEW_LEASE_SQL};
 use super::{
     assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent,
     ClaimedRow, Completion, EventRow, FinishValues, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome,
@@ -257,14 +257,32 @@ impl Store for PostgresStore {
         Ok(in_change_order(rows))
     }
 
+    async fn renew_lease(
+        &self,
+        object_type: &str,
+        object_uuid: &str,
+        held_until: i64,
+        lease_until: i64,
+    ) -> Result<u64, StoreError> {
+        let renewed = sqlx::query(RENEW_LEASE_SQL)
+            .bind(lease_until)
+            .bind(object_type)
+            .bind(object_uuid)
+            .bind(held_until)
+            .execute(&self.pool)
+            .await?;
+        Ok(renewed.rows_affected())
+    }
+
     async fn finish_events(
         &self,
         events: &[ClaimedEvent],
         completion: &Completion,
         attempt: &AttemptTiming,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let values = FinishValues::new(completion, attempt.finished_at);
         let mut tx = self.pool.begin().await?;
+        let mut finished = 0;
         for event in events {
             let updated = sqlx::query(
                 "UPDATE webhook_events
@@ -287,6 +305,7 @@ impl Store for PostgresStore {
             if updated.rows_affected() == 0 {
                 continue;
             }
+            finished += 1;
             sqlx::query(
                 "INSERT INTO event_attempts (event_id, attempt, started_at, finished_at, outcome, http_status, error)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -302,7 +321,7 @@ impl Store for PostgresStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(finished)
     }
 
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {

@@ -34,6 +34,10 @@ pub enum Completion {
     },
     /// Given up; the payload and the error are kept for a manual retry.
     Failed(String),
+    /// Given up without an attempt: the last allowed attempt was interrupted (its worker stopped, or held the
+    /// events past their lease). The claim that found this gives its attempt back, so the count stays at the
+    /// allowed maximum; pass the events with that count.
+    Interrupted(String),
 }
 
 impl Completion {
@@ -42,7 +46,7 @@ impl Completion {
             Completion::Success => EventStatus::Success,
             Completion::Skipped(_) => EventStatus::Skipped,
             Completion::Retry { .. } => EventStatus::Queued,
-            Completion::Failed(_) => EventStatus::Failed,
+            Completion::Failed(_) | Completion::Interrupted(_) => EventStatus::Failed,
         }
     }
 
@@ -53,12 +57,13 @@ impl Completion {
             Completion::Skipped(_) => "skipped",
             Completion::Retry { .. } => "retry",
             Completion::Failed(_) => "failed",
+            Completion::Interrupted(_) => "interrupted",
         }
     }
 
     pub fn error(&self) -> Option<&str> {
         match self {
-            Completion::Retry { error, .. } | Completion::Failed(error) => Some(error),
+            Completion::Retry { error, .. } | Completion::Failed(error) | Completion::Interrupted(error) => Some(error),
             Completion::Success | Completion::Skipped(_) => None,
         }
     }
@@ -92,6 +97,10 @@ pub struct BudgetLimits {
     pub per_minute: i64,
     pub per_day: i64,
 }
+
+/// `Store::renew_lease`, the same on both engines.
+pub const RENEW_LEASE_SQL: &str = "UPDATE webhook_events SET locked_until = $1
+     WHERE object_type = $2 AND object_uuid = $3 AND status = 'processing' AND locked_until = $4";
 
 pub const MINUTE_MS: i64 = 60_000;
 pub const DAY_MS: i64 = 24 * 60 * MINUTE_MS;

@@ -7,6 +7,7 @@ mod common;
 mod api;
 mod attachments;
 mod ingest_formats;
+mod leases;
 mod metrics;
 mod mock_servicem8;
 mod portal;

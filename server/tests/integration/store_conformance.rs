@@ -189,6 +189,53 @@ async fn one_claim_takes_several_objects_oldest_first_each_with_all_its_due_even
     assert!(rest.iter().all(|e| e.object_uuid == "job-c"));
 }
 
+async fn a_lease_is_renewed_only_by_its_holder(store: Arc<dyn Store>) {
+    let now = now_millis();
+    store
+        .insert_events(&[
+            event("job-1", "k1", now),
+            event("job-1", "k2", now),
+            event("job-2", "k3", now),
+        ])
+        .await
+        .unwrap();
+    let claimed = store.claim_due_objects(now, now + 10, 3).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let renewed = store.renew_lease("job", "job-1", now + 10, now + 500).await.unwrap();
+    assert_eq!(renewed, 2, "both events of the object, not the other object's");
+    assert!(
+        store
+            .claim_due_objects(now + 100, now + 200, 3)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.object_uuid == "job-2"),
+        "only the unrenewed lease expired"
+    );
+    assert_eq!(
+        store.renew_lease("job", "job-1", now + 10, now + 900).await.unwrap(),
+        0,
+        "the old lease no longer holds"
+    );
+    let held: Vec<_> = claimed
+        .into_iter()
+        .filter(|e| e.object_uuid == "job-1")
+        .map(|e| server::store::ClaimedEvent {
+            lease_until: now + 500,
+            ..e
+        })
+        .collect();
+    let timing = AttemptTiming {
+        started_at: now,
+        finished_at: now + 5,
+        http_status: Some(200),
+    };
+    assert_eq!(
+        store.finish_events(&held, &Completion::Success, &timing).await.unwrap(),
+        2
+    );
+}
+
 async fn finishing_records_the_attempt_and_ignores_lost_leases(store: Arc<dyn Store>) {
     let now = now_millis();
     store.insert_events(&[event("job-1", "k1", now)]).await.unwrap();
@@ -220,14 +267,16 @@ async fn finishing_records_the_attempt_and_ignores_lost_leases(store: Arc<dyn St
 
     let reclaimed = store.claim_due_objects(now + 50, now + 100, 1).await.unwrap();
     // A worker whose lease expired and was taken over cannot finish the event any more.
-    store
+    let late = store
         .finish_events(&claimed, &Completion::Failed("late".into()), &timing)
         .await
         .unwrap();
-    store
+    assert_eq!(late, 0, "nothing finished under the lost lease");
+    let finished = store
         .finish_events(&reclaimed, &Completion::Success, &timing)
         .await
         .unwrap();
+    assert_eq!(finished, 1);
     let listed = store.list_events(&EventQuery::default()).await.unwrap().events;
     assert_eq!((listed[0].status, listed[0].attempts), (EventStatus::Success, 2));
     let attempts = store.event_attempts(&listed[0].id).await.unwrap();
@@ -609,6 +658,7 @@ conformance!(
     claiming_takes_every_due_event_of_one_object_once,
     one_claim_takes_several_objects_oldest_first_each_with_all_its_due_events,
     finishing_records_the_attempt_and_ignores_lost_leases,
+    a_lease_is_renewed_only_by_its_holder,
     a_budget_refund_gives_the_attempt_back,
     failed_events_can_be_retried_one_or_all,
     a_mirrored_record_is_only_replaced_by_one_at_least_as_new,

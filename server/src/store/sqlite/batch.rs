@@ -81,8 +81,9 @@ pub(super) async fn finish_events(
     events: &[ClaimedEvent],
     completion: &Completion,
     attempt: &AttemptTiming,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let values = FinishValues::new(completion, attempt.finished_at);
+    let mut finished_count = 0;
     // The events of one claim share a lease; grouping keeps the id lookup on its index.
     let mut by_lease: BTreeMap<i64, Vec<&ClaimedEvent>> = BTreeMap::new();
     for event in events {
@@ -120,6 +121,7 @@ pub(super) async fn finish_events(
                 .into_iter()
                 .collect();
             let recorded: Vec<&&ClaimedEvent> = chunk.iter().filter(|event| finished.contains(&event.id)).collect();
+            finished_count += recorded.len() as u64;
             if recorded.is_empty() {
                 continue;
             }
@@ -138,5 +140,5 @@ pub(super) async fn finish_events(
             insert.build().execute(&mut *connection).await?;
         }
     }
-    Ok(())
+    Ok(finished_count)
 }

@@ -15,7 +15,8 @@ struct Finish {
     events: Vec<ClaimedEvent>,
     completion: Completion,
     attempt: AttemptTiming,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    /// Told how many of the events were finished (those whose lease still held).
+    done: oneshot::Sender<Result<u64, StoreError>>,
 }
 
 #[derive(Default)]
@@ -28,7 +29,7 @@ impl FinishQueue {
         events: &[ClaimedEvent],
         completion: &Completion,
         attempt: &AttemptTiming,
-    ) -> oneshot::Receiver<Result<(), StoreError>> {
+    ) -> oneshot::Receiver<Result<u64, StoreError>> {
         let (done, answer) = oneshot::channel();
         self.0.lock().expect("finish queue lock").push(Finish {
             events: events.to_vec(),
@@ -47,29 +48,31 @@ impl FinishQueue {
             return;
         }
         match commit(writer, &queued).await {
-            Ok(()) => {
-                for finish in queued {
-                    let _ = finish.done.send(Ok(()));
+            Ok(counts) => {
+                for (finish, count) in queued.into_iter().zip(counts) {
+                    let _ = finish.done.send(Ok(count));
                 }
             }
             Err(error) => {
                 tracing::warn!(%error, finishes = queued.len(), "shared finish failed; committing each alone");
                 for finish in queued {
                     let result = commit(writer, std::slice::from_ref(&finish)).await;
-                    let _ = finish.done.send(result);
+                    let _ = finish.done.send(result.map(|counts| counts[0]));
                 }
             }
         }
     }
 }
 
-async fn commit(writer: &mut SqliteConnection, finishes: &[Finish]) -> Result<(), StoreError> {
+/// Commits `finishes` in one transaction; how many events of each were finished.
+async fn commit(writer: &mut SqliteConnection, finishes: &[Finish]) -> Result<Vec<u64>, StoreError> {
     let mut tx = writer.begin().await?;
+    let mut counts = Vec::with_capacity(finishes.len());
     for finish in finishes {
-        batch::finish_events(&mut tx, &finish.events, &finish.completion, &finish.attempt).await?;
+        counts.push(batch::finish_events(&mut tx, &finish.events, &finish.completion, &finish.attempt).await?);
     }
     tx.commit().await?;
-    Ok(())
+    Ok(counts)
 }
 
 #[cfg(test)]

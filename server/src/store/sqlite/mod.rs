@@ -23,7 +23,7 @@ use super::portal::{
     JobChild, COMPANY_JOBS_SQL, CREATE_LINK_SQL, CREATE_SESSION_SQL, DELETE_SESSION_SQL, REDEEM_LINK_SQL,
     SESSION_COMPANY_SQL,
 };
-use super::queue::{budget_windows, MINUTE_MS};
+use super::queue::{budget_windows, MINUTE_MS, RENEW_LEASE_SQL};
 use super::wal::WalSync;
 use super::{
     assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent,
@@ -349,12 +349,30 @@ impl Store for SqliteStore {
         Ok(in_change_order(rows))
     }
 
+    async fn renew_lease(
+        &self,
+        object_type: &str,
+        object_uuid: &str,
+        held_until: i64,
+        lease_until: i64,
+    ) -> Result<u64, StoreError> {
+        let mut writer = self.write().await?;
+        let renewed = sqlx::query(RENEW_LEASE_SQL)
+            .bind(lease_until)
+            .bind(object_type)
+            .bind(object_uuid)
+            .bind(held_until)
+            .execute(&mut *writer)
+            .await?;
+        Ok(renewed.rows_affected())
+    }
+
     async fn finish_events(
         &self,
         events: &[ClaimedEvent],
         completion: &Completion,
         attempt: &AttemptTiming,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let finished = self.finishes.enqueue(events, completion, attempt);
         let mut writer = self.write().await?;
         // Commits this finish and every other queued meanwhile, unless another caller already committed it.
