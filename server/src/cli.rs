@@ -56,6 +56,41 @@ pub struct SubscribeArgs {
     pub objects: Vec<String>,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// The file to write; it must not exist yet.
+    #[arg(long)]
+    pub to: std::path::PathBuf,
+}
+
+/// `backup`: SQLite's `VACUUM INTO`, safe while serving. PostgreSQL has its own tools.
+pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let url = &args.database.database_url;
+    if !url.starts_with("sqlite:") {
+        bail!(
+            "backup copies SQLite databases; for PostgreSQL use pg_dump (for example `pg_dump --format=custom \
+             --file=sm8.dump {}`) and pg_restore",
+            redact_url(url)
+        );
+    }
+    if url.contains(":memory:") {
+        bail!("an in-memory database has nothing on disk to back up");
+    }
+    let backup = store::backup_sqlite(url, &args.to)
+        .await
+        .with_context(|| format!("backing up {}", redact_url(url)))?;
+    println!(
+        "Backed up {} to {} ({} bytes).",
+        redact_url(url),
+        backup.path.display(),
+        backup.bytes
+    );
+    Ok(())
+}
+
 /// `serve`: runs until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);

@@ -54,6 +54,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Write a consistent copy of the SQLite database to a new file, while the server keeps serving.
+    Backup(crate::cli::BackupArgs),
     /// Serve with a simulated ServiceM8 account producing realistic traffic: the product without an account.
     Demo(crate::cli::DemoArgs),
     /// Reconcile: queue every record ServiceM8 changed since the last sync (or --since) that the mirror lacks.

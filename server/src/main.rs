@@ -16,6 +16,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match Cli::parse().command {
         Command::Serve(args) => cli::serve(args).await,
+        Command::Backup(args) => cli::backup(args).await,
         Command::Demo(args) => cli::demo(args).await,
         Command::Sync(args) => cli::sync(args).await,
         Command::Subscribe(args) => cli::subscribe(args).await,

@@ -34,6 +34,8 @@ const API_REQUESTS_USED: &str = "sm8_servicem8_api_requests_used";
 const API_REQUESTS_LIMIT: &str = "sm8_servicem8_api_requests_limit";
 const REALTIME_CONNECTIONS: &str = "sm8_realtime_connections";
 const SQLITE_LOG_BYTES: &str = "sm8_sqlite_wal_bytes";
+const REALTIME_RETAINED_BYTES: &str = "sm8_realtime_retained_bytes";
+const REALTIME_RETAINED_BROADCASTS: &str = "sm8_realtime_retained_broadcasts";
 
 /// Upper bounds of the latency histograms' buckets, in seconds: from a fast local batch to a retried one.
 const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
@@ -149,6 +151,17 @@ fn describe_metrics() {
         Unit::Bytes,
         "Size of the SQLite write-ahead log file (sm8.db-wal) on disk; absent on PostgreSQL"
     );
+    describe_gauge!(
+        REALTIME_RETAINED_BYTES,
+        Unit::Bytes,
+        "Updates kept in memory for resuming realtime clients, as JSON text, over all topics (capped by \
+         REALTIME_RETENTION_MIB); absent on PostgreSQL, which keeps them in the database"
+    );
+    describe_gauge!(
+        REALTIME_RETAINED_BROADCASTS,
+        Unit::Count,
+        "Updates kept in memory for resuming realtime clients, over all topics"
+    );
 }
 
 async fn render_metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -263,6 +276,12 @@ pub fn record_broadcast(received_at: i64) {
 /// Milliseconds as seconds; a negative span (clocks of two nodes disagreeing) counts as none.
 fn seconds(millis: i64) -> f64 {
     millis.max(0) as f64 / 1000.0
+}
+
+/// Records what the in-memory realtime history holds.
+pub fn set_realtime_retained(bytes: usize, broadcasts: usize) {
+    gauge!(REALTIME_RETAINED_BYTES).set(bytes as f64);
+    gauge!(REALTIME_RETAINED_BROADCASTS).set(broadcasts as f64);
 }
 
 /// Counts a realtime connection as open until the returned guard drops, however the connection ends.
@@ -435,6 +454,7 @@ mod tests {
             record_broadcast(now_millis());
             set_store_gauges(&PipelineHealth::default(), Some(0));
             drop(count_realtime_connection());
+            set_realtime_retained(10, 1);
         });
         for (name, kind) in [
             (WEBHOOKS_RECEIVED, "counter"),
@@ -447,6 +467,8 @@ mod tests {
             (API_REQUESTS_LIMIT, "gauge"),
             (REALTIME_CONNECTIONS, "gauge"),
             (SQLITE_LOG_BYTES, "gauge"),
+            (REALTIME_RETAINED_BYTES, "gauge"),
+            (REALTIME_RETAINED_BROADCASTS, "gauge"),
         ] {
             assert!(name.starts_with("sm8_"), "{name}");
             assert!(

@@ -36,7 +36,14 @@ pub struct RealtimeArgs {
     /// How many updates per topic are kept for clients that reconnect and resume.
     #[arg(long, env = "REALTIME_RETENTION_MESSAGES", default_value_t = 1000)]
     pub realtime_retention_messages: usize,
+
+    /// At most this many MiB of updates (their JSON) are kept for resuming, over all topics together; the oldest go
+    /// first. SQLite only: on PostgreSQL they are kept in the database.
+    #[arg(long, env = "REALTIME_RETENTION_MIB", default_value_t = DEFAULT_RETENTION_MIB)]
+    pub realtime_retention_mib: usize,
 }
+
+pub const DEFAULT_RETENTION_MIB: usize = 16;
 
 impl Default for RealtimeArgs {
     fn default() -> Self {
@@ -46,6 +53,7 @@ impl Default for RealtimeArgs {
             realtime_public_topics: Vec::new(),
             realtime_retention_seconds: 3600,
             realtime_retention_messages: 1000,
+            realtime_retention_mib: DEFAULT_RETENTION_MIB,
         }
     }
 }

@@ -136,6 +136,8 @@ impl Bus for InProcessBus {
             };
             self.hub.deliver(Arc::new(broadcast));
         }
+        let (bytes, broadcasts) = log.size();
+        crate::metrics::set_realtime_retained(bytes, broadcasts);
         Ok(())
     }
 
@@ -164,6 +166,7 @@ mod tests {
             Retention {
                 max_messages: 10,
                 max_age: Duration::from_secs(60),
+                max_bytes: usize::MAX,
             },
         );
         let (tx, mut rx) = mpsc::channel(8);

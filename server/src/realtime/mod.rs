@@ -66,6 +66,7 @@ impl Relay {
         let retention = Retention {
             max_messages: args.realtime_retention_messages.max(1),
             max_age: Duration::from_secs(args.realtime_retention_seconds),
+            max_bytes: args.realtime_retention_mib.saturating_mul(1024 * 1024),
         };
         let hub = Arc::new(Hub::new());
         let running = CancellationToken::new();

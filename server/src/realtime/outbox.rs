@@ -3,19 +3,23 @@
 //!
 //! Offsets are per topic, start at 1 and grow by one with each retained broadcast. A client rejoining with the
 //! offset it last saw gets every later broadcast again, in order, when all of them are still retained (the last
-//! `retention.max_messages` per topic, no older than `retention.max_age`). When some are gone, or the offset is
+//! `retention.max_messages` per topic, no older than `retention.max_age`, and in memory at most
+//! `retention.max_bytes` over all topics, oldest first). When some are gone, or the offset is
 //! one the server never gave out, it gets instead a `system` frame telling it to refetch (see `realtime::session`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use super::bus::Broadcast;
+use super::protocol::BroadcastPayload;
 
 /// How much of each topic is kept for resuming clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     pub max_messages: usize,
     pub max_age: Duration,
+    /// Over all topics, counted as the broadcasts' JSON text; kept in memory by the single-process engine.
+    pub max_bytes: usize,
 }
 
 impl Retention {
@@ -54,13 +58,35 @@ pub fn plan_replay(after: i64, latest: i64, retained_after: Vec<Broadcast>, rete
 pub struct RetainedLog {
     retention: Retention,
     topics: HashMap<String, TopicLog>,
+    /// Each topic's oldest retained broadcast, by its number over all topics: the first is the oldest overall.
+    oldest: BTreeSet<(u64, String)>,
+    next_number: u64,
+    bytes: usize,
+    messages: usize,
 }
 
 #[derive(Default)]
 struct TopicLog {
     latest: i64,
-    /// `(created_at, broadcast)`, oldest first.
-    retained: VecDeque<(i64, Broadcast)>,
+    /// Oldest first.
+    retained: VecDeque<Retained>,
+}
+
+struct Retained {
+    /// Counts up over all topics.
+    number: u64,
+    created_at: i64,
+    bytes: usize,
+    broadcast: Broadcast,
+}
+
+/// What a retained broadcast counts for against `Retention::max_bytes`.
+fn retained_bytes(broadcast: &Broadcast) -> usize {
+    let payload = match &broadcast.payload {
+        BroadcastPayload::Json(value) => serde_json::to_vec(value).map_or(0, |text| text.len()),
+        BroadcastPayload::Raw(bytes) => bytes.len(),
+    };
+    payload + broadcast.topic.len() + broadcast.event.len()
 }
 
 impl RetainedLog {
@@ -68,23 +94,69 @@ impl RetainedLog {
         RetainedLog {
             retention,
             topics: HashMap::new(),
+            oldest: BTreeSet::new(),
+            next_number: 0,
+            bytes: 0,
+            messages: 0,
         }
     }
 
     /// Gives `broadcast` its topic's next offset and keeps it; returns it numbered.
     pub fn record(&mut self, mut broadcast: Broadcast, now: i64) -> Broadcast {
-        let log = self.topics.entry(broadcast.topic.clone()).or_default();
+        let topic = broadcast.topic.clone();
+        let log = self.topics.entry(topic.clone()).or_default();
         log.latest += 1;
         broadcast.set_offset(log.latest);
-        log.retained.push_back((now, broadcast.clone()));
-        while log.retained.len() > self.retention.max_messages {
-            log.retained.pop_front();
+        let number = self.next_number;
+        self.next_number += 1;
+        if log.retained.is_empty() {
+            self.oldest.insert((number, topic.clone()));
         }
+        let bytes = retained_bytes(&broadcast);
+        log.retained.push_back(Retained {
+            number,
+            created_at: now,
+            bytes,
+            broadcast: broadcast.clone(),
+        });
+        self.bytes += bytes;
+        self.messages += 1;
         let cutoff = self.retention.cutoff(now);
-        while log.retained.front().is_some_and(|(created_at, _)| *created_at < cutoff) {
-            log.retained.pop_front();
+        while self.topics[&topic].retained.len() > self.retention.max_messages
+            || self.topics[&topic]
+                .retained
+                .front()
+                .is_some_and(|oldest| oldest.created_at < cutoff)
+        {
+            self.forget_oldest_of(&topic);
+        }
+        while self.bytes > self.retention.max_bytes {
+            let Some((_, topic)) = self.oldest.first().cloned() else {
+                break;
+            };
+            self.forget_oldest_of(&topic);
         }
         broadcast
+    }
+
+    fn forget_oldest_of(&mut self, topic: &str) {
+        let Some(log) = self.topics.get_mut(topic) else {
+            return;
+        };
+        let Some(oldest) = log.retained.pop_front() else {
+            return;
+        };
+        self.oldest.remove(&(oldest.number, topic.to_owned()));
+        if let Some(next) = log.retained.front() {
+            self.oldest.insert((next.number, topic.to_owned()));
+        }
+        self.bytes -= oldest.bytes;
+        self.messages -= 1;
+    }
+
+    /// What is retained now: (bytes, broadcasts).
+    pub fn size(&self) -> (usize, usize) {
+        (self.bytes, self.messages)
     }
 
     pub fn replay(&self, topic: &str, after: i64, now: i64) -> Replay {
@@ -95,8 +167,8 @@ impl RetainedLog {
         let retained_after = log
             .retained
             .iter()
-            .filter(|(created_at, broadcast)| *created_at >= cutoff && broadcast.offset > Some(after))
-            .map(|(_, broadcast)| broadcast.clone())
+            .filter(|retained| retained.created_at >= cutoff && retained.broadcast.offset > Some(after))
+            .map(|retained| retained.broadcast.clone())
             .collect();
         plan_replay(after, log.latest, retained_after, &self.retention)
     }
@@ -105,7 +177,6 @@ impl RetainedLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::realtime::protocol::BroadcastPayload;
     use serde_json::json;
 
     const NOW: i64 = 1_700_000_000_000;
@@ -114,6 +185,7 @@ mod tests {
         Retention {
             max_messages,
             max_age: Duration::from_secs(3600),
+            max_bytes: usize::MAX,
         }
     }
 
@@ -176,5 +248,48 @@ mod tests {
         log.record(update("realtime:jobs"), NOW);
         assert_eq!(log.replay("realtime:jobs", 0, NOW), Replay::Refetch { latest: 2 });
         assert_eq!(offsets(log.replay("realtime:jobs", 1, NOW)), vec![2]);
+    }
+
+    #[test]
+    fn the_oldest_broadcasts_of_any_topic_go_first_once_the_byte_cap_is_reached() {
+        // What one numbered broadcast counts for (every offset here has one digit and the topics one length).
+        let one = {
+            let mut scratch = RetainedLog::new(retention(10));
+            scratch.record(update("realtime:jobs"), NOW);
+            scratch.size().0
+        };
+        let mut log = RetainedLog::new(Retention {
+            max_bytes: 3 * one,
+            ..retention(10)
+        });
+        log.record(update("realtime:jobs"), NOW);
+        log.record(update("realtime:abcd"), NOW);
+        log.record(update("realtime:jobs"), NOW);
+        assert_eq!(log.size().1, 3);
+        // The fourth pushes out the oldest of all, the first on realtime:jobs.
+        log.record(update("realtime:abcd"), NOW);
+        let (bytes, messages) = log.size();
+        assert_eq!(bytes, 3 * one);
+        assert_eq!(messages, 3);
+        assert_eq!(log.replay("realtime:jobs", 0, NOW), Replay::Refetch { latest: 2 });
+        assert_eq!(offsets(log.replay("realtime:jobs", 1, NOW)), vec![2]);
+        assert_eq!(offsets(log.replay("realtime:abcd", 0, NOW)), vec![1, 2]);
+    }
+
+    #[test]
+    fn the_byte_count_follows_every_eviction() {
+        let mut log = RetainedLog::new(retention(2));
+        for n in 0..50 {
+            log.record(update(&format!("realtime:job:{}", n % 5)), NOW + n);
+        }
+        let (bytes, messages) = log.size();
+        assert_eq!(messages, 10, "two per topic");
+        let counted: usize = log
+            .topics
+            .values()
+            .flat_map(|topic| topic.retained.iter().map(|retained| retained.bytes))
+            .sum();
+        assert_eq!(bytes, counted);
+        assert_eq!(log.oldest.len(), 5, "one oldest per topic");
     }
 }

@@ -416,6 +416,7 @@ mod tests {
         let retention = Retention {
             max_messages: 100,
             max_age: Duration::from_secs(60),
+            max_bytes: usize::MAX,
         };
         let keys = TokenKeys::new(&Secret::new("secret"));
         let nobody_owns_jobs: JobOwnership = Arc::new(|_| Box::pin(async { None }));

@@ -22,7 +22,7 @@ pub use mirror::{mirror_table, MirrorRecord, MirrorTable, MirrorWrite, MIRROR_TA
 pub use portal::JobChild;
 pub use postgres::PostgresStore;
 pub use queue::{AttemptRecord, BudgetGrant, BudgetLimits, ClaimedEvent, Completion};
-pub use sqlite::SqliteStore;
+pub use sqlite::{backup_sqlite, Backup, SqliteStore};
 
 /// What can go wrong in storage. Callers turn it into an opaque, logged 500.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the event writer has stopped")]
     WriterStopped,
+    #[error("backup failed: {0}")]
+    Backup(String),
 }
 
 /// An event as the receiver hands it over for storage.

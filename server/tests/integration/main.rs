@@ -6,6 +6,7 @@ mod common;
 
 mod api;
 mod attachments;
+mod backup;
 mod ingest_formats;
 mod leases;
 mod metrics;

@@ -1,5 +1,6 @@
 //! The embedded engine: one SQLite file in WAL mode, fully synchronous so an acknowledged event survives a crash.
 
+mod backup;
 mod batch;
 mod checkpoints;
 mod finishes;
@@ -30,6 +31,7 @@ use super::{
     ClaimedRow, Completion, EventRow, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome, Store, StoreError,
     ATTEMPT_COLUMNS, CLAIMED_COLUMNS, EVENT_SUMMARY_COLUMNS, MAX_CLAIMED_EVENTS,
 };
+pub use backup::{backup_sqlite, Backup};
 use checkpoints::{Checkpoints, LOG_FILE_LIMIT_BYTES, RESTART_ABOVE_BYTES, WRITER_BUSY_TIMEOUT};
 use finishes::FinishQueue;
 
