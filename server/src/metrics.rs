@@ -113,7 +113,8 @@ fn describe_metrics() {
     describe_counter!(
         EVENTS_FINISHED,
         Unit::Count,
-        "Processing attempts finished, by outcome: success, skipped, retry or failed"
+        "Processing attempts finished, by outcome: success, skipped, retry, failed, or interrupted (the worker \
+         stopped, or held the events past their lease)"
     );
     describe_histogram!(
         PROCESSING_DURATION,
@@ -266,6 +267,11 @@ pub fn count_stored_webhooks(insertions: &[Insertion]) {
 pub fn record_finished(completion: &Completion, events: usize, elapsed_ms: i64) {
     counter!(EVENTS_FINISHED, "outcome" => completion.outcome_name()).increment(events as u64);
     histogram!(PROCESSING_DURATION).record(seconds(elapsed_ms));
+}
+
+/// Counts attempts found interrupted (their worker stopped, or held the events past the lease).
+pub fn record_interrupted(events: u64) {
+    counter!(EVENTS_FINISHED, "outcome" => "interrupted").increment(events);
 }
 
 /// Records how long ago an event whose record update was just announced was received (unix ms).

@@ -61,6 +61,10 @@ impl Server {
         args.processor
             .check_lease(args.servicem8.servicem8_timeout_ms)
             .map_err(anyhow::Error::msg)?;
+        let listener = TcpListener::bind(args.bind)
+            .await
+            .with_context(|| format!("binding {}", args.bind))?;
+        let port = listener.local_addr().context("reading the bound address")?.port();
         let store = store::connect(&args.database.database_url)
             .await
             .with_context(|| format!("opening the database {}", redact_url(&args.database.database_url)))?;
@@ -81,6 +85,7 @@ impl Server {
             updates.clone(),
             args.processor.clone(),
             queue_wakeup.clone(),
+            args.processor.node(port),
         );
         let queue = EventQueue::new(store.clone(), updates.clone(), queue_wakeup.clone());
         let settings = BackendSettings {
@@ -127,9 +132,6 @@ impl Server {
             .merge(relay.router())
             .merge(web::router(&args.resolved_site_root(), backend))
             .layer(TraceLayer::new_for_http());
-        let listener = TcpListener::bind(args.bind)
-            .await
-            .with_context(|| format!("binding {}", args.bind))?;
         Ok(Server {
             listener,
             router,

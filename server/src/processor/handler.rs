@@ -84,30 +84,6 @@ impl Handler {
         }
     }
 
-    /// Gives up on events whose last allowed attempt was interrupted; `batch` holds them as claimed again.
-    pub(super) async fn give_up(&self, batch: &[ClaimedEvent], lease: &Lease) -> Result<(), StoreError> {
-        let counted: Vec<ClaimedEvent> = batch
-            .iter()
-            .map(|event| ClaimedEvent {
-                attempts: event.attempts - 1,
-                ..event.clone()
-            })
-            .collect();
-        let work = Work {
-            batch: &counted,
-            lease,
-            started_at: now_millis(),
-        };
-        let reason = format!(
-            "gave up after {} attempts: the last was interrupted (its worker stopped, or held the event past \
-             LEASE_MS)",
-            counted[0].attempts
-        );
-        self.finish(&work, &counted, Completion::Interrupted(reason), None)
-            .await?;
-        Ok(())
-    }
-
     async fn fetch_and_mirror(
         &self,
         client: &ServiceM8Client,
@@ -302,7 +278,7 @@ impl Handler {
             Completion::Success => Stage::Success,
             Completion::Skipped(_) => Stage::Skipped,
             Completion::Retry { .. } => Stage::Retrying,
-            Completion::Failed(_) | Completion::Interrupted(_) => Stage::Failed,
+            Completion::Failed(_) => Stage::Failed,
         };
         let detail = match &completion {
             Completion::Skipped(reason) => Some(reason.as_str()),

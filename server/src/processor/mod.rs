@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::servicem8::client::ServiceM8Client;
 use crate::servicem8::sync;
-use crate::store::{now_millis, ClaimedEvent, Store, StoreError};
+use crate::store::{now_millis, Claim, ClaimedEvent, Release, Store, StoreError, Whose};
 use crate::updates::UpdateSender;
 pub use handler::ProcessingMode;
 use lease::Lease;
@@ -49,6 +49,11 @@ pub struct ProcessorArgs {
     #[arg(long, env = "LEASE_MS", default_value_t = 60_000)]
     pub lease_ms: i64,
 
+    /// Names this node's claims, so that it releases them at once when it starts again after a crash; unique
+    /// per node and the same across its restarts. Default: the host name and the port served on.
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+
     /// How often idle workers look for due events, in milliseconds (new events wake them at once).
     #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 1_000)]
     pub poll_interval_ms: u64,
@@ -70,6 +75,7 @@ impl Default for ProcessorArgs {
             max_retries: 3,
             retry_base_delay_ms: 10_000,
             lease_ms: 60_000,
+            node_id: None,
             poll_interval_ms: 1_000,
             retention_days: 30,
             sync_interval_seconds: 3_600,
@@ -90,6 +96,18 @@ impl ProcessorArgs {
             ));
         }
         Ok(())
+    }
+
+    /// This node's id: `NODE_ID`, or the host name and `port`.
+    pub fn node(&self, port: u16) -> String {
+        match self.node_id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
+            Some(id) => id.to_owned(),
+            None => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                let host = host.trim();
+                format!("{}:{port}", if host.is_empty() { "localhost" } else { host })
+            }
+        }
     }
 
     pub fn retry_policy(&self) -> RetryPolicy {
@@ -114,6 +132,8 @@ pub enum Step {
 
 pub struct Processor {
     store: Arc<dyn Store>,
+    /// Whose claims these workers make (`ProcessorArgs::node`).
+    node: String,
     client: Option<Arc<ServiceM8Client>>,
     handler: handler::Handler,
     args: ProcessorArgs,
@@ -127,10 +147,12 @@ impl Processor {
         updates: UpdateSender,
         args: ProcessorArgs,
         wakeup: Arc<Notify>,
+        node: String,
     ) -> Arc<Processor> {
         let handler = handler::Handler::new(store.clone(), client.clone(), updates, args.retry_policy());
         Arc::new(Processor {
             store,
+            node,
             client,
             handler,
             args,
@@ -142,9 +164,15 @@ impl Processor {
         self.handler.mode()
     }
 
-    /// Starts the workers and the retention task; they stop after `shutdown`, finishing the batch in hand.
+    /// Starts the workers, the release of expired claims and the retention task; they stop after `shutdown`,
+    /// finishing the batch in hand.
     pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> JoinSet<()> {
         let mut tasks = JoinSet::new();
+        if self.args.workers > 0 {
+            let processor = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { processor.run_releases(shutdown).await });
+        }
         for worker in 0..self.args.workers {
             let processor = self.clone();
             let shutdown = shutdown.clone();
@@ -201,7 +229,12 @@ impl Processor {
         let now = now_millis();
         let claimed = self
             .store
-            .claim_due_objects(now, now + self.args.lease_ms, self.args.batch_objects)
+            .claim_due_objects(&Claim {
+                now,
+                lease_until: now + self.args.lease_ms,
+                objects: self.args.batch_objects,
+                node: &self.node,
+            })
             .await?;
         if claimed.is_empty() {
             return Ok(Step::QueueEmpty);
@@ -216,20 +249,10 @@ impl Processor {
         Ok(step)
     }
 
-    /// Processes one object's claimed events, renewing their lease meanwhile; events whose allowed attempts were
-    /// all used (the last one interrupted) fail instead.
+    /// Processes one object's claimed events, renewing their lease meanwhile.
     async fn process_leased(&self, events: Vec<ClaimedEvent>) -> Result<Step, StoreError> {
         let lease = Lease::of(self.store.clone(), &events, self.args.lease_ms);
-        let allowed = self.args.max_retries.max(0) + 1;
-        let (used_up, due): (Vec<ClaimedEvent>, Vec<ClaimedEvent>) =
-            events.into_iter().partition(|event| event.attempts > allowed);
-        if !used_up.is_empty() {
-            self.handler.give_up(&used_up, &lease).await?;
-        }
-        if due.is_empty() {
-            return Ok(Step::Processed);
-        }
-        let work = self.handler.process(&due, &lease);
+        let work = self.handler.process(&events, &lease);
         tokio::pin!(work);
         let mut heartbeat = tokio::time::interval(lease.heartbeat());
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -243,6 +266,49 @@ impl Processor {
                     Ok(false) => {}
                     Err(error) => tracing::warn!(%error, "renewing a lease failed; trying again"),
                 },
+            }
+        }
+    }
+
+    /// Gives up the claims `whose` names (see `Store::release_claims`), waking the workers for what it queued.
+    pub async fn release_claims(&self, whose: Whose<'_>) -> Result<u64, StoreError> {
+        let released = self
+            .store
+            .release_claims(&Release {
+                now: now_millis(),
+                max_attempts: self.args.max_retries.max(0) + 1,
+                whose,
+            })
+            .await?;
+        if released > 0 {
+            crate::metrics::record_interrupted(released);
+            self.wakeup.notify_waiters();
+        }
+        Ok(released)
+    }
+
+    /// Releases this node's own claims of a previous run (it is only starting: nobody works on them), then, as
+    /// long as it runs, every claim whose lease ran out.
+    async fn run_releases(&self, shutdown: CancellationToken) {
+        match self.release_claims(Whose::Node(&self.node)).await {
+            Ok(0) => {}
+            Ok(released) => tracing::warn!(
+                released,
+                node = %self.node,
+                "released this node's claims of its previous run: their attempts were interrupted"
+            ),
+            Err(error) => tracing::error!(%error, "releasing this node's earlier claims failed"),
+        }
+        let interval = Duration::from_millis((self.args.lease_ms / 4).clamp(100, 5_000) as u64);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match self.release_claims(Whose::Expired).await {
+                Ok(0) => {}
+                Ok(released) => tracing::warn!(released, "released claims whose lease ran out"),
+                Err(error) => tracing::error!(%error, "releasing expired claims failed"),
             }
         }
     }

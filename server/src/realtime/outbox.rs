@@ -72,21 +72,52 @@ struct TopicLog {
     retained: VecDeque<Retained>,
 }
 
+/// A broadcast as kept: its JSON payload as text, which takes a fraction of the memory of the parsed value and
+/// is what `Retention::max_bytes` counts. Replays, which are rare, parse it again.
 struct Retained {
     /// Counts up over all topics.
     number: u64,
     created_at: i64,
     bytes: usize,
+    /// The broadcast without its payload.
     broadcast: Broadcast,
+    payload: KeptPayload,
 }
 
-/// What a retained broadcast counts for against `Retention::max_bytes`.
-fn retained_bytes(broadcast: &Broadcast) -> usize {
-    let payload = match &broadcast.payload {
-        BroadcastPayload::Json(value) => serde_json::to_vec(value).map_or(0, |text| text.len()),
-        BroadcastPayload::Raw(bytes) => bytes.len(),
-    };
-    payload + broadcast.topic.len() + broadcast.event.len()
+enum KeptPayload {
+    Json(Box<str>),
+    Raw(Box<[u8]>),
+}
+
+impl Retained {
+    fn new(number: u64, created_at: i64, broadcast: &Broadcast) -> Retained {
+        let payload = match &broadcast.payload {
+            BroadcastPayload::Json(value) => KeptPayload::Json(value.to_string().into_boxed_str()),
+            BroadcastPayload::Raw(bytes) => KeptPayload::Raw(bytes.clone().into_boxed_slice()),
+        };
+        let payload_bytes = match &payload {
+            KeptPayload::Json(text) => text.len(),
+            KeptPayload::Raw(bytes) => bytes.len(),
+        };
+        let mut bare = broadcast.clone();
+        bare.payload = BroadcastPayload::Raw(Vec::new());
+        Retained {
+            number,
+            created_at,
+            bytes: payload_bytes + broadcast.topic.len() + broadcast.event.len(),
+            broadcast: bare,
+            payload,
+        }
+    }
+
+    fn restore(&self) -> Broadcast {
+        let mut broadcast = self.broadcast.clone();
+        broadcast.payload = match &self.payload {
+            KeptPayload::Json(text) => BroadcastPayload::Json(serde_json::from_str(text).unwrap_or_default()),
+            KeptPayload::Raw(bytes) => BroadcastPayload::Raw(bytes.to_vec()),
+        };
+        broadcast
+    }
 }
 
 impl RetainedLog {
@@ -112,14 +143,9 @@ impl RetainedLog {
         if log.retained.is_empty() {
             self.oldest.insert((number, topic.clone()));
         }
-        let bytes = retained_bytes(&broadcast);
-        log.retained.push_back(Retained {
-            number,
-            created_at: now,
-            bytes,
-            broadcast: broadcast.clone(),
-        });
-        self.bytes += bytes;
+        let retained = Retained::new(number, now, &broadcast);
+        self.bytes += retained.bytes;
+        log.retained.push_back(retained);
         self.messages += 1;
         let cutoff = self.retention.cutoff(now);
         while self.topics[&topic].retained.len() > self.retention.max_messages
@@ -168,7 +194,7 @@ impl RetainedLog {
             .retained
             .iter()
             .filter(|retained| retained.created_at >= cutoff && retained.broadcast.offset > Some(after))
-            .map(|retained| retained.broadcast.clone())
+            .map(Retained::restore)
             .collect();
         plan_replay(after, log.latest, retained_after, &self.retention)
     }
@@ -291,5 +317,25 @@ mod tests {
             .sum();
         assert_eq!(bytes, counted);
         assert_eq!(log.oldest.len(), 5, "one oldest per topic");
+    }
+
+    #[test]
+    fn a_replayed_broadcast_is_the_one_recorded() {
+        let mut log = RetainedLog::new(retention(10));
+        let recorded = log.record(update("realtime:jobs"), NOW);
+        let raw = log.record(
+            Broadcast::new(
+                "realtime:jobs",
+                "blob",
+                BroadcastPayload::Raw(vec![1, 2, 3]),
+                None,
+                true,
+            ),
+            NOW,
+        );
+        match log.replay("realtime:jobs", 0, NOW) {
+            Replay::Missed(replayed) => assert_eq!(replayed, [recorded, raw]),
+            other => panic!("expected a replay, got {other:?}"),
+        }
     }
 }

@@ -21,7 +21,7 @@ pub use insight::EventRecord;
 pub use mirror::{mirror_table, MirrorRecord, MirrorTable, MirrorWrite, MIRROR_TABLES};
 pub use portal::JobChild;
 pub use postgres::PostgresStore;
-pub use queue::{AttemptRecord, BudgetGrant, BudgetLimits, ClaimedEvent, Completion};
+pub use queue::{AttemptRecord, BudgetGrant, BudgetLimits, Claim, ClaimedEvent, Completion, Release, Whose};
 pub use sqlite::{backup_sqlite, Backup, SqliteStore};
 
 /// What can go wrong in storage. Callers turn it into an opaque, logged 500.
@@ -113,15 +113,15 @@ pub trait Store: Send + Sync + 'static {
 
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
 
-    /// Claims every due event of up to `objects` objects, those whose events have waited longest, under a lease
-    /// until `lease_until`: queued events whose time has come and processing events whose lease expired (at most
-    /// `MAX_CLAIMED_EVENTS` in all). Empty when nothing is due.
-    async fn claim_due_objects(
-        &self,
-        now: i64,
-        lease_until: i64,
-        objects: u32,
-    ) -> Result<Vec<ClaimedEvent>, StoreError>;
+    /// Claims every due event of up to `claim.objects` objects, those whose events have waited longest, under a
+    /// lease until `claim.lease_until`: queued events whose time has come, of objects with no event in flight (at
+    /// most `MAX_CLAIMED_EVENTS` in all). Empty when nothing is due. Claims whose lease ran out come back through
+    /// `release_claims`.
+    async fn claim_due_objects(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedEvent>, StoreError>;
+
+    /// Gives up the claims `release` names: each attempt is recorded as interrupted, and its events are queued
+    /// again at once, or failed when that was their last allowed attempt. Returns how many events it released.
+    async fn release_claims(&self, release: &Release<'_>) -> Result<u64, StoreError>;
 
     /// Extends the lease on one object's claimed events to `lease_until`, provided they still carry `held_until`;
     /// returns how many it extended (none: the lease was lost to another worker).
@@ -294,8 +294,6 @@ impl<'a> FinishValues<'a> {
                 refund_attempt,
                 ..
             } => (Some(*next_attempt_at), i32::from(*refund_attempt)),
-            // The claim that found the attempts used up counted one more; it never ran.
-            Completion::Interrupted(_) => (None, 1),
             _ => (None, 0),
         };
         let skip_reason = match completion {
@@ -394,6 +392,18 @@ impl TryFrom<EventRow> for EventSummary {
             last_error: row.last_error,
         })
     }
+}
+
+/// Claims for a unit test, as node `test-node`.
+#[cfg(test)]
+pub(crate) async fn test_claim(store: &dyn Store, now: i64, lease_until: i64, objects: u32) -> Vec<ClaimedEvent> {
+    let claim = Claim {
+        now,
+        lease_until,
+        objects,
+        node: "test-node",
+    };
+    store.claim_due_objects(&claim).await.unwrap()
 }
 
 /// A queued `job` event keyed `key`, for tests that only need rows.

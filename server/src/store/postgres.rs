@@ -17,7 +17,10 @@ use super::portal::{
     JobChild, COMPANY_JOBS_SQL, CREATE_LINK_SQL, CREATE_SESSION_SQL, DELETE_SESSION_SQL, REDEEM_LINK_SQL,
     SESSION_COMPANY_SQL,
 };
-use super::queue::{budget_windows, MINUTE_MS, RENEW_LEASE_SQL};
+use super::queue::{
+    budget_windows, Claim, Release, Whose, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, MINUTE_MS, RELEASE_SET,
+    RENEW_LEASE_SQL,
+};
 use super::{
     assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent,
     ClaimedRow, Completion, EventRow, FinishValues, Insertion, MirrorRecord, MirrorWrite, NewEvent, RetryOutcome,
@@ -221,40 +224,64 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn claim_due_objects(
-        &self,
-        now: i64,
-        lease_until: i64,
-        objects: u32,
-    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+    async fn claim_due_objects(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedEvent>, StoreError> {
         // Every row lock is taken with SKIP LOCKED, so concurrent workers (on any node) never wait on each other
-        // and never deadlock; each event is claimed by exactly one of them.
+        // and never deadlock; each event is claimed by exactly one of them. Objects with an event in flight are
+        // passed over, and an advisory lock per object (held until the claim commits) keeps two concurrent
+        // claims from taking different events of one object: one object is worked on by one worker at a time.
         let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
             "WITH due AS (
-                 SELECT object_type, object_uuid FROM webhook_events
-                 WHERE (status = 'queued' AND next_attempt_at <= $1)
-                    OR (status = 'processing' AND locked_until < $1)
+                 SELECT object_type, object_uuid FROM webhook_events q
+                 WHERE status = 'queued' AND next_attempt_at <= $1
+                   AND NOT EXISTS (
+                       SELECT 1 FROM webhook_events p
+                       WHERE p.object_type = q.object_type AND p.object_uuid = q.object_uuid
+                         AND p.status = 'processing')
+                   AND pg_try_advisory_xact_lock(hashtextextended(object_type || ':' || object_uuid, 0))
                  ORDER BY next_attempt_at LIMIT $3
                  FOR UPDATE SKIP LOCKED
              ), claimable AS (
                  SELECT e.id FROM webhook_events e
                  WHERE (e.object_type, e.object_uuid) IN (SELECT object_type, object_uuid FROM due)
-                   AND ((e.status = 'queued' AND e.next_attempt_at <= $1)
-                     OR (e.status = 'processing' AND e.locked_until < $1))
+                   AND e.status = 'queued' AND e.next_attempt_at <= $1
                  LIMIT {MAX_CLAIMED_EVENTS}
                  FOR UPDATE OF e SKIP LOCKED
              )
              UPDATE webhook_events
-             SET status = 'processing', locked_until = $2, attempts = attempts + 1, updated_at = $1
+             SET status = 'processing', locked_until = $2, attempts = attempts + 1, updated_at = $1, claimed_by = $4
              WHERE id IN (SELECT id FROM claimable)
              RETURNING {CLAIMED_COLUMNS}"
         ))
-        .bind(now)
-        .bind(lease_until)
-        .bind(i64::from(objects))
+        .bind(claim.now)
+        .bind(claim.lease_until)
+        .bind(i64::from(claim.objects))
+        .bind(claim.node)
         .fetch_all(&self.pool)
         .await?;
         Ok(in_change_order(rows))
+    }
+
+    async fn release_claims(&self, release: &Release<'_>) -> Result<u64, StoreError> {
+        // One statement: the claims are locked (a concurrent release skips them), released, and their attempts
+        // recorded with the claim time the release overwrites.
+        let condition = release.condition();
+        let sql = format!(
+            "WITH released AS (
+                 UPDATE webhook_events e SET {RELEASE_SET}
+                 FROM (SELECT id, updated_at AS claimed_at FROM webhook_events WHERE {condition}
+                       FOR UPDATE SKIP LOCKED) claimed
+                 WHERE e.id = claimed.id
+                 RETURNING e.id, e.attempts, claimed.claimed_at)
+             INSERT INTO {INTERRUPTED_ATTEMPT_COLUMNS}
+             SELECT id, attempts, claimed_at, $1, 'interrupted', NULL, $4 FROM released"
+        );
+        let query = sqlx::query(&sql).bind(release.now).bind(release.max_attempts);
+        let query = match release.whose {
+            Whose::Expired => query.bind(release.now),
+            Whose::Node(node) => query.bind(node.to_owned()),
+        };
+        let released = query.bind(INTERRUPTED_REASON).execute(&self.pool).await?;
+        Ok(released.rows_affected())
     }
 
     async fn renew_lease(

@@ -34,10 +34,6 @@ pub enum Completion {
     },
     /// Given up; the payload and the error are kept for a manual retry.
     Failed(String),
-    /// Given up without an attempt: the last allowed attempt was interrupted (its worker stopped, or held the
-    /// events past their lease). The claim that found this gives its attempt back, so the count stays at the
-    /// allowed maximum; pass the events with that count.
-    Interrupted(String),
 }
 
 impl Completion {
@@ -46,7 +42,7 @@ impl Completion {
             Completion::Success => EventStatus::Success,
             Completion::Skipped(_) => EventStatus::Skipped,
             Completion::Retry { .. } => EventStatus::Queued,
-            Completion::Failed(_) | Completion::Interrupted(_) => EventStatus::Failed,
+            Completion::Failed(_) => EventStatus::Failed,
         }
     }
 
@@ -57,13 +53,12 @@ impl Completion {
             Completion::Skipped(_) => "skipped",
             Completion::Retry { .. } => "retry",
             Completion::Failed(_) => "failed",
-            Completion::Interrupted(_) => "interrupted",
         }
     }
 
     pub fn error(&self) -> Option<&str> {
         match self {
-            Completion::Retry { error, .. } | Completion::Failed(error) | Completion::Interrupted(error) => Some(error),
+            Completion::Retry { error, .. } | Completion::Failed(error) => Some(error),
             Completion::Success | Completion::Skipped(_) => None,
         }
     }
@@ -97,6 +92,61 @@ pub struct BudgetLimits {
     pub per_minute: i64,
     pub per_day: i64,
 }
+
+/// A claim of due events: by `node`, held until `lease_until`.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub now: i64,
+    pub lease_until: i64,
+    /// Objects to claim at most; every due event of each.
+    pub objects: u32,
+    /// Who claims: the node's id, so that it can release its own claims when it starts again.
+    pub node: &'a str,
+}
+
+/// Claims to give up: their attempts are recorded as interrupted, and their events queued again at once, or
+/// failed when their last allowed attempt (`max_attempts`) was the one interrupted.
+#[derive(Debug, Clone, Copy)]
+pub struct Release<'a> {
+    pub now: i64,
+    pub max_attempts: i32,
+    pub whose: Whose<'a>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whose<'a> {
+    /// Claims whose lease ran out (their worker stopped, or stalled).
+    Expired,
+    /// Every claim of this node: it is starting, so none of them is being worked on.
+    Node(&'a str),
+}
+
+impl Release<'_> {
+    /// The condition on `webhook_events` that picks the claims, on parameter `$3`.
+    pub fn condition(&self) -> &'static str {
+        match self.whose {
+            Whose::Expired => "status = 'processing' AND locked_until < $3",
+            Whose::Node(_) => "status = 'processing' AND claimed_by = $3",
+        }
+    }
+}
+
+/// What an interrupted attempt records as its error.
+pub const INTERRUPTED_REASON: &str = "interrupted: its worker stopped, or held the event past LEASE_MS";
+
+/// The `SET` of releasing claims: the event is queued again at once, or failed when the interrupted attempt was
+/// its last allowed one (`$1` now, `$2` the allowed attempts). Before it, the claim time is in `updated_at`.
+pub const RELEASE_SET: &str = "status = CASE WHEN attempts >= $2 THEN 'failed' ELSE 'queued' END,
+     last_error = CASE WHEN attempts >= $2
+         THEN 'gave up after ' || CAST(attempts AS TEXT)
+              || ' attempts: the last was interrupted (its worker stopped, or held the event past LEASE_MS)'
+         ELSE 'interrupted: its worker stopped, or held the event past LEASE_MS' END,
+     processed_at = CASE WHEN attempts >= $2 THEN $1 ELSE processed_at END,
+     locked_until = NULL, claimed_by = NULL, next_attempt_at = $1, updated_at = $1";
+
+/// The columns of an interrupted attempt's row.
+pub const INTERRUPTED_ATTEMPT_COLUMNS: &str =
+    "event_attempts (event_id, attempt, started_at, finished_at, outcome, http_status, error)";
 
 /// `Store::renew_lease`, the same on both engines.
 pub const RENEW_LEASE_SQL: &str = "UPDATE webhook_events SET locked_until = $1

@@ -13,7 +13,7 @@ use server::store::{self, now_millis, NewEvent, Store};
 use server::updates::{self, PipelineUpdate};
 use tokio::sync::Notify;
 
-use crate::common::serve_args;
+use crate::common::{claim, release_expired, serve_args, spawn_with, TEST_NODE};
 
 const LEASE_MS: i64 = 300;
 
@@ -67,7 +67,14 @@ fn processor(
         max_retries: 3,
         ..ProcessorArgs::default()
     };
-    let processor = Processor::new(store.clone(), client, updates, processor_args, Arc::new(Notify::new()));
+    let processor = Processor::new(
+        store.clone(),
+        client,
+        updates,
+        processor_args,
+        Arc::new(Notify::new()),
+        TEST_NODE.to_owned(),
+    );
     (processor, announced)
 }
 
@@ -94,7 +101,7 @@ async fn a_lease_is_renewed_while_the_worker_waits_so_nobody_claims_its_events_a
     let mut stolen = 0;
     while !working.is_finished() {
         let now = now_millis();
-        stolen += store.claim_due_objects(now, now + LEASE_MS, 8).await.unwrap().len();
+        stolen += claim(store.as_ref(), now, now + LEASE_MS, 8).await.len();
         tokio::time::sleep(std::time::Duration::from_millis(LEASE_MS as u64 / 3)).await;
     }
     assert_eq!(working.await.unwrap(), Step::Processed);
@@ -128,10 +135,8 @@ async fn a_worker_whose_events_were_claimed_again_writes_and_announces_nothing()
     // While the worker waits for ServiceM8, a node whose clock runs far ahead sees the lease as expired and
     // claims the event: the worker's next heartbeat finds its lease gone.
     let ahead = now_millis() + 100 * LEASE_MS;
-    assert_eq!(
-        store.claim_due_objects(ahead, ahead + 60_000, 8).await.unwrap().len(),
-        1
-    );
+    assert_eq!(release_expired(store.as_ref(), ahead, 4).await, 1);
+    assert_eq!(claim(store.as_ref(), ahead, ahead + 60_000, 8).await.len(), 1);
     assert_eq!(working.await.unwrap(), Step::Processed);
 
     assert!(
@@ -144,9 +149,17 @@ async fn a_worker_whose_events_were_claimed_again_writes_and_announces_nothing()
         ("processing", 2),
         "the other claim stands"
     );
-    assert!(
-        store.event_attempts(&id).await.unwrap().is_empty(),
-        "no attempt recorded"
+    let timeline: Vec<_> = store
+        .event_attempts(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.outcome)
+        .collect();
+    assert_eq!(
+        timeline,
+        ["interrupted"],
+        "only the release's record of the lost attempt"
     );
     let mut stages = Vec::new();
     while let Ok(update) = announced.try_recv() {
@@ -159,36 +172,51 @@ async fn a_worker_whose_events_were_claimed_again_writes_and_announces_nothing()
 }
 
 #[tokio::test]
-async fn an_event_whose_last_attempt_was_interrupted_fails_without_another_attempt() {
+async fn a_node_restarted_after_a_crash_takes_up_its_own_claims_at_once() {
     let account = slow_account(0).await;
     let job = account.uuids(ObjectKind::Job)[0].clone();
-    let store = store::connect("sqlite::memory:").await.unwrap();
-    let long_ago = now_millis() - 60_000;
-    store.insert_events(&[job_update(&job, long_ago)]).await.unwrap();
-    // Four claims (MAX_RETRIES 3 + 1), each by a worker that died: every lease ran out.
-    for claim in 0..4 {
-        let at = long_ago + claim * 1_000;
-        assert_eq!(store.claim_due_objects(at, at + 1, 8).await.unwrap().len(), 1);
+    let data = tempfile::TempDir::new().unwrap();
+    let url = format!("sqlite://{}", data.path().join("sm8.db").display());
+    let id = {
+        // The node died mid-fetch: its claim holds the event for another minute.
+        let store = store::connect(&url).await.unwrap();
+        let now = now_millis();
+        store.insert_events(&[job_update(&job, now)]).await.unwrap();
+        let claimed = store
+            .claim_due_objects(&server::store::Claim {
+                now,
+                lease_until: now + 60_000,
+                objects: 1,
+                node: "node-a",
+            })
+            .await
+            .unwrap();
+        claimed[0].id.clone()
+    };
+    let mut args = serve_args(&url);
+    args.processor.node_id = Some("node-a".into());
+    args.processor.poll_interval_ms = 20;
+    args.servicem8.servicem8_api_key = Some(Secret::new(account.api_key()));
+    args.servicem8.servicem8_base_url = account.base_url();
+    let started = std::time::Instant::now();
+    let app = spawn_with(args, data).await;
+    let store = store::connect(&app.database_url).await.unwrap();
+    loop {
+        let record = store.event_record(&id).await.unwrap().unwrap();
+        if record.status == "success" {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 30, "still {} after 30 s", record.status);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let (processor, mut announced) = processor(&store, &account);
-    assert_eq!(processor.step().await.unwrap(), Step::Processed);
-
-    let id = store.list_events(&Default::default()).await.unwrap().events[0]
-        .id
-        .clone();
-    let record = store.event_record(&id).await.unwrap().unwrap();
-    assert_eq!((record.status.as_str(), record.attempts), ("failed", 4));
-    let reason = record.last_error.unwrap_or_default();
-    assert!(reason.contains("gave up after 4 attempts"), "{reason}");
-    let attempts = store.event_attempts(&id).await.unwrap();
-    assert_eq!(attempts.len(), 1);
-    assert_eq!((attempts[0].attempt, attempts[0].outcome.as_str()), (4, "interrupted"));
-    assert_eq!(account.request_count(), 0, "nothing fetched for it");
-    let mut stages = Vec::new();
-    while let Ok(PipelineUpdate::Lifecycle(update)) = announced.try_recv() {
-        stages.push(update.stage);
-    }
-    assert_eq!(stages, [updates::Stage::Failed]);
+    let timeline: Vec<(i32, String)> = store
+        .event_attempts(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|attempt| (attempt.attempt, attempt.outcome))
+        .collect();
+    assert_eq!(timeline, [(1, "interrupted".to_owned()), (2, "success".to_owned())]);
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{serve_args, spawn_app_with, spawn_with, TestApp};
+use crate::common::{claim, serve_args, spawn_app_with, spawn_with, TestApp};
 use serde_json::{json, Value};
 use server::config::{Secret, ServeArgs};
 use server::servicem8::client::ServiceM8Client;
@@ -325,7 +325,7 @@ async fn a_killed_workers_event_is_reclaimed_after_its_lease() {
         let store = store::connect(&url).await.unwrap();
         let now = now_millis();
         store.insert_events(&[new_event("job", &job, now)]).await.unwrap();
-        assert_eq!(store.claim_due_objects(now, now + 300, 1).await.unwrap().len(), 1);
+        assert_eq!(claim(store.as_ref(), now, now + 300, 1).await.len(), 1);
     }
     let mut args = serve_args(&url);
     quick(&mut args);

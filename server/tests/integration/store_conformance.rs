@@ -10,6 +10,8 @@ use server::store::{
 };
 use tempfile::TempDir;
 
+use crate::common::{claim, release_expired};
+
 /// A fresh store and whatever must live as long as it.
 struct Fresh {
     store: Arc<dyn Store>,
@@ -152,21 +154,93 @@ async fn claiming_takes_every_due_event_of_one_object_once(store: Arc<dyn Store>
         .insert_events(&[event("job-1", "k1", now), event("job-1", "k2", now), later])
         .await
         .unwrap();
-    let first = store.claim_due_objects(now, now + 1_000, 1).await.unwrap();
+    let first = claim(store.as_ref(), now, now + 1_000, 1).await;
     assert_eq!(first.len(), 2);
     assert!(first
         .iter()
         .all(|e| e.object_uuid == "job-1" && e.attempts == 1 && e.lease_until == now + 1_000));
-    let second = store.claim_due_objects(now, now + 1_000, 1).await.unwrap();
+    let second = claim(store.as_ref(), now, now + 1_000, 1).await;
     assert_eq!(
         second.iter().map(|e| e.object_uuid.as_str()).collect::<Vec<_>>(),
         ["job-2"]
     );
-    assert!(store.claim_due_objects(now, now + 1_000, 1).await.unwrap().is_empty());
-    // Once the lease has expired the events can be claimed again.
-    let reclaimed = store.claim_due_objects(now + 1_001, now + 2_000, 1).await.unwrap();
-    assert_eq!(reclaimed.len(), 2);
+    assert!(claim(store.as_ref(), now, now + 1_000, 1).await.is_empty());
+    // Once the leases have run out the claims are released and the events can be claimed again.
+    assert!(
+        claim(store.as_ref(), now + 1_001, now + 2_000, 1).await.is_empty(),
+        "not before the release"
+    );
+    assert_eq!(release_expired(store.as_ref(), now + 1_001, 4).await, 3);
+    let reclaimed = claim(store.as_ref(), now + 1_001, now + 2_000, 8).await;
+    assert_eq!(reclaimed.len(), 3);
     assert!(reclaimed.iter().all(|e| e.attempts == 2));
+}
+
+async fn an_interrupted_claim_is_recorded_then_queued_again_or_failed_on_its_last_attempt(store: Arc<dyn Store>) {
+    let now = now_millis();
+    store.insert_events(&[event("job-1", "k1", now)]).await.unwrap();
+    let id = claim(store.as_ref(), now, now + 10, 1).await[0].id.clone();
+    assert_eq!(
+        release_expired(store.as_ref(), now + 5, 2).await,
+        0,
+        "the lease still holds"
+    );
+    assert_eq!(release_expired(store.as_ref(), now + 11, 2).await, 1);
+    let record = store.event_record(&id).await.unwrap().unwrap();
+    assert_eq!((record.status.as_str(), record.attempts), ("queued", 1));
+    assert_eq!(record.next_attempt_at, now + 11, "due at once");
+
+    // The second and last allowed attempt is interrupted too: the event fails, nothing claims it again.
+    assert_eq!(claim(store.as_ref(), now + 11, now + 20, 1).await.len(), 1);
+    assert_eq!(release_expired(store.as_ref(), now + 21, 2).await, 1);
+    let record = store.event_record(&id).await.unwrap().unwrap();
+    assert_eq!((record.status.as_str(), record.attempts), ("failed", 2));
+    let reason = record.last_error.unwrap_or_default();
+    assert!(
+        reason.starts_with("gave up after 2 attempts: the last was interrupted"),
+        "{reason}"
+    );
+    assert!(claim(store.as_ref(), now + 30, now + 40, 1).await.is_empty());
+    let attempts = store.event_attempts(&id).await.unwrap();
+    let timeline: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.outcome.as_str(), a.started_at, a.finished_at))
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            (1, "interrupted", now, now + 11),
+            (2, "interrupted", now + 11, now + 21)
+        ]
+    );
+}
+
+async fn a_starting_node_releases_its_own_claims_and_no_one_elses(store: Arc<dyn Store>) {
+    let now = now_millis();
+    store
+        .insert_events(&[event("job-1", "k1", now), event("job-2", "k2", now)])
+        .await
+        .unwrap();
+    let mine = store
+        .claim_due_objects(&server::store::Claim {
+            now,
+            lease_until: now + 60_000,
+            objects: 1,
+            node: "node-a",
+        })
+        .await
+        .unwrap();
+    let theirs = claim(store.as_ref(), now, now + 60_000, 1).await;
+    let release = |node| server::store::Release {
+        now: now + 1,
+        max_attempts: 4,
+        whose: server::store::Whose::Node(node),
+    };
+    assert_eq!(store.release_claims(&release("node-a")).await.unwrap(), 1);
+    assert_eq!(store.release_claims(&release("node-a")).await.unwrap(), 0, "once");
+    let mine = store.event_record(&mine[0].id).await.unwrap().unwrap();
+    let theirs = store.event_record(&theirs[0].id).await.unwrap().unwrap();
+    assert_eq!((mine.status.as_str(), theirs.status.as_str()), ("queued", "processing"));
 }
 
 async fn one_claim_takes_several_objects_oldest_first_each_with_all_its_due_events(store: Arc<dyn Store>) {
@@ -180,13 +254,37 @@ async fn one_claim_takes_several_objects_oldest_first_each_with_all_its_due_even
         })
         .collect();
     store.insert_events(&events).await.unwrap();
-    let claimed = store.claim_due_objects(now + 10, now + 1_000, 2).await.unwrap();
+    let claimed = claim(store.as_ref(), now + 10, now + 1_000, 2).await;
     let mut objects: Vec<&str> = claimed.iter().map(|e| e.object_uuid.as_str()).collect();
     objects.sort_unstable();
     assert_eq!(objects, ["job-a", "job-a", "job-a", "job-b", "job-b", "job-b"]);
-    let rest = store.claim_due_objects(now + 10, now + 1_000, 2).await.unwrap();
+    let rest = claim(store.as_ref(), now + 10, now + 1_000, 2).await;
     assert_eq!(rest.len(), 3);
     assert!(rest.iter().all(|e| e.object_uuid == "job-c"));
+}
+
+async fn an_object_in_flight_is_passed_over_until_its_lease_ends(store: Arc<dyn Store>) {
+    let now = now_millis();
+    store
+        .insert_events(&[event("job-1", "k1", now), event("job-2", "k2", now)])
+        .await
+        .unwrap();
+    let first = claim(store.as_ref(), now, now + 1_000, 1).await;
+    assert_eq!(first.len(), 1);
+    let busy = first[0].object_uuid.clone();
+    // A new change to the object in flight arrives while its first event is being worked on.
+    store.insert_events(&[event(&busy, "k3", now)]).await.unwrap();
+    let next = claim(store.as_ref(), now + 1, now + 1_000, 8).await;
+    assert!(
+        !next.is_empty() && next.iter().all(|e| e.object_uuid != busy),
+        "the busy object waits"
+    );
+    assert!(claim(store.as_ref(), now + 2, now + 1_000, 8).await.is_empty());
+    // Once the lease has run out and the claim is released, the object is claimed again, with its newer event.
+    release_expired(store.as_ref(), now + 1_001, 4).await;
+    let later = claim(store.as_ref(), now + 1_001, now + 2_000, 8).await;
+    let busy_events = later.iter().filter(|e| e.object_uuid == busy).count();
+    assert_eq!(busy_events, 2, "the expired claim and the newer event");
 }
 
 async fn a_lease_is_renewed_only_by_its_holder(store: Arc<dyn Store>) {
@@ -199,18 +297,21 @@ async fn a_lease_is_renewed_only_by_its_holder(store: Arc<dyn Store>) {
         ])
         .await
         .unwrap();
-    let claimed = store.claim_due_objects(now, now + 10, 3).await.unwrap();
+    let claimed = claim(store.as_ref(), now, now + 10, 3).await;
     assert_eq!(claimed.len(), 3);
     let renewed = store.renew_lease("job", "job-1", now + 10, now + 500).await.unwrap();
     assert_eq!(renewed, 2, "both events of the object, not the other object's");
+    assert_eq!(
+        release_expired(store.as_ref(), now + 100, 4).await,
+        1,
+        "only the unrenewed lease ran out"
+    );
     assert!(
-        store
-            .claim_due_objects(now + 100, now + 200, 3)
+        claim(store.as_ref(), now + 100, now + 200, 3)
             .await
-            .unwrap()
             .iter()
             .all(|e| e.object_uuid == "job-2"),
-        "only the unrenewed lease expired"
+        "the renewed object stays in flight"
     );
     assert_eq!(
         store.renew_lease("job", "job-1", now + 10, now + 900).await.unwrap(),
@@ -239,7 +340,7 @@ async fn a_lease_is_renewed_only_by_its_holder(store: Arc<dyn Store>) {
 async fn finishing_records_the_attempt_and_ignores_lost_leases(store: Arc<dyn Store>) {
     let now = now_millis();
     store.insert_events(&[event("job-1", "k1", now)]).await.unwrap();
-    let claimed = store.claim_due_objects(now, now + 10, 1).await.unwrap();
+    let claimed = claim(store.as_ref(), now, now + 10, 1).await;
     let timing = AttemptTiming {
         started_at: now,
         finished_at: now + 5,
@@ -257,15 +358,11 @@ async fn finishing_records_the_attempt_and_ignores_lost_leases(store: Arc<dyn St
         (EventStatus::Queued, Some("boom"))
     );
     assert!(
-        store
-            .claim_due_objects(now + 49, now + 100, 1)
-            .await
-            .unwrap()
-            .is_empty(),
+        claim(store.as_ref(), now + 49, now + 100, 1).await.is_empty(),
         "not due before its time"
     );
 
-    let reclaimed = store.claim_due_objects(now + 50, now + 100, 1).await.unwrap();
+    let reclaimed = claim(store.as_ref(), now + 50, now + 100, 1).await;
     // A worker whose lease expired and was taken over cannot finish the event any more.
     let late = store
         .finish_events(&claimed, &Completion::Failed("late".into()), &timing)
@@ -290,7 +387,7 @@ async fn finishing_records_the_attempt_and_ignores_lost_leases(store: Arc<dyn St
 async fn a_budget_refund_gives_the_attempt_back(store: Arc<dyn Store>) {
     let now = now_millis();
     store.insert_events(&[event("job-1", "k1", now)]).await.unwrap();
-    let claimed = store.claim_due_objects(now, now + 10, 1).await.unwrap();
+    let claimed = claim(store.as_ref(), now, now + 10, 1).await;
     let wait = Completion::Retry {
         next_attempt_at: now,
         error: "budget".into(),
@@ -320,7 +417,7 @@ async fn failed_events_can_be_retried_one_or_all(store: Arc<dyn Store>) {
         http_status: None,
     };
     for _ in 0..2 {
-        let claimed = store.claim_due_objects(now, now + 10, 1).await.unwrap();
+        let claimed = claim(store.as_ref(), now, now + 10, 1).await;
         store
             .finish_events(&claimed, &Completion::Failed("gone".into()), &timing)
             .await
@@ -524,7 +621,7 @@ async fn health_and_throughput_describe_the_last_hour(store: Arc<dyn Store>) {
         .insert_events(&[event("job-1", "k1", now - 5_000), event("job-2", "k2", now - 4_000)])
         .await
         .unwrap();
-    let claimed = store.claim_due_objects(now, now + 1_000, 1).await.unwrap();
+    let claimed = claim(store.as_ref(), now, now + 1_000, 1).await;
     let timing = AttemptTiming {
         started_at: now,
         finished_at: now,
@@ -659,6 +756,9 @@ conformance!(
     one_claim_takes_several_objects_oldest_first_each_with_all_its_due_events,
     finishing_records_the_attempt_and_ignores_lost_leases,
     a_lease_is_renewed_only_by_its_holder,
+    an_interrupted_claim_is_recorded_then_queued_again_or_failed_on_its_last_attempt,
+    a_starting_node_releases_its_own_claims_and_no_one_elses,
+    an_object_in_flight_is_passed_over_until_its_lease_ends,
     a_budget_refund_gives_the_attempt_back,
     failed_events_can_be_retried_one_or_all,
     a_mirrored_record_is_only_replaced_by_one_at_least_as_new,

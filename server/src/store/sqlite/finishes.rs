@@ -98,7 +98,7 @@ mod tests {
             .collect();
         store.insert_events(&events).await.unwrap();
         let now = store::now_millis();
-        let claimed = store.claim_due_objects(now, now + 60_000, 10).await.unwrap();
+        let claimed = store::test_claim(store.as_ref(), now, now + 60_000, 10).await;
         assert_eq!(claimed.len(), 20);
         let attempt = AttemptTiming {
             started_at: now,

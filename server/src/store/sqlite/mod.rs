@@ -24,7 +24,10 @@ use super::portal::{
     JobChild, COMPANY_JOBS_SQL, CREATE_LINK_SQL, CREATE_SESSION_SQL, DELETE_SESSION_SQL, REDEEM_LINK_SQL,
     SESSION_COMPANY_SQL,
 };
-use super::queue::{budget_windows, MINUTE_MS, RENEW_LEASE_SQL};
+use super::queue::{
+    budget_windows, Claim, Release, Whose, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, MINUTE_MS, RELEASE_SET,
+    RENEW_LEASE_SQL,
+};
 use super::wal::WalSync;
 use super::{
     assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent,
@@ -310,45 +313,62 @@ impl Store for SqliteStore {
         self.synced(writer).await
     }
 
-    async fn claim_due_objects(
-        &self,
-        now: i64,
-        lease_until: i64,
-        objects: u32,
-    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+    async fn claim_due_objects(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedEvent>, StoreError> {
         let mut writer = self.write().await?;
         // One statement: SQLite takes the write lock before reading, so two workers never claim the same event.
-        // The due objects are found by two index-ordered lookups (expired leases first, then the queue) and their
-        // events through the object index: left to itself the planner sorts every due event for each
-        // candidate, which takes minutes once a backlog of tens of thousands builds up. The first `objects` due
-        // events name at most that many objects.
+        // The due objects are found by an index-ordered lookup of the queue and their events through the object
+        // index: left to itself the planner sorts every due event for each candidate, which takes minutes once a
+        // backlog of tens of thousands builds up. The first `objects` due events name at most that many objects.
+        // Objects with an event in flight are passed over: one object is worked on by one worker at a time, so
+        // its updates stay in order.
         let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
             "UPDATE webhook_events
-             SET status = 'processing', locked_until = ?2, attempts = attempts + 1, updated_at = ?1
+             SET status = 'processing', locked_until = ?2, attempts = attempts + 1, updated_at = ?1, claimed_by = ?4
              WHERE id IN (
                  SELECT e.id FROM (
                      SELECT DISTINCT object_type, object_uuid FROM (
-                         SELECT object_type, object_uuid FROM (
-                             SELECT object_type, object_uuid FROM webhook_events INDEXED BY webhook_events_leases
-                             WHERE status = 'processing' AND locked_until < ?1 ORDER BY locked_until LIMIT ?3)
-                         UNION ALL
-                         SELECT object_type, object_uuid FROM (
-                             SELECT object_type, object_uuid FROM webhook_events INDEXED BY webhook_events_due
-                             WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?3))
-                     LIMIT ?3) due
+                         SELECT object_type, object_uuid FROM webhook_events q INDEXED BY webhook_events_due
+                         WHERE status = 'queued' AND next_attempt_at <= ?1
+                           AND NOT EXISTS (
+                               SELECT 1 FROM webhook_events p INDEXED BY webhook_events_in_flight
+                               WHERE p.object_type = q.object_type AND p.object_uuid = q.object_uuid
+                                 AND p.status = 'processing')
+                         ORDER BY next_attempt_at LIMIT ?3)) due
                  CROSS JOIN webhook_events e INDEXED BY webhook_events_object
                  WHERE e.object_type = due.object_type AND e.object_uuid = due.object_uuid
-                   AND ((e.status = 'queued' AND e.next_attempt_at <= ?1)
-                     OR (e.status = 'processing' AND e.locked_until < ?1))
+                   AND e.status = 'queued' AND e.next_attempt_at <= ?1
                  LIMIT {MAX_CLAIMED_EVENTS})
              RETURNING {CLAIMED_COLUMNS}"
         ))
-        .bind(now)
-        .bind(lease_until)
-        .bind(objects)
+        .bind(claim.now)
+        .bind(claim.lease_until)
+        .bind(claim.objects)
+        .bind(claim.node)
         .fetch_all(&mut *writer)
         .await?;
         Ok(in_change_order(rows))
+    }
+
+    async fn release_claims(&self, release: &Release<'_>) -> Result<u64, StoreError> {
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
+        // The writer is held: both statements see the same claims.
+        let condition = release.condition();
+        let record = format!(
+            "INSERT INTO {INTERRUPTED_ATTEMPT_COLUMNS}
+             SELECT id, attempts, updated_at, $1, 'interrupted', NULL, $2 FROM webhook_events WHERE {condition}"
+        );
+        let record = sqlx::query(&record).bind(release.now).bind(INTERRUPTED_REASON);
+        let release_sql = format!("UPDATE webhook_events SET {RELEASE_SET} WHERE {condition}");
+        let released = sqlx::query(&release_sql).bind(release.now).bind(release.max_attempts);
+        let (record, released) = match release.whose {
+            Whose::Expired => (record.bind(release.now), released.bind(release.now)),
+            Whose::Node(node) => (record.bind(node), released.bind(node)),
+        };
+        record.execute(&mut *tx).await?;
+        let released = released.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(released.rows_affected())
     }
 
     async fn renew_lease(

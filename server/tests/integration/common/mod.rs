@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use server::config::{Secret, ServeArgs};
 use server::ingest::signature::sign;
 use server::startup::Server;
+use server::store::{Claim, ClaimedEvent, Release, Store, Whose};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -165,4 +166,32 @@ pub async fn fresh_postgres_database(base: &str) -> String {
         Some(query) => format!("{server}/{name}?{query}"),
         None => format!("{server}/{name}"),
     }
+}
+
+/// The node id tests claim as.
+pub const TEST_NODE: &str = "test-node";
+
+/// Claims as `TEST_NODE`: the due events of up to `objects` objects, held until `lease_until`.
+pub async fn claim(store: &dyn Store, now: i64, lease_until: i64, objects: u32) -> Vec<ClaimedEvent> {
+    store
+        .claim_due_objects(&Claim {
+            now,
+            lease_until,
+            objects,
+            node: TEST_NODE,
+        })
+        .await
+        .unwrap()
+}
+
+/// Releases the claims whose lease ran out by `now`, as a node's sweep does; how many events it released.
+pub async fn release_expired(store: &dyn Store, now: i64, max_attempts: i32) -> u64 {
+    store
+        .release_claims(&Release {
+            now,
+            max_attempts,
+            whose: Whose::Expired,
+        })
+        .await
+        .unwrap()
 }
