@@ -54,7 +54,7 @@ async fn download_attachment(
     let file = match client.fetch_attachment_file(&uuid).await {
         Ok(Some(file)) => file,
         Ok(None) => return Err(not_found()),
-        Err(ApiCallError::BudgetExhausted { .. } | ApiCallError::RateLimited) => {
+        Err(ApiCallError::BudgetExhausted { .. } | ApiCallError::RateLimited { .. }) => {
             return Err(ApiError::Unavailable(
                 "the ServiceM8 request budget is spent for now; try again in a minute".into(),
             ))

@@ -370,7 +370,6 @@ mod tests {
         let retry = Completion::Retry {
             next_attempt_at: 0,
             error: "timeout".into(),
-            refund_attempt: false,
         };
         let text = rendered(|_| {
             record_finished(&retry, 3, 1_500);

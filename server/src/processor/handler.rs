@@ -9,7 +9,6 @@ use super::{RetryPolicy, Step};
 use crate::metrics;
 use crate::servicem8::client::{ApiCallError, Fetched, ServiceM8Client};
 use crate::store::mirror::text_field;
-use crate::store::queue::MINUTE_MS;
 use crate::store::{
     mirror_table, now_millis, AttemptTiming, ClaimedEvent, Completion, MirrorRecord, MirrorTable, Store, StoreError,
 };
@@ -122,22 +121,14 @@ impl Handler {
                 Ok(Step::Processed)
             }
             Err(ApiCallError::BudgetExhausted { retry_at }) => {
-                let completion = Completion::Retry {
-                    next_attempt_at: retry_at,
-                    error: "ServiceM8 request budget spent; waiting for the next window".into(),
-                    refund_attempt: true,
-                };
-                self.finish(work, batch, completion, None).await?;
+                let reason = "ServiceM8 request budget spent; waiting for room in it".to_owned();
+                self.finish(work, batch, Completion::Postponed(reason), None).await?;
                 Ok(Step::BudgetSpent { until: retry_at })
             }
-            Err(ApiCallError::RateLimited) => {
-                let retry_at = (now_millis().div_euclid(MINUTE_MS) + 1) * MINUTE_MS;
-                let completion = Completion::Retry {
-                    next_attempt_at: retry_at,
-                    error: ApiCallError::RateLimited.to_string(),
-                    refund_attempt: true,
-                };
-                self.finish(work, batch, completion, Some(429)).await?;
+            Err(ApiCallError::RateLimited { retry_at }) => {
+                let reason = ApiCallError::RateLimited { retry_at }.to_string();
+                self.finish(work, batch, Completion::Postponed(reason), Some(429))
+                    .await?;
                 Ok(Step::BudgetSpent { until: retry_at })
             }
             Err(ApiCallError::Store(error)) => Err(error),
@@ -155,7 +146,6 @@ impl Handler {
                 Some(delay) => Completion::Retry {
                     next_attempt_at: now_millis() + delay.as_millis() as i64,
                     error: error.to_string(),
-                    refund_attempt: false,
                 },
                 None => Completion::Failed(error.to_string()),
             };
@@ -277,7 +267,7 @@ impl Handler {
         let stage = match &completion {
             Completion::Success => Stage::Success,
             Completion::Skipped(_) => Stage::Skipped,
-            Completion::Retry { .. } => Stage::Retrying,
+            Completion::Retry { .. } | Completion::Postponed(_) => Stage::Retrying,
             Completion::Failed(_) => Stage::Failed,
         };
         let detail = match &completion {

@@ -1,6 +1,5 @@
 //! The ServiceM8 REST API client: authentication, timeouts, the shared request budget, and what answers mean.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,9 +7,9 @@ use clap::Args;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+pub use super::budget::Budget;
 use crate::config::Secret;
-use crate::store::queue::MINUTE_MS;
-use crate::store::{now_millis, BudgetGrant, BudgetLimits, Store, StoreError};
+use crate::store::{BudgetLimits, Store, StoreError};
 
 /// The real API's base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.servicem8.com/api_1.0";
@@ -41,7 +40,14 @@ pub struct ServiceM8Args {
     /// Most API requests per day, across all workers and nodes (ServiceM8 allows 20,000).
     #[arg(long, env = "SERVICEM8_REQUESTS_PER_DAY", default_value_t = 20_000)]
     pub servicem8_requests_per_day: i64,
+
+    /// Percent of both limits kept unused, for other clients of the account and for clocks that disagree.
+    #[arg(long, env = "SERVICEM8_BUDGET_MARGIN_PERCENT", default_value_t = DEFAULT_BUDGET_MARGIN_PERCENT,
+          value_parser = clap::value_parser!(u8).range(0..=90))]
+    pub servicem8_budget_margin_percent: u8,
 }
+
+pub const DEFAULT_BUDGET_MARGIN_PERCENT: u8 = 5;
 
 impl Default for ServiceM8Args {
     fn default() -> Self {
@@ -52,6 +58,7 @@ impl Default for ServiceM8Args {
             servicem8_timeout_ms: 10_000,
             servicem8_requests_per_minute: 180,
             servicem8_requests_per_day: 20_000,
+            servicem8_budget_margin_percent: DEFAULT_BUDGET_MARGIN_PERCENT,
         }
     }
 }
@@ -65,10 +72,14 @@ impl ServiceM8Args {
             .or_else(|| present(&self.servicem8_access_token).map(Credentials::AccessToken))
     }
 
+    /// The limits the budget keeps: the configured ones less the margin.
     pub fn budget_limits(&self) -> BudgetLimits {
+        // The margin is rounded up: 5 % of 180 keeps 9, of 10 keeps 1.
+        let margin = i64::from(self.servicem8_budget_margin_percent);
+        let kept = |limit: i64| limit - (limit.max(0) * margin + 99) / 100;
         BudgetLimits {
-            per_minute: self.servicem8_requests_per_minute,
-            per_day: self.servicem8_requests_per_day,
+            per_minute: kept(self.servicem8_requests_per_minute),
+            per_day: kept(self.servicem8_requests_per_day),
         }
     }
 }
@@ -84,8 +95,9 @@ pub enum ApiCallError {
     /// Our own budget is spent; no request was made.
     #[error("API request budget spent")]
     BudgetExhausted { retry_at: i64 },
+    /// ServiceM8 answered 429; every node pauses until `retry_at`.
     #[error("ServiceM8 rate limit reached (429)")]
-    RateLimited,
+    RateLimited { retry_at: i64 },
     #[error("ServiceM8 answered {status}: {message}")]
     Status { status: u16, message: String },
     #[error("ServiceM8 did not answer in time")]
@@ -102,7 +114,7 @@ impl ApiCallError {
     /// The HTTP status ServiceM8 answered, when it answered.
     pub fn http_status(&self) -> Option<i32> {
         match self {
-            ApiCallError::RateLimited => Some(429),
+            ApiCallError::RateLimited { .. } => Some(429),
             ApiCallError::Status { status, .. } => Some(i32::from(*status)),
             _ => None,
         }
@@ -123,44 +135,6 @@ pub struct Page {
     pub records: Vec<Value>,
     /// Cursor of the next page; `None` on the last.
     pub next_cursor: Option<String>,
-}
-
-/// Counts requests against the shared budget, and pauses this node after a 429.
-pub struct Budget {
-    store: Arc<dyn Store>,
-    limits: BudgetLimits,
-    paused_until: AtomicI64,
-}
-
-impl Budget {
-    pub fn new(store: Arc<dyn Store>, limits: BudgetLimits) -> Self {
-        Budget {
-            store,
-            limits,
-            paused_until: AtomicI64::new(0),
-        }
-    }
-
-    /// Takes one request from the budget, or says when the next one may be made.
-    pub async fn take(&self) -> Result<(), ApiCallError> {
-        let now = now_millis();
-        let paused_until = self.paused_until.load(Ordering::Relaxed);
-        if now < paused_until {
-            return Err(ApiCallError::BudgetExhausted { retry_at: paused_until });
-        }
-        match self.store.take_api_budget(now, self.limits).await? {
-            BudgetGrant::Granted => Ok(()),
-            BudgetGrant::Exhausted { retry_at } => Err(ApiCallError::BudgetExhausted { retry_at }),
-        }
-    }
-
-    /// After a 429 nothing more is sent until the next minute starts (ServiceM8 sends no Retry-After);
-    /// returns that time.
-    pub fn back_off(&self) -> i64 {
-        let next_minute = (now_millis().div_euclid(MINUTE_MS) + 1) * MINUTE_MS;
-        self.paused_until.fetch_max(next_minute, Ordering::Relaxed);
-        next_minute
-    }
 }
 
 /// An attachment's bytes as ServiceM8 serves them.
@@ -317,12 +291,13 @@ impl ServiceM8Client {
                     ApiCallError::Transport(error.without_url().to_string())
                 }
             })?;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry_at = self.budget.rate_limited(response.headers()).await?;
+            return Err(ApiCallError::RateLimited { retry_at });
+        }
+        self.budget.answered();
         match response.status() {
             status if status.is_success() => Ok(response),
-            StatusCode::TOO_MANY_REQUESTS => {
-                self.budget.back_off();
-                Err(ApiCallError::RateLimited)
-            }
             status => {
                 let body = response.text().await.unwrap_or_default();
                 let message: String = body.chars().take(200).collect();

@@ -3,7 +3,7 @@
 
 use app::model::{ApiBudgetUse, EventQuery, MinuteBucket, PageCursor, PipelineHealth};
 
-use super::queue::{budget_windows, BudgetLimits, MINUTE_MS};
+use super::queue::{day_window, BudgetLimits, MINUTE_MS};
 
 /// A value bound to a query built here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +103,9 @@ pub const FINISHED_BY_STATUS_SQL: &str =
     "SELECT status, COUNT(*) FROM webhook_events WHERE processed_at >= ?1 GROUP BY status";
 pub const PROCESSING_TIMES_SQL: &str = "SELECT processed_at - received_at FROM webhook_events \
      WHERE processed_at >= ?1 ORDER BY processed_at DESC LIMIT ?2";
-pub const BUDGET_USE_SQL: &str = "SELECT window_key, used FROM api_budget WHERE window_key IN (?1, ?2)";
+/// Requests in the rolling minute after `?1` and in the day window `?2`.
+pub const BUDGET_USE_SQL: &str = "SELECT (SELECT COUNT(*) FROM api_requests WHERE at > ?1), \
+     (SELECT COALESCE(MAX(used), 0) FROM api_budget WHERE window_key = ?2)";
 pub const RECEIVED_PER_MINUTE_SQL: &str = "SELECT received_at / 60000, COUNT(*) FROM webhook_events \
      WHERE received_at >= ?1 GROUP BY received_at / 60000";
 pub const FINISHED_PER_MINUTE_SQL: &str = "SELECT processed_at / 60000, status, COUNT(*), \
@@ -145,22 +147,19 @@ pub fn assemble_health(
     }
 }
 
-/// The budget windows' use from `(window_key, used)` rows.
-pub fn budget_use(rows: Vec<(String, i64)>, now: i64, limits: BudgetLimits) -> ApiBudgetUse {
-    let [(minute_key, _, _), (day_key, _, _)] = budget_windows(now, limits);
-    let used = |key: &str| rows.iter().find(|(k, _)| k == key).map(|(_, used)| *used).unwrap_or(0);
+/// The budget's use from the requests of the rolling minute and of the day.
+pub fn budget_use((minute_used, day_used): (i64, i64), limits: BudgetLimits) -> ApiBudgetUse {
     ApiBudgetUse {
-        minute_used: used(&minute_key),
+        minute_used,
         minute_limit: limits.per_minute,
-        day_used: used(&day_key),
+        day_used,
         day_limit: limits.per_day,
     }
 }
 
-/// The keys of the budget windows current at `now`.
-pub fn budget_keys(now: i64, limits: BudgetLimits) -> (String, String) {
-    let [(minute_key, _, _), (day_key, _, _)] = budget_windows(now, limits);
-    (minute_key, day_key)
+/// What `BUDGET_USE_SQL` binds at `now`: the start of the rolling minute and the day window's key.
+pub fn budget_use_binds(now: i64) -> (i64, String) {
+    (now - MINUTE_MS, day_window(now).0)
 }
 
 /// One bucket per minute from `since` to `now`, filled from `(minute, count)` and

@@ -163,8 +163,12 @@ pub trait Store: Send + Sync + 'static {
     /// The company of a mirrored job.
     async fn job_company(&self, job_uuid: &str) -> Result<Option<String>, StoreError>;
 
-    /// Counts one ServiceM8 API request against the shared per-minute and per-day windows.
+    /// Counts one ServiceM8 API request against the budget every node shares: no more than `limits.per_minute` in
+    /// any 60 s and `limits.per_day` in a day, and none while ServiceM8 asked for a pause.
     async fn take_api_budget(&self, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError>;
+
+    /// Pauses every node's ServiceM8 requests until `until` (after a 429); a later pause already set stands.
+    async fn pause_api_budget(&self, until: i64) -> Result<(), StoreError>;
 
     /// The newest edit_date reconciliation has seen for `object_type`.
     async fn sync_watermark(&self, object_type: &str) -> Result<Option<String>, StoreError>;
@@ -289,18 +293,15 @@ struct FinishValues<'a> {
 impl<'a> FinishValues<'a> {
     fn new(completion: &'a Completion, finished_at: i64) -> Self {
         let (next_attempt_at, refund) = match completion {
-            Completion::Retry {
-                next_attempt_at,
-                refund_attempt,
-                ..
-            } => (Some(*next_attempt_at), i32::from(*refund_attempt)),
+            Completion::Retry { next_attempt_at, .. } => (Some(*next_attempt_at), 0),
+            Completion::Postponed(_) => (None, 1),
             _ => (None, 0),
         };
         let skip_reason = match completion {
             Completion::Skipped(reason) => Some(reason.as_str()),
             _ => None,
         };
-        let finished = !matches!(completion, Completion::Retry { .. });
+        let finished = !matches!(completion, Completion::Retry { .. } | Completion::Postponed(_));
         FinishValues {
             status: completion.status().as_str(),
             last_error: completion.error(),

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 
 use super::insight::for_postgres;
 use super::insight::{
-    assemble_buckets, assemble_health, budget_keys, budget_use, event_page_query, BindValue, EventRecord,
+    assemble_buckets, assemble_health, budget_use, budget_use_binds, event_page_query, BindValue, EventRecord,
     BUDGET_USE_SQL, EVENT_RECORD_SQL, FINISHED_BY_STATUS_SQL, FINISHED_PER_MINUTE_SQL, OLDEST_QUEUED_SQL,
     PROCESSING_SAMPLE, PROCESSING_TIMES_SQL, QUEUE_DEPTH_SQL, RECEIVED_PER_MINUTE_SQL,
 };
@@ -18,8 +18,9 @@ use super::portal::{
     SESSION_COMPANY_SQL,
 };
 use super::queue::{
-    budget_windows, Claim, Release, Whose, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, MINUTE_MS, RELEASE_SET,
-    RENEW_LEASE_SQL,
+    day_window, minute_refusal, Claim, Release, Whose, API_PAUSE_SQL, COUNT_DAY_SQL, FORGET_ENDED_WINDOWS_SQL,
+    FORGET_OLD_REQUESTS_SQL, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, MINUTE_MS, PAUSE_API_SQL,
+    RECENT_REQUESTS_SQL, RECORD_REQUEST_SQL, RELEASE_SET, RENEW_LEASE_SQL,
 };
 use super::{
     assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent,
@@ -155,18 +156,18 @@ impl Store for PostgresStore {
             .bind(PROCESSING_SAMPLE)
             .fetch_all(&self.pool)
             .await?;
-        let (minute_key, day_key) = budget_keys(now, limits);
+        let (minute_start, day_key) = budget_use_binds(now);
         let budget = sqlx::query_as(&for_postgres(BUDGET_USE_SQL))
-            .bind(minute_key)
+            .bind(minute_start)
             .bind(day_key)
-            .fetch_all(&self.pool)
+            .fetch_one(&self.pool)
             .await?;
         Ok(assemble_health(
             queue_depth,
             oldest_queued,
             finished,
             times,
-            budget_use(budget, now, limits),
+            budget_use(budget, limits),
             now,
         ))
     }
@@ -451,27 +452,46 @@ impl Store for PostgresStore {
 
     async fn take_api_budget(&self, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError> {
         let mut tx = self.pool.begin().await?;
-        for (key, limit, window_end) in budget_windows(now, limits) {
-            let counted = sqlx::query(
-                "INSERT INTO api_budget (window_key, used, expires_at) VALUES ($1, 1, $2)
-                 ON CONFLICT (window_key) DO UPDATE SET used = api_budget.used + 1 WHERE api_budget.used < $3",
-            )
-            .bind(&key)
-            .bind(window_end)
-            .bind(limit)
+        // Nodes take requests one at a time, so two of them never both see room for the last one.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('sm8_api_budget', 0))")
             .execute(&mut *tx)
             .await?;
-            if counted.rows_affected() == 0 || limit <= 0 {
-                tx.rollback().await?;
-                return Ok(BudgetGrant::Exhausted { retry_at: window_end });
-            }
+        sqlx::query(FORGET_OLD_REQUESTS_SQL)
+            .bind(now - MINUTE_MS)
+            .execute(&mut *tx)
+            .await?;
+        let paused_until: Option<i64> = sqlx::query_scalar(API_PAUSE_SQL)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let recent: (i64, Option<i64>) = sqlx::query_as(RECENT_REQUESTS_SQL).fetch_one(&mut *tx).await?;
+        if let Some(retry_at) = minute_refusal(now, limits, paused_until, recent) {
+            tx.rollback().await?;
+            return Ok(BudgetGrant::Exhausted { retry_at });
         }
-        sqlx::query("DELETE FROM api_budget WHERE expires_at < $1")
+        let (day_key, day_end) = day_window(now);
+        let counted = sqlx::query(COUNT_DAY_SQL)
+            .bind(&day_key)
+            .bind(day_end)
+            .bind(limits.per_day)
+            .execute(&mut *tx)
+            .await?;
+        if counted.rows_affected() == 0 || limits.per_day <= 0 {
+            tx.rollback().await?;
+            return Ok(BudgetGrant::Exhausted { retry_at: day_end });
+        }
+        sqlx::query(RECORD_REQUEST_SQL).bind(now).execute(&mut *tx).await?;
+        sqlx::query(FORGET_ENDED_WINDOWS_SQL)
             .bind(now)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(BudgetGrant::Granted)
+    }
+
+    async fn pause_api_budget(&self, until: i64) -> Result<(), StoreError> {
+        sqlx::query(PAUSE_API_SQL).bind(until).execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn sync_watermark(&self, object_type: &str) -> Result<Option<String>, StoreError> {

@@ -25,13 +25,14 @@ pub enum Completion {
     Success,
     /// Nothing to do, and never will be (unknown object, object does not exist).
     Skipped(String),
-    /// Try again at `next_attempt_at`. `refund_attempt` gives the attempt back when the failure was ours to
-    /// avoid (the request budget was spent), not the API's.
+    /// Try again at `next_attempt_at`.
     Retry {
         next_attempt_at: i64,
         error: String,
-        refund_attempt: bool,
     },
+    /// Not attempted (the request budget is spent, or ServiceM8 asked every node to pause): the attempt is given
+    /// back and the events keep their place in the queue, ahead of newer ones, for when requests may be made again.
+    Postponed(String),
     /// Given up; the payload and the error are kept for a manual retry.
     Failed(String),
 }
@@ -41,7 +42,7 @@ impl Completion {
         match self {
             Completion::Success => EventStatus::Success,
             Completion::Skipped(_) => EventStatus::Skipped,
-            Completion::Retry { .. } => EventStatus::Queued,
+            Completion::Retry { .. } | Completion::Postponed(_) => EventStatus::Queued,
             Completion::Failed(_) => EventStatus::Failed,
         }
     }
@@ -52,13 +53,14 @@ impl Completion {
             Completion::Success => "success",
             Completion::Skipped(_) => "skipped",
             Completion::Retry { .. } => "retry",
+            Completion::Postponed(_) => "postponed",
             Completion::Failed(_) => "failed",
         }
     }
 
     pub fn error(&self) -> Option<&str> {
         match self {
-            Completion::Retry { error, .. } | Completion::Failed(error) => Some(error),
+            Completion::Retry { error, .. } | Completion::Postponed(error) | Completion::Failed(error) => Some(error),
             Completion::Success | Completion::Skipped(_) => None,
         }
     }
@@ -155,12 +157,43 @@ pub const RENEW_LEASE_SQL: &str = "UPDATE webhook_events SET locked_until = $1
 pub const MINUTE_MS: i64 = 60_000;
 pub const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
 
-/// The two windows a request at `now` counts against: (key, limit, window end) for the minute and the day.
-pub fn budget_windows(now: i64, limits: BudgetLimits) -> [(String, i64, i64); 2] {
-    let minute = now.div_euclid(MINUTE_MS);
+/// The day window a request at `now` counts against: its key and its end. (The minute is a rolling window: see
+/// `api_requests`.)
+pub fn day_window(now: i64) -> (String, i64) {
     let day = now.div_euclid(DAY_MS);
-    [
-        (format!("minute:{minute}"), limits.per_minute, (minute + 1) * MINUTE_MS),
-        (format!("day:{day}"), limits.per_day, (day + 1) * DAY_MS),
-    ]
+    (format!("day:{day}"), (day + 1) * DAY_MS)
 }
+
+/// When one more request may be made, if not now: while ServiceM8 asked all nodes to pause (`paused_until`), or
+/// while the last minute holds `limits.per_minute` requests (`recent`: their count and the oldest one's time).
+pub fn minute_refusal(
+    now: i64,
+    limits: BudgetLimits,
+    paused_until: Option<i64>,
+    recent: (i64, Option<i64>),
+) -> Option<i64> {
+    if let Some(until) = paused_until.filter(|&until| until > now) {
+        return Some(until);
+    }
+    let (count, oldest) = recent;
+    if limits.per_minute <= 0 {
+        return Some(now + MINUTE_MS);
+    }
+    (count >= limits.per_minute).then(|| oldest.map_or(now, |oldest| oldest + MINUTE_MS).max(now) + 1)
+}
+
+/// Forgets requests that left the rolling minute (`$1`: a minute ago).
+pub const FORGET_OLD_REQUESTS_SQL: &str = "DELETE FROM api_requests WHERE at <= $1";
+/// The requests of the rolling minute: their count and the oldest one's time.
+pub const RECENT_REQUESTS_SQL: &str = "SELECT COUNT(*), MIN(at) FROM api_requests";
+/// Until when ServiceM8 asked every node to pause (`$1`: now).
+pub const API_PAUSE_SQL: &str = "SELECT expires_at FROM api_budget WHERE window_key = 'paused' AND expires_at > $1";
+/// Counts a request in its day window (`$1` key, `$2` window end) unless it holds `$3` already.
+pub const COUNT_DAY_SQL: &str = "INSERT INTO api_budget (window_key, used, expires_at) VALUES ($1, 1, $2)
+     ON CONFLICT (window_key) DO UPDATE SET used = api_budget.used + 1 WHERE api_budget.used < $3";
+pub const RECORD_REQUEST_SQL: &str = "INSERT INTO api_requests (at) VALUES ($1)";
+pub const FORGET_ENDED_WINDOWS_SQL: &str = "DELETE FROM api_budget WHERE expires_at < $1";
+/// Pauses every node's requests until `$1` (kept if a later pause is already set).
+pub const PAUSE_API_SQL: &str = "INSERT INTO api_budget (window_key, used, expires_at) VALUES ('paused', 0, $1)
+     ON CONFLICT (window_key) DO UPDATE
+     SET expires_at = CASE WHEN api_budget.expires_at > $1 THEN api_budget.expires_at ELSE $1 END";

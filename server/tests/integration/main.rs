@@ -5,6 +5,7 @@
 mod common;
 
 mod api;
+mod api_faults;
 mod attachments;
 mod backup;
 mod ingest_formats;

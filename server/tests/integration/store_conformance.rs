@@ -349,7 +349,6 @@ async fn finishing_records_the_attempt_and_ignores_lost_leases(store: Arc<dyn St
     let retry = Completion::Retry {
         next_attempt_at: now + 50,
         error: "boom".into(),
-        refund_attempt: false,
     };
     store.finish_events(&claimed, &retry, &timing).await.unwrap();
     let listed = store.list_events(&EventQuery::default()).await.unwrap().events;
@@ -384,25 +383,24 @@ async fn finishing_records_the_attempt_and_ignores_lost_leases(store: Arc<dyn St
     assert_eq!(outcomes, [(1, "retry", Some(503)), (2, "success", Some(503))]);
 }
 
-async fn a_budget_refund_gives_the_attempt_back(store: Arc<dyn Store>) {
+async fn a_postponed_event_gets_its_attempt_back_and_keeps_its_place(store: Arc<dyn Store>) {
     let now = now_millis();
-    store.insert_events(&[event("job-1", "k1", now)]).await.unwrap();
+    store.insert_events(&[event("job-1", "k1", now - 5)]).await.unwrap();
     let claimed = claim(store.as_ref(), now, now + 10, 1).await;
-    let wait = Completion::Retry {
-        next_attempt_at: now,
-        error: "budget".into(),
-        refund_attempt: true,
-    };
     let timing = AttemptTiming {
         started_at: now,
         finished_at: now,
         http_status: None,
     };
-    store.finish_events(&claimed, &wait, &timing).await.unwrap();
-    assert_eq!(
-        store.list_events(&EventQuery::default()).await.unwrap().events[0].attempts,
-        0
-    );
+    let postponed = Completion::Postponed("budget spent".into());
+    store.finish_events(&claimed, &postponed, &timing).await.unwrap();
+    // A newer event arrives meanwhile; the postponed one still comes first.
+    store.insert_events(&[event("job-2", "k2", now + 1)]).await.unwrap();
+    let record = store.event_record(&claimed[0].id).await.unwrap().unwrap();
+    assert_eq!((record.status.as_str(), record.attempts), ("queued", 0));
+    assert_eq!(record.next_attempt_at, now - 5, "due as before");
+    let next = claim(store.as_ref(), now + 2, now + 20, 1).await;
+    assert_eq!(next[0].id, claimed[0].id);
 }
 
 async fn failed_events_can_be_retried_one_or_all(store: Arc<dyn Store>) {
@@ -480,36 +478,49 @@ async fn a_mirrored_record_is_only_replaced_by_one_at_least_as_new(store: Arc<dy
     assert_eq!(store.mirror_record("widget", "j1").await.unwrap(), None);
 }
 
-async fn the_api_budget_allows_the_limit_per_window(store: Arc<dyn Store>) {
+async fn the_api_budget_holds_in_any_rolling_minute_and_per_day(store: Arc<dyn Store>) {
     let limits = BudgetLimits {
         per_minute: 2,
         per_day: 3,
     };
-    let minute = 60_000 * 1_000_000;
+    let take = |at: i64| {
+        let store = store.clone();
+        async move { store.take_api_budget(at, limits).await.unwrap() }
+    };
+    // Two requests late in one clock minute: none more until the first is a minute old, even in the next minute.
+    let start = 60_000 * 1_000_000 + 59_000;
+    assert_eq!(take(start).await, BudgetGrant::Granted);
+    assert_eq!(take(start + 500).await, BudgetGrant::Granted);
     assert_eq!(
-        store.take_api_budget(minute, limits).await.unwrap(),
-        BudgetGrant::Granted
-    );
-    assert_eq!(
-        store.take_api_budget(minute + 1, limits).await.unwrap(),
-        BudgetGrant::Granted
-    );
-    assert_eq!(
-        store.take_api_budget(minute + 2, limits).await.unwrap(),
+        take(start + 1_500).await,
         BudgetGrant::Exhausted {
-            retry_at: minute + 60_000
-        }
+            retry_at: start + 60_001
+        },
+        "a new clock minute is not a new budget"
+    );
+    assert_eq!(take(start + 60_001).await, BudgetGrant::Granted);
+    assert!(
+        matches!(take(start + 130_000).await, BudgetGrant::Exhausted { .. }),
+        "the day allows three"
+    );
+}
+
+async fn a_pause_after_a_429_holds_every_request_until_it_ends(store: Arc<dyn Store>) {
+    let limits = BudgetLimits {
+        per_minute: 100,
+        per_day: 1_000,
+    };
+    let now = 60_000 * 2_000_000;
+    store.pause_api_budget(now + 2_000).await.unwrap();
+    store.pause_api_budget(now + 1_000).await.unwrap();
+    assert_eq!(
+        store.take_api_budget(now, limits).await.unwrap(),
+        BudgetGrant::Exhausted { retry_at: now + 2_000 },
+        "the longer pause stands"
     );
     assert_eq!(
-        store.take_api_budget(minute + 60_000, limits).await.unwrap(),
+        store.take_api_budget(now + 2_000, limits).await.unwrap(),
         BudgetGrant::Granted
-    );
-    assert!(
-        matches!(
-            store.take_api_budget(minute + 120_000, limits).await.unwrap(),
-            BudgetGrant::Exhausted { .. }
-        ),
-        "the day allows three"
     );
 }
 
@@ -759,10 +770,11 @@ conformance!(
     an_interrupted_claim_is_recorded_then_queued_again_or_failed_on_its_last_attempt,
     a_starting_node_releases_its_own_claims_and_no_one_elses,
     an_object_in_flight_is_passed_over_until_its_lease_ends,
-    a_budget_refund_gives_the_attempt_back,
+    a_postponed_event_gets_its_attempt_back_and_keeps_its_place,
     failed_events_can_be_retried_one_or_all,
     a_mirrored_record_is_only_replaced_by_one_at_least_as_new,
-    the_api_budget_allows_the_limit_per_window,
+    the_api_budget_holds_in_any_rolling_minute_and_per_day,
+    a_pause_after_a_429_holds_every_request_until_it_ends,
     sync_watermarks_only_move_forward,
     events_filter_by_type_and_search_and_page_by_cursor,
     an_event_record_holds_every_column,

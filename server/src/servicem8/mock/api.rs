@@ -109,7 +109,7 @@ async fn gate(State(state): State<Arc<MockState>>, request: Request, next: Next)
         RateDecision::DayExceeded => Some(MockApiError::TooManyRequests("day")),
     };
     if let Some(refusal) = refusal {
-        state.counters.rate_limited();
+        state.counters.over_limit();
         return refusal.into_response();
     }
     match faults.draw(rand::random(), rand::random()) {

@@ -1,6 +1,6 @@
 //! What can stand between a request and its answer: the account's rate limits, and faults injected on purpose.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -16,8 +16,9 @@ pub enum RateDecision {
     DayExceeded,
 }
 
-/// Requests counted per API key in fixed windows of a minute and a day, like ServiceM8's
-/// 180 per minute and 20,000 per day. Refused requests are not counted.
+/// Requests counted per API key, like ServiceM8's 180 per minute and 20,000 per day: the minute is a rolling
+/// window (the stricter reading of ServiceM8's limit: no more than the limit in any 60 s), the day a fixed one.
+/// Refused requests are not counted.
 #[derive(Debug)]
 pub struct RateLimiter {
     per_minute: u32,
@@ -27,7 +28,8 @@ pub struct RateLimiter {
 
 #[derive(Debug)]
 struct KeyWindows {
-    minute: Window,
+    /// When the requests of the last minute were allowed, oldest first; never more than the limit.
+    minute: VecDeque<Instant>,
     day: Window,
 }
 
@@ -61,18 +63,24 @@ impl RateLimiter {
     /// Counts one request by `key` at `now`, unless it is over a limit.
     pub fn check(&mut self, key: &str, now: Instant) -> RateDecision {
         let windows = self.keys.entry(key.to_owned()).or_insert_with(|| KeyWindows {
-            minute: Window::new(now),
+            minute: VecDeque::new(),
             day: Window::new(now),
         });
-        windows.minute.roll(now, MINUTE);
+        while windows
+            .minute
+            .front()
+            .is_some_and(|&at| now.duration_since(at) >= MINUTE)
+        {
+            windows.minute.pop_front();
+        }
         windows.day.roll(now, DAY);
         if windows.day.count >= self.per_day {
             return RateDecision::DayExceeded;
         }
-        if windows.minute.count >= self.per_minute {
+        if windows.minute.len() >= self.per_minute as usize {
             return RateDecision::MinuteExceeded;
         }
-        windows.minute.count += 1;
+        windows.minute.push_back(now);
         windows.day.count += 1;
         RateDecision::Allowed
     }
@@ -149,6 +157,31 @@ mod tests {
             RateDecision::MinuteExceeded
         );
         assert_eq!(limiter.check("key", start + MINUTE), RateDecision::Allowed);
+    }
+
+    #[test]
+    fn the_minute_rolls_request_by_request_not_by_the_clock() {
+        let mut limiter = RateLimiter::new(2, 100);
+        let start = Instant::now();
+        assert_eq!(limiter.check("key", start), RateDecision::Allowed);
+        assert_eq!(
+            limiter.check("key", start + Duration::from_secs(50)),
+            RateDecision::Allowed
+        );
+        assert_eq!(
+            limiter.check("key", start + Duration::from_secs(59)),
+            RateDecision::MinuteExceeded
+        );
+        assert_eq!(
+            limiter.check("key", start + MINUTE),
+            RateDecision::Allowed,
+            "the first is a minute old"
+        );
+        assert_eq!(
+            limiter.check("key", start + Duration::from_secs(61)),
+            RateDecision::MinuteExceeded,
+            "the second is not"
+        );
     }
 
     #[test]

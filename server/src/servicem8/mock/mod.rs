@@ -239,6 +239,11 @@ impl MockHandle {
         self.stats().rate_limited
     }
 
+    /// Requests answered 429 because the client passed the account's limits (not injected faults).
+    pub fn over_limit_count(&self) -> u64 {
+        self.stats().over_limit
+    }
+
     pub fn stats(&self) -> MockStats {
         self.state.counters.snapshot()
     }

@@ -76,6 +76,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Counters {
     requests: AtomicU64,
     rate_limited: AtomicU64,
+    over_limit: AtomicU64,
     faults_injected: AtomicU64,
     callbacks_delivered: AtomicU64,
     callbacks_failed: AtomicU64,
@@ -89,6 +90,12 @@ impl Counters {
 
     pub fn rate_limited(&self) {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A 429 the account's limits caused (and so `rate_limited` too).
+    pub fn over_limit(&self) {
+        self.over_limit.fetch_add(1, Ordering::Relaxed);
+        self.rate_limited();
     }
 
     pub fn fault(&self) {
@@ -117,6 +124,7 @@ impl Counters {
         MockStats {
             requests: self.requests.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            over_limit: self.over_limit.load(Ordering::Relaxed),
             faults_injected: self.faults_injected.load(Ordering::Relaxed),
             callbacks_delivered: self.callbacks_delivered.load(Ordering::Relaxed),
             callbacks_failed: self.callbacks_failed.load(Ordering::Relaxed),
@@ -136,6 +144,8 @@ pub struct MockStats {
     pub requests: u64,
     /// Requests answered 429, by the counters or by an injected fault.
     pub rate_limited: u64,
+    /// Requests answered 429 by the counters: the client passed the account's limits.
+    pub over_limit: u64,
     /// Requests answered with an injected 5xx or left hanging.
     pub faults_injected: u64,
     /// Callbacks answered 2xx by their target.
