@@ -199,7 +199,7 @@ impl Processor {
             notified.as_mut().enable();
             let pause = match self.step().await {
                 Ok(Step::Processed) => continue,
-                Ok(Step::QueueEmpty) => poll,
+                Ok(Step::QueueEmpty) => self.until_next_due(poll).await,
                 Ok(Step::BudgetSpent { until }) => {
                     tracing::info!(worker, "ServiceM8 request budget spent; waiting for the next window");
                     // Nothing can be fetched before then: waking for new events would only claim them and put
@@ -220,6 +220,19 @@ impl Processor {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// How long an idle worker waits: until the next queued event (a retry) falls due, at most `poll`.
+    async fn until_next_due(&self, poll: Duration) -> Duration {
+        let now = now_millis();
+        match self.store.next_due_after(now).await {
+            Ok(Some(due)) => Duration::from_millis((due - now).clamp(1, poll.as_millis() as i64) as u64),
+            Ok(None) => poll,
+            Err(error) => {
+                tracing::warn!(%error, "reading when the next event is due failed");
+                poll
             }
         }
     }

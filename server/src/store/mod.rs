@@ -119,6 +119,10 @@ pub trait Store: Send + Sync + 'static {
     /// `release_claims`.
     async fn claim_due_objects(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedEvent>, StoreError>;
 
+    /// When the next queued event that is not yet due at `now` falls due (unix ms). (Those already due wait for
+    /// an object in flight, whose worker claims them next.)
+    async fn next_due_after(&self, now: i64) -> Result<Option<i64>, StoreError>;
+
     /// Gives up the claims `release` names: each attempt is recorded as interrupted, and its events are queued
     /// again at once, or failed when that was their last allowed attempt. Returns how many events it released.
     async fn release_claims(&self, release: &Release<'_>) -> Result<u64, StoreError>;

@@ -150,6 +150,10 @@ pub const RELEASE_SET: &str = "status = CASE WHEN attempts >= $2 THEN 'failed' E
 pub const INTERRUPTED_ATTEMPT_COLUMNS: &str =
     "event_attempts (event_id, attempt, started_at, finished_at, outcome, http_status, error)";
 
+/// `Store::next_due_after`, the same on both engines (the due index answers it).
+pub const NEXT_DUE_SQL: &str =
+    "SELECT MIN(next_attempt_at) FROM webhook_events WHERE status = 'queued' AND next_attempt_at > $1";
+
 /// `Store::renew_lease`, the same on both engines.
 pub const RENEW_LEASE_SQL: &str = "UPDATE webhook_events SET locked_until = $1
      WHERE object_type = $2 AND object_uuid = $3 AND status = 'processing' AND locked_until = $4";

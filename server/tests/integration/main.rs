@@ -17,5 +17,6 @@ mod processing;
 mod realtime;
 mod realtime_postgres;
 mod realtime_updates;
+mod scheduling;
 mod simulate;
 mod store_conformance;

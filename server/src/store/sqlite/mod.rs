@@ -26,7 +26,7 @@ use super::portal::{
 };
 use super::queue::{
     day_window, minute_refusal, Claim, Release, Whose, API_PAUSE_SQL, COUNT_DAY_SQL, FORGET_ENDED_WINDOWS_SQL,
-    FORGET_OLD_REQUESTS_SQL, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, MINUTE_MS, PAUSE_API_SQL,
+    FORGET_OLD_REQUESTS_SQL, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, MINUTE_MS, NEXT_DUE_SQL, PAUSE_API_SQL,
     RECENT_REQUESTS_SQL, RECORD_REQUEST_SQL, RELEASE_SET, RENEW_LEASE_SQL,
 };
 use super::wal::WalSync;
@@ -348,6 +348,13 @@ impl Store for SqliteStore {
         .fetch_all(&mut *writer)
         .await?;
         Ok(in_change_order(rows))
+    }
+
+    async fn next_due_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(NEXT_DUE_SQL)
+            .bind(now)
+            .fetch_one(&self.readers)
+            .await?)
     }
 
     async fn release_claims(&self, release: &Release<'_>) -> Result<u64, StoreError> {
