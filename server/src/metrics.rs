@@ -34,6 +34,8 @@ const API_REQUESTS_USED: &str = "sm8_servicem8_api_requests_used";
 const API_REQUESTS_LIMIT: &str = "sm8_servicem8_api_requests_limit";
 const REALTIME_CONNECTIONS: &str = "sm8_realtime_connections";
 const SQLITE_LOG_BYTES: &str = "sm8_sqlite_wal_bytes";
+const REALTIME_DROPPED: &str = "sm8_realtime_updates_dropped_total";
+const REALTIME_REFETCHES: &str = "sm8_realtime_refetches_total";
 const REALTIME_RETAINED_BYTES: &str = "sm8_realtime_retained_bytes";
 const REALTIME_RETAINED_BROADCASTS: &str = "sm8_realtime_retained_broadcasts";
 
@@ -151,6 +153,17 @@ fn describe_metrics() {
         SQLITE_LOG_BYTES,
         Unit::Bytes,
         "Size of the SQLite write-ahead log file (sm8.db-wal) on disk; absent on PostgreSQL"
+    );
+    describe_counter!(
+        REALTIME_DROPPED,
+        Unit::Count,
+        "Realtime messages lost on their way, by where: relay_lag (the relay fell behind the pipeline) or \
+         slow_connection (a client's queue was full); the clients concerned are told to refetch"
+    );
+    describe_counter!(
+        REALTIME_REFETCHES,
+        Unit::Count,
+        "System refetch messages sent to realtime clients because updates of a topic they joined were lost"
     );
     describe_gauge!(
         REALTIME_RETAINED_BYTES,
@@ -282,6 +295,16 @@ pub fn record_broadcast(received_at: i64) {
 /// Milliseconds as seconds; a negative span (clocks of two nodes disagreeing) counts as none.
 fn seconds(millis: i64) -> f64 {
     millis.max(0) as f64 / 1000.0
+}
+
+/// Counts realtime messages lost `where` (`relay_lag` or `slow_connection`).
+pub fn count_dropped_realtime_updates(reason: &'static str, messages: u64) {
+    counter!(REALTIME_DROPPED, "reason" => reason).increment(messages);
+}
+
+/// Counts one refetch message sent to a realtime client.
+pub fn count_realtime_refetch() {
+    counter!(REALTIME_REFETCHES).increment(1);
 }
 
 /// Records what the in-memory realtime history holds.
@@ -460,6 +483,8 @@ mod tests {
             set_store_gauges(&PipelineHealth::default(), Some(0));
             drop(count_realtime_connection());
             set_realtime_retained(10, 1);
+            count_dropped_realtime_updates("relay_lag", 1);
+            count_realtime_refetch();
         });
         for (name, kind) in [
             (WEBHOOKS_RECEIVED, "counter"),
@@ -472,6 +497,8 @@ mod tests {
             (API_REQUESTS_LIMIT, "gauge"),
             (REALTIME_CONNECTIONS, "gauge"),
             (SQLITE_LOG_BYTES, "gauge"),
+            (REALTIME_DROPPED, "counter"),
+            (REALTIME_REFETCHES, "counter"),
             (REALTIME_RETAINED_BYTES, "gauge"),
             (REALTIME_RETAINED_BROADCASTS, "gauge"),
         ] {

@@ -169,8 +169,12 @@ mod tests {
                 max_bytes: usize::MAX,
             },
         );
-        let (tx, mut rx) = mpsc::channel(8);
-        hub.subscribe("realtime:jobs", uuid::Uuid::new_v4(), false, tx);
+        let (queue, mut rx) = mpsc::channel(8);
+        let outlet = crate::realtime::hub::Outlet {
+            queue,
+            overflowed: Arc::default(),
+        };
+        hub.subscribe("realtime:jobs", uuid::Uuid::new_v4(), false, outlet);
         let update = || {
             Broadcast::new(
                 "realtime:jobs",

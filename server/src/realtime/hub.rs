@@ -2,9 +2,11 @@
 //!
 //! Broadcasts reach the hub from the bus (so every node's hub sees every broadcast); presence is kept per node.
 //! Sessions get what concerns them through a bounded queue: a connection too slow to drain it loses messages
-//! (logged), and resumes from its last offset when it reconnects, rather than slowing everyone else down.
+//! rather than slowing everyone else down, and the hub notes on which topics; once the session has caught up it
+//! tells the client to refetch those (`Overflowed`). A broadcast to `EVERY_TOPIC` tells every subscriber of every
+//! topic to refetch: the relay sends it when it fell behind the pipeline and some updates never reached the bus.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
@@ -19,6 +21,26 @@ pub type ConnectionId = Uuid;
 /// How many pushes may wait for a slow connection.
 pub const SESSION_QUEUE: usize = 1024;
 
+/// The topic of a broadcast that tells every subscriber of every topic to refetch. No client can name it: every
+/// topic a client joins or sends to starts with `realtime:`.
+pub const EVERY_TOPIC: &str = "*";
+
+/// The topics on which a connection's queue overflowed and messages were lost; its session tells the client to
+/// refetch them once it has drained its queue.
+#[derive(Debug, Default)]
+pub struct Overflowed(Mutex<BTreeSet<String>>);
+
+impl Overflowed {
+    fn note(&self, topic: &str) {
+        self.0.lock().expect("overflow lock").insert(topic.to_owned());
+    }
+
+    /// The topics noted since the last call.
+    pub fn take(&self) -> BTreeSet<String> {
+        std::mem::take(&mut *self.0.lock().expect("overflow lock"))
+    }
+}
+
 /// What the hub sends a session.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Push {
@@ -27,6 +49,10 @@ pub enum Push {
     PresenceDiff {
         topic: String,
         diff: Value,
+    },
+    /// Updates of `topic` were lost on their way: the client should refetch what it shows.
+    Refetch {
+        topic: String,
     },
 }
 
@@ -45,7 +71,30 @@ struct Topic {
 struct Subscriber {
     /// `config.broadcast.self`: whether the connection gets its own broadcasts back.
     receive_own: bool,
-    queue: mpsc::Sender<Push>,
+    outlet: Outlet,
+}
+
+/// Where a connection's pushes go: its session's queue, and what overflowed it.
+#[derive(Debug, Clone)]
+pub struct Outlet {
+    pub queue: mpsc::Sender<Push>,
+    pub overflowed: Arc<Overflowed>,
+}
+
+impl Outlet {
+    /// Queues `push` about `topic`; false when the session is gone and its subscription should be dropped.
+    fn send(&self, topic: &str, push: Push, connection: ConnectionId) -> bool {
+        match self.queue.try_send(push) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(%connection, topic, "realtime connection is too slow: a message was dropped");
+                crate::metrics::count_dropped_realtime_updates("slow_connection", 1);
+                self.overflowed.note(topic);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -69,13 +118,13 @@ impl Hub {
     }
 
     /// Subscribes `connection` to `topic`, replacing an earlier subscription of the same connection.
-    pub fn subscribe(&self, topic: &str, connection: ConnectionId, receive_own: bool, queue: mpsc::Sender<Push>) {
+    pub fn subscribe(&self, topic: &str, connection: ConnectionId, receive_own: bool, outlet: Outlet) {
         let mut topics = self.topics.lock().expect("hub lock");
         topics
             .entry(topic.to_owned())
             .or_default()
             .subscribers
-            .insert(connection, Subscriber { receive_own, queue });
+            .insert(connection, Subscriber { receive_own, outlet });
     }
 
     /// Ends `connection`'s subscription to `topic`, and its presence there.
@@ -108,6 +157,15 @@ impl Hub {
     /// Hands a broadcast to this node's subscribers of its topic, except its sender unless it asked for its own.
     pub fn deliver(&self, broadcast: Arc<Broadcast>) {
         let mut topics = self.topics.lock().expect("hub lock");
+        if broadcast.topic == EVERY_TOPIC {
+            for (name, topic) in topics.iter_mut() {
+                topic.subscribers.retain(|connection, subscriber| {
+                    let refetch = Push::Refetch { topic: name.clone() };
+                    subscriber.outlet.send(name, refetch, *connection)
+                });
+            }
+            return;
+        }
         let Some(topic) = topics.get_mut(&broadcast.topic) else {
             return;
         };
@@ -115,7 +173,8 @@ impl Hub {
             if broadcast.sender == Some(*connection) && !subscriber.receive_own {
                 return true;
             }
-            send(&subscriber.queue, Push::Broadcast(broadcast.clone()), *connection)
+            let push = Push::Broadcast(broadcast.clone());
+            subscriber.outlet.send(&broadcast.topic, push, *connection)
         });
     }
 
@@ -197,27 +256,12 @@ fn broadcast_diff(
 ) {
     let diff = json!({ "joins": presence_map(joins), "leaves": presence_map(leaves) });
     entry.subscribers.retain(|connection, subscriber| {
-        send(
-            &subscriber.queue,
-            Push::PresenceDiff {
-                topic: topic.to_owned(),
-                diff: diff.clone(),
-            },
-            *connection,
-        )
+        let push = Push::PresenceDiff {
+            topic: topic.to_owned(),
+            diff: diff.clone(),
+        };
+        subscriber.outlet.send(topic, push, *connection)
     });
-}
-
-/// Queues `push` for a session; false when the session is gone and its subscription should be dropped.
-fn send(queue: &mpsc::Sender<Push>, push: Push, connection: ConnectionId) -> bool {
-    match queue.try_send(push) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            tracing::warn!(%connection, "realtime connection is too slow: a message was dropped");
-            true
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-    }
 }
 
 #[cfg(test)]
@@ -226,9 +270,17 @@ mod tests {
     use crate::realtime::bus::Broadcast;
     use crate::realtime::protocol::BroadcastPayload;
 
-    fn connection() -> (ConnectionId, mpsc::Sender<Push>, mpsc::Receiver<Push>) {
-        let (tx, rx) = mpsc::channel(16);
-        (Uuid::new_v4(), tx, rx)
+    fn connection() -> (ConnectionId, Outlet, mpsc::Receiver<Push>) {
+        connection_with_room(16)
+    }
+
+    fn connection_with_room(room: usize) -> (ConnectionId, Outlet, mpsc::Receiver<Push>) {
+        let (queue, rx) = mpsc::channel(room);
+        let outlet = Outlet {
+            queue,
+            overflowed: Arc::default(),
+        };
+        (Uuid::new_v4(), outlet, rx)
     }
 
     fn broadcast(topic: &str, sender: Option<ConnectionId>) -> Arc<Broadcast> {
@@ -307,5 +359,45 @@ mod tests {
         assert!(diff["leaves"].get("u1").is_some());
         hub.deliver(broadcast("realtime:room", Some(b)));
         assert!(b_rx.try_recv().is_err(), "b does not receive its own broadcast");
+    }
+
+    #[test]
+    fn a_connection_too_slow_for_its_queue_has_the_topic_noted_for_a_refetch() {
+        let hub = Hub::new();
+        let (slow, outlet, mut rx) = connection_with_room(2);
+        let overflowed = outlet.overflowed.clone();
+        hub.subscribe("realtime:jobs", slow, false, outlet.clone());
+        hub.subscribe("realtime:staff", slow, false, outlet);
+        for _ in 0..3 {
+            hub.deliver(broadcast("realtime:jobs", None));
+        }
+        assert_eq!(overflowed.take(), BTreeSet::from(["realtime:jobs".to_owned()]));
+        assert!(overflowed.take().is_empty(), "taken once");
+        assert!(matches!(rx.try_recv(), Ok(Push::Broadcast(_))));
+        assert!(matches!(rx.try_recv(), Ok(Push::Broadcast(_))));
+        assert!(rx.try_recv().is_err(), "the third was dropped");
+    }
+
+    #[test]
+    fn a_broadcast_to_every_topic_asks_every_subscriber_to_refetch_each_of_its_topics() {
+        let hub = Hub::new();
+        let (a, a_outlet, mut a_rx) = connection();
+        let (b, b_outlet, mut b_rx) = connection();
+        hub.subscribe("realtime:jobs", a, false, a_outlet.clone());
+        hub.subscribe("realtime:company:c1", a, false, a_outlet);
+        hub.subscribe("realtime:jobs", b, false, b_outlet);
+        hub.deliver(broadcast(EVERY_TOPIC, None));
+        let mut a_topics = BTreeSet::new();
+        while let Ok(push) = a_rx.try_recv() {
+            let Push::Refetch { topic } = push else {
+                panic!("expected a refetch, got {push:?}")
+            };
+            a_topics.insert(topic);
+        }
+        assert_eq!(
+            a_topics,
+            BTreeSet::from(["realtime:company:c1".to_owned(), "realtime:jobs".to_owned()])
+        );
+        assert!(matches!(b_rx.try_recv(), Ok(Push::Refetch { topic }) if topic == "realtime:jobs"));
     }
 }

@@ -35,10 +35,11 @@ use crate::updates::PipelineUpdate;
 pub use args::{mint_token, RealtimeArgs, TokenArgs};
 use auth::Authority;
 pub use auth::{store_job_ownership, JobOwnership, Role, TokenKeys};
-use bus::{Bus, InProcessBus};
-use hub::Hub;
+use bus::{Broadcast, Bus, InProcessBus, Publication};
+use hub::{Hub, EVERY_TOPIC};
 use outbox::Retention;
 use postgres_bus::PostgresBus;
+use protocol::BroadcastPayload;
 use session::SessionContext;
 
 /// Most pipeline updates published in one batch (one transaction and one NOTIFY on PostgreSQL).
@@ -113,30 +114,37 @@ impl Relay {
     }
 }
 
+/// The relay fell behind the pipeline and `missed` updates never reached the bus: every subscriber of every
+/// topic, on every node, is told to refetch.
+fn fell_behind(missed: u64) -> Publication {
+    tracing::warn!(
+        missed,
+        "the realtime relay fell behind the pipeline; telling every client to refetch"
+    );
+    crate::metrics::count_dropped_realtime_updates("relay_lag", missed);
+    let everyone = Broadcast::new(
+        EVERY_TOPIC,
+        "refetch",
+        BroadcastPayload::Json(serde_json::Value::Null),
+        None,
+        false,
+    );
+    Publication::Ephemeral(everyone)
+}
+
 async fn forward_updates(bus: Arc<dyn Bus>, mut updates: broadcast::Receiver<PipelineUpdate>) {
     use broadcast::error::{RecvError, TryRecvError};
     loop {
         let mut publications = match updates.recv().await {
             Ok(update) => mapping::publications(&update),
-            Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(
-                    missed,
-                    "the realtime relay fell behind the pipeline; clients should refetch"
-                );
-                continue;
-            }
+            Err(RecvError::Lagged(missed)) => vec![fell_behind(missed)],
             Err(RecvError::Closed) => break,
         };
         // Whatever queued meanwhile goes out with it: one transaction and one NOTIFY for many updates.
         while publications.len() < FORWARD_BATCH {
             match updates.try_recv() {
                 Ok(update) => publications.extend(mapping::publications(&update)),
-                Err(TryRecvError::Lagged(missed)) => {
-                    tracing::warn!(
-                        missed,
-                        "the realtime relay fell behind the pipeline; clients should refetch"
-                    );
-                }
+                Err(TryRecvError::Lagged(missed)) => publications.push(fell_behind(missed)),
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
         }
@@ -146,5 +154,62 @@ async fn forward_updates(bus: Arc<dyn Bus>, mut updates: broadcast::Receiver<Pip
         if let Err(error) = bus.publish(publications).await {
             tracing::error!(%error, "publishing pipeline updates to realtime clients failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::realtime::hub::{Outlet, Push};
+    use crate::updates::{RecordUpdate, CHANNEL_CAPACITY};
+    use tokio::sync::mpsc;
+
+    fn job_update(n: usize) -> PipelineUpdate {
+        PipelineUpdate::Record(RecordUpdate {
+            event_id: format!("e{n}"),
+            object_type: "job".into(),
+            object_uuid: "job-1".into(),
+            event_type: "updated".into(),
+            changes: serde_json::json!({"n": n}),
+            company_uuid: None,
+            job_uuid: Some("job-1".into()),
+            received_at: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn updates_the_relay_fell_behind_on_make_every_subscriber_refetch() {
+        let hub = Arc::new(Hub::new());
+        let retention = Retention {
+            max_messages: 10,
+            max_age: Duration::from_secs(60),
+            max_bytes: usize::MAX,
+        };
+        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(hub.clone(), retention));
+        let (queue, mut pushes) = mpsc::channel(4 * CHANNEL_CAPACITY);
+        let outlet = Outlet {
+            queue,
+            overflowed: Arc::default(),
+        };
+        hub.subscribe("realtime:jobs", uuid::Uuid::new_v4(), false, outlet);
+        // The pipeline outruns the relay: the channel drops the oldest updates.
+        let updates = crate::updates::channel();
+        let relay = updates.subscribe();
+        for n in 0..CHANNEL_CAPACITY + 50 {
+            updates.send(job_update(n)).unwrap();
+        }
+        drop(updates);
+        forward_updates(bus, relay).await;
+
+        let (mut broadcasts, mut refetches) = (0, 0);
+        while let Ok(push) = pushes.try_recv() {
+            match push {
+                Push::Broadcast(_) => broadcasts += 1,
+                Push::Refetch { topic } if topic == "realtime:jobs" => refetches += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(refetches, 1, "told once, for the whole gap");
+        assert_eq!(broadcasts, CHANNEL_CAPACITY, "what the channel kept still arrives");
     }
 }

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::auth::{now_seconds, Access, Authority};
 use super::bus::{Broadcast, Bus, Publication};
 use super::channel::{close_frame, refetch_frame, reply, system_error_frame, with, Channel, JoinRequest};
-use super::hub::{ConnectionId, Hub, Push, SESSION_QUEUE};
+use super::hub::{ConnectionId, Hub, Outlet, Push, SESSION_QUEUE};
 use super::outbox::Replay;
 use super::protocol::{BroadcastPayload, Frame, Incoming, Outgoing, ReplyStatus, Vsn, WireMessage};
 
@@ -45,7 +45,11 @@ where
     R: Stream<Item = WireMessage> + Unpin,
 {
     let (queue, mut pushes) = mpsc::channel(SESSION_QUEUE);
-    let mut session = Session::new(context, vsn, queue);
+    let outlet = Outlet {
+        queue,
+        overflowed: Arc::default(),
+    };
+    let mut session = Session::new(context, vsn, outlet);
     let idle = tokio::time::sleep(IDLE_TIMEOUT);
     tokio::pin!(idle);
     'connection: loop {
@@ -53,7 +57,14 @@ where
         // Biased towards queued pushes: what was queued before a frame arrived goes out before its reply.
         let outgoing = tokio::select! {
             biased;
-            Some(push) = pushes.recv() => session.on_push(push),
+            Some(push) = pushes.recv() => {
+                let mut outgoing = session.on_push(push);
+                // Caught up: now tell the client about what its queue could not hold.
+                if pushes.is_empty() {
+                    outgoing.extend(session.refetch_overflowed());
+                }
+                outgoing
+            }
             () = sleep_until(expiry) => session.expire_tokens(),
             message = stream.next() => match message {
                 Some(message) => {
@@ -89,7 +100,7 @@ struct Session {
     context: Arc<SessionContext>,
     /// The serializer the client negotiated.
     vsn: Vsn,
-    queue: mpsc::Sender<Push>,
+    outlet: Outlet,
     channels: HashMap<String, Channel>,
     /// The latest token the client gave, used by joins that carry none (supabase-js's first join often does not).
     socket_token: Option<String>,
@@ -97,12 +108,12 @@ struct Session {
 }
 
 impl Session {
-    fn new(context: Arc<SessionContext>, vsn: Vsn, queue: mpsc::Sender<Push>) -> Session {
+    fn new(context: Arc<SessionContext>, vsn: Vsn, outlet: Outlet) -> Session {
         Session {
             id: Uuid::new_v4(),
             context,
             vsn,
-            queue,
+            outlet,
             channels: HashMap::new(),
             socket_token: None,
             next_binding_id: 1,
@@ -172,7 +183,7 @@ impl Session {
         }
         self.context
             .hub
-            .subscribe(&topic, self.id, request.receive_own, self.queue.clone());
+            .subscribe(&topic, self.id, request.receive_own, self.outlet.clone());
         let response = match &request.postgres_changes {
             Some(bindings) => json!({ "postgres_changes": self.number_bindings(bindings) }),
             None => json!({}),
@@ -376,7 +387,22 @@ impl Session {
                 vec![Outgoing::Frame(Frame::new(None, None, topic, "presence_diff", diff))]
             }
             Push::PresenceDiff { .. } => Vec::new(),
+            Push::Refetch { topic } => self.refetch(&topic).into_iter().collect(),
         }
+    }
+
+    /// Refetch frames for the joined topics whose messages the queue could not hold.
+    fn refetch_overflowed(&mut self) -> Vec<Outgoing> {
+        let overflowed = self.outlet.overflowed.take();
+        overflowed.iter().filter_map(|topic| self.refetch(topic)).collect()
+    }
+
+    /// Tells the client that updates of `topic` were lost, if it is still joined to it.
+    fn refetch(&self, topic: &str) -> Option<Outgoing> {
+        self.channels.contains_key(topic).then(|| {
+            crate::metrics::count_realtime_refetch();
+            refetch_frame(topic, None)
+        })
     }
 }
 
@@ -468,6 +494,33 @@ mod tests {
             received[4],
             json!({"type": "broadcast", "event": "hi", "payload": {"n": 1}})
         );
+    }
+
+    #[tokio::test]
+    async fn a_client_too_slow_for_its_queue_is_told_to_refetch_once_it_has_caught_up() {
+        let context = context();
+        let mut slow = connect(&context);
+        slow.send(json!(["1", "1", "realtime:room", "phx_join", {}]));
+        assert_eq!(slow.next().await[4]["status"], "ok");
+        // The client reads nothing while far more is broadcast than its session can hold.
+        let sent = 64 + SESSION_QUEUE + 200;
+        for n in 0..sent {
+            let payload = BroadcastPayload::Json(json!({"n": n}));
+            context
+                .hub
+                .deliver(Arc::new(Broadcast::new("realtime:room", "e", payload, None, false)));
+        }
+        let mut received = 0;
+        let refetch = loop {
+            let frame = slow.next().await;
+            if frame[3] == "system" {
+                break frame;
+            }
+            received += 1;
+        };
+        assert_eq!(refetch[4]["message"], "refetch");
+        assert_eq!(refetch[4]["channel"], "room");
+        assert!(received < sent, "{received} of {sent} arrived: some were dropped");
     }
 
     #[tokio::test]
