@@ -8,6 +8,7 @@ mod api;
 mod api_faults;
 mod attachments;
 mod backup;
+mod cluster;
 mod crash;
 mod ingest_formats;
 mod leases;
