@@ -115,6 +115,8 @@ async fn survives_kills_mid_load(database_url: String) {
         companies: 10,
         jobs_per_company: 5,
         latency_ms: 20,
+        per_minute: u32::MAX / 2,
+        per_day: u32::MAX / 2,
         ..MockConfig::on_free_port()
     })
     .await
