@@ -159,7 +159,7 @@ impl Server {
 
     /// Serves and processes until `shutdown` is cancelled, then lets in-flight requests and batches finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut workers = self.processor.spawn(shutdown.clone());
+        let mut workers = self.processor.spawn(shutdown.clone()).await;
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown({
                 let shutdown = shutdown.clone();

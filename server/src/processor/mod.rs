@@ -164,11 +164,21 @@ impl Processor {
         self.handler.mode()
     }
 
-    /// Starts the workers, the release of expired claims and the retention task; they stop after `shutdown`,
-    /// finishing the batch in hand.
-    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> JoinSet<()> {
+    /// Releases the claims of this node's previous run, then starts the workers, the release of expired claims
+    /// and the retention task; they stop after `shutdown`, finishing the batch in hand. (Releasing first matters:
+    /// the node id is the same, so a release running beside the workers would take back their fresh claims.)
+    pub async fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> JoinSet<()> {
         let mut tasks = JoinSet::new();
         if self.args.workers > 0 {
+            match self.release_claims(Whose::Node(&self.node)).await {
+                Ok(0) => {}
+                Ok(released) => tracing::warn!(
+                    released,
+                    node = %self.node,
+                    "released this node's claims of its previous run: their attempts were interrupted"
+                ),
+                Err(error) => tracing::error!(%error, "releasing this node's earlier claims failed"),
+            }
             let processor = self.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move { processor.run_releases(shutdown).await });
@@ -300,18 +310,8 @@ impl Processor {
         Ok(released)
     }
 
-    /// Releases this node's own claims of a previous run (it is only starting: nobody works on them), then, as
-    /// long as it runs, every claim whose lease ran out.
+    /// Releases every claim whose lease ran out, every quarter of the lease (at most 5 s apart).
     async fn run_releases(&self, shutdown: CancellationToken) {
-        match self.release_claims(Whose::Node(&self.node)).await {
-            Ok(0) => {}
-            Ok(released) => tracing::warn!(
-                released,
-                node = %self.node,
-                "released this node's claims of its previous run: their attempts were interrupted"
-            ),
-            Err(error) => tracing::error!(%error, "releasing this node's earlier claims failed"),
-        }
         let interval = Duration::from_millis((self.args.lease_ms / 4).clamp(100, 5_000) as u64);
         loop {
             tokio::select! {

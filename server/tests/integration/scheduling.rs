@@ -63,7 +63,7 @@ async fn a_retry_is_attempted_when_it_falls_due_not_at_the_next_poll() {
 
     let processor = idle_processor(&store, &account);
     let shutdown = CancellationToken::new();
-    let mut workers = processor.spawn(shutdown.clone());
+    let mut workers = processor.spawn(shutdown.clone()).await;
     let id = claimed[0].id.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(POLL_MS / 2);
     let attempts = loop {
