@@ -14,6 +14,7 @@ mod channel;
 pub mod hub;
 pub mod mapping;
 pub mod outbox;
+mod pg_delivery;
 pub mod postgres_bus;
 pub mod protocol;
 pub mod rest;

@@ -16,20 +16,17 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
-use super::bus::{Broadcast, Bus, BusError, Publication};
+use super::bus::{Bus, BusError, Publication};
 use super::hub::Hub;
 use super::outbox::{plan_replay, Replay, Retention};
+use super::pg_delivery::{Deliverer, OutboxRow, OUTBOX_COLUMNS};
 use super::protocol::BroadcastPayload;
 use crate::store::now_millis;
 
 /// The NOTIFY channel.
-const CHANNEL: &str = "realtime_outbox";
+pub(super) const CHANNEL: &str = "realtime_outbox";
 /// Rows per transaction and NOTIFY; their ids stay well under NOTIFY's 8000-byte payload limit.
 const MAX_BATCH: usize = 256;
-/// Ephemeral rows are only needed until every node has read them.
-const EPHEMERAL_ROW_MILLIS: i64 = 60_000;
-const CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
-const OUTBOX_COLUMNS: &str = "id, topic, event, payload, payload_raw, topic_offset, sender, binary_origin";
 
 pub struct PostgresBus {
     pool: PgPool,
@@ -55,12 +52,7 @@ impl PostgresBus {
         let last_seen: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM realtime_outbox")
             .fetch_one(&pool)
             .await?;
-        let deliverer = Deliverer {
-            pool: pool.clone(),
-            hub,
-            retention,
-            last_seen,
-        };
+        let deliverer = Deliverer::new(pool.clone(), hub, retention, last_seen);
         tokio::spawn(deliverer.run(listener, stop));
         Ok(PostgresBus { pool, retention })
     }
@@ -177,99 +169,4 @@ async fn allocate_offsets(
         first.insert(topic, last - count + 1);
     }
     Ok(first)
-}
-
-/// The listening side: reads notified rows and hands them to this node's hub.
-struct Deliverer {
-    pool: PgPool,
-    hub: Arc<Hub>,
-    retention: Retention,
-    /// The highest row id delivered, for catching up after a lost connection.
-    last_seen: i64,
-}
-
-impl Deliverer {
-    async fn run(mut self, mut listener: PgListener, stop: CancellationToken) {
-        let mut cleanup = tokio::time::interval(CLEANUP_INTERVAL);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = cleanup.tick() => self.remove_expired_rows().await,
-                received = listener.try_recv() => match received {
-                    Ok(Some(notification)) => {
-                        let ids: Vec<i64> = notification.payload().split(',').filter_map(|id| id.parse().ok()).collect();
-                        self.deliver("id = ANY($1)", ids).await;
-                    }
-                    // The listener has reconnected and listens again; rows committed meanwhile were not notified.
-                    Ok(None) => {
-                        tracing::warn!("realtime listener lost its connection; catching up");
-                        self.deliver("id > $1", self.last_seen).await;
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "realtime listener failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                },
-            }
-        }
-    }
-
-    async fn deliver<T>(&mut self, condition: &str, bound: T)
-    where
-        T: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
-    {
-        let query = format!("SELECT {OUTBOX_COLUMNS} FROM realtime_outbox WHERE {condition} ORDER BY id");
-        match sqlx::query_as::<_, OutboxRow>(&query)
-            .bind(bound)
-            .fetch_all(&self.pool)
-            .await
-        {
-            Ok(rows) => {
-                for row in rows {
-                    self.last_seen = self.last_seen.max(row.id);
-                    self.hub.deliver(Arc::new(row.into_broadcast()));
-                }
-            }
-            Err(error) => tracing::error!(%error, "reading the realtime outbox failed"),
-        }
-    }
-
-    async fn remove_expired_rows(&self) {
-        let now = now_millis();
-        let removed = sqlx::query(
-            "DELETE FROM realtime_outbox WHERE created_at < $1 OR (topic_offset IS NULL AND created_at < $2)",
-        )
-        .bind(self.retention.cutoff(now))
-        .bind(now - EPHEMERAL_ROW_MILLIS)
-        .execute(&self.pool)
-        .await;
-        if let Err(error) = removed {
-            tracing::warn!(%error, "removing expired realtime outbox rows failed");
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct OutboxRow {
-    id: i64,
-    topic: String,
-    event: String,
-    payload: Option<serde_json::Value>,
-    payload_raw: Option<Vec<u8>>,
-    topic_offset: Option<i64>,
-    sender: Option<String>,
-    binary_origin: bool,
-}
-
-impl OutboxRow {
-    fn into_broadcast(self) -> Broadcast {
-        let payload = match self.payload_raw {
-            Some(bytes) => BroadcastPayload::Raw(bytes),
-            None => BroadcastPayload::Json(self.payload.unwrap_or_default()),
-        };
-        let sender = self.sender.and_then(|sender| sender.parse().ok());
-        let mut broadcast = Broadcast::new(self.topic, self.event, payload, sender, self.binary_origin);
-        broadcast.offset = self.topic_offset;
-        broadcast
-    }
 }

@@ -16,6 +16,7 @@ struct Cluster {
     b: TestApp,
     updates_a: UpdateSender,
     anon_key: String,
+    database_url: String,
 }
 
 impl Cluster {
@@ -40,6 +41,7 @@ impl Cluster {
             b,
             updates_a,
             anon_key,
+            database_url,
         }
     }
 
@@ -140,4 +142,54 @@ async fn a_client_resumes_on_another_node_from_the_outbox() {
         ("system", &json!("refetch"))
     );
     assert_eq!(refetch.payload["offset"], 4);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run make test-postgres"]
+async fn a_node_reads_the_outbox_by_position_so_rows_it_was_not_told_of_still_arrive() {
+    let cluster = Cluster::start().await;
+    let mut listener = cluster.client(&cluster.b).await;
+    listener.join_ok(PUBLIC_TOPIC, None).await;
+    let pool = sqlx::PgPool::connect(&cluster.database_url).await.unwrap();
+    let insert = "INSERT INTO realtime_outbox (topic, event, payload, created_at) VALUES ($1, $2, $3, $4)";
+    let now = server::store::now_millis();
+    // A row whose transaction commits late: rows with higher ids are read first.
+    let mut late = pool.begin().await.unwrap();
+    sqlx::query(insert)
+        .bind(PUBLIC_TOPIC)
+        .bind("late")
+        .bind(json!({"n": 1}))
+        .bind(now)
+        .execute(&mut *late)
+        .await
+        .unwrap();
+    // A row nobody announced, as if its NOTIFY had been lost.
+    sqlx::query(insert)
+        .bind(PUBLIC_TOPIC)
+        .bind("unannounced")
+        .bind(json!({"n": 2}))
+        .bind(now)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Then a broadcast announced as usual, from a client of node A.
+    let mut sender = cluster.client(&cluster.a).await;
+    let (join_ref, _) = sender.join(PUBLIC_TOPIC, join_payload(json!({}), None)).await;
+    sender
+        .push(
+            Some(&join_ref),
+            Some("9"),
+            PUBLIC_TOPIC,
+            "broadcast",
+            json!({"type": "broadcast", "event": "announced", "payload": {"n": 3}}),
+        )
+        .await;
+    assert_eq!(
+        listener.broadcast_on(PUBLIC_TOPIC, "unannounced").await,
+        json!({"n": 2})
+    );
+    assert_eq!(listener.broadcast_on(PUBLIC_TOPIC, "announced").await, json!({"n": 3}));
+    // The late row's id was skipped; once its transaction commits it is delivered all the same.
+    late.commit().await.unwrap();
+    assert_eq!(listener.broadcast_on(PUBLIC_TOPIC, "late").await, json!({"n": 1}));
 }
