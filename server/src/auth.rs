@@ -1,44 +1,8 @@
-//! Admin authentication for the management API: `Authorization: Bearer <ADMIN_TOKEN>` or a dashboard session.
+//! Secret handling shared by every credential check: constant-time comparison, random tokens, and the hashes
+//! tokens are stored under.
 
-use app::api::{session_from_headers, DashboardBackend};
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-use crate::error::ApiError;
-use crate::startup::AppState;
-
-/// Proof that the request comes from an admin; take it as a handler argument to require admin access.
-pub struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(authorization) = parts.headers.get(AUTHORIZATION) {
-            let token = authorization
-                .to_str()
-                .ok()
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <ADMIN_TOKEN>".into()))?;
-            return if state.backend.admin_token_matches(token.trim()) {
-                Ok(Admin)
-            } else {
-                Err(ApiError::Unauthorized("invalid admin token".into()))
-            };
-        }
-        if let Some(session) = session_from_headers(&parts.headers) {
-            if state.backend.session_is_active(session).await? {
-                return Ok(Admin);
-            }
-        }
-        Err(ApiError::Unauthorized(
-            "admin authentication required: send Authorization: Bearer <ADMIN_TOKEN>".into(),
-        ))
-    }
-}
 
 /// Compares two secrets in constant time, whatever their lengths.
 pub fn secrets_match(candidate: &str, expected: &str) -> bool {

@@ -13,7 +13,6 @@ use app::realtime::{RealtimeAudience, RealtimeCredentials};
 use serde_json::json;
 
 use crate::auth::{random_token, secrets_match, token_hash};
-use crate::config::Secret;
 use crate::ingest::decode::Delivery;
 use crate::ingest::payload::{canonical_object_type, ParsedEvent};
 use crate::ingest::signature::Verification;
@@ -21,6 +20,7 @@ use crate::portal;
 use crate::processor::ProcessingMode;
 use crate::queue::EventQueue;
 use crate::realtime::{Role, TokenKeys};
+use crate::secret::Secret;
 use crate::store::mirror::text_field;
 use crate::store::queue::MINUTE_MS;
 use crate::store::{

@@ -1,18 +1,57 @@
-//! The commands beside `serve` that run the product: `demo`, `sync` and `subscribe`, and the start-up banner.
+//! The command line (`Cli`, every subcommand) and the commands beside `serve` that run the product: `demo`,
+//! `sync`, `subscribe` and `backup`, and the start-up banner.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DatabaseArgs, ServeArgs};
+use crate::config::ServeArgs;
 use crate::processor::ProcessingMode;
 use crate::servicem8::client::{ServiceM8Args, ServiceM8Client};
 use crate::servicem8::{mock, subscriptions, sync};
 use crate::startup::{redact_url, AdminTokenSource, Server};
+use crate::store::DatabaseArgs;
 use crate::{store, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sm8-webhooks",
+    version,
+    about = "Receives, stores and processes ServiceM8 webhooks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the webhook receiver, the management API and the dashboard.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Write a consistent copy of the SQLite database to a new file, while the server keeps serving.
+    Backup(BackupArgs),
+    /// Serve with a simulated ServiceM8 account producing realistic traffic: the product without an account.
+    Demo(DemoArgs),
+    /// Reconcile: queue every record ServiceM8 changed since the last sync (or --since) that the mirror lacks.
+    Sync(SyncArgs),
+    /// Register object webhook subscriptions with ServiceM8, merged with the fields already subscribed.
+    Subscribe(SubscribeArgs),
+    /// Run a simulated ServiceM8 account (REST API, webhook subscriptions, changing records) on its own.
+    MockServicem8(crate::servicem8::mock::MockConfig),
+    /// Send webhooks in a real format to a receiver, with duplicates, reordering and bad signatures, and report.
+    Simulate(crate::simulate::SimulateArgs),
+    /// Print an access token for the realtime relay (admin: every topic; portal: one company's topics).
+    Token(crate::realtime::TokenArgs),
+    /// Print a one-time link that opens the client portal for one company (valid once, for --ttl).
+    PortalLink(crate::portal::PortalLinkArgs),
+    /// Measure ingest, end-to-end latency, fan-out, processing and the browser bundle against their targets.
+    Bench(crate::bench::BenchArgs),
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -111,7 +150,7 @@ pub async fn demo(demo: DemoArgs) -> anyhow::Result<()> {
     })
     .await
     .context("starting the simulated ServiceM8 account")?;
-    args.servicem8.servicem8_api_key = Some(crate::config::Secret::new(account.api_key()));
+    args.servicem8.servicem8_api_key = Some(crate::secret::Secret::new(account.api_key()));
     args.servicem8.servicem8_access_token = None;
     args.servicem8.servicem8_base_url = account.base_url();
     if args.processor.retry_base_delay_ms == crate::processor::ProcessorArgs::default().retry_base_delay_ms {
@@ -143,7 +182,7 @@ pub async fn demo(demo: DemoArgs) -> anyhow::Result<()> {
 
 /// `sync`: one reconciliation pass.
 pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
-    telemetry::init(crate::config::LogFormat::Text);
+    telemetry::init(crate::telemetry::LogFormat::Text);
     let store = store::connect(&args.database.database_url)
         .await
         .context("opening the database")?;
@@ -166,7 +205,7 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
 
 /// `subscribe`: registers the object subscriptions.
 pub async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
-    telemetry::init(crate::config::LogFormat::Text);
+    telemetry::init(crate::telemetry::LogFormat::Text);
     let requested = requested_objects(&args.objects)?;
     // Subscriptions are not events: the budget lives in memory here.
     let store: Arc<dyn store::Store> = store::connect("sqlite::memory:").await?;
@@ -286,5 +325,15 @@ mod tests {
         assert!(!requested[1].1.is_empty());
         assert!(requested_objects(&["form".into()]).is_err());
         assert_eq!(requested_objects(&[]).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn serve_flags_parse_with_their_defaults() {
+        let cli = Cli::try_parse_from(["sm8-webhooks", "serve", "--bind", "0.0.0.0:8080"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        assert_eq!(args.bind.port(), 8080);
+        assert!(args.database.database_url.starts_with("sqlite://") || std::env::var("DATABASE_URL").is_ok());
     }
 }

@@ -1,85 +1,16 @@
-//! Configuration: flags, environment variables and `.env`, in one `Config` per command.
+//! Settings of `serve` and the commands that share its parts: flags, environment variables and `.env`.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 
+use crate::ingest::IngestArgs;
 use crate::processor::ProcessorArgs;
+use crate::secret::Secret;
 use crate::servicem8::client::ServiceM8Args;
-
-/// A secret value: usable by the code, never written to a log or `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Ok(Secret::new(value))
-    }
-}
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "sm8-webhooks",
-    version,
-    about = "Receives, stores and processes ServiceM8 webhooks"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Serve the webhook receiver, the management API and the dashboard.
-    Serve(ServeArgs),
-    /// Apply database migrations and exit.
-    Migrate(DatabaseArgs),
-    /// Write a consistent copy of the SQLite database to a new file, while the server keeps serving.
-    Backup(crate::cli::BackupArgs),
-    /// Serve with a simulated ServiceM8 account producing realistic traffic: the product without an account.
-    Demo(crate::cli::DemoArgs),
-    /// Reconcile: queue every record ServiceM8 changed since the last sync (or --since) that the mirror lacks.
-    Sync(crate::cli::SyncArgs),
-    /// Register object webhook subscriptions with ServiceM8, merged with the fields already subscribed.
-    Subscribe(crate::cli::SubscribeArgs),
-    /// Run a simulated ServiceM8 account (REST API, webhook subscriptions, changing records) on its own.
-    MockServicem8(crate::servicem8::mock::MockConfig),
-    /// Send webhooks in a real format to a receiver, with duplicates, reordering and bad signatures, and report.
-    Simulate(crate::simulate::SimulateArgs),
-    /// Print an access token for the realtime relay (admin: every topic; portal: one company's topics).
-    Token(crate::realtime::TokenArgs),
-    /// Print a one-time link that opens the client portal for one company (valid once, for --ttl).
-    PortalLink(crate::portal::PortalLinkArgs),
-    /// Measure ingest, end-to-end latency, fan-out, processing and the browser bundle against their targets.
-    Bench(crate::bench::BenchArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct DatabaseArgs {
-    /// Database to use: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/sm8.db")]
-    pub database_url: String,
-}
+use crate::store::DatabaseArgs;
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -121,38 +52,6 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-}
-
-/// Secrets the receiver checks deliveries against.
-#[derive(Debug, Clone, Default, Args)]
-pub struct IngestArgs {
-    /// Shared secret for the x-servicem8-signature HMAC-SHA256 of webhook bodies: when set, seed-format deliveries
-    /// must carry a valid signature and any delivery carrying one is checked.
-    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
-    pub webhook_secret: Option<Secret>,
-
-    /// Token that unsigned ServiceM8 object callbacks must carry as `?token=...` in the callback URL.
-    #[arg(long, env = "WEBHOOK_URL_TOKEN", hide_env_values = true)]
-    pub webhook_url_token: Option<Secret>,
-
-    /// App Secret of a ServiceM8 add-on: its callbacks are HS256 JWTs signed with it.
-    #[arg(long, env = "SERVICEM8_APP_SECRET", hide_env_values = true)]
-    pub servicem8_app_secret: Option<Secret>,
-
-    /// Standard Webhooks secrets (`whsec_...`), comma-separated; several allow rotation.
-    #[arg(
-        long,
-        env = "STANDARD_WEBHOOK_SECRETS",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    pub standard_webhook_secrets: Vec<Secret>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 impl ServeArgs {
@@ -202,24 +101,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secrets_never_show_in_debug_output() {
-        let secret = Secret::new("hunter2");
-        assert_eq!(format!("{secret:?}"), "Secret(***)");
-    }
-
-    #[test]
     fn public_url_defaults_to_the_bind_address() {
         let args = ServeArgs::new("127.0.0.1:3000".parse().unwrap(), "sqlite::memory:");
         assert_eq!(args.public_url(), "http://127.0.0.1:3000");
-    }
-
-    #[test]
-    fn serve_flags_parse_with_their_defaults() {
-        let cli = Cli::try_parse_from(["sm8-webhooks", "serve", "--bind", "0.0.0.0:8080"]).unwrap();
-        let Command::Serve(args) = cli.command else {
-            panic!("expected serve")
-        };
-        assert_eq!(args.bind.port(), 8080);
-        assert!(args.database.database_url.starts_with("sqlite://") || std::env::var("DATABASE_URL").is_ok());
     }
 }

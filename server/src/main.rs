@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use server::config::{Cli, Command};
+use server::cli::{Cli, Command};
 use server::startup::redact_url;
 use server::{cli, store, telemetry};
 
@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Sync(args) => cli::sync(args).await,
         Command::Subscribe(args) => cli::subscribe(args).await,
         Command::MockServicem8(config) => {
-            telemetry::init(server::config::LogFormat::Text);
+            telemetry::init(server::telemetry::LogFormat::Text);
             server::servicem8::mock::run_cli(config).await
         }
         Command::Simulate(args) => server::simulate::run_cli(args).await,
@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate(args) => {
-            telemetry::init(server::config::LogFormat::Text);
+            telemetry::init(server::telemetry::LogFormat::Text);
             store::connect(&args.database_url)
                 .await
                 .context("migrating the database")?;

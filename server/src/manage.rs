@@ -1,20 +1,52 @@
-//! The management API, `/api/webhooks/management`, admin only.
+//! The management API, `/api/webhooks/management`, admin only: `Authorization: Bearer <ADMIN_TOKEN>` or a
+//! dashboard session.
 
-use app::api::DashboardBackend;
+use app::api::{session_from_headers, DashboardBackend};
 use app::model::{EventQuery, EventStatus};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::Admin;
 use crate::error::{bad_request, ApiError};
 use crate::startup::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/webhooks/management", get(query_management).post(act))
+}
+
+/// Proof that the request comes from an admin; take it as a handler argument to require admin access.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(authorization) = parts.headers.get(AUTHORIZATION) {
+            let token = authorization
+                .to_str()
+                .ok()
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <ADMIN_TOKEN>".into()))?;
+            return if state.backend.admin_token_matches(token.trim()) {
+                Ok(Admin)
+            } else {
+                Err(ApiError::Unauthorized("invalid admin token".into()))
+            };
+        }
+        if let Some(session) = session_from_headers(&parts.headers) {
+            if state.backend.session_is_active(session).await? {
+                return Ok(Admin);
+            }
+        }
+        Err(ApiError::Unauthorized(
+            "admin authentication required: send Authorization: Bearer <ADMIN_TOKEN>".into(),
+        ))
+    }
 }
 
 #[derive(Debug, Deserialize)]

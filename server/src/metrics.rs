@@ -3,24 +3,16 @@
 //! API budget use).
 //!
 //! One recorder serves the whole process: the first server built installs it and every later one shares it. The
-//! code elsewhere records through the small functions here, so metric names and labels live in this file alone.
+//! code elsewhere records through the small functions here, so metric names and labels live in this file alone;
+//! `prometheus.rs` serves them.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use app::api::DashboardBackend;
 use app::model::PipelineHealth;
-use axum::extract::State;
-use axum::http::{header, HeaderMap};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::auth::secrets_match;
-use crate::backend::ServerBackend;
-use crate::config::Secret;
 use crate::error::ApiError;
 use crate::store::{now_millis, Completion, Insertion};
 
@@ -47,29 +39,8 @@ const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
 /// How often histogram samples are folded into their buckets when nobody scrapes.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The text exposition format Prometheus scrapes.
-const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// `GET /metrics`, open unless `token` is set (empty counts as unset); installs the process's recorder if no
-/// server has yet.
-pub fn router(backend: Arc<ServerBackend>, token: Option<Secret>) -> Router {
-    let state = MetricsState {
-        backend,
-        token: token.filter(|token| !token.expose().trim().is_empty()),
-        handle: install_recorder(),
-    };
-    Router::new().route("/metrics", get(render_metrics)).with_state(state)
-}
-
-#[derive(Clone)]
-struct MetricsState {
-    backend: Arc<ServerBackend>,
-    token: Option<Secret>,
-    handle: PrometheusHandle,
-}
-
 /// The process's recorder, installed on first use.
-fn install_recorder() -> PrometheusHandle {
+pub fn recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -178,35 +149,8 @@ fn describe_metrics() {
     );
 }
 
-async fn render_metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    if let Some(token) = &state.token {
-        if !bearer_token(&headers).is_some_and(|candidate| secrets_match(candidate, token.expose())) {
-            return Err(ApiError::Unauthorized(
-                "metrics require Authorization: Bearer <METRICS_TOKEN>".into(),
-            ));
-        }
-    }
-    let health = state.backend.pipeline_health().await?;
-    let text = {
-        // The store's gauges are process-wide; setting and rendering them in one step keeps two servers in one
-        // process (as in the tests) from showing each other's values.
-        static SCRAPE: Mutex<()> = Mutex::new(());
-        let _scrape = SCRAPE.lock().unwrap_or_else(PoisonError::into_inner);
-        set_store_gauges(&health, state.backend.store_log_bytes());
-        state.handle.render()
-    };
-    Ok(([(header::CONTENT_TYPE, EXPOSITION_CONTENT_TYPE)], text).into_response())
-}
-
-/// The token of an `Authorization: Bearer <token>` header; HTTP treats the scheme name case-insensitively.
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-fn set_store_gauges(health: &PipelineHealth, log_bytes: Option<u64>) {
+/// Sets the gauges read from the store at scrape time.
+pub fn set_store_gauges(health: &PipelineHealth, log_bytes: Option<u64>) {
     gauge!(QUEUE_DEPTH).set(health.queue_depth as f64);
     if let Some(bytes) = log_bytes {
         gauge!(SQLITE_LOG_BYTES).set(bytes as f64);
@@ -333,7 +277,6 @@ impl Drop for OpenRealtimeConnection {
 mod tests {
     use super::*;
     use app::model::ApiBudgetUse;
-    use axum::http::HeaderValue;
     use uuid::Uuid;
 
     /// Runs `record` against a recorder of its own (tests run in parallel, the global one is shared) and
@@ -512,20 +455,5 @@ mod tests {
                 "{name} is not a {kind} in\n{text}"
             );
         }
-    }
-
-    #[test]
-    fn the_bearer_token_is_read_from_the_authorization_header() {
-        let with = |value: &'static str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
-            headers
-        };
-        assert_eq!(bearer_token(&with("Bearer s3cret")), Some("s3cret"));
-        assert_eq!(bearer_token(&with("bearer  s3cret ")), Some("s3cret"));
-        assert_eq!(bearer_token(&with("Basic czNjcmV0")), None);
-        assert_eq!(bearer_token(&with("Bearer ")), None);
-        assert_eq!(bearer_token(&with("s3cret")), None);
-        assert_eq!(bearer_token(&HeaderMap::new()), None);
     }
 }

@@ -24,11 +24,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::{random_token, token_hash};
-use crate::config::DatabaseArgs;
 use crate::ingest::payload::parse_timestamp;
 use crate::realtime::args::parse_ttl;
 use crate::startup::AppState;
 use crate::store::mirror::text_field;
+use crate::store::DatabaseArgs;
 use crate::store::{self, millis_to_rfc3339, now_millis, Store, StoreError};
 
 /// `sm8-webhooks portal-link`: prints a one-time link that opens the portal for one company.

@@ -11,13 +11,15 @@ use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 use crate::backend::{BackendSettings, RealtimeKeys, ServerBackend};
-use crate::config::{IngestArgs, Secret, ServeArgs};
+use crate::config::ServeArgs;
+use crate::ingest::IngestArgs;
 use crate::processor::{ProcessingMode, Processor};
 use crate::queue::EventQueue;
+use crate::secret::Secret;
 use crate::servicem8::client::ServiceM8Client;
 use crate::store::{self, Store};
 use crate::updates::{self, UpdateSender};
-use crate::{attachments, auth, health, ingest, manage, metrics, portal, realtime, web};
+use crate::{attachments, auth, health, ingest, manage, portal, prometheus, realtime, web};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -128,7 +130,7 @@ impl Server {
             .merge(attachments::router())
             .with_state(state.clone());
         let router = api
-            .merge(metrics::router(backend.clone(), args.metrics_token.clone()))
+            .merge(prometheus::router(backend.clone(), args.metrics_token.clone()))
             .merge(relay.router())
             .merge(web::router(&args.resolved_site_root(), backend))
             .layer(TraceLayer::new_for_http());

@@ -15,8 +15,9 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::report::ScenarioReport;
-use crate::config::{Secret, ServeArgs};
+use crate::config::ServeArgs;
 use crate::realtime::auth::{now_seconds, Role, TokenKeys};
+use crate::secret::Secret;
 use crate::servicem8::mock::{self, MockConfig, MockHandle};
 use crate::startup::Server;
 

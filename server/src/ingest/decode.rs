@@ -14,7 +14,8 @@ use super::formats::{self, addon, event, servicem8, Body, Shape};
 use super::payload::{self, ParsedEvent, PayloadError};
 use super::signature::{self, Rejection, Verification};
 use super::{form, standard, SIGNATURE_HEADER};
-use crate::config::{IngestArgs, Secret};
+use crate::ingest::IngestArgs;
+use crate::secret::Secret;
 use crate::store::now_millis;
 
 /// What a delivery turned out to be.

@@ -1,12 +1,15 @@
 //! The webhook receiver, `POST /api/webhooks/sm8`: reads the raw body, verifies it, normalises it into events
 //! and commits them as `queued` before answering.
 
+mod args;
 pub mod decode;
 mod form;
 pub mod formats;
 pub mod payload;
 pub mod signature;
 pub mod standard;
+
+pub use args::IngestArgs;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;

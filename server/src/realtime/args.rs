@@ -6,7 +6,8 @@ use anyhow::Context;
 use clap::Args;
 
 use super::auth::{now_seconds, Role, TokenKeys};
-use crate::config::{DatabaseArgs, Secret};
+use crate::secret::Secret;
+use crate::store::DatabaseArgs;
 use crate::store::{self, Store};
 
 /// Settings key under which a generated JWT secret is kept, so every node signs and verifies alike.

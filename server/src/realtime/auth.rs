@@ -14,7 +14,7 @@ use jsonwebtoken::{decode, encode, errors::ErrorKind, Algorithm, DecodingKey, En
 use serde::{Deserialize, Serialize};
 
 use crate::auth::secrets_match;
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::store::Store;
 
 /// Every channel topic upstream routes starts with this.

@@ -30,7 +30,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::store::Store;
 use crate::updates::PipelineUpdate;
 pub use args::{mint_token, RealtimeArgs, TokenArgs};

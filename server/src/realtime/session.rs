@@ -409,10 +409,10 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
     use crate::realtime::auth::{JobOwnership, Role, TokenKeys};
     use crate::realtime::bus::InProcessBus;
     use crate::realtime::outbox::Retention;
+    use crate::secret::Secret;
     use tokio_util::sync::PollSender;
 
     struct Client {

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 pub use super::budget::Budget;
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::store::{BudgetLimits, Store, StoreError};
 
 /// The real API's base URL.

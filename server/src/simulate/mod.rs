@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use plan::{Credentials, Delivery, Signer};
 use summary::{Answer, Latencies};
 pub use summary::{LatencySummary, SimulationSummary};
@@ -286,7 +286,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::config::{Cli, Command};
+    use crate::cli::{Cli, Command};
 
     #[test]
     fn the_simulate_command_takes_its_flags() {

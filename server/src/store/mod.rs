@@ -24,6 +24,14 @@ pub use postgres::PostgresStore;
 pub use queue::{AttemptRecord, BudgetGrant, BudgetLimits, Claim, ClaimedEvent, Completion, Release, Whose};
 pub use sqlite::{backup_sqlite, Backup, SqliteStore};
 
+/// Which database to use: every command that touches storage takes it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// Database to use: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/sm8.db")]
+    pub database_url: String,
+}
+
 /// What can go wrong in storage. Callers turn it into an opaque, logged 500.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use server::config::Secret;
+use server::secret::Secret;
 use server::servicem8::mock::{self, MockConfig, ObjectKind};
 
 use crate::common::{serve_args, spawn_app_with};

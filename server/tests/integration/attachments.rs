@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_DISPOSITION, COOKIE, X_CONTENT_TYPE_OPTIONS};
 use serde_json::Value;
-use server::config::Secret;
+use server::secret::Secret;
 use server::servicem8::mock::{self, MockConfig, MockHandle, ObjectKind};
 use server::store;
 

@@ -3,7 +3,7 @@
 
 use crate::common::{seed_event, serve_args, spawn_app, spawn_with, WEBHOOK_SECRET};
 use server::cli::{backup, BackupArgs};
-use server::config::DatabaseArgs;
+use server::store::DatabaseArgs;
 
 #[tokio::test]
 async fn a_backup_taken_under_load_restores_every_acknowledged_event() {

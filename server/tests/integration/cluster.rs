@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use server::config::Secret;
+use server::secret::Secret;
 use server::servicem8::mock::{self, MockConfig, ObjectKind};
 use server::store;
 

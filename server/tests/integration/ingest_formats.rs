@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use crate::common::{serve_args, spawn_app, spawn_app_with, TestApp, WEBHOOK_SECRET};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use server::config::Secret;
 use server::ingest::signature::sign;
 use server::ingest::standard;
+use server::secret::Secret;
 
 const URL_TOKEN: &str = "callback-url-token";
 const APP_SECRET: &str = "add-on-app-secret";

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use server::config::Secret;
 use server::processor::{Processor, ProcessorArgs, Step};
+use server::secret::Secret;
 use server::servicem8::client::{ServiceM8Args, ServiceM8Client};
 use server::servicem8::mock::{self, MockConfig, MockHandle, ObjectKind};
 use server::startup::Server;

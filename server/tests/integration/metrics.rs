@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use crate::common::{seed_event, serve_args, spawn_app, spawn_app_with, TestApp};
-use server::config::Secret;
 use server::ingest::signature::sign;
+use server::secret::Secret;
 
 const METRICS_TOKEN: &str = "test-metrics-token";
 

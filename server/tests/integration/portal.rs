@@ -9,8 +9,8 @@ use crate::common::TestApp;
 use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{json, Value};
 use server::auth::token_hash;
-use server::config::Secret;
 use server::realtime::auth::{Identity, TokenKeys};
+use server::secret::Secret;
 use server::store::{self, now_millis};
 
 const COMPANY: &str = "company-a";

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::common::{claim, serve_args, spawn_app_with, spawn_with, TestApp};
 use serde_json::{json, Value};
-use server::config::{Secret, ServeArgs};
+use server::config::ServeArgs;
+use server::secret::Secret;
 use server::servicem8::client::ServiceM8Client;
 use server::servicem8::mock::{self, Faults, MockConfig, MockHandle, ObjectKind};
 use server::servicem8::{subscriptions, sync};

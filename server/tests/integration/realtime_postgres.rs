@@ -5,7 +5,7 @@
 use crate::common::realtime_client::{admin_token, job_update, join_payload, RealtimeClient, JWT_SECRET, PUBLIC_TOPIC};
 use crate::common::{fresh_postgres_database, run_built, serve_args, test_database_url, TestApp};
 use serde_json::json;
-use server::config::Secret;
+use server::secret::Secret;
 use server::startup::Server;
 use server::updates::UpdateSender;
 use tempfile::TempDir;

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use server::config::Secret;
 use server::processor::{Processor, ProcessorArgs};
+use server::secret::Secret;
 use server::servicem8::client::{ServiceM8Args, ServiceM8Client};
 use server::servicem8::mock::{self, MockConfig, ObjectKind};
 use server::store::{self, now_millis, AttemptTiming, Completion, NewEvent, Store};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use server::config::Secret;
+use server::secret::Secret;
 use server::simulate::{self, Progress, SimulateArgs, WebhookFormat};
 
 #[tokio::test]

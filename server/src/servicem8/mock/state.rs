@@ -13,7 +13,7 @@ use super::generate::Generator;
 use super::limits::{Faults, RateLimiter};
 use super::records::{ObjectKind, Records};
 use super::subscriptions::Subscription;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 pub(crate) struct MockState {
     pub api_key: Secret,

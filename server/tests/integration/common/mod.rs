@@ -6,8 +6,9 @@ pub mod receiver;
 
 use std::net::SocketAddr;
 
-use server::config::{Secret, ServeArgs};
+use server::config::ServeArgs;
 use server::ingest::signature::sign;
+use server::secret::Secret;
 use server::startup::Server;
 use server::store::{Claim, ClaimedEvent, Release, Store, Whose};
 use tempfile::TempDir;

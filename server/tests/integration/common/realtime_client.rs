@@ -8,8 +8,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 
 use super::{run_built, serve_args, TestApp};
-use server::config::{Secret, ServeArgs};
+use server::config::ServeArgs;
 use server::realtime::auth::{Role, TokenKeys};
+use server::secret::Secret;
 use server::startup::Server;
 use server::updates::{PipelineUpdate, RecordUpdate, UpdateSender};
 use tempfile::TempDir;
