@@ -15,7 +15,7 @@ use axum::Router;
 
 use crate::error::ApiError;
 use crate::servicem8::client::ApiCallError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::mirror::text_field;
 
 pub fn router() -> Router<AppState> {

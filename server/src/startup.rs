@@ -12,30 +12,14 @@ use tower_http::trace::TraceLayer;
 
 use crate::backend::{BackendSettings, RealtimeKeys, ServerBackend};
 use crate::config::ServeArgs;
-use crate::ingest::IngestArgs;
 use crate::processor::{ProcessingMode, Processor};
 use crate::queue::EventQueue;
 use crate::secret::Secret;
 use crate::servicem8::client::ServiceM8Client;
-use crate::store::{self, Store};
+use crate::state::AppState;
+use crate::store;
 use crate::updates::{self, UpdateSender};
-use crate::{attachments, auth, health, ingest, manage, portal, prometheus, realtime, web};
-
-/// Shared by every handler.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub ingest: Arc<IngestArgs>,
-    pub backend: Arc<ServerBackend>,
-    /// Announces pipeline progress to the realtime relay and other listeners.
-    pub updates: UpdateSender,
-    /// Woken whenever new events are queued, so idle workers start at once.
-    pub queue_wakeup: Arc<Notify>,
-    /// The way new events enter the pipeline.
-    pub queue: EventQueue,
-    /// The ServiceM8 API, when credentials are configured (the portal fetches attachment files through it).
-    pub servicem8: Option<Arc<ServiceM8Client>>,
-}
+use crate::{attachments, auth, health, manage, portal, prometheus, realtime, receiver, web};
 
 /// Where the admin token came from, so start-up can tell the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +107,7 @@ impl Server {
         relay.spawn_forwarding(state.updates.subscribe());
         let realtime_anon_key = relay.anon_key().clone();
         let api = Router::new()
-            .merge(ingest::router())
+            .merge(receiver::router())
             .merge(manage::router())
             .merge(health::router())
             .merge(portal::router())

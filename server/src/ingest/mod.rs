@@ -1,5 +1,6 @@
-//! The webhook receiver, `POST /api/webhooks/sm8`: reads the raw body, verifies it, normalises it into events
-//! and commits them as `queued` before answering.
+//! Ingest: what a delivery from ServiceM8 means. Each delivery format is detected and decoded (`decode`,
+//! `formats`), verified (`signature`, `standard`), and turned into the events the store keeps (`new_events`). The
+//! receiver route that uses it is `receiver.rs`.
 
 mod args;
 pub mod decode;
@@ -11,93 +12,13 @@ pub mod standard;
 
 pub use args::IngestArgs;
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use serde::Serialize;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::metrics::{self, WebhookOutcome};
-use crate::startup::AppState;
-use crate::store::{now_millis, Insertion, NewEvent};
-use decode::{Decoded, Delivery, IngestError};
+use crate::store::NewEvent;
+use decode::Delivery;
 
-/// Largest body the receiver reads; larger deliveries get 413.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Header carrying the seed format's HMAC-SHA256 signature.
 pub const SIGNATURE_HEADER: &str = "x-servicem8-signature";
-/// Headers never stored with an event.
-const UNSTORED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
-
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/webhooks/sm8", post(receive_webhook).get(webhook_status))
-}
-
-/// What the receiver answers for an accepted delivery.
-#[derive(Debug, Serialize)]
-pub struct Receipt {
-    /// Events in the delivery.
-    pub received: usize,
-    /// How many of them were already stored by an earlier delivery.
-    pub duplicates: usize,
-    /// The stored id of each event, in delivery order (the earlier id for a duplicate).
-    pub event_ids: Vec<Uuid>,
-}
-
-async fn receive_webhook(
-    State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let body = read_body(&headers, body)
-        .await
-        .inspect_err(metrics::count_refused_webhook)?;
-    let delivery = match decode::decode(&state.ingest, &headers, uri.query(), &body) {
-        Ok(Decoded::Handshake { challenge }) => {
-            tracing::info!("answered a ServiceM8 subscription handshake");
-            return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response());
-        }
-        Ok(Decoded::Delivery(delivery)) => delivery,
-        Err(IngestError::Unauthorized(reason)) => {
-            tracing::warn!(%reason, "webhook rejected");
-            metrics::count_webhooks(WebhookOutcome::Unauthorized, 1);
-            return Err(ApiError::Unauthorized(reason));
-        }
-        Err(IngestError::BadRequest(reason)) => {
-            metrics::count_webhooks(WebhookOutcome::BadRequest, 1);
-            return Err(ApiError::BadRequest(reason));
-        }
-    };
-    let receipt = store_delivery(&state, &headers, &body, delivery).await?;
-    Ok(Json(receipt).into_response())
-}
-
-/// Commits the delivery's events as `queued`, then wakes the processor.
-async fn store_delivery(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &[u8],
-    delivery: Delivery,
-) -> Result<Receipt, ApiError> {
-    let events = new_events(delivery, headers_as_json(headers), body, now_millis());
-    let insertions = state.queue.enqueue(&events).await?;
-    metrics::count_stored_webhooks(&insertions);
-    let duplicates = insertions
-        .iter()
-        .filter(|i| matches!(i, Insertion::Duplicate(_)))
-        .count();
-    tracing::info!(received = insertions.len(), duplicates, "webhook accepted");
-    Ok(Receipt {
-        received: insertions.len(),
-        duplicates,
-        event_ids: insertions.iter().map(Insertion::event_id).collect(),
-    })
-}
 
 /// The events of a delivery as they are stored: one per parsed event, each with the whole body and headers.
 pub fn new_events(
@@ -129,59 +50,4 @@ pub fn new_events(
             received_at,
         })
         .collect()
-}
-
-/// The seed's test endpoint: tells a sender the receiver is up and how it checks deliveries.
-async fn webhook_status(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let secrets = &state.ingest;
-    let hmac_enabled = decode::configured(&secrets.webhook_secret).is_some();
-    Json(serde_json::json!({
-        "status": "ok",
-        "endpoint": "/api/webhooks/sm8",
-        "signature_verification": if hmac_enabled { "enabled" } else { "disabled" },
-        "signature_header": SIGNATURE_HEADER,
-        "formats": ["seed", "object", "addon", "event"],
-        "handshake": "mode=subscribe&challenge=...",
-        // Which checks are configured, never the secrets themselves.
-        "verification": {
-            "hmac_sha256": hmac_enabled,
-            "url_token": decode::configured(&secrets.webhook_url_token).is_some(),
-            "addon_jwt": decode::configured(&secrets.servicem8_app_secret).is_some(),
-            "standard_webhooks": secrets.standard_webhook_secrets.iter().any(|secret| !secret.expose().is_empty()),
-        },
-        "max_body_bytes": MAX_BODY_BYTES,
-    }))
-}
-
-/// Reads the whole body, refusing more than `MAX_BODY_BYTES` without buffering it.
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let declared_length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
-    if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
-        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
-    }
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|error| {
-        let over_limit = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
-            .any(|e| e.is::<http_body_util::LengthLimitError>());
-        if over_limit {
-            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
-        } else {
-            ApiError::BadRequest(format!("could not read the request body: {error}"))
-        }
-    })
-}
-
-fn headers_as_json(headers: &HeaderMap) -> serde_json::Value {
-    let mut stored = serde_json::Map::new();
-    for (name, value) in headers {
-        if UNSTORED_HEADERS.contains(&name.as_str()) {
-            continue;
-        }
-        stored.insert(
-            name.as_str().to_owned(),
-            String::from_utf8_lossy(value.as_bytes()).into_owned().into(),
-        );
-    }
-    serde_json::Value::Object(stored)
 }

@@ -1,6 +1,8 @@
 //! `ServerBackend`: the one implementation behind both the dashboard's server functions and the REST
 //! management API.
 
+mod portal_views;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,7 +18,6 @@ use crate::auth::{random_token, secrets_match, token_hash};
 use crate::ingest::decode::Delivery;
 use crate::ingest::payload::{canonical_object_type, ParsedEvent};
 use crate::ingest::signature::Verification;
-use crate::portal;
 use crate::processor::ProcessingMode;
 use crate::queue::EventQueue;
 use crate::realtime::{Role, TokenKeys};
@@ -309,7 +310,7 @@ impl DashboardBackend for ServerBackend {
         Ok(PortalOverview {
             company_uuid: company_uuid.to_owned(),
             company_name: self.company_name(company_uuid).await?,
-            jobs: records.iter().filter_map(portal::job_view).collect(),
+            jobs: records.iter().filter_map(portal_views::job_view).collect(),
         })
     }
 
@@ -322,10 +323,10 @@ impl DashboardBackend for ServerBackend {
             .await
             .map_err(unavailable)?
             .ok_or_else(not_found)?;
-        if text_field(&record, "company_uuid").as_deref() != Some(company_uuid) || !portal::is_active(&record) {
+        if text_field(&record, "company_uuid").as_deref() != Some(company_uuid) || !portal_views::is_active(&record) {
             return Err(not_found());
         }
-        let job = portal::job_view(&record).ok_or_else(not_found)?;
+        let job = portal_views::job_view(&record).ok_or_else(not_found)?;
         let activity_records = self
             .store
             .job_children(JobChild::Activities, job_uuid)
@@ -345,7 +346,7 @@ impl DashboardBackend for ServerBackend {
                 },
                 None => None,
             };
-            activities.extend(portal::activity_view(record, member.as_ref()));
+            activities.extend(portal_views::activity_view(record, member.as_ref()));
         }
         // Visits in the order they happen; those without a time yet last.
         activities
@@ -360,7 +361,7 @@ impl DashboardBackend for ServerBackend {
             company_name: self.company_name(company_uuid).await?,
             job,
             activities,
-            attachments: attachments.iter().filter_map(portal::attachment_view).collect(),
+            attachments: attachments.iter().filter_map(portal_views::attachment_view).collect(),
         })
     }
 }
