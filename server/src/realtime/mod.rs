@@ -5,7 +5,8 @@
 //! channel), `hub` (this node's topics and presence), `auth` (apikey, access tokens, who joins what), `bus` and
 //! `postgres_bus` (every broadcast reaches every node), `outbox` (per-topic offsets and resume), `mapping`
 //! (pipeline updates → topics), `rest` (REST broadcast), `socket` (the upgrade), `args` (settings and the `token`
-//! command). The wire format is described in `shared/REALTIME_PROTOCOL.md`; resume and refetch frames in `session`.
+//! command). The wire format is Supabase Realtime's (Phoenix channels, serializers 1.0.0 and 2.0.0); resume and
+//! refetch frames are described in `session`.
 
 pub mod args;
 pub mod auth;

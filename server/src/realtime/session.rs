@@ -1,7 +1,7 @@
 //! One websocket connection: the channels it joined and the loop that answers its frames.
 //!
 //! The loop is generic over a `Sink`/`Stream` of `WireMessage`s, so unit tests drive it through channels. What it
-//! answers follows `REALTIME_PROTOCOL.md`: heartbeat replies, `phx_join` replies (`postgres_changes` echoed in order
+//! answers follows Supabase Realtime's channel protocol: heartbeat replies, `phx_join` replies (`postgres_changes` echoed in order
 //! with ids, or absent), `presence_state` after a join with presence, broadcasts honouring `self` and `ack`,
 //! `access_token` re-checks, `phx_leave` → reply then `phx_close`, and errors as `phx_reply` errors with a reason.
 //!

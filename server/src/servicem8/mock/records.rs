@@ -1,6 +1,6 @@
 //! The records of the simulated account: its object types, the tables holding them, and keyset pages over them.
 //!
-//! Records are plain JSON maps shaped like the real API's (see `shared/SERVICEM8.md`, "Key fields"): every record
+//! Records are plain JSON maps shaped like the real API's: every record
 //! has `uuid`, `active` (1/0; deleting sets 0) and `edit_date` (`YYYY-MM-DD HH:MM:SS`, UTC).
 
 use std::collections::BTreeMap;
