@@ -15,7 +15,11 @@ use tokio::sync::Notify;
 
 use crate::common::{claim, release_expired, serve_args, spawn_with, TEST_NODE};
 
+/// Short, so that a lease would run out many times over during one slow request.
 const LEASE_MS: i64 = 300;
+/// For the renewal test: a renewal (every third of it) would have to stall for two thirds of a lease, 800 ms, for
+/// another claim to find the lease expired.
+const RENEWED_LEASE_MS: i64 = 1_200;
 
 async fn slow_account(latency_ms: u64) -> MockHandle {
     mock::start(MockConfig {
@@ -47,10 +51,11 @@ fn job_update(job: &str, now: i64) -> NewEvent {
     }
 }
 
-/// A processor with a lease of `LEASE_MS` fetching from `account`, and what it announces.
+/// A processor with a lease of `lease_ms` fetching from `account`, and what it announces.
 fn processor(
     store: &Arc<dyn Store>,
     account: &MockHandle,
+    lease_ms: i64,
 ) -> (Arc<Processor>, tokio::sync::broadcast::Receiver<PipelineUpdate>) {
     let args = ServiceM8Args {
         servicem8_api_key: Some(Secret::new(account.api_key())),
@@ -63,7 +68,7 @@ fn processor(
     let announced = updates.subscribe();
     let processor_args = ProcessorArgs {
         workers: 1,
-        lease_ms: LEASE_MS,
+        lease_ms,
         max_retries: 3,
         ..ProcessorArgs::default()
     };
@@ -80,12 +85,12 @@ fn processor(
 
 #[tokio::test]
 async fn a_lease_is_renewed_while_the_worker_waits_so_nobody_claims_its_events_again() {
-    // Each request takes four leases' time.
-    let account = slow_account(4 * LEASE_MS as u64).await;
+    // Each request takes two and a half leases' time.
+    let account = slow_account(5 * RENEWED_LEASE_MS as u64 / 2).await;
     let job = account.uuids(ObjectKind::Job)[0].clone();
     let store = store::connect("sqlite::memory:").await.unwrap();
     store.insert_events(&[job_update(&job, now_millis())]).await.unwrap();
-    let (processor, _announced) = processor(&store, &account);
+    let (processor, _announced) = processor(&store, &account, RENEWED_LEASE_MS);
     let id = store.list_events(&Default::default()).await.unwrap().events[0]
         .id
         .clone();
@@ -101,8 +106,10 @@ async fn a_lease_is_renewed_while_the_worker_waits_so_nobody_claims_its_events_a
     let mut stolen = 0;
     while !working.is_finished() {
         let now = now_millis();
-        stolen += claim(store.as_ref(), now, now + LEASE_MS, 8).await.len();
-        tokio::time::sleep(std::time::Duration::from_millis(LEASE_MS as u64 / 3)).await;
+        // As another node does: release whatever claims ran out, then claim what is due.
+        stolen += release_expired(store.as_ref(), now, 4).await as usize;
+        stolen += claim(store.as_ref(), now, now + RENEWED_LEASE_MS, 8).await.len();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(working.await.unwrap(), Step::Processed);
 
@@ -120,7 +127,7 @@ async fn a_worker_whose_events_were_claimed_again_writes_and_announces_nothing()
     let job = account.uuids(ObjectKind::Job)[0].clone();
     let store = store::connect("sqlite::memory:").await.unwrap();
     store.insert_events(&[job_update(&job, now_millis())]).await.unwrap();
-    let (processor, mut announced) = processor(&store, &account);
+    let (processor, mut announced) = processor(&store, &account, LEASE_MS);
     let id = store.list_events(&Default::default()).await.unwrap().events[0]
         .id
         .clone();
