@@ -14,15 +14,17 @@ WASM_RAW := target/wasm32-unknown-unknown/wasm-release/frontend.wasm
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 CARGO_TEST := cargo test --locked -p app -p server
 
-.PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js bench tools e2e-deps postgres lint fmt clean FORCE
+.PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js bench tools wasm-target e2e-deps postgres lint fmt clean FORCE
 
 all: build
 
 ## build: the server binary (target/release/sm8-webhooks) and the site (target/site)
 build: $(BIN) $(PKG)/$(NAME)_bg.wasm $(PKG)/$(NAME).css $(SITE)/.assets
 
-tools:
+wasm-target:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+tools: wasm-target
 	@wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" || \
 		cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 	@test -x $(WASM_OPT) || npm install --prefix $(TOOLS) --no-save --no-audit --no-fund binaryen@$(BINARYEN_VERSION)
@@ -94,9 +96,11 @@ test-realtime-js: build e2e-deps
 bench: build e2e-deps
 	timeout 900 $(BIN) bench $(BENCH_FLAGS)
 
-lint:
+## lint: formatting, and clippy on the server side and on the browser side (hydrate-only code included)
+lint: wasm-target
 	cargo fmt --all -- --check
 	cargo clippy --locked -p app -p server --all-targets -- -D warnings
+	cargo clippy --locked --target wasm32-unknown-unknown -p frontend -p app --features app/hydrate -- -D warnings
 
 fmt:
 	cargo fmt --all
