@@ -1,5 +1,5 @@
-//! The SQL behind the dashboard's views, shared by both engines: `placeholder(n)` renders the n-th bind
-//! parameter (`?n` for SQLite, `$n` for PostgreSQL), and every query uses only syntax both understand.
+//! The SQL behind the dashboard's views, shared by both engines: bind parameters are `$n`, which SQLite reads as
+//! well as PostgreSQL, and every query uses only syntax both understand.
 
 use app::model::{ApiBudgetUse, EventQuery, MinuteBucket, PageCursor, PipelineHealth};
 
@@ -21,12 +21,12 @@ pub struct BuiltQuery {
 
 /// `SELECT` of one page of events matching `query`, newest first; it asks for one row more than the page so
 /// the caller knows whether another page follows.
-pub fn event_page_query(query: &EventQuery, columns: &str, placeholder: impl Fn(usize) -> String) -> BuiltQuery {
+pub fn event_page_query(query: &EventQuery, columns: &str) -> BuiltQuery {
     let mut conditions = Vec::new();
     let mut binds = Vec::new();
     let bind = |value: BindValue, binds: &mut Vec<BindValue>| {
         binds.push(value);
-        placeholder(binds.len())
+        format!("${}", binds.len())
     };
     if let Some(status) = query.status {
         conditions.push(format!(
@@ -96,29 +96,24 @@ pub fn p95(values: &mut [i64]) -> Option<f64> {
 /// Events finished in the last hour considered for processing times: the newest this many.
 pub const PROCESSING_SAMPLE: i64 = 10_000;
 
-// The dashboard's fixed queries, written with SQLite's `?n` placeholders; `for_postgres` turns them into `$n`.
+// The dashboard's fixed queries, with `$n` placeholders, which both engines read.
 pub const QUEUE_DEPTH_SQL: &str = "SELECT COUNT(*) FROM webhook_events WHERE status IN ('queued', 'processing')";
 pub const OLDEST_QUEUED_SQL: &str = "SELECT MIN(received_at) FROM webhook_events WHERE status = 'queued'";
 pub const FINISHED_BY_STATUS_SQL: &str =
-    "SELECT status, COUNT(*) FROM webhook_events WHERE processed_at >= ?1 GROUP BY status";
+    "SELECT status, COUNT(*) FROM webhook_events WHERE processed_at >= $1 GROUP BY status";
 pub const PROCESSING_TIMES_SQL: &str = "SELECT processed_at - received_at FROM webhook_events \
-     WHERE processed_at >= ?1 ORDER BY processed_at DESC LIMIT ?2";
-/// Requests in the rolling minute after `?1` and in the day window `?2`.
-pub const BUDGET_USE_SQL: &str = "SELECT (SELECT COUNT(*) FROM api_requests WHERE at > ?1), \
-     (SELECT COALESCE(MAX(used), 0) FROM api_budget WHERE window_key = ?2)";
+     WHERE processed_at >= $1 ORDER BY processed_at DESC LIMIT $2";
+/// Requests in the rolling minute after `$1` and in the day window `$2`.
+pub const BUDGET_USE_SQL: &str = "SELECT (SELECT COUNT(*) FROM api_requests WHERE at > $1), \
+     (SELECT COALESCE(MAX(used), 0) FROM api_budget WHERE window_key = $2)";
 pub const RECEIVED_PER_MINUTE_SQL: &str = "SELECT received_at / 60000, COUNT(*) FROM webhook_events \
-     WHERE received_at >= ?1 GROUP BY received_at / 60000";
+     WHERE received_at >= $1 GROUP BY received_at / 60000";
 pub const FINISHED_PER_MINUTE_SQL: &str = "SELECT processed_at / 60000, status, COUNT(*), \
      CAST(AVG(processed_at - received_at) AS DOUBLE PRECISION) FROM webhook_events \
-     WHERE processed_at >= ?1 GROUP BY processed_at / 60000, status";
+     WHERE processed_at >= $1 GROUP BY processed_at / 60000, status";
 pub const EVENT_RECORD_SQL: &str = "SELECT id, format, object_type, object_uuid, event_type, status, attempts, \
      occurred_at, changes, raw_body, headers, verification, last_error, skip_reason, next_attempt_at, received_at, \
-     processed_at FROM webhook_events WHERE id = ?1";
-
-/// A query written for SQLite, with PostgreSQL's placeholders.
-pub fn for_postgres(sql: &str) -> String {
-    sql.replace('?', "$")
-}
+     processed_at FROM webhook_events WHERE id = $1";
 
 /// Builds the health view from the rows of the queries above.
 pub fn assemble_health(
@@ -231,13 +226,9 @@ mod tests {
     use super::*;
     use app::model::EventStatus;
 
-    fn dollar(n: usize) -> String {
-        format!("${n}")
-    }
-
     #[test]
     fn no_filter_lists_everything_newest_first() {
-        let built = event_page_query(&EventQuery::default(), "id", dollar);
+        let built = event_page_query(&EventQuery::default(), "id");
         assert_eq!(
             built.sql,
             "SELECT id FROM webhook_events  ORDER BY received_at DESC, id DESC LIMIT $1"
@@ -255,7 +246,7 @@ mod tests {
             limit: Some(10),
             ..EventQuery::default()
         };
-        let built = event_page_query(&query, "id", dollar);
+        let built = event_page_query(&query, "id");
         assert!(built
             .sql
             .contains("status = $1 AND object_type = $2 AND (id = $3 OR LOWER(object_uuid) LIKE $4"));
@@ -307,11 +298,6 @@ mod tests {
             assemble_health(0, None, vec![], vec![], ApiBudgetUse::default(), 0).success_rate,
             None
         );
-    }
-
-    #[test]
-    fn placeholders_translate_for_postgres() {
-        assert_eq!(for_postgres("a = ?1 AND b = ?2"), "a = $1 AND b = $2");
     }
 
     #[test]

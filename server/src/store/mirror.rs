@@ -81,9 +81,9 @@ impl MirrorRecord {
             .collect()
     }
 
-    /// `INSERT ... ON CONFLICT DO UPDATE` that only replaces an older or equal edit_date; `placeholder(n)` renders
-    /// the n-th (1-based) bind parameter for the engine. Binds: uuid, keys..., edit_date, active, record, mirrored_at.
-    pub fn upsert_sql(&self, placeholder: impl Fn(usize) -> String) -> String {
+    /// `INSERT ... ON CONFLICT DO UPDATE` that only replaces an older or equal edit_date, with `$n` binds (both
+    /// engines read them): uuid, keys..., edit_date, active, record, mirrored_at.
+    pub fn upsert_sql(&self) -> String {
         let keys = self.table.key_columns;
         let columns = ["uuid"]
             .iter()
@@ -91,7 +91,7 @@ impl MirrorRecord {
             .chain(&["edit_date", "active", "record", "mirrored_at"])
             .copied();
         let columns: Vec<&str> = columns.collect();
-        let values: Vec<String> = (1..=columns.len()).map(placeholder).collect();
+        let values: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
         let updates: Vec<String> = columns[1..]
             .iter()
             .map(|column| format!("{column} = excluded.{column}"))
@@ -167,7 +167,7 @@ mod tests {
     fn the_upsert_only_replaces_older_records() {
         let table = mirror_table("company").unwrap();
         let row = MirrorRecord::from_record(table, json!({"uuid": "c1"})).unwrap();
-        let sql = row.upsert_sql(|n| format!("${n}"));
+        let sql = row.upsert_sql();
         assert!(sql.starts_with("INSERT INTO sm8_companies (uuid, name, edit_date, active, record, mirrored_at)"));
         assert!(sql.contains("VALUES ($1, $2, $3, $4, $5, $6)"));
         assert!(sql.ends_with("WHERE excluded.edit_date >= sm8_companies.edit_date"));

@@ -1,5 +1,5 @@
-//! The SQL of the client portal, shared by both engines (SQLite's `?n` placeholders; see
-//! `insight::for_postgres`): a company's jobs, a job's activities and attachments, one-time links and sessions.
+//! The SQL of the client portal, shared by both engines (`$n` binds): a company's jobs, a job's activities and
+//! attachments, one-time links and sessions.
 
 /// Which records of a job to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,10 +12,10 @@ impl JobChild {
     pub fn sql(self) -> &'static str {
         match self {
             JobChild::Activities => {
-                "SELECT record FROM sm8_job_activities WHERE job_uuid = ?1 AND active = 1 ORDER BY edit_date DESC"
+                "SELECT record FROM sm8_job_activities WHERE job_uuid = $1 AND active = 1 ORDER BY edit_date DESC"
             }
             JobChild::Attachments => {
-                "SELECT record FROM sm8_attachments WHERE related_object_uuid = ?1 AND active = 1 \
+                "SELECT record FROM sm8_attachments WHERE related_object_uuid = $1 AND active = 1 \
                  ORDER BY edit_date DESC"
             }
         }
@@ -23,14 +23,14 @@ impl JobChild {
 }
 
 pub const COMPANY_JOBS_SQL: &str =
-    "SELECT record FROM sm8_jobs WHERE company_uuid = ?1 AND active = 1 ORDER BY edit_date DESC LIMIT 500";
+    "SELECT record FROM sm8_jobs WHERE company_uuid = $1 AND active = 1 ORDER BY edit_date DESC LIMIT 500";
 pub const CREATE_LINK_SQL: &str =
-    "INSERT INTO portal_links (token_hash, company_uuid, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT INTO portal_links (token_hash, company_uuid, created_at, expires_at) VALUES ($1, $2, $3, $4)";
 /// Marks an unused, unexpired link used and returns its company: a link opens one session, once.
-pub const REDEEM_LINK_SQL: &str = "UPDATE portal_links SET used_at = ?2 \
-     WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2 RETURNING company_uuid";
+pub const REDEEM_LINK_SQL: &str = "UPDATE portal_links SET used_at = $2 \
+     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING company_uuid";
 pub const CREATE_SESSION_SQL: &str =
-    "INSERT INTO portal_sessions (token_hash, company_uuid, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT INTO portal_sessions (token_hash, company_uuid, created_at, expires_at) VALUES ($1, $2, $3, $4)";
 pub const SESSION_COMPANY_SQL: &str =
-    "SELECT company_uuid FROM portal_sessions WHERE token_hash = ?1 AND expires_at > ?2";
-pub const DELETE_SESSION_SQL: &str = "DELETE FROM portal_sessions WHERE token_hash = ?1 OR expires_at <= ?2";
+    "SELECT company_uuid FROM portal_sessions WHERE token_hash = $1 AND expires_at > $2";
+pub const DELETE_SESSION_SQL: &str = "DELETE FROM portal_sessions WHERE token_hash = $1 OR expires_at <= $2";

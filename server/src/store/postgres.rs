@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use super::insight::for_postgres;
 use super::insight::{
     assemble_buckets, assemble_health, budget_use, budget_use_binds, event_page_query, BindValue, EventRecord,
     BUDGET_USE_SQL, EVENT_RECORD_SQL, FINISHED_BY_STATUS_SQL, FINISHED_PER_MINUTE_SQL, OLDEST_QUEUED_SQL,
@@ -125,7 +124,7 @@ impl Store for PostgresStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let built = event_page_query(query, EVENT_SUMMARY_COLUMNS, |n| format!("${n}"));
+        let built = event_page_query(query, EVENT_SUMMARY_COLUMNS);
         let mut select = sqlx::query_as::<_, EventRow>(&built.sql);
         for value in built.binds {
             select = match value {
@@ -137,7 +136,7 @@ impl Store for PostgresStore {
     }
 
     async fn event_record(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
-        Ok(sqlx::query_as(&for_postgres(EVENT_RECORD_SQL))
+        Ok(sqlx::query_as(EVENT_RECORD_SQL)
             .bind(event_id)
             .fetch_optional(&self.pool)
             .await?)
@@ -147,17 +146,17 @@ impl Store for PostgresStore {
         let hour_ago = now - 60 * MINUTE_MS;
         let queue_depth = sqlx::query_scalar(QUEUE_DEPTH_SQL).fetch_one(&self.pool).await?;
         let oldest_queued = sqlx::query_scalar(OLDEST_QUEUED_SQL).fetch_one(&self.pool).await?;
-        let finished = sqlx::query_as(&for_postgres(FINISHED_BY_STATUS_SQL))
+        let finished = sqlx::query_as(FINISHED_BY_STATUS_SQL)
             .bind(hour_ago)
             .fetch_all(&self.pool)
             .await?;
-        let times = sqlx::query_scalar(&for_postgres(PROCESSING_TIMES_SQL))
+        let times = sqlx::query_scalar(PROCESSING_TIMES_SQL)
             .bind(hour_ago)
             .bind(PROCESSING_SAMPLE)
             .fetch_all(&self.pool)
             .await?;
         let (minute_start, day_key) = budget_use_binds(now);
-        let budget = sqlx::query_as(&for_postgres(BUDGET_USE_SQL))
+        let budget = sqlx::query_as(BUDGET_USE_SQL)
             .bind(minute_start)
             .bind(day_key)
             .fetch_one(&self.pool)
@@ -173,11 +172,11 @@ impl Store for PostgresStore {
     }
 
     async fn minute_buckets(&self, since: i64, now: i64) -> Result<Vec<MinuteBucket>, StoreError> {
-        let received = sqlx::query_as(&for_postgres(RECEIVED_PER_MINUTE_SQL))
+        let received = sqlx::query_as(RECEIVED_PER_MINUTE_SQL)
             .bind(since)
             .fetch_all(&self.pool)
             .await?;
-        let finished = sqlx::query_as(&for_postgres(FINISHED_PER_MINUTE_SQL))
+        let finished = sqlx::query_as(FINISHED_PER_MINUTE_SQL)
             .bind(since)
             .fetch_all(&self.pool)
             .await?;
@@ -415,7 +414,7 @@ impl Store for PostgresStore {
     }
 
     async fn upsert_mirror(&self, record: &MirrorRecord, now: i64) -> Result<MirrorWrite, StoreError> {
-        let sql = record.upsert_sql(|n| format!("${n}"));
+        let sql = record.upsert_sql();
         let mut query = sqlx::query(&sql).bind(&record.uuid);
         for value in record.key_values() {
             query = query.bind(value);
@@ -522,14 +521,14 @@ impl Store for PostgresStore {
     }
 
     async fn company_jobs(&self, company_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
-        Ok(sqlx::query_scalar(&for_postgres(COMPANY_JOBS_SQL))
+        Ok(sqlx::query_scalar(COMPANY_JOBS_SQL)
             .bind(company_uuid)
             .fetch_all(&self.pool)
             .await?)
     }
 
     async fn job_children(&self, child: JobChild, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
-        Ok(sqlx::query_scalar(&for_postgres(child.sql()))
+        Ok(sqlx::query_scalar(child.sql())
             .bind(job_uuid)
             .fetch_all(&self.pool)
             .await?)
@@ -541,12 +540,12 @@ impl Store for PostgresStore {
         company_uuid: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        self.insert_portal_token(&for_postgres(CREATE_LINK_SQL), token_hash, company_uuid, expires_at)
+        self.insert_portal_token(CREATE_LINK_SQL, token_hash, company_uuid, expires_at)
             .await
     }
 
     async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(&for_postgres(REDEEM_LINK_SQL))
+        Ok(sqlx::query_scalar(REDEEM_LINK_SQL)
             .bind(token_hash)
             .bind(now)
             .fetch_optional(&self.pool)
@@ -559,12 +558,12 @@ impl Store for PostgresStore {
         company_uuid: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        self.insert_portal_token(&for_postgres(CREATE_SESSION_SQL), token_hash, company_uuid, expires_at)
+        self.insert_portal_token(CREATE_SESSION_SQL, token_hash, company_uuid, expires_at)
             .await
     }
 
     async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(&for_postgres(SESSION_COMPANY_SQL))
+        Ok(sqlx::query_scalar(SESSION_COMPANY_SQL)
             .bind(token_hash)
             .bind(now)
             .fetch_optional(&self.pool)
@@ -572,7 +571,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_portal_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        sqlx::query(&for_postgres(DELETE_SESSION_SQL))
+        sqlx::query(DELETE_SESSION_SQL)
             .bind(token_hash)
             .bind(super::now_millis())
             .execute(&self.pool)

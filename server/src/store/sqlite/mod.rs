@@ -209,7 +209,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let built = event_page_query(query, EVENT_SUMMARY_COLUMNS, |n| format!("?{n}"));
+        let built = event_page_query(query, EVENT_SUMMARY_COLUMNS);
         let mut select = sqlx::query_as::<_, EventRow>(&built.sql);
         for value in built.binds {
             select = match value {
@@ -479,7 +479,7 @@ impl Store for SqliteStore {
 
     async fn upsert_mirror(&self, record: &MirrorRecord, now: i64) -> Result<MirrorWrite, StoreError> {
         let mut writer = self.write().await?;
-        let sql = record.upsert_sql(|n| format!("?{n}"));
+        let sql = record.upsert_sql();
         let mut query = sqlx::query(&sql).bind(&record.uuid);
         for value in record.key_values() {
             query = query.bind(value);
