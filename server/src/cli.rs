@@ -265,11 +265,12 @@ fn print_banner(args: &ServeArgs, server: &Server, address: SocketAddr) {
         "  Realtime:  {public_url}/realtime/v1 (anon key: {})",
         server.realtime_anon_key.expose()
     );
+    // A token the operator configured is theirs already: printing it would only put it in the logs.
     match server.admin_token_source {
-        AdminTokenSource::Configured => println!("  Admin token (from ADMIN_TOKEN): {}", server.admin_token.expose()),
+        AdminTokenSource::Configured => println!("  Admin token: the one in ADMIN_TOKEN"),
         AdminTokenSource::Stored => {
             println!(
-                "  Admin token (generated, kept in the database): {}",
+                "  Admin token (generated on first start, kept in the database's settings): {}",
                 server.admin_token.expose()
             )
         }

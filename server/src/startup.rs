@@ -117,7 +117,7 @@ impl Server {
             .merge(prometheus::router(backend.clone(), args.metrics_token.clone()))
             .merge(relay.router())
             .merge(web::router(&args.resolved_site_root(), backend))
-            .layer(TraceLayer::new_for_http());
+            .layer(TraceLayer::new_for_http().make_span_with(request_span));
         Ok(Server {
             listener,
             router,
@@ -157,6 +157,12 @@ impl Server {
         while workers.join_next().await.is_some() {}
         served
     }
+}
+
+/// The span of one request: its method and path, never its query string, which can carry a URL token or a
+/// portal link's token.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
 }
 
 /// The database URL without its password, for messages.

@@ -20,5 +20,6 @@ mod realtime;
 mod realtime_postgres;
 mod realtime_updates;
 mod scheduling;
+mod secret_logs;
 mod simulate;
 mod store_conformance;
