@@ -42,7 +42,13 @@ pub struct RealtimeArgs {
     /// first. SQLite only: on PostgreSQL they are kept in the database.
     #[arg(long, env = "REALTIME_RETENTION_MIB", default_value_t = DEFAULT_RETENTION_MIB)]
     pub realtime_retention_mib: usize,
+
+    /// The largest websocket message (and frame) a client may send, in KiB; a larger one closes its connection.
+    #[arg(long, env = "REALTIME_MAX_MESSAGE_KIB", default_value_t = DEFAULT_MAX_MESSAGE_KIB)]
+    pub realtime_max_message_kib: usize,
 }
+
+pub const DEFAULT_MAX_MESSAGE_KIB: usize = 1024;
 
 pub const DEFAULT_RETENTION_MIB: usize = 16;
 
@@ -55,6 +61,7 @@ impl Default for RealtimeArgs {
             realtime_retention_seconds: 3600,
             realtime_retention_messages: 1000,
             realtime_retention_mib: DEFAULT_RETENTION_MIB,
+            realtime_max_message_kib: DEFAULT_MAX_MESSAGE_KIB,
         }
     }
 }

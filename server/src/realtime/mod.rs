@@ -53,6 +53,8 @@ pub struct Relay {
     anon_key: Secret,
     /// Stops the PostgreSQL listener when dropped: with the relay, or with its routes once `router` moved it there.
     running: DropGuard,
+    /// The largest message a client may send.
+    max_message_bytes: usize,
 }
 
 impl Relay {
@@ -92,6 +94,7 @@ impl Relay {
             context: Arc::new(SessionContext { hub, bus, authority }),
             anon_key,
             running: running.drop_guard(),
+            max_message_bytes: args.realtime_max_message_kib.max(1).saturating_mul(1024),
         })
     }
 
@@ -112,7 +115,7 @@ impl Relay {
 
     /// The websocket and REST routes; the relay stops its background work when they are dropped.
     pub fn router(self) -> Router {
-        socket::router(self.context.clone(), self.running).merge(rest::router(self.context))
+        socket::router(self.context.clone(), self.running, self.max_message_bytes).merge(rest::router(self.context))
     }
 }
 

@@ -23,16 +23,20 @@ use super::session::{run_session, SessionContext};
 #[derive(Clone)]
 struct SocketState {
     context: Arc<SessionContext>,
+    /// The largest message, and frame, a client may send: past it the connection is closed (1009), so that a
+    /// message fragmented over many frames cannot make the server buffer without bound.
+    max_message_bytes: usize,
     /// Stops the relay's background tasks once the last router clone is gone.
     _running: Arc<DropGuard>,
 }
 
-pub fn router(context: Arc<SessionContext>, running: DropGuard) -> Router {
+pub fn router(context: Arc<SessionContext>, running: DropGuard, max_message_bytes: usize) -> Router {
     Router::new()
         .route("/realtime/v1/websocket", get(open_socket))
         .route("/socket/websocket", get(open_socket))
         .with_state(SocketState {
             context,
+            max_message_bytes,
             _running: Arc::new(running),
         })
 }
@@ -63,6 +67,8 @@ async fn open_socket(
         // of idle subscribers; channel frames are small.
         Ok(upgrade) => upgrade
             .read_buffer_size(READ_BUFFER_BYTES)
+            .max_message_size(state.max_message_bytes)
+            .max_frame_size(state.max_message_bytes)
             .on_upgrade(move |socket| serve_socket(state.context, vsn, socket)),
         Err(rejection) => rejection.into_response(),
     }

@@ -1,9 +1,9 @@
 //! The realtime relay's protocol over real websockets, under both serializers (1.0.0 and 2.0.0): each rule of
-//! `REALTIME_PROTOCOL.md` and who may join and broadcast.
+//! Supabase Realtime's channel protocol, who may join and broadcast, and the limits on what a client may send.
 
 use crate::common::realtime_client::{
-    admin_token, join_payload, portal_token, reason, spawn_relay, token, Frame, RealtimeClient, Received, ANON_KEY,
-    PUBLIC_TOPIC,
+    admin_token, join_payload, portal_token, reason, spawn_relay, spawn_relay_with, token, Frame, RealtimeClient,
+    Received, ANON_KEY, PUBLIC_TOPIC,
 };
 use crate::under_both_serializers;
 use serde_json::json;
@@ -424,4 +424,55 @@ async fn a_repeated_vsn_takes_its_last_value_and_an_unknown_one_is_refused() {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 400),
         other => panic!("expected a refused upgrade, got {:?}", other.map(|_| ())),
     }
+}
+
+/// Sends `frames` raw websocket frames of `bytes` each, as one text message, and says how the server answered.
+async fn send_fragmented(app: &crate::common::TestApp, frames: usize, bytes: usize) -> bool {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let url = format!(
+        "ws://{}/realtime/v1/websocket?apikey={}&vsn=2.0.0",
+        app.address, ANON_KEY
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    for n in 0..frames {
+        let opcode = OpCode::Data(if n == 0 { Data::Text } else { Data::Continue });
+        let frame = Frame::message(vec![b' '; bytes], opcode, n + 1 == frames);
+        if socket.send(Message::Frame(frame)).await.is_err() {
+            return true;
+        }
+    }
+    // The server closes a socket whose message is too large; wait for that (or for the socket to end).
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(message) = socket.next().await {
+            match message {
+                Ok(Message::Close(_)) | Err(_) => return true,
+                Ok(_) => continue,
+            }
+        }
+        true
+    })
+    .await;
+    closed.unwrap_or(false)
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_closes_its_connection_and_others_go_on() {
+    let relay = spawn_relay_with(|args| args.realtime.realtime_max_message_kib = 64).await;
+    // A fragmented message of 40 × 16 KiB, past the 64 KiB limit after its fifth frame.
+    assert!(
+        send_fragmented(&relay.app, 40, 16 * 1024).await,
+        "the fragmented message closed the socket"
+    );
+    // One frame past the limit.
+    assert!(
+        send_fragmented(&relay.app, 1, 128 * 1024).await,
+        "the large frame closed the socket"
+    );
+    // Others are unaffected.
+    let mut client = relay.client("2.0.0").await;
+    client.join_ok(PUBLIC_TOPIC, None).await;
 }
