@@ -6,6 +6,7 @@ pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod csrf;
 pub mod error;
 pub mod group_commit;
 pub mod health;

@@ -12,6 +12,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::backend::{BackendSettings, RealtimeKeys, ServerBackend};
 use crate::config::ServeArgs;
+use crate::csrf::{self, SameOrigin};
 use crate::processor::{ProcessingMode, Processor};
 use crate::queue::EventQueue;
 use crate::secret::Secret;
@@ -117,6 +118,10 @@ impl Server {
             .merge(prometheus::router(backend.clone(), args.metrics_token.clone()))
             .merge(relay.router())
             .merge(web::router(&args.resolved_site_root(), backend))
+            .layer(axum::middleware::from_fn_with_state(
+                SameOrigin::new(&args.public_url()),
+                csrf::refuse_cross_origin,
+            ))
             .layer(TraceLayer::new_for_http().make_span_with(request_span));
         Ok(Server {
             listener,

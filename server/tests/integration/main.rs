@@ -10,6 +10,7 @@ mod attachments;
 mod backup;
 mod cluster;
 mod crash;
+mod csrf;
 mod ingest_formats;
 mod leases;
 mod metrics;

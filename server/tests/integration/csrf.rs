@@ -1,0 +1,91 @@
+//! Cross-site actions replayed as a browser would send them: another origin (another port on the same host is
+//! the same *site*, so `SameSite=Strict` lets the admin's cookie through) posts to the dashboard's server
+//! functions with every content type a plain form or a `no-cors` fetch can use. None may act; the dashboard's own
+//! same-origin requests still do.
+
+use leptos::server_fn::ServerFn;
+use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
+use serde_json::json;
+
+use crate::common::{spawn_app, TestApp, ADMIN_TOKEN};
+
+/// Signs in as the dashboard does and returns the session cookie (`name=value`).
+async fn session_cookie(app: &TestApp) -> String {
+    let signed_in = app
+        .client
+        .post(app.url(app::api::SignIn::PATH))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("admin_token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert!(signed_in.status().is_success(), "{}", signed_in.status());
+    let cookie = signed_in.headers()[SET_COOKIE].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn total_events(app: &TestApp) -> i64 {
+    app.manage_json("action=stats").await["total"].as_i64().unwrap()
+}
+
+fn test_event_body() -> String {
+    json!({"event": {"object_type": "job", "object_uuid": "csrf-job", "event_type": "updated",
+        "changes": {"status": "Hacked"}}})
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_page_on_another_origin_cannot_act_with_the_admins_cookie() {
+    let app = spawn_app().await;
+    let cookie = session_cookie(&app).await;
+    let attacker = format!("http://127.0.0.1:{}", app.address.port() + 1);
+    let attacks: [(&str, Option<&str>, Option<&str>); 6] = [
+        // (content type, Sec-Fetch-Site, Origin)
+        ("text/plain", Some("same-site"), Some(&attacker)),
+        ("application/x-www-form-urlencoded", Some("same-site"), Some(&attacker)),
+        ("multipart/form-data; boundary=x", Some("cross-site"), Some(&attacker)),
+        ("application/json", Some("same-site"), Some(&attacker)),
+        ("text/plain", None, Some(&attacker)),
+        ("text/plain", Some("same-site"), None),
+    ];
+    for path in [app::api::SendTestEvent::PATH, app::api::CleanupEvents::PATH] {
+        for (content_type, site, origin) in attacks {
+            let mut request = app
+                .client
+                .post(app.url(path))
+                .header(COOKIE, &cookie)
+                .header(CONTENT_TYPE, content_type)
+                .body(if path == app::api::CleanupEvents::PATH {
+                    json!({"older_than_days": 0}).to_string()
+                } else {
+                    test_event_body()
+                });
+            if let Some(site) = site {
+                request = request.header("sec-fetch-site", site);
+            }
+            if let Some(origin) = origin {
+                request = request.header(ORIGIN, origin);
+            }
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), 403, "{path} with {content_type}, {site:?}, {origin:?}");
+            let reason: serde_json::Value = answer.json().await.unwrap();
+            assert!(reason["error"].as_str().unwrap().contains("refused"), "{reason}");
+        }
+    }
+    assert_eq!(total_events(&app).await, 0, "no test event was created");
+
+    // The dashboard itself, same origin, still acts.
+    let own = app
+        .client
+        .post(app.url(app::api::SendTestEvent::PATH))
+        .header(COOKIE, &cookie)
+        .header(CONTENT_TYPE, "application/json")
+        .header("sec-fetch-site", "same-origin")
+        .header(ORIGIN, format!("http://{}", app.address))
+        .body(test_event_body())
+        .send()
+        .await
+        .unwrap();
+    assert!(own.status().is_success(), "{}", own.status());
+    assert_eq!(total_events(&app).await, 1);
+}
