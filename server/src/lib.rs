@@ -20,6 +20,7 @@ pub mod queue;
 pub mod realtime;
 pub mod receiver;
 pub mod secret;
+pub mod security_headers;
 pub mod servicem8;
 pub mod simulate;
 pub mod startup;

@@ -16,6 +16,7 @@ use crate::csrf::{self, SameOrigin};
 use crate::processor::{ProcessingMode, Processor};
 use crate::queue::EventQueue;
 use crate::secret::Secret;
+use crate::security_headers::{self, Https};
 use crate::servicem8::client::ServiceM8Client;
 use crate::state::AppState;
 use crate::store;
@@ -121,6 +122,10 @@ impl Server {
             .layer(axum::middleware::from_fn_with_state(
                 SameOrigin::new(&args.public_url()),
                 csrf::refuse_cross_origin,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                Https(secure_cookies),
+                security_headers::add_security_headers,
             ))
             .layer(TraceLayer::new_for_http().make_span_with(request_span));
         Ok(Server {

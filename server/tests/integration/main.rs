@@ -10,7 +10,7 @@ mod attachments;
 mod backup;
 mod cluster;
 mod crash;
-mod csrf;
+mod hostile_pages;
 mod ingest_formats;
 mod leases;
 mod metrics;

@@ -1,7 +1,7 @@
-//! Cross-site actions replayed as a browser would send them: another origin (another port on the same host is
+//! Hostile pages: cross-site actions replayed as a browser would send them: another origin (another port on the same host is
 //! the same *site*, so `SameSite=Strict` lets the admin's cookie through) posts to the dashboard's server
 //! functions with every content type a plain form or a `no-cors` fetch can use. None may act; the dashboard's own
-//! same-origin requests still do.
+//! same-origin requests still do. And the headers that keep pages from being framed, sniffed or leaking links.
 
 use leptos::server_fn::ServerFn;
 use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
@@ -88,4 +88,47 @@ async fn a_page_on_another_origin_cannot_act_with_the_admins_cookie() {
         .unwrap();
     assert!(own.status().is_success(), "{}", own.status());
     assert_eq!(total_events(&app).await, 1);
+}
+
+#[tokio::test]
+async fn pages_refuse_framing_sniffing_and_referrers_and_https_adds_hsts() {
+    let app = spawn_app().await;
+    let page = app
+        .client
+        .get(app.url("/admin/webhook-dashboard"))
+        .send()
+        .await
+        .unwrap();
+    let headers = page.headers();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        policy.contains("frame-ancestors 'none'") && policy.contains("form-action 'self'"),
+        "{policy}"
+    );
+    assert!(
+        headers.get("strict-transport-security").is_none(),
+        "plain http: no HSTS"
+    );
+    let api = app.manage("action=stats").await;
+    assert_eq!(api.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        api.headers().get("content-security-policy").is_none(),
+        "JSON needs no page policy"
+    );
+
+    let data = tempfile::TempDir::new().unwrap();
+    let mut args = crate::common::serve_args(&format!("sqlite://{}", data.path().join("sm8.db").display()));
+    args.public_url = Some("https://hooks.example.com".into());
+    args.processor.workers = 0;
+    let behind_https = crate::common::spawn_with(args, data).await;
+    let page = behind_https
+        .client
+        .get(behind_https.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.headers()["strict-transport-security"], "max-age=31536000");
 }
