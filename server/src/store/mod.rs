@@ -1,7 +1,7 @@
 //! Durable storage behind one `Store` trait: webhook events, admin sessions and settings.
 //!
 //! SQLite (embedded, the default) and PostgreSQL (scale-out) implement the same trait and pass the same
-//! conformance suite (`server/tests/integration/store_conformance.rs`). Timestamps are unix milliseconds in both engines so
+//! conformance suite (`server/tests/integration/store_conformance/`). Timestamps are unix milliseconds in both engines so
 //! that both answer identically.
 
 pub mod insight;
