@@ -17,9 +17,8 @@ use super::portal::{
     SESSION_COMPANY_SQL,
 };
 use super::queue::{
-    day_window, minute_refusal, Claim, Release, Whose, API_PAUSE_SQL, COUNT_DAY_SQL, FORGET_ENDED_WINDOWS_SQL,
-    FORGET_OLD_REQUESTS_SQL, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, MINUTE_MS, NEXT_DUE_SQL, PAUSE_API_SQL,
-    RECENT_REQUESTS_SQL, RECORD_REQUEST_SQL, RELEASE_SET, RENEW_LEASE_SQL,
+    take_api_budget_on, Claim, Release, Whose, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, MINUTE_MS,
+    NEXT_DUE_SQL, PAUSE_API_SQL, RELEASE_SET, RENEW_LEASE_SQL,
 };
 use super::{
     assemble_stats, in_change_order, into_page, AttemptRecord, AttemptTiming, BudgetGrant, BudgetLimits, ClaimedEvent,
@@ -459,37 +458,13 @@ impl Store for PostgresStore {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('sm8_api_budget', 0))")
             .execute(&mut *tx)
             .await?;
-        sqlx::query(FORGET_OLD_REQUESTS_SQL)
-            .bind(now - MINUTE_MS)
-            .execute(&mut *tx)
-            .await?;
-        let paused_until: Option<i64> = sqlx::query_scalar(API_PAUSE_SQL)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let recent: (i64, Option<i64>) = sqlx::query_as(RECENT_REQUESTS_SQL).fetch_one(&mut *tx).await?;
-        if let Some(retry_at) = minute_refusal(now, limits, paused_until, recent) {
+        let grant = take_api_budget_on::<sqlx::Postgres>(&mut tx, now, limits).await?;
+        if grant == BudgetGrant::Granted {
+            tx.commit().await?;
+        } else {
             tx.rollback().await?;
-            return Ok(BudgetGrant::Exhausted { retry_at });
         }
-        let (day_key, day_end) = day_window(now);
-        let counted = sqlx::query(COUNT_DAY_SQL)
-            .bind(&day_key)
-            .bind(day_end)
-            .bind(limits.per_day)
-            .execute(&mut *tx)
-            .await?;
-        if counted.rows_affected() == 0 || limits.per_day <= 0 {
-            tx.rollback().await?;
-            return Ok(BudgetGrant::Exhausted { retry_at: day_end });
-        }
-        sqlx::query(RECORD_REQUEST_SQL).bind(now).execute(&mut *tx).await?;
-        sqlx::query(FORGET_ENDED_WINDOWS_SQL)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(BudgetGrant::Granted)
+        Ok(grant)
     }
 
     async fn pause_api_budget(&self, until: i64) -> Result<(), StoreError> {

@@ -186,17 +186,68 @@ pub fn minute_refusal(
     (count >= limits.per_minute).then(|| oldest.map_or(now, |oldest| oldest + MINUTE_MS).max(now) + 1)
 }
 
+/// Counts one request against the budget on `connection`, inside the transaction the engine opened (and, where
+/// nodes share the budget, locked). The caller commits on `Granted` and rolls back otherwise.
+pub async fn take_api_budget_on<DB>(
+    connection: &mut DB::Connection,
+    now: i64,
+    limits: BudgetLimits,
+) -> Result<BudgetGrant, sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (i64, Option<i64>): sqlx::FromRow<'r, DB::Row>,
+{
+    sqlx::query(FORGET_OLD_REQUESTS_SQL)
+        .bind(now - MINUTE_MS)
+        .execute(&mut *connection)
+        .await?;
+    let paused_until: Option<i64> = sqlx::query_scalar(API_PAUSE_SQL)
+        .bind(now)
+        .fetch_optional(&mut *connection)
+        .await?;
+    let recent: (i64, Option<i64>) = sqlx::query_as(RECENT_REQUESTS_SQL).fetch_one(&mut *connection).await?;
+    if let Some(retry_at) = minute_refusal(now, limits, paused_until, recent) {
+        return Ok(BudgetGrant::Exhausted { retry_at });
+    }
+    let (day_key, day_end) = day_window(now);
+    let counted: Option<i64> = sqlx::query_scalar(COUNT_DAY_SQL)
+        .bind(day_key)
+        .bind(day_end)
+        .bind(limits.per_day)
+        .fetch_optional(&mut *connection)
+        .await?;
+    if counted.is_none() || limits.per_day <= 0 {
+        return Ok(BudgetGrant::Exhausted { retry_at: day_end });
+    }
+    sqlx::query(RECORD_REQUEST_SQL)
+        .bind(now)
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query(FORGET_ENDED_WINDOWS_SQL)
+        .bind(now)
+        .execute(&mut *connection)
+        .await?;
+    Ok(BudgetGrant::Granted)
+}
+
 /// Forgets requests that left the rolling minute (`$1`: a minute ago).
-pub const FORGET_OLD_REQUESTS_SQL: &str = "DELETE FROM api_requests WHERE at <= $1";
+const FORGET_OLD_REQUESTS_SQL: &str = "DELETE FROM api_requests WHERE at <= $1";
 /// The requests of the rolling minute: their count and the oldest one's time.
-pub const RECENT_REQUESTS_SQL: &str = "SELECT COUNT(*), MIN(at) FROM api_requests";
+const RECENT_REQUESTS_SQL: &str = "SELECT COUNT(*), MIN(at) FROM api_requests";
 /// Until when ServiceM8 asked every node to pause (`$1`: now).
-pub const API_PAUSE_SQL: &str = "SELECT expires_at FROM api_budget WHERE window_key = 'paused' AND expires_at > $1";
-/// Counts a request in its day window (`$1` key, `$2` window end) unless it holds `$3` already.
-pub const COUNT_DAY_SQL: &str = "INSERT INTO api_budget (window_key, used, expires_at) VALUES ($1, 1, $2)
-     ON CONFLICT (window_key) DO UPDATE SET used = api_budget.used + 1 WHERE api_budget.used < $3";
-pub const RECORD_REQUEST_SQL: &str = "INSERT INTO api_requests (at) VALUES ($1)";
-pub const FORGET_ENDED_WINDOWS_SQL: &str = "DELETE FROM api_budget WHERE expires_at < $1";
+const API_PAUSE_SQL: &str = "SELECT expires_at FROM api_budget WHERE window_key = 'paused' AND expires_at > $1";
+/// Counts a request in its day window (`$1` key, `$2` window end) unless it holds `$3` already; returns a row
+/// only when it counted.
+const COUNT_DAY_SQL: &str = "INSERT INTO api_budget (window_key, used, expires_at) VALUES ($1, 1, $2)
+     ON CONFLICT (window_key) DO UPDATE SET used = api_budget.used + 1 WHERE api_budget.used < $3
+     RETURNING used";
+const RECORD_REQUEST_SQL: &str = "INSERT INTO api_requests (at) VALUES ($1)";
+const FORGET_ENDED_WINDOWS_SQL: &str = "DELETE FROM api_budget WHERE expires_at < $1";
 /// Pauses every node's requests until `$1` (kept if a later pause is already set).
 pub const PAUSE_API_SQL: &str = "INSERT INTO api_budget (window_key, used, expires_at) VALUES ('paused', 0, $1)
      ON CONFLICT (window_key) DO UPDATE
