@@ -1,7 +1,7 @@
 //! `sm8-webhooks backup` against a serving node, and a restore: a new node started on the copy serves what was
 //! acknowledged before the backup began.
 
-use crate::common::{seed_event, serve_args, spawn_app, spawn_with, WEBHOOK_SECRET};
+use crate::common::{seed_event, serve_args, signed_delivery, spawn_app, spawn_with};
 use server::cli::{backup, BackupArgs};
 use server::store::DatabaseArgs;
 
@@ -18,15 +18,7 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_event() {
         async move {
             for n in 0..40 {
                 let body = seed_event("job", &format!("late-{n}"), "Quote");
-                let signature = server::ingest::signature::sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
-                let answer = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("x-servicem8-signature", signature)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
+                let answer = signed_delivery(&client, &url, body).send().await.unwrap();
                 assert_eq!(answer.status(), 200);
             }
         }

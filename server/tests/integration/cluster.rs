@@ -11,7 +11,7 @@ use server::servicem8::mock::{self, MockConfig, ObjectKind};
 use server::store;
 
 use crate::common::realtime_client::{admin_token, with_realtime, RealtimeClient, ANON_KEY};
-use crate::common::{fresh_postgres_database, serve_args, spawn_with, test_database_url, TestApp};
+use crate::common::{fresh_postgres_database, serve_args, signed_delivery, spawn_with, test_database_url, TestApp};
 
 const EVENTS: usize = 300;
 
@@ -84,13 +84,7 @@ async fn two_nodes_claim_each_event_once_and_both_deliver_every_update() {
                     "changes": {"status": "Work Order", "n": n},
                 })
                 .to_string();
-                let signature =
-                    server::ingest::signature::sign(crate::common::WEBHOOK_SECRET.as_bytes(), body.as_bytes());
-                let receipt: Value = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("x-servicem8-signature", signature)
-                    .body(body)
+                let receipt: Value = signed_delivery(&client, &url, body)
                     .send()
                     .await
                     .unwrap()

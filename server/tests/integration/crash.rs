@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 
 use app::model::EventStatus;
 use serde_json::{json, Value};
-use server::ingest::signature::sign;
 use server::servicem8::mock::{self, MockConfig, MockHandle, ObjectKind};
 use server::store;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-use crate::common::{fresh_postgres_database, test_database_url, WEBHOOK_SECRET};
+use crate::common::{fresh_postgres_database, signed_delivery, test_database_url, WEBHOOK_SECRET};
 
 /// Far longer than the test may wait: only the release at start can free the dead node's claims in time.
 const LEASE_MS: &str = "600000";
@@ -82,14 +81,7 @@ async fn post_until(url: &str, jobs: &Arc<Vec<String>>, acks: &Arc<Mutex<Vec<Str
                     "changes": {"status": "Work Order", "run": run, "poster": poster, "n": n},
                 })
                 .to_string();
-                let signature = sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
-                let answer = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("x-servicem8-signature", signature)
-                    .body(body)
-                    .send()
-                    .await;
+                let answer = signed_delivery(&client, &url, body).send().await;
                 let Ok(answer) = answer else { return };
                 if answer.status() != 200 {
                     return;

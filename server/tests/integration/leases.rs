@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
 use server::processor::{Processor, ProcessorArgs, Step};
 use server::secret::Secret;
 use server::servicem8::client::{ServiceM8Args, ServiceM8Client};
 use server::servicem8::mock::{self, MockConfig, MockHandle, ObjectKind};
 use server::startup::Server;
-use server::store::{self, now_millis, NewEvent, Store};
+use server::store::{self, now_millis, Store};
 use server::updates::{self, PipelineUpdate};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
-use crate::common::{claim, release_expired, serve_args, spawn_with, TEST_NODE};
+use crate::common::{claim, queued_event, release_expired, serve_args, spawn_with, TEST_NODE};
 
 /// Short, so that a lease would run out many times over during one slow request.
 const LEASE_MS: i64 = 300;
@@ -31,24 +31,6 @@ async fn slow_account(latency_ms: u64) -> MockHandle {
     })
     .await
     .unwrap()
-}
-
-/// An update of `job` received at `now` (unix ms), due at once.
-fn job_update(job: &str, now: i64) -> NewEvent {
-    NewEvent {
-        id: uuid::Uuid::now_v7(),
-        dedup_key: format!("lease:{job}:{}", uuid::Uuid::now_v7()),
-        format: "seed".into(),
-        object_type: "job".into(),
-        object_uuid: job.into(),
-        event_type: "updated".into(),
-        occurred_at: Some(now),
-        changes: json!({}),
-        raw_body: b"{}".to_vec(),
-        headers: json!({}),
-        verification: "unsigned".into(),
-        received_at: now,
-    }
 }
 
 /// A processor with a lease of `lease_ms` fetching from `account`, and what it announces.
@@ -83,25 +65,34 @@ fn processor(
     (processor, announced)
 }
 
+/// Runs one step of `processor` in the background, returning once it has claimed event `id`.
+async fn start_working(processor: &Arc<Processor>, store: &Arc<dyn Store>, id: &str) -> JoinHandle<Step> {
+    let working = tokio::spawn({
+        let processor = processor.clone();
+        async move { processor.step().await.unwrap() }
+    });
+    while store.event_record(id).await.unwrap().unwrap().status != "processing" {
+        tokio::task::yield_now().await;
+    }
+    working
+}
+
 #[tokio::test]
 async fn a_lease_is_renewed_while_the_worker_waits_so_nobody_claims_its_events_again() {
     // Each request takes two and a half leases' time.
     let account = slow_account(5 * RENEWED_LEASE_MS as u64 / 2).await;
     let job = account.uuids(ObjectKind::Job)[0].clone();
     let store = store::connect("sqlite::memory:").await.unwrap();
-    store.insert_events(&[job_update(&job, now_millis())]).await.unwrap();
+    store
+        .insert_events(&[queued_event("job", &job, now_millis())])
+        .await
+        .unwrap();
     let (processor, _announced) = processor(&store, &account, RENEWED_LEASE_MS);
     let id = store.list_events(&Default::default()).await.unwrap().events[0]
         .id
         .clone();
 
-    let working = tokio::spawn({
-        let processor = processor.clone();
-        async move { processor.step().await.unwrap() }
-    });
-    while store.event_record(&id).await.unwrap().unwrap().status != "processing" {
-        tokio::task::yield_now().await;
-    }
+    let working = start_working(&processor, &store, &id).await;
     // Another worker keeps trying to claim while the first waits for ServiceM8.
     let mut stolen = 0;
     while !working.is_finished() {
@@ -126,19 +117,16 @@ async fn a_worker_whose_events_were_claimed_again_writes_and_announces_nothing()
     let account = slow_account(4 * LEASE_MS as u64).await;
     let job = account.uuids(ObjectKind::Job)[0].clone();
     let store = store::connect("sqlite::memory:").await.unwrap();
-    store.insert_events(&[job_update(&job, now_millis())]).await.unwrap();
+    store
+        .insert_events(&[queued_event("job", &job, now_millis())])
+        .await
+        .unwrap();
     let (processor, mut announced) = processor(&store, &account, LEASE_MS);
     let id = store.list_events(&Default::default()).await.unwrap().events[0]
         .id
         .clone();
 
-    let working = tokio::spawn({
-        let processor = processor.clone();
-        async move { processor.step().await.unwrap() }
-    });
-    while store.event_record(&id).await.unwrap().unwrap().status != "processing" {
-        tokio::task::yield_now().await;
-    }
+    let working = start_working(&processor, &store, &id).await;
     // While the worker waits for ServiceM8, a node whose clock runs far ahead sees the lease as expired and
     // claims the event: the worker's next heartbeat finds its lease gone.
     let ahead = now_millis() + 100 * LEASE_MS;
@@ -188,7 +176,7 @@ async fn a_node_restarted_after_a_crash_takes_up_its_own_claims_at_once() {
         // The node died mid-fetch: its claim holds the event for another minute.
         let store = store::connect(&url).await.unwrap();
         let now = now_millis();
-        store.insert_events(&[job_update(&job, now)]).await.unwrap();
+        store.insert_events(&[queued_event("job", &job, now)]).await.unwrap();
         let claimed = store
             .claim_due_objects(&server::store::Claim {
                 now,

@@ -4,14 +4,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{claim, serve_args, spawn_app_with, spawn_with, TestApp};
+use crate::common::{claim, queued_event, serve_args, spawn_app_with, spawn_with, TestApp};
 use serde_json::{json, Value};
 use server::config::ServeArgs;
 use server::secret::Secret;
 use server::servicem8::client::ServiceM8Client;
 use server::servicem8::mock::{self, Faults, MockConfig, MockHandle, ObjectKind};
 use server::servicem8::{subscriptions, sync};
-use server::store::{self, mirror_table, now_millis, MirrorRecord, NewEvent, Store};
+use server::store::{self, mirror_table, now_millis, MirrorRecord, Store};
 
 /// A server that fetches from its own simulated ServiceM8 account.
 struct Pipeline {
@@ -325,7 +325,7 @@ async fn a_killed_workers_event_is_reclaimed_after_its_lease() {
         // A worker claims the event and dies without finishing it.
         let store = store::connect(&url).await.unwrap();
         let now = now_millis();
-        store.insert_events(&[new_event("job", &job, now)]).await.unwrap();
+        store.insert_events(&[queued_event("job", &job, now)]).await.unwrap();
         assert_eq!(claim(store.as_ref(), now, now + 300, 1).await.len(), 1);
     }
     let mut args = serve_args(&url);
@@ -339,23 +339,6 @@ async fn a_killed_workers_event_is_reclaimed_after_its_lease() {
         .to_owned();
     let done = wait_for_status(&app, &id, "success").await;
     assert_eq!(done["attempts"], 2);
-}
-
-fn new_event(object_type: &str, object_uuid: &str, now: i64) -> NewEvent {
-    NewEvent {
-        id: uuid::Uuid::now_v7(),
-        dedup_key: format!("test:{object_uuid}:{now}"),
-        format: "seed".into(),
-        object_type: object_type.into(),
-        object_uuid: object_uuid.into(),
-        event_type: "updated".into(),
-        occurred_at: Some(now),
-        changes: json!({}),
-        raw_body: b"{}".to_vec(),
-        headers: json!({}),
-        verification: "unsigned".into(),
-        received_at: now,
-    }
 }
 
 #[tokio::test]

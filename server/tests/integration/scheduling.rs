@@ -3,16 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use server::processor::{Processor, ProcessorArgs};
 use server::secret::Secret;
 use server::servicem8::client::{ServiceM8Args, ServiceM8Client};
 use server::servicem8::mock::{self, MockConfig, ObjectKind};
-use server::store::{self, now_millis, AttemptTiming, Completion, NewEvent, Store};
+use server::store::{self, now_millis, AttemptTiming, Completion, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{claim, TEST_NODE};
+use crate::common::{claim, queued_event, TEST_NODE};
 
 /// Longer than the test may take: a worker that waited for its next poll would fail it.
 const POLL_MS: u64 = 30_000;
@@ -30,23 +29,7 @@ async fn a_retry_is_attempted_when_it_falls_due_not_at_the_next_poll() {
     let job = account.uuids(ObjectKind::Job)[0].clone();
     let store = store::connect("sqlite::memory:").await.unwrap();
     let now = now_millis();
-    store
-        .insert_events(&[NewEvent {
-            id: uuid::Uuid::now_v7(),
-            dedup_key: "retry-timing".into(),
-            format: "seed".into(),
-            object_type: "job".into(),
-            object_uuid: job,
-            event_type: "updated".into(),
-            occurred_at: Some(now),
-            changes: json!({}),
-            raw_body: b"{}".to_vec(),
-            headers: json!({}),
-            verification: "unsigned".into(),
-            received_at: now,
-        }])
-        .await
-        .unwrap();
+    store.insert_events(&[queued_event("job", &job, now)]).await.unwrap();
     // The first attempt failed; the retry falls due in 300 ms.
     let claimed = claim(store.as_ref(), now, now + 60_000, 1).await;
     let due = now_millis() + 300;
@@ -89,23 +72,11 @@ async fn the_next_due_time_skips_what_is_already_due() {
     let store = store::connect("sqlite::memory:").await.unwrap();
     assert_eq!(store.next_due_after(0).await.unwrap(), None);
     let now = now_millis();
-    let mut events = Vec::new();
-    for (n, at) in [now - 10, now + 500, now + 900].into_iter().enumerate() {
-        events.push(NewEvent {
-            id: uuid::Uuid::now_v7(),
-            dedup_key: format!("due-{n}"),
-            format: "seed".into(),
-            object_type: "job".into(),
-            object_uuid: format!("job-{n}"),
-            event_type: "updated".into(),
-            occurred_at: None,
-            changes: json!({}),
-            raw_body: b"{}".to_vec(),
-            headers: json!({}),
-            verification: "unsigned".into(),
-            received_at: at,
-        });
-    }
+    let events: Vec<_> = [now - 10, now + 500, now + 900]
+        .into_iter()
+        .enumerate()
+        .map(|(n, at)| queued_event("job", &format!("job-{n}"), at))
+        .collect();
     store.insert_events(&events).await.unwrap();
     assert_eq!(store.next_due_after(now).await.unwrap(), Some(now + 500));
     assert_eq!(store.next_due_after(now + 500).await.unwrap(), Some(now + 900));

@@ -10,7 +10,7 @@ use server::config::ServeArgs;
 use server::ingest::signature::sign;
 use server::secret::Secret;
 use server::startup::Server;
-use server::store::{Claim, ClaimedEvent, Release, Store, Whose};
+use server::store::{Claim, ClaimedEvent, NewEvent, Release, Store, Whose};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -110,6 +110,17 @@ impl TestApp {
     }
 }
 
+/// A delivery of `body` to the receiver at `url`, signed with the test secret as ServiceM8 signs it; for tasks that
+/// post on their own, apart from a `TestApp`.
+pub fn signed_delivery(client: &reqwest::Client, url: &str, body: String) -> reqwest::RequestBuilder {
+    let signature = sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-servicem8-signature", signature)
+        .body(body)
+}
+
 /// A seed-format event for `object_uuid` with a given status change.
 pub fn seed_event(object_type: &str, object_uuid: &str, status: &str) -> String {
     serde_json::json!({
@@ -195,4 +206,22 @@ pub async fn release_expired(store: &dyn Store, now: i64, max_attempts: i32) -> 
         })
         .await
         .unwrap()
+}
+
+/// An `updated` event of one object as the receiver would store it, received (and due) at `received_at`.
+pub fn queued_event(object_type: &str, object_uuid: &str, received_at: i64) -> NewEvent {
+    NewEvent {
+        id: uuid::Uuid::now_v7(),
+        dedup_key: format!("test:{object_uuid}:{}", uuid::Uuid::now_v7()),
+        format: "seed".into(),
+        object_type: object_type.into(),
+        object_uuid: object_uuid.into(),
+        event_type: "updated".into(),
+        occurred_at: Some(received_at),
+        changes: serde_json::json!({}),
+        raw_body: b"{}".to_vec(),
+        headers: serde_json::json!({}),
+        verification: "unsigned".into(),
+        received_at,
+    }
 }
