@@ -1,14 +1,18 @@
 //! Durable storage behind one `Store` trait: webhook events, admin sessions and settings.
 //!
-//! SQLite (embedded, the default) and PostgreSQL (scale-out) implement the same trait and pass the same
-//! conformance suite (`server/tests/integration/store_conformance/`). Timestamps are unix milliseconds in both engines so
-//! that both answer identically.
+//! SQLite (embedded, the default) and PostgreSQL (scale-out) share one implementation (`shared.rs`), each engine
+//! supplying only what differs (`engine.rs`), and pass the same conformance suite
+//! (`server/tests/integration/store_conformance/`). Timestamps are unix milliseconds in both engines so that both
+//! answer identically.
 
+mod batch;
+mod engine;
 pub mod insight;
 pub mod mirror;
 pub mod portal;
 mod postgres;
 pub mod queue;
+mod shared;
 mod sqlite;
 mod wal;
 

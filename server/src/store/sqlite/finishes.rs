@@ -7,8 +7,7 @@ use std::sync::Mutex;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::oneshot;
 
-use super::super::{AttemptTiming, ClaimedEvent, Completion, StoreError};
-use super::batch;
+use super::super::{batch, AttemptTiming, ClaimedEvent, Completion, StoreError};
 
 /// A finish waiting for the writer, and who waits for it.
 struct Finish {
@@ -69,7 +68,9 @@ async fn commit(writer: &mut SqliteConnection, finishes: &[Finish]) -> Result<Ve
     let mut tx = writer.begin().await?;
     let mut counts = Vec::with_capacity(finishes.len());
     for finish in finishes {
-        counts.push(batch::finish_events(&mut tx, &finish.events, &finish.completion, &finish.attempt).await?);
+        counts.push(
+            batch::finish_events::<sqlx::Sqlite>(&mut tx, &finish.events, &finish.completion, &finish.attempt).await?,
+        );
     }
     tx.commit().await?;
     Ok(counts)

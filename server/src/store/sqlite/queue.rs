@@ -1,14 +1,9 @@
-//! The queue's statements on the writer: claiming due objects, releasing claims, and counting ServiceM8 requests.
+//! The queue's statements on the writer: claiming due objects and releasing claims.
 
 use sqlx::{Connection, SqliteConnection};
 
-use super::super::queue::{
-    take_api_budget_on, Claim, Release, Whose, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, RELEASE_SET,
-};
-use super::super::{
-    in_change_order, BudgetGrant, BudgetLimits, ClaimedEvent, ClaimedRow, StoreError, CLAIMED_COLUMNS,
-    MAX_CLAIMED_EVENTS,
-};
+use super::super::queue::{Claim, Release, Whose, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, RELEASE_SET};
+use super::super::{in_change_order, ClaimedEvent, ClaimedRow, StoreError, CLAIMED_COLUMNS, MAX_CLAIMED_EVENTS};
 
 pub(super) async fn claim_due_objects(
     connection: &mut SqliteConnection,
@@ -70,19 +65,4 @@ pub(super) async fn release_claims(
     let released = released.execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(released.rows_affected())
-}
-
-pub(super) async fn take_api_budget(
-    connection: &mut SqliteConnection,
-    now: i64,
-    limits: BudgetLimits,
-) -> Result<BudgetGrant, StoreError> {
-    let mut tx = connection.begin().await?;
-    let grant = take_api_budget_on::<sqlx::Sqlite>(&mut tx, now, limits).await?;
-    if grant == BudgetGrant::Granted {
-        tx.commit().await?;
-    } else {
-        tx.rollback().await?;
-    }
-    Ok(grant)
 }

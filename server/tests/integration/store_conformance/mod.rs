@@ -80,6 +80,26 @@ async fn a_repeated_dedup_key_is_a_duplicate_of_the_first_event(store: Arc<dyn S
     assert_eq!(store.stats().await.unwrap().total, 1);
 }
 
+async fn a_delivery_larger_than_one_statement_is_stored_whole_with_its_own_repeats_as_duplicates(
+    store: Arc<dyn Store>,
+) {
+    // 2,500 events span three insert statements; keys repeat within the batch and across its statements.
+    let events: Vec<NewEvent> = (0..2_500)
+        .map(|n| event(&format!("job-{}", n % 50), &format!("k{}", n % 2_000), 1_000 + n))
+        .collect();
+    let inserted = store.insert_events(&events).await.unwrap();
+    assert_eq!(inserted.len(), 2_500);
+    for (n, insertion) in inserted.iter().enumerate() {
+        let first_with_key = &events[n % 2_000];
+        if n < 2_000 {
+            assert_eq!(*insertion, Insertion::Stored(first_with_key.id));
+        } else {
+            assert_eq!(*insertion, Insertion::Duplicate(first_with_key.id));
+        }
+    }
+    assert_eq!(store.stats().await.unwrap().total, 2_000);
+}
+
 async fn stats_count_by_status_and_object_type(store: Arc<dyn Store>) {
     let empty = store.stats().await.unwrap();
     assert_eq!(empty.total, 0);
@@ -383,6 +403,7 @@ macro_rules! conformance {
 conformance!(
     an_inserted_event_is_listed_as_queued,
     a_repeated_dedup_key_is_a_duplicate_of_the_first_event,
+    a_delivery_larger_than_one_statement_is_stored_whole_with_its_own_repeats_as_duplicates,
     stats_count_by_status_and_object_type,
     events_list_newest_first_within_the_limit_and_status,
     a_setting_keeps_its_first_value,
@@ -391,6 +412,7 @@ conformance!(
     claiming_takes_every_due_event_of_one_object_once,
     one_claim_takes_several_objects_oldest_first_each_with_all_its_due_events,
     finishing_records_the_attempt_and_ignores_lost_leases,
+    a_finish_of_more_events_than_one_statement_takes_records_each,
     a_lease_is_renewed_only_by_its_holder,
     an_interrupted_claim_is_recorded_then_queued_again_or_failed_on_its_last_attempt,
     a_starting_node_releases_its_own_claims_and_no_one_elses,

@@ -205,6 +205,40 @@ pub(super) async fn a_lease_is_renewed_only_by_its_holder(store: Arc<dyn Store>)
     );
 }
 
+pub(super) async fn a_finish_of_more_events_than_one_statement_takes_records_each(store: Arc<dyn Store>) {
+    let now = now_millis();
+    // Three objects of 400 events, claimed one by one under one lease and finished together: 1,200 events span
+    // two update statements.
+    let events: Vec<_> = (0..1_200)
+        .map(|n| event(&format!("job-{}", n / 400), &format!("k{n}"), now - 10_000 + n))
+        .collect();
+    store.insert_events(&events).await.unwrap();
+    let mut claimed = Vec::new();
+    for _ in 0..3 {
+        claimed.extend(claim(store.as_ref(), now, now + 60_000, 1).await);
+    }
+    assert_eq!(claimed.len(), 1_200);
+    let timing = AttemptTiming {
+        started_at: now,
+        finished_at: now + 5,
+        http_status: Some(200),
+    };
+    let finished = store
+        .finish_events(&claimed, &Completion::Success, &timing)
+        .await
+        .unwrap();
+    assert_eq!(finished, 1_200);
+    assert_eq!(store.stats().await.unwrap().count(EventStatus::Success), 1_200);
+    for event in [&claimed[0], &claimed[1_199]] {
+        let attempts = store.event_attempts(&event.id).await.unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(
+            (attempts[0].outcome.as_str(), attempts[0].http_status),
+            ("success", Some(200))
+        );
+    }
+}
+
 pub(super) async fn finishing_records_the_attempt_and_ignores_lost_leases(store: Arc<dyn Store>) {
     let now = now_millis();
     store.insert_events(&[event("job-1", "k1", now)]).await.unwrap();

@@ -1,0 +1,201 @@
+//! Many rows per statement, on either engine. Every statement is a round trip (to SQLite's connection thread, or
+//! over the network to PostgreSQL), which costs more than the database's work on a small row: a batch of
+//! deliveries, or the events of one claimed object, take one or two statements instead of one or two per event.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
+
+use super::{AttemptTiming, ClaimedEvent, Completion, FinishValues, Insertion, NewEvent, StoreError};
+
+/// Rows per statement: 14 parameters per event stay well under SQLite's 32,766 and PostgreSQL's 65,535.
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+const EVENT_COLUMNS: usize = 14;
+const ATTEMPT_COLUMNS: usize = 7;
+/// The parameters of a finish's `SET` and lease, before its ids.
+const FINISH_PARAMETERS: usize = 8;
+
+/// Inserts `events`, skipping those whose dedup key is already stored, and says for each which id holds it.
+pub async fn insert_events<DB>(
+    connection: &mut DB::Connection,
+    events: &[NewEvent],
+) -> Result<Vec<Insertion>, StoreError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q String: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q serde_json::Value: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q Vec<u8>: Encode<'q, DB> + Type<DB>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'r> (String, String): FromRow<'r, DB::Row>,
+{
+    let mut stored: HashSet<String> = HashSet::with_capacity(events.len());
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        // Conflicting rows (stored before, or earlier in this batch) are skipped and not returned.
+        let sql = format!(
+            "INSERT INTO webhook_events (id, dedup_key, format, object_type, object_uuid, event_type, occurred_at,
+                 changes, raw_body, headers, verification, next_attempt_at, received_at, updated_at)
+             VALUES {} ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+            value_rows(chunk.len(), EVENT_COLUMNS)
+        );
+        let mut insert = sqlx::query_scalar::<DB, String>(&sql);
+        for event in chunk {
+            insert = insert
+                .bind(event.id.to_string())
+                .bind(&event.dedup_key)
+                .bind(&event.format)
+                .bind(&event.object_type)
+                .bind(&event.object_uuid)
+                .bind(&event.event_type)
+                .bind(event.occurred_at)
+                .bind(&event.changes)
+                .bind(&event.raw_body)
+                .bind(&event.headers)
+                .bind(&event.verification)
+                .bind(event.received_at)
+                .bind(event.received_at)
+                .bind(event.received_at);
+        }
+        stored.extend(insert.fetch_all(&mut *connection).await?);
+    }
+    let duplicates: Vec<&str> = events
+        .iter()
+        .filter(|event| !stored.contains(&event.id.to_string()))
+        .map(|event| event.dedup_key.as_str())
+        .collect();
+    let mut holders: HashMap<String, String> = HashMap::with_capacity(duplicates.len());
+    for chunk in duplicates.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT dedup_key, id FROM webhook_events WHERE dedup_key IN ({})",
+            numbered(1, chunk.len())
+        );
+        let mut select = sqlx::query_as::<DB, (String, String)>(&sql);
+        for key in chunk {
+            select = select.bind(*key);
+        }
+        holders.extend(select.fetch_all(&mut *connection).await?);
+    }
+    events
+        .iter()
+        .map(|event| {
+            if stored.contains(&event.id.to_string()) {
+                return Ok(Insertion::Stored(event.id));
+            }
+            let holder = holders
+                .get(&event.dedup_key)
+                .ok_or_else(|| StoreError::Corrupt(format!("no event holds dedup key {}", event.dedup_key)))?;
+            Ok(Insertion::Duplicate(
+                holder.parse().map_err(|_| StoreError::Corrupt(holder.clone()))?,
+            ))
+        })
+        .collect()
+}
+
+/// Records how the attempt on `events` ended, for those whose lease is still theirs; one attempt row each.
+pub async fn finish_events<DB>(
+    connection: &mut DB::Connection,
+    events: &[ClaimedEvent],
+    completion: &Completion,
+    attempt: &AttemptTiming,
+) -> Result<u64, StoreError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q String: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+{
+    let values = FinishValues::new(completion, attempt.finished_at);
+    let mut finished_count = 0;
+    // The events of one claim share a lease; grouping keeps the id lookup on its index.
+    let mut by_lease: BTreeMap<i64, Vec<&ClaimedEvent>> = BTreeMap::new();
+    for event in events {
+        by_lease.entry(event.lease_until).or_default().push(event);
+    }
+    for (lease_until, leased) in by_lease {
+        for chunk in leased.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE webhook_events
+                 SET status = $1, last_error = COALESCE($2, last_error), skip_reason = $3, locked_until = NULL,
+                     next_attempt_at = COALESCE($4, next_attempt_at), attempts = attempts - $5,
+                     processed_at = COALESCE($6, processed_at), updated_at = $7
+                 WHERE status = 'processing' AND locked_until = $8 AND id IN ({})
+                 RETURNING id",
+                numbered(FINISH_PARAMETERS + 1, chunk.len())
+            );
+            let mut update = sqlx::query_scalar::<DB, String>(&sql)
+                .bind(values.status)
+                .bind(values.last_error)
+                .bind(values.skip_reason)
+                .bind(values.next_attempt_at)
+                .bind(values.refund)
+                .bind(values.processed_at)
+                .bind(attempt.finished_at)
+                .bind(lease_until);
+            for event in chunk {
+                update = update.bind(&event.id);
+            }
+            let finished: HashSet<String> = update.fetch_all(&mut *connection).await?.into_iter().collect();
+            let recorded: Vec<&&ClaimedEvent> = chunk.iter().filter(|event| finished.contains(&event.id)).collect();
+            finished_count += recorded.len() as u64;
+            if recorded.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "INSERT INTO event_attempts (event_id, attempt, started_at, finished_at, outcome, http_status, error)
+                 VALUES {}",
+                value_rows(recorded.len(), ATTEMPT_COLUMNS)
+            );
+            let mut insert = sqlx::query::<DB>(&sql);
+            for event in recorded {
+                insert = insert
+                    .bind(&event.id)
+                    .bind(event.attempts)
+                    .bind(attempt.started_at)
+                    .bind(attempt.finished_at)
+                    .bind(completion.outcome_name())
+                    .bind(attempt.http_status)
+                    .bind(completion.error().or(values.skip_reason));
+            }
+            insert.execute(&mut *connection).await?;
+        }
+    }
+    Ok(finished_count)
+}
+
+/// `$first, $first+1, …`: `count` numbered placeholders.
+fn numbered(first: usize, count: usize) -> String {
+    let placeholders: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    placeholders.join(", ")
+}
+
+/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders each.
+fn value_rows(rows: usize, columns: usize) -> String {
+    let rows: Vec<String> = (0..rows)
+        .map(|row| format!("({})", numbered(row * columns + 1, columns)))
+        .collect();
+    rows.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_rows_number_every_placeholder_once_row_by_row() {
+        assert_eq!(value_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(numbered(9, 2), "$9, $10");
+    }
+}

@@ -1,0 +1,68 @@
+//! What the two engines do differently. Everything they do alike — every statement both run — is written once,
+//! in `shared.rs`, for any `Engine`; an engine supplies its connections and the few statements that only it can
+//! run well (claiming, releasing, finishing, and how nodes take turns at the API budget).
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgQueryResult;
+use sqlx::sqlite::SqliteQueryResult;
+use sqlx::{Database, Pool};
+
+use super::{AttemptTiming, Claim, ClaimedEvent, Completion, Release, StoreError};
+
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    type Db: Database<QueryResult: RowsAffected>;
+
+    /// Where reads go: in SQLite's WAL mode they see the last commit and never wait for the writer.
+    fn readers(&self) -> &Pool<Self::Db>;
+
+    /// A connection to write on: SQLite's one writer, in turn; any pooled connection on PostgreSQL.
+    async fn writer(&self) -> Result<PoolConnection<Self::Db>, StoreError>;
+
+    /// Hands `writer` back, then returns once what it committed is durable: for accepted events and whatever a
+    /// user asked for. Writes that skip this are the workers' bookkeeping (claims, finishes, mirror rows, budget
+    /// counts, watermarks): they survive a crash of the process, and a power loss can only take them back to an
+    /// earlier state that processing repeats (leases expire; fetches and edit_date-guarded writes are idempotent).
+    async fn synced(&self, writer: PoolConnection<Self::Db>) -> Result<(), StoreError>;
+
+    /// See `Store::log_bytes`.
+    fn log_bytes(&self) -> Option<u64> {
+        None
+    }
+
+    /// Inside the transaction that takes one request from the API budget: keeps every other taker (on any node)
+    /// out until it ends, so that two of them never both see room for the last request.
+    async fn lock_api_budget(&self, transaction: &mut <Self::Db as Database>::Connection) -> Result<(), StoreError>;
+
+    /// See `Store::claim_due_objects`.
+    async fn claim_due_objects(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedEvent>, StoreError>;
+
+    /// See `Store::release_claims`.
+    async fn release_claims(&self, release: &Release<'_>) -> Result<u64, StoreError>;
+
+    /// See `Store::finish_events`.
+    async fn finish_events(
+        &self,
+        events: &[ClaimedEvent],
+        completion: &Completion,
+        attempt: &AttemptTiming,
+    ) -> Result<u64, StoreError>;
+}
+
+/// How many rows a statement changed: each sqlx driver answers it, but no sqlx trait does.
+pub trait RowsAffected {
+    fn rows_affected(&self) -> u64;
+}
+
+impl RowsAffected for SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        SqliteQueryResult::rows_affected(self)
+    }
+}
+
+impl RowsAffected for PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        PgQueryResult::rows_affected(self)
+    }
+}

@@ -1,0 +1,474 @@
+//! The store, written once for both engines: every statement they both run, with `$n` binds (sqlx's SQLite
+//! driver reads them as PostgreSQL does). An engine only supplies what differs (`Engine`), so a new table or
+//! column is one change here, whichever engine runs it.
+
+use app::model::{EventPage, EventQuery, MinuteBucket, PipelineHealth, Stats};
+use async_trait::async_trait;
+use sqlx::{Connection, Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
+
+use super::engine::{Engine, RowsAffected};
+use super::insight::{
+    assemble_buckets, assemble_health, budget_use, budget_use_binds, event_page_query, BindValue, EventRecord,
+    BUDGET_USE_SQL, EVENT_RECORD_SQL, FINISHED_BY_STATUS_SQL, FINISHED_PER_MINUTE_SQL, OLDEST_QUEUED_SQL,
+    PROCESSING_SAMPLE, PROCESSING_TIMES_SQL, QUEUE_DEPTH_SQL, RECEIVED_PER_MINUTE_SQL,
+};
+use super::portal::{
+    JobChild, COMPANY_JOBS_SQL, CREATE_LINK_SQL, CREATE_SESSION_SQL, DELETE_SESSION_SQL, REDEEM_LINK_SQL,
+    SESSION_COMPANY_SQL,
+};
+use super::queue::{take_api_budget_on, Claim, Release, MINUTE_MS, NEXT_DUE_SQL, PAUSE_API_SQL, RENEW_LEASE_SQL};
+use super::{
+    assemble_stats, batch, into_page, mirror_table, now_millis, parse_status, AttemptRecord, AttemptTiming,
+    BudgetGrant, BudgetLimits, ClaimedEvent, Completion, EventRow, Insertion, MirrorRecord, MirrorWrite, NewEvent,
+    RetryOutcome, Store, StoreError, ATTEMPT_COLUMNS, EVENT_SUMMARY_COLUMNS,
+};
+
+/// Puts a failed, skipped or succeeded event back in the queue (`$1` now, `$2` its id).
+const RETRY_EVENT_SQL: &str = "UPDATE webhook_events SET status = 'queued', attempts = 0, next_attempt_at = $1,
+     updated_at = $1 WHERE id = $2 AND status IN ('failed', 'skipped', 'success')";
+const RETRY_FAILED_SQL: &str = "UPDATE webhook_events SET status = 'queued', attempts = 0, next_attempt_at = $1,
+     updated_at = $1 WHERE status = 'failed'";
+/// Keeps the newest edit_date seen: text comparison, as ServiceM8's `YYYY-MM-DD HH:MM:SS` sorts.
+const SET_WATERMARK_SQL: &str = "INSERT INTO sync_watermarks (object_type, edit_date, synced_at) VALUES ($1, $2, $3)
+     ON CONFLICT (object_type) DO UPDATE
+     SET edit_date = CASE WHEN sync_watermarks.edit_date > $2 THEN sync_watermarks.edit_date ELSE $2 END,
+         synced_at = $3";
+
+#[async_trait]
+impl<E> Store for E
+where
+    E: Engine,
+    for<'c> &'c mut <E::Db as Database>::Connection: Executor<'c, Database = E::Db>,
+    for<'q> <E::Db as Database>::Arguments<'q>: IntoArguments<'q, E::Db>,
+    for<'q> String: Encode<'q, E::Db> + Type<E::Db>,
+    for<'q> &'q str: Encode<'q, E::Db> + Type<E::Db>,
+    for<'q> &'q String: Encode<'q, E::Db> + Type<E::Db>,
+    for<'q> i32: Encode<'q, E::Db> + Type<E::Db>,
+    for<'q> i64: Encode<'q, E::Db> + Type<E::Db>,
+    for<'q> Option<i32>: Encode<'q, E::Db> + Type<E::Db>,
+    for<'q> Option<i64>: Encode<'q, E::Db> + Type<E::Db>,
+    for<'q> Option<&'q str>: Encode<'q, E::Db> + Type<E::Db>,
+    for<'q> Option<String>: Encode<'q, E::Db> + Type<E::Db>,
+    for<'q> &'q serde_json::Value: Encode<'q, E::Db> + Type<E::Db>,
+    for<'q> &'q Vec<u8>: Encode<'q, E::Db> + Type<E::Db>,
+    for<'r> String: Decode<'r, E::Db> + Type<E::Db>,
+    for<'r> i64: Decode<'r, E::Db> + Type<E::Db>,
+    for<'r> serde_json::Value: Decode<'r, E::Db> + Type<E::Db>,
+    for<'r> (i64,): FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> (i64, Option<i64>): FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> (Option<i64>,): FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> (String,): FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> (Option<String>,): FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> (serde_json::Value,): FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> (String, i64): FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> (String, String): FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> (i64, i64): FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> (i64, String, i64, Option<f64>): FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> EventRow: FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> EventRecord: FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> AttemptRecord: FromRow<'r, <E::Db as Database>::Row>,
+{
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(self.readers()).await?;
+        Ok(())
+    }
+
+    fn log_bytes(&self) -> Option<u64> {
+        Engine::log_bytes(self)
+    }
+
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Insertion>, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut transaction = writer.begin().await?;
+        let insertions = batch::insert_events::<E::Db>(&mut transaction, events).await?;
+        transaction.commit().await?;
+        self.synced(writer).await?;
+        Ok(insertions)
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        let readers = self.readers();
+        let by_status = sqlx::query_as("SELECT status, COUNT(*) FROM webhook_events GROUP BY status")
+            .fetch_all(readers)
+            .await?;
+        let by_object_type = sqlx::query_as("SELECT object_type, COUNT(*) FROM webhook_events GROUP BY object_type")
+            .fetch_all(readers)
+            .await?;
+        let last_received_at = sqlx::query_scalar("SELECT MAX(received_at) FROM webhook_events")
+            .fetch_one(readers)
+            .await?;
+        assemble_stats(by_status, by_object_type, last_received_at)
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let built = event_page_query(query, EVENT_SUMMARY_COLUMNS);
+        let mut select = sqlx::query_as::<_, EventRow>(&built.sql);
+        for value in built.binds {
+            select = match value {
+                BindValue::Text(text) => select.bind(text),
+                BindValue::Int(number) => select.bind(number),
+            };
+        }
+        into_page(select.fetch_all(self.readers()).await?, query)
+    }
+
+    async fn event_record(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
+        Ok(sqlx::query_as(EVENT_RECORD_SQL)
+            .bind(event_id)
+            .fetch_optional(self.readers())
+            .await?)
+    }
+
+    async fn pipeline_health(&self, now: i64, limits: BudgetLimits) -> Result<PipelineHealth, StoreError> {
+        let readers = self.readers();
+        let hour_ago = now - 60 * MINUTE_MS;
+        let queue_depth = sqlx::query_scalar(QUEUE_DEPTH_SQL).fetch_one(readers).await?;
+        let oldest_queued = sqlx::query_scalar(OLDEST_QUEUED_SQL).fetch_one(readers).await?;
+        let finished = sqlx::query_as(FINISHED_BY_STATUS_SQL)
+            .bind(hour_ago)
+            .fetch_all(readers)
+            .await?;
+        let times = sqlx::query_scalar(PROCESSING_TIMES_SQL)
+            .bind(hour_ago)
+            .bind(PROCESSING_SAMPLE)
+            .fetch_all(readers)
+            .await?;
+        let (minute_start, day_key) = budget_use_binds(now);
+        let budget = sqlx::query_as(BUDGET_USE_SQL)
+            .bind(minute_start)
+            .bind(day_key)
+            .fetch_one(readers)
+            .await?;
+        Ok(assemble_health(
+            queue_depth,
+            oldest_queued,
+            finished,
+            times,
+            budget_use(budget, limits),
+            now,
+        ))
+    }
+
+    async fn minute_buckets(&self, since: i64, now: i64) -> Result<Vec<MinuteBucket>, StoreError> {
+        let received = sqlx::query_as(RECEIVED_PER_MINUTE_SQL)
+            .bind(since)
+            .fetch_all(self.readers())
+            .await?;
+        let finished = sqlx::query_as(FINISHED_PER_MINUTE_SQL)
+            .bind(since)
+            .fetch_all(self.readers())
+            .await?;
+        Ok(assemble_buckets(since, now, received, finished))
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let mut writer = self.writer().await?;
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&mut *writer)
+            .await?;
+        let stored = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&mut *writer)
+            .await?;
+        self.synced(writer).await?;
+        Ok(stored)
+    }
+
+    async fn create_session(&self, token_hash: &str, expires_at: i64) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        sqlx::query("INSERT INTO admin_sessions (token_hash, created_at, expires_at) VALUES ($1, $2, $3)")
+            .bind(token_hash)
+            .bind(now_millis())
+            .bind(expires_at)
+            .execute(&mut *writer)
+            .await?;
+        self.synced(writer).await
+    }
+
+    async fn session_is_active(&self, token_hash: &str, now: i64) -> Result<bool, StoreError> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT token_hash FROM admin_sessions WHERE token_hash = $1 AND expires_at > $2")
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(self.readers())
+                .await?;
+        Ok(found.is_some())
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        sqlx::query("DELETE FROM admin_sessions WHERE token_hash = $1 OR expires_at <= $2")
+            .bind(token_hash)
+            .bind(now_millis())
+            .execute(&mut *writer)
+            .await?;
+        self.synced(writer).await
+    }
+
+    async fn claim_due_objects(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedEvent>, StoreError> {
+        Engine::claim_due_objects(self, claim).await
+    }
+
+    async fn next_due_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(NEXT_DUE_SQL)
+            .bind(now)
+            .fetch_one(self.readers())
+            .await?)
+    }
+
+    async fn release_claims(&self, release: &Release<'_>) -> Result<u64, StoreError> {
+        Engine::release_claims(self, release).await
+    }
+
+    async fn renew_lease(
+        &self,
+        object_type: &str,
+        object_uuid: &str,
+        held_until: i64,
+        lease_until: i64,
+    ) -> Result<u64, StoreError> {
+        let mut writer = self.writer().await?;
+        let renewed = sqlx::query(RENEW_LEASE_SQL)
+            .bind(lease_until)
+            .bind(object_type)
+            .bind(object_uuid)
+            .bind(held_until)
+            .execute(&mut *writer)
+            .await?;
+        Ok(renewed.rows_affected())
+    }
+
+    async fn finish_events(
+        &self,
+        events: &[ClaimedEvent],
+        completion: &Completion,
+        attempt: &AttemptTiming,
+    ) -> Result<u64, StoreError> {
+        Engine::finish_events(self, events, completion, attempt).await
+    }
+
+    async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM event_attempts WHERE event_id = $1 ORDER BY id"
+        ))
+        .bind(event_id)
+        .fetch_all(self.readers())
+        .await?)
+    }
+
+    async fn retry_event(&self, event_id: &str, now: i64) -> Result<RetryOutcome, StoreError> {
+        let mut writer = self.writer().await?;
+        let updated = sqlx::query(RETRY_EVENT_SQL)
+            .bind(now)
+            .bind(event_id)
+            .execute(&mut *writer)
+            .await?;
+        self.synced(writer).await?;
+        if updated.rows_affected() == 1 {
+            return Ok(RetryOutcome::Requeued);
+        }
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM webhook_events WHERE id = $1")
+            .bind(event_id)
+            .fetch_optional(self.readers())
+            .await?;
+        Ok(match status {
+            None => RetryOutcome::NotFound,
+            Some(status) => RetryOutcome::NotRetryable(parse_status(&status)?),
+        })
+    }
+
+    async fn retry_failed_events(&self, now: i64, dry_run: bool) -> Result<u64, StoreError> {
+        if dry_run {
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status = 'failed'")
+                .fetch_one(self.readers())
+                .await?;
+            return Ok(count as u64);
+        }
+        let mut writer = self.writer().await?;
+        let updated = sqlx::query(RETRY_FAILED_SQL).bind(now).execute(&mut *writer).await?;
+        self.synced(writer).await?;
+        Ok(updated.rows_affected())
+    }
+
+    async fn delete_finished_events_before(&self, cutoff: i64) -> Result<u64, StoreError> {
+        let mut writer = self.writer().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM webhook_events WHERE status IN ('success', 'skipped', 'failed') AND received_at < $1",
+        )
+        .bind(cutoff)
+        .execute(&mut *writer)
+        .await?;
+        self.synced(writer).await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn upsert_mirror(&self, record: &MirrorRecord, now: i64) -> Result<MirrorWrite, StoreError> {
+        let sql = record.upsert_sql();
+        let mut query = sqlx::query(&sql).bind(&record.uuid);
+        for value in record.key_values() {
+            query = query.bind(value);
+        }
+        let mut writer = self.writer().await?;
+        let written = query
+            .bind(&record.edit_date)
+            .bind(i32::from(record.active))
+            .bind(&record.record)
+            .bind(now)
+            .execute(&mut *writer)
+            .await?;
+        Ok(if written.rows_affected() == 1 {
+            MirrorWrite::Applied
+        } else {
+            MirrorWrite::Stale
+        })
+    }
+
+    async fn mirror_record(&self, object_type: &str, uuid: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let Some(table) = mirror_table(object_type) else {
+            return Ok(None);
+        };
+        Ok(
+            sqlx::query_scalar(&format!("SELECT record FROM {} WHERE uuid = $1", table.table))
+                .bind(uuid)
+                .fetch_optional(self.readers())
+                .await?,
+        )
+    }
+
+    async fn job_company(&self, job_uuid: &str) -> Result<Option<String>, StoreError> {
+        let company: Option<Option<String>> = sqlx::query_scalar("SELECT company_uuid FROM sm8_jobs WHERE uuid = $1")
+            .bind(job_uuid)
+            .fetch_optional(self.readers())
+            .await?;
+        Ok(company.flatten())
+    }
+
+    async fn take_api_budget(&self, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut transaction = writer.begin().await?;
+        self.lock_api_budget(&mut transaction).await?;
+        let grant = take_api_budget_on::<E::Db>(&mut transaction, now, limits).await?;
+        if grant == BudgetGrant::Granted {
+            transaction.commit().await?;
+        } else {
+            transaction.rollback().await?;
+        }
+        Ok(grant)
+    }
+
+    async fn pause_api_budget(&self, until: i64) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        sqlx::query(PAUSE_API_SQL).bind(until).execute(&mut *writer).await?;
+        Ok(())
+    }
+
+    async fn sync_watermark(&self, object_type: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT edit_date FROM sync_watermarks WHERE object_type = $1")
+                .bind(object_type)
+                .fetch_optional(self.readers())
+                .await?,
+        )
+    }
+
+    async fn set_sync_watermark(&self, object_type: &str, edit_date: &str, now: i64) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        sqlx::query(SET_WATERMARK_SQL)
+            .bind(object_type)
+            .bind(edit_date)
+            .bind(now)
+            .execute(&mut *writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn company_jobs(&self, company_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        Ok(sqlx::query_scalar(COMPANY_JOBS_SQL)
+            .bind(company_uuid)
+            .fetch_all(self.readers())
+            .await?)
+    }
+
+    async fn job_children(&self, child: JobChild, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        Ok(sqlx::query_scalar(child.sql())
+            .bind(job_uuid)
+            .fetch_all(self.readers())
+            .await?)
+    }
+
+    async fn create_portal_link(
+        &self,
+        token_hash: &str,
+        company_uuid: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        insert_portal_token(self, CREATE_LINK_SQL, token_hash, company_uuid, expires_at).await
+    }
+
+    async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
+        let mut writer = self.writer().await?;
+        let company = sqlx::query_scalar(REDEEM_LINK_SQL)
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&mut *writer)
+            .await?;
+        self.synced(writer).await?;
+        Ok(company)
+    }
+
+    async fn create_portal_session(
+        &self,
+        token_hash: &str,
+        company_uuid: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        insert_portal_token(self, CREATE_SESSION_SQL, token_hash, company_uuid, expires_at).await
+    }
+
+    async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(SESSION_COMPANY_SQL)
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(self.readers())
+            .await?)
+    }
+
+    async fn delete_portal_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        sqlx::query(DELETE_SESSION_SQL)
+            .bind(token_hash)
+            .bind(now_millis())
+            .execute(&mut *writer)
+            .await?;
+        self.synced(writer).await
+    }
+}
+
+/// Stores a portal link or session (`sql` is the one or the other): a token hash for a company until
+/// `expires_at`.
+async fn insert_portal_token<E>(
+    engine: &E,
+    sql: &str,
+    token_hash: &str,
+    company_uuid: &str,
+    expires_at: i64,
+) -> Result<(), StoreError>
+where
+    E: Engine,
+    for<'c> &'c mut <E::Db as Database>::Connection: Executor<'c, Database = E::Db>,
+    for<'q> <E::Db as Database>::Arguments<'q>: IntoArguments<'q, E::Db>,
+    for<'q> &'q str: Encode<'q, E::Db> + Type<E::Db>,
+    for<'q> i64: Encode<'q, E::Db> + Type<E::Db>,
+{
+    let mut writer = engine.writer().await?;
+    sqlx::query(sql)
+        .bind(token_hash)
+        .bind(company_uuid)
+        .bind(now_millis())
+        .bind(expires_at)
+        .execute(&mut *writer)
+        .await?;
+    engine.synced(writer).await
+}
