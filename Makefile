@@ -12,7 +12,10 @@ TOOLS := target/tools
 WASM_OPT := $(TOOLS)/node_modules/.bin/wasm-opt
 WASM_RAW := target/wasm32-unknown-unknown/wasm-release/frontend.wasm
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
-CARGO_TEST := cargo test --locked -p app -p server
+# The product (app, server), the simulated ServiceM8 account, the tools, and the binary with the system's
+# integration tests.
+RUST_PACKAGES := -p app -p server -p servicem8-mock -p sm8-tools -p sm8-webhooks
+CARGO_TEST := cargo test --locked $(RUST_PACKAGES)
 
 .PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js bench tools wasm-target e2e-deps postgres lint fmt clean FORCE
 
@@ -30,7 +33,7 @@ tools: wasm-target
 	@test -x $(WASM_OPT) || npm install --prefix $(TOOLS) --no-save --no-audit --no-fund binaryen@$(BINARYEN_VERSION)
 
 $(BIN): FORCE
-	cargo build --release --locked -p server
+	cargo build --release --locked -p $(NAME)
 
 $(WASM_RAW): FORCE | tools
 	cargo build --locked -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
@@ -70,7 +73,7 @@ test-rust:
 test-postgres: postgres
 	@psql "$(TEST_DATABASE_URL)" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'sm8_test_%'" | \
 		while read -r name; do psql "$(TEST_DATABASE_URL)" -qc "DROP DATABASE IF EXISTS $$name"; done
-	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO_TEST) --test integration -- --ignored
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) cargo test --locked -p $(NAME) --test integration -- --ignored
 
 postgres:
 	@pg_isready -h 127.0.0.1 -p 5432 -q || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
@@ -99,7 +102,7 @@ bench: build e2e-deps
 ## lint: formatting, and clippy on the server side and on the browser side (hydrate-only code included)
 lint: wasm-target
 	cargo fmt --all -- --check
-	cargo clippy --locked -p app -p server --all-targets -- -D warnings
+	cargo clippy --locked $(RUST_PACKAGES) --all-targets -- -D warnings
 	cargo clippy --locked --target wasm32-unknown-unknown -p frontend -p app --features app/hydrate -- -D warnings
 
 fmt:

@@ -3,8 +3,7 @@
 pub mod attachments;
 pub mod auth;
 pub mod backend;
-pub mod bench;
-pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod csrf;
 pub mod error;
@@ -22,7 +21,6 @@ pub mod receiver;
 pub mod secret;
 pub mod security_headers;
 pub mod servicem8;
-pub mod simulate;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -2,8 +2,8 @@
 //!
 //! SQLite (embedded, the default) and PostgreSQL (scale-out) share one implementation (`shared.rs`), each engine
 //! supplying only what differs (`engine.rs`), and pass the same conformance suite
-//! (`server/tests/integration/store_conformance/`). Timestamps are unix milliseconds in both engines so that both
-//! answer identically.
+//! (`crates/sm8-webhooks/tests/integration/store_conformance/`). Timestamps are unix milliseconds in both engines
+//! so that both answer identically.
 
 mod batch;
 mod engine;

@@ -1,0 +1,159 @@
+//! Processing: 20,000 events over 2,000 jobs are queued straight into the store while no worker runs, then the
+//! server starts with its default worker pool against the simulated account (no added latency, no limits) and the
+//! queue is drained. Reported: events finished per second, and API requests per event (coalescing fetches one
+//! record for all the queued events of an object).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use app::model::EventStatus;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::harness::{self, Databases};
+use super::measure::{per_second, ratio};
+use super::report::{Figure, ScenarioReport, Target};
+use super::Settings;
+use server::store::{self, now_millis, NewEvent};
+use servicem8_mock::ObjectKind;
+
+pub const EVENTS: usize = 20_000;
+/// 400 companies × 5 jobs.
+const COMPANIES: usize = 400;
+const JOBS_PER_COMPANY: usize = 5;
+/// Events per insert transaction while queueing.
+const INSERT_BATCH: usize = 500;
+const POLL: Duration = Duration::from_millis(100);
+/// How often progress is printed while the queue drains.
+const PROGRESS: Duration = Duration::from_secs(10);
+
+pub async fn run(settings: &Settings, databases: &Databases, report: &mut ScenarioReport) -> anyhow::Result<()> {
+    let account = harness::host_account(harness::unlimited_account(COMPANIES, JOBS_PER_COMPANY)).await?;
+    let jobs = account.value.uuids(ObjectKind::Job);
+    let database_url = databases.fresh("processing").await?;
+    let store = store::connect(&database_url).await?;
+    let now = now_millis();
+    let events: Vec<NewEvent> = (0..EVENTS)
+        .map(|n| queued_event(&jobs[n % jobs.len()], n, now))
+        .collect();
+    for batch in events.chunks(INSERT_BATCH) {
+        store.insert_events(batch).await?;
+    }
+    let queued = store.stats().await?.total;
+
+    let mut args = harness::serve_args(&database_url);
+    harness::fetch_from(&mut args, &account.value);
+    let workers = args.processor.workers;
+    let requests_before = account.value.request_count();
+    let server = harness::host_server(args).await?;
+    let started = Instant::now();
+    let deadline = started + settings.drain_bound();
+    let mut finished = 0;
+    let mut stats = store.stats().await?;
+    let mut next_progress = started + PROGRESS;
+    while Instant::now() < deadline {
+        stats = store.stats().await?;
+        let waiting: i64 = stats
+            .by_status
+            .iter()
+            .filter(|(status, _)| matches!(status, EventStatus::Queued | EventStatus::Processing))
+            .map(|(_, n)| n)
+            .sum();
+        finished = stats.total - waiting;
+        if finished >= queued {
+            break;
+        }
+        if Instant::now() >= next_progress {
+            println!(
+                "  {finished} of {queued} finished after {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            next_progress += PROGRESS;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let elapsed = started.elapsed();
+    let requests = account.value.request_count() - requests_before;
+
+    let events_per_second = per_second(finished as u64, elapsed);
+    let requests_per_event = ratio(requests as f64, finished as f64);
+    println!(
+        "  {finished} of {queued} events finished in {:.1} s by {workers} workers: {events_per_second:.0} events/s, \
+         {requests_per_event:.3} API requests per event",
+        elapsed.as_secs_f64()
+    );
+    report.push(Figure::against(
+        "events processed per second",
+        events_per_second,
+        "/s",
+        Target::AtLeast(5_000.0),
+    ));
+    report.push(Figure::info("API requests per event", requests_per_event, ""));
+    if finished < queued {
+        report.push(Figure::info(
+            "events left unfinished at the time bound",
+            (queued - finished) as f64,
+            "",
+        ));
+    }
+    let by_status: BTreeMap<&str, i64> = stats
+        .by_status
+        .iter()
+        .map(|(status, n)| (status.as_str(), *n))
+        .collect();
+    report.detail(
+        "run",
+        json!({
+            "queued": queued,
+            "finished": finished,
+            "objects": jobs.len(),
+            "workers": workers,
+            "seconds": elapsed.as_secs_f64(),
+            "api_requests": requests,
+            "by_status": by_status,
+        }),
+    );
+    server.stop_noting(report).await;
+    account.stop_noting(report).await;
+    Ok(())
+}
+
+/// A verified seed-format update of `job_uuid`, queued and due now.
+fn queued_event(job_uuid: &str, n: usize, now: i64) -> NewEvent {
+    let changes = json!({"status": "Work Order", "bench_seq": n});
+    let body = json!({
+        "object_type": "job",
+        "object_uuid": job_uuid,
+        "event_type": "updated",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "changes": changes,
+    });
+    NewEvent {
+        id: Uuid::now_v7(),
+        dedup_key: format!("bench:{n}"),
+        format: "seed".into(),
+        object_type: "job".into(),
+        object_uuid: job_uuid.to_owned(),
+        event_type: "updated".into(),
+        occurred_at: Some(now + n as i64),
+        changes,
+        raw_body: body.to_string().into_bytes(),
+        headers: json!({"content-type": "application/json"}),
+        verification: "hmac-sha256".into(),
+        received_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_events_are_unique_and_in_change_order() {
+        let (first, second) = (queued_event("job-1", 0, 1_000), queued_event("job-1", 1, 1_000));
+        assert_ne!(first.dedup_key, second.dedup_key);
+        assert!(first.occurred_at < second.occurred_at);
+        let body: serde_json::Value = serde_json::from_slice(&first.raw_body).unwrap();
+        assert_eq!(body["object_uuid"], "job-1");
+    }
+}
