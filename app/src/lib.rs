@@ -7,9 +7,11 @@
 pub mod api;
 pub mod components;
 pub mod dashboard;
+pub mod error;
 pub mod model;
 pub mod portal;
 pub mod realtime;
+pub mod session;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

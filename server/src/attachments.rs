@@ -5,8 +5,8 @@
 //! Attachments are whatever someone uploaded to ServiceM8, so they are always served as downloads, never rendered
 //! on this origin: `Content-Disposition: attachment`, `nosniff`, and a sandboxing content security policy.
 
-use app::api::DashboardBackend;
-use app::portal::api::{cookie_value, PORTAL_SESSION_COOKIE};
+use app::portal::api::PortalBackend;
+use app::session::SessionCookie;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -27,7 +27,8 @@ async fn download_attachment(
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let session = cookie_value(&headers, PORTAL_SESSION_COOKIE)
+    let session = SessionCookie::Portal
+        .value_in(&headers)
         .ok_or_else(|| ApiError::Unauthorized("sign in to the portal first".into()))?;
     let company = state
         .backend

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::store::StoreError;
-use app::api::AppError;
+use app::error::AppError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -58,14 +58,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// By `AppError::status`, the one mapping of an `AppError` to HTTP.
 impl From<AppError> for ApiError {
     fn from(error: AppError) -> Self {
-        match error {
-            AppError::NotSignedIn | AppError::InvalidAdminToken => ApiError::Unauthorized(error.to_string()),
-            AppError::InvalidInput(reason) => ApiError::BadRequest(reason),
-            AppError::NotFound(reason) => ApiError::NotFound(reason),
-            AppError::Conflict(reason) => ApiError::Conflict(reason),
-            AppError::Unavailable(_) | AppError::Request(_) => ApiError::Unavailable(error.to_string()),
+        let reason = match &error {
+            AppError::InvalidInput(reason) | AppError::NotFound(reason) | AppError::Conflict(reason) => reason.clone(),
+            _ => error.to_string(),
+        };
+        match error.status() {
+            400 => ApiError::BadRequest(reason),
+            401 => ApiError::Unauthorized(reason),
+            404 => ApiError::NotFound(reason),
+            409 => ApiError::Conflict(reason),
+            _ => ApiError::Unavailable(reason),
         }
     }
 }

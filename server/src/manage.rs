@@ -1,8 +1,9 @@
 //! The management API, `/api/webhooks/management`, admin only: `Authorization: Bearer <ADMIN_TOKEN>` or a
 //! dashboard session.
 
-use app::api::{session_from_headers, DashboardBackend};
+use app::api::DashboardBackend;
 use app::model::{EventQuery, EventStatus};
+use app::session::SessionCookie;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::header::AUTHORIZATION;
@@ -38,7 +39,7 @@ impl FromRequestParts<AppState> for Admin {
                 Err(ApiError::Unauthorized("invalid admin token".into()))
             };
         }
-        if let Some(session) = session_from_headers(&parts.headers) {
+        if let Some(session) = SessionCookie::Admin.value_in(&parts.headers) {
             if state.backend.session_is_active(session).await? {
                 return Ok(Admin);
             }

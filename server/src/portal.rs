@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use app::api::DashboardBackend;
-use app::portal::api::{portal_session_cookie, PORTAL_SESSION_TTL_SECONDS};
+use app::portal::api::PortalBackend;
+use app::session::{SessionCookie, PORTAL_SESSION_TTL_SECONDS};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -148,7 +148,8 @@ async fn enter_portal(State(state): State<AppState>, headers: HeaderMap, Query(q
     };
     match redeem_link(state.store.as_ref(), token, now_millis()).await {
         Ok(Some(session)) => {
-            let cookie = portal_session_cookie(&session, PORTAL_SESSION_TTL_SECONDS, state.backend.secure_cookies());
+            let secure = state.backend.secure_cookies();
+            let cookie = SessionCookie::Portal.set_cookie(&session, PORTAL_SESSION_TTL_SECONDS, secure);
             let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/portal")]).into_response();
             let headers = response.headers_mut();
             if let Ok(cookie) = HeaderValue::from_str(&cookie) {

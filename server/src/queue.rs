@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 
 use crate::group_commit::GroupCommit;
 use crate::store::{Insertion, NewEvent, Store, StoreError};
-use crate::updates::{LifecycleUpdate, PipelineUpdate, Stage, UpdateSender};
+use crate::updates::{PipelineEvent, PipelineStage, PipelineUpdate, UpdateSender};
 
 #[derive(Clone)]
 pub struct EventQueue {
@@ -34,15 +34,16 @@ impl EventQueue {
         for (event, insertion) in events.iter().zip(&insertions) {
             if let Insertion::Stored(id) = insertion {
                 any_new = true;
-                let _ = self.updates.send(PipelineUpdate::Lifecycle(LifecycleUpdate {
+                let _ = self.updates.send(PipelineUpdate::Lifecycle(PipelineEvent {
                     event_id: id.to_string(),
                     object_type: event.object_type.clone(),
                     object_uuid: event.object_uuid.clone(),
                     event_type: event.event_type.clone(),
-                    stage: Stage::Received,
+                    stage: PipelineStage::Received,
                     attempts: 0,
                     error: None,
                     at: event.received_at,
+                    offset: None,
                 }));
             }
         }

@@ -2,6 +2,7 @@
 //! lifecycle and the changes to mirrored ServiceM8 records. Sent on a `tokio::sync::broadcast` channel held in
 //! `AppState`; a slow listener misses updates rather than slowing the pipeline.
 
+pub use app::realtime::{PipelineEvent, PipelineStage};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -17,38 +18,10 @@ pub fn channel() -> UpdateSender {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PipelineUpdate {
-    /// An event entered a new stage of the pipeline.
-    Lifecycle(LifecycleUpdate),
+    /// An event entered a new stage of the pipeline: the `pipeline` broadcast itself (the wire type browsers read).
+    Lifecycle(PipelineEvent),
     /// A mirrored record changed because an event was processed.
     Record(RecordUpdate),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    Received,
-    Processing,
-    Success,
-    Skipped,
-    /// Failed this attempt; another is scheduled.
-    Retrying,
-    /// Failed for good.
-    Failed,
-    /// Put back in the queue by an admin.
-    Retried,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LifecycleUpdate {
-    pub event_id: String,
-    pub object_type: String,
-    pub object_uuid: String,
-    pub event_type: String,
-    pub stage: Stage,
-    pub attempts: i32,
-    pub error: Option<String>,
-    /// Unix milliseconds.
-    pub at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -8,7 +8,7 @@ use leptos_router::hooks::use_params_map;
 use super::api::{portal_job, portal_jobs, PortalSignOut};
 use super::model::{format_amount, PortalActivity, PortalAttachment, PortalJob, PortalJobDetail, PortalOverview};
 use super::widgets::{LiveIndicator, LocalTime, StatusBadge};
-use crate::api::AppError;
+use crate::error::AppError;
 use crate::realtime::{use_webhook_updates, ConnectionStatus, UseWebhookUpdatesOptions, WebhookUpdate};
 
 /// `/portal`: the jobs of the session's company.

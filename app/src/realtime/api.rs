@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::api::AppError;
+use crate::error::AppError;
 
 /// The socket's public key and an access token for the signed-in visitor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,34 +16,48 @@ pub struct RealtimeCredentials {
     pub expires_at: i64,
 }
 
-/// Whom a realtime token is for, as the server decides from the visitor's session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RealtimeAudience {
-    Admin,
-    Portal { company_uuid: String },
+/// The session cookies a visitor sent, which decide whom their realtime token is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VisitorSessions<'a> {
+    pub admin: Option<&'a str>,
+    pub portal: Option<&'a str>,
 }
 
-/// Credentials for an admin session (an admin token) or else a portal session (a portal token for its company);
-/// `NotSignedIn` without either.
+#[cfg(feature = "ssr")]
+pub use backend::RealtimeBackend;
+
+#[cfg(feature = "ssr")]
+mod backend {
+    use super::{RealtimeCredentials, VisitorSessions};
+    use crate::error::AppError;
+
+    /// What the realtime client needs from the server: credentials, and nothing else. Provided as
+    /// `Arc<dyn RealtimeBackend>` in the Leptos context.
+    #[async_trait::async_trait]
+    pub trait RealtimeBackend: Send + Sync + 'static {
+        /// Credentials for an active admin session (every topic), or else for an active portal session (its
+        /// company's topics); `NotSignedIn` without either.
+        async fn realtime_credentials(&self, sessions: VisitorSessions<'_>) -> Result<RealtimeCredentials, AppError>;
+    }
+}
+
+/// Credentials for the visitor's session, admin or portal; `NotSignedIn` without either.
 #[server(name = FetchRealtimeCredentials, prefix = "/api/realtime", endpoint = "credentials")]
 pub async fn realtime_credentials() -> Result<RealtimeCredentials, AppError> {
-    use crate::portal::api::{backend, cookie_value, request_headers, with_status, PORTAL_SESSION_COOKIE};
+    use std::sync::Arc;
 
-    with_status(
+    use crate::session::{request_headers, SessionCookie};
+
+    crate::error::with_status(
         async {
-            let backend = backend()?;
+            let backend = use_context::<Arc<dyn RealtimeBackend>>()
+                .ok_or_else(|| AppError::Unavailable("no realtime backend in context".into()))?;
             let headers = request_headers().await?;
-            if let Some(session) = crate::api::session_from_headers(&headers) {
-                if backend.session_is_active(session).await? {
-                    return backend.realtime_credentials(RealtimeAudience::Admin);
-                }
-            }
-            if let Some(session) = cookie_value(&headers, PORTAL_SESSION_COOKIE) {
-                if let Some(company_uuid) = backend.portal_session_company(session).await? {
-                    return backend.realtime_credentials(RealtimeAudience::Portal { company_uuid });
-                }
-            }
-            Err(AppError::NotSignedIn)
+            let sessions = VisitorSessions {
+                admin: SessionCookie::Admin.value_in(&headers),
+                portal: SessionCookie::Portal.value_in(&headers),
+            };
+            backend.realtime_credentials(sessions).await
         }
         .await,
     )

@@ -15,7 +15,7 @@ use leptos::prelude::*;
 use super::protocol::{Frame, VSN};
 use super::session::{backoff_ms, Output, Session};
 use super::{realtime_credentials, ConnectionStatus, RealtimeCredentials, UseWebhookUpdatesOptions, WebhookUpdate};
-use crate::api::AppError;
+use crate::error::AppError;
 
 /// Fetch a new access token this long before the current one expires.
 const TOKEN_REFRESH_MARGIN_MS: i64 = 60_000;

@@ -37,102 +37,17 @@ mod api;
 mod client;
 pub mod protocol;
 pub mod session;
+pub mod wire;
 
 use std::fmt;
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use api::{realtime_credentials, FetchRealtimeCredentials, RealtimeAudience, RealtimeCredentials};
-
-/// What kind of record a `webhook_update` is about (the seed's `type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UpdateKind {
-    JobUpdate,
-    CompanyUpdate,
-    ActivityUpdate,
-    AttachmentUpdate,
-    StaffUpdate,
-    /// A type this client does not know yet.
-    #[serde(other)]
-    Other,
-}
-
-impl UpdateKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpdateKind::JobUpdate => "job_update",
-            UpdateKind::CompanyUpdate => "company_update",
-            UpdateKind::ActivityUpdate => "activity_update",
-            UpdateKind::AttachmentUpdate => "attachment_update",
-            UpdateKind::StaffUpdate => "staff_update",
-            UpdateKind::Other => "other",
-        }
-    }
-}
-
-/// One changed record, as broadcast by the relay (event `webhook_update`; the seed's payload plus the offset).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebhookUpdate {
-    #[serde(rename = "type")]
-    pub kind: UpdateKind,
-    pub object_uuid: String,
-    /// `created`, `updated`, `status_changed`, ...
-    pub event_type: String,
-    /// The changed fields with their new values where known.
-    #[serde(default)]
-    pub changes: serde_json::Value,
-    #[serde(default)]
-    pub company_uuid: Option<String>,
-    #[serde(default)]
-    pub job_uuid: Option<String>,
-    #[serde(default)]
-    pub event_id: Option<String>,
-    /// Position on the topic it came from, for resuming.
-    #[serde(default)]
-    pub offset: Option<i64>,
-}
-
-/// Where an event is in the pipeline (the relay's `pipeline` broadcasts on `realtime:admin:webhooks`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PipelineStage {
-    Received,
-    Processing,
-    Success,
-    Skipped,
-    /// Failed this attempt; another is scheduled.
-    Retrying,
-    /// Failed for good.
-    Failed,
-    /// Put back in the queue by an admin.
-    Retried,
-    #[serde(other)]
-    Other,
-}
-
-/// An event entering a stage of the pipeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PipelineEvent {
-    pub event_id: String,
-    #[serde(default)]
-    pub object_type: String,
-    #[serde(default)]
-    pub object_uuid: String,
-    #[serde(default)]
-    pub event_type: String,
-    pub stage: PipelineStage,
-    #[serde(default)]
-    pub attempts: i32,
-    #[serde(default)]
-    pub error: Option<String>,
-    /// Unix milliseconds.
-    #[serde(default)]
-    pub at: i64,
-    #[serde(default)]
-    pub offset: Option<i64>,
-}
+#[cfg(feature = "ssr")]
+pub use api::RealtimeBackend;
+pub use api::{realtime_credentials, FetchRealtimeCredentials, RealtimeCredentials, VisitorSessions};
+pub use wire::{PipelineEvent, PipelineStage, UpdateKind, WebhookUpdate};
 
 /// The state of the live connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -199,13 +114,13 @@ impl UseWebhookUpdatesOptions {
     pub fn topics(&self) -> Vec<String> {
         let mut topics = Vec::new();
         if let Some(company_uuid) = self.company_uuid.as_deref().filter(|uuid| !uuid.is_empty()) {
-            topics.push(format!("realtime:company:{company_uuid}"));
+            topics.push(wire::topic::company(company_uuid));
         }
         if let Some(job_uuid) = self.job_uuid.as_deref().filter(|uuid| !uuid.is_empty()) {
-            topics.push(format!("realtime:job:{job_uuid}"));
+            topics.push(wire::topic::job(job_uuid));
         }
         if self.admin {
-            topics.extend(["realtime:jobs", "realtime:staff", "realtime:admin:webhooks"].map(String::from));
+            topics.extend([wire::topic::JOBS, wire::topic::STAFF, wire::topic::ADMIN_WEBHOOKS].map(String::from));
         }
         topics
     }

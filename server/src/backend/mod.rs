@@ -1,17 +1,18 @@
-//! `ServerBackend`: the one implementation behind both the dashboard's server functions and the REST
-//! management API.
+//! `ServerBackend`: the one implementation behind the dashboard's server functions and the REST management API
+//! (here), the portal's (`portal.rs`) and the realtime credentials (`realtime.rs`). Each is provided to the pages
+//! as its own trait object, so a portal server function cannot reach an admin method.
 
+mod portal;
 mod portal_views;
+mod realtime;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use app::api::{AppError, DashboardBackend};
+use app::api::DashboardBackend;
+use app::error::AppError;
 use app::model::{
     AttemptView, EventDetail, EventPage, EventQuery, EventSummary, MinuteBucket, PipelineHealth, Stats, TestEvent,
 };
-use app::portal::model::{PortalJobDetail, PortalOverview};
-use app::realtime::{RealtimeAudience, RealtimeCredentials};
 use serde_json::json;
 
 use crate::auth::{random_token, secrets_match, token_hash};
@@ -20,14 +21,11 @@ use crate::ingest::payload::{canonical_object_type, ParsedEvent};
 use crate::ingest::signature::Verification;
 use crate::processor::ProcessingMode;
 use crate::queue::EventQueue;
-use crate::realtime::{Role, TokenKeys};
+use crate::realtime::TokenKeys;
 use crate::secret::Secret;
-use crate::store::mirror::text_field;
 use crate::store::queue::MINUTE_MS;
-use crate::store::{
-    millis_to_rfc3339, now_millis, BudgetLimits, EventRecord, JobChild, RetryOutcome, Store, StoreError,
-};
-use crate::updates::{LifecycleUpdate, PipelineUpdate, Stage};
+use crate::store::{millis_to_rfc3339, now_millis, BudgetLimits, EventRecord, RetryOutcome, Store, StoreError};
+use crate::updates::{PipelineEvent, PipelineStage, PipelineUpdate};
 
 /// How long a dashboard session lasts.
 const SESSION_TTL_SECONDS: i64 = 12 * 60 * 60;
@@ -182,15 +180,16 @@ impl DashboardBackend for ServerBackend {
         let now = now_millis();
         match self.store.retry_event(event_id, now).await.map_err(unavailable)? {
             RetryOutcome::Requeued => {
-                let _ = self.queue.updates().send(PipelineUpdate::Lifecycle(LifecycleUpdate {
+                let _ = self.queue.updates().send(PipelineUpdate::Lifecycle(PipelineEvent {
                     event_id: event_id.to_owned(),
                     object_type: String::new(),
                     object_uuid: String::new(),
                     event_type: String::new(),
-                    stage: Stage::Retried,
+                    stage: PipelineStage::Retried,
                     attempts: 0,
                     error: None,
                     at: now,
+                    offset: None,
                 }));
                 self.queue.wake_workers();
                 Ok(())
@@ -263,117 +262,6 @@ impl DashboardBackend for ServerBackend {
 
     fn secure_cookies(&self) -> bool {
         self.settings.secure_cookies
-    }
-
-    // Realtime and client portal.
-
-    fn realtime_credentials(&self, audience: RealtimeAudience) -> Result<RealtimeCredentials, AppError> {
-        let realtime = self
-            .realtime
-            .as_ref()
-            .ok_or_else(|| AppError::Unavailable("realtime is not running".into()))?;
-        let (role, company_uuid) = match &audience {
-            RealtimeAudience::Admin => (Role::Admin, None),
-            RealtimeAudience::Portal { company_uuid } => (Role::Portal, Some(company_uuid.as_str())),
-        };
-        let now = now_millis() / 1000;
-        let access_token = realtime
-            .keys
-            .mint(role, company_uuid, REALTIME_TOKEN_TTL_SECONDS, now)
-            .map_err(|error| {
-                tracing::error!(%error, "minting a realtime access token failed");
-                AppError::Unavailable("realtime access is unavailable".into())
-            })?;
-        Ok(RealtimeCredentials {
-            apikey: realtime.anon_key.expose().to_owned(),
-            access_token,
-            expires_at: now + REALTIME_TOKEN_TTL_SECONDS,
-        })
-    }
-
-    async fn portal_session_company(&self, session: &str) -> Result<Option<String>, AppError> {
-        self.store
-            .portal_session_company(&token_hash(session), now_millis())
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn portal_sign_out(&self, session: &str) -> Result<(), AppError> {
-        self.store
-            .delete_portal_session(&token_hash(session))
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn portal_overview(&self, company_uuid: &str) -> Result<PortalOverview, AppError> {
-        let records = self.store.company_jobs(company_uuid).await.map_err(unavailable)?;
-        Ok(PortalOverview {
-            company_uuid: company_uuid.to_owned(),
-            company_name: self.company_name(company_uuid).await?,
-            jobs: records.iter().filter_map(portal_views::job_view).collect(),
-        })
-    }
-
-    async fn portal_job(&self, company_uuid: &str, job_uuid: &str) -> Result<PortalJobDetail, AppError> {
-        // Another company's job answers exactly like a missing one: its existence is not theirs to learn.
-        let not_found = || AppError::NotFound(format!("no job {job_uuid}"));
-        let record = self
-            .store
-            .mirror_record("job", job_uuid)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(not_found)?;
-        if text_field(&record, "company_uuid").as_deref() != Some(company_uuid) || !portal_views::is_active(&record) {
-            return Err(not_found());
-        }
-        let job = portal_views::job_view(&record).ok_or_else(not_found)?;
-        let activity_records = self
-            .store
-            .job_children(JobChild::Activities, job_uuid)
-            .await
-            .map_err(unavailable)?;
-        let mut staff: HashMap<String, Option<serde_json::Value>> = HashMap::new();
-        let mut activities = Vec::with_capacity(activity_records.len());
-        for record in &activity_records {
-            let member = match text_field(record, "staff_uuid") {
-                Some(uuid) => match staff.get(&uuid) {
-                    Some(member) => member.clone(),
-                    None => {
-                        let member = self.store.mirror_record("staff", &uuid).await.map_err(unavailable)?;
-                        staff.insert(uuid, member.clone());
-                        member
-                    }
-                },
-                None => None,
-            };
-            activities.extend(portal_views::activity_view(record, member.as_ref()));
-        }
-        // Visits in the order they happen; those without a time yet last.
-        activities
-            .sort_by(|a, b| (a.start_date.is_none(), &a.start_date).cmp(&(b.start_date.is_none(), &b.start_date)));
-        let attachments = self
-            .store
-            .job_children(JobChild::Attachments, job_uuid)
-            .await
-            .map_err(unavailable)?;
-        Ok(PortalJobDetail {
-            company_uuid: company_uuid.to_owned(),
-            company_name: self.company_name(company_uuid).await?,
-            job,
-            activities,
-            attachments: attachments.iter().filter_map(portal_views::attachment_view).collect(),
-        })
-    }
-}
-
-impl ServerBackend {
-    async fn company_name(&self, company_uuid: &str) -> Result<Option<String>, AppError> {
-        let company = self
-            .store
-            .mirror_record("company", company_uuid)
-            .await
-            .map_err(unavailable)?;
-        Ok(company.and_then(|company| text_field(&company, "name")))
     }
 }
 

@@ -12,7 +12,7 @@ use crate::store::mirror::text_field;
 use crate::store::{
     mirror_table, now_millis, AttemptTiming, ClaimedEvent, Completion, MirrorRecord, MirrorTable, Store, StoreError,
 };
-use crate::updates::{LifecycleUpdate, PipelineUpdate, RecordUpdate, Stage, UpdateSender};
+use crate::updates::{PipelineEvent, PipelineStage, PipelineUpdate, RecordUpdate, UpdateSender};
 
 /// Where processed records come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,7 @@ impl Handler {
     pub(super) async fn process(&self, batch: &[ClaimedEvent], lease: &Lease) -> Result<Step, StoreError> {
         let started_at = now_millis();
         for event in batch {
-            self.announce(event, Stage::Processing, None);
+            self.announce(event, PipelineStage::Processing, None);
         }
         let first = &batch[0];
         let work = Work {
@@ -265,10 +265,10 @@ impl Handler {
         }
         metrics::record_finished(&completion, events.len(), timing.finished_at - work.started_at);
         let stage = match &completion {
-            Completion::Success => Stage::Success,
-            Completion::Skipped(_) => Stage::Skipped,
-            Completion::Retry { .. } | Completion::Postponed(_) => Stage::Retrying,
-            Completion::Failed(_) => Stage::Failed,
+            Completion::Success => PipelineStage::Success,
+            Completion::Skipped(_) => PipelineStage::Skipped,
+            Completion::Retry { .. } | Completion::Postponed(_) => PipelineStage::Retrying,
+            Completion::Failed(_) => PipelineStage::Failed,
         };
         let detail = match &completion {
             Completion::Skipped(reason) => Some(reason.as_str()),
@@ -280,8 +280,8 @@ impl Handler {
         Ok(true)
     }
 
-    fn announce(&self, event: &ClaimedEvent, stage: Stage, error: Option<&str>) {
-        let _ = self.updates.send(PipelineUpdate::Lifecycle(LifecycleUpdate {
+    fn announce(&self, event: &ClaimedEvent, stage: PipelineStage, error: Option<&str>) {
+        let _ = self.updates.send(PipelineUpdate::Lifecycle(PipelineEvent {
             event_id: event.id.clone(),
             object_type: event.object_type.clone(),
             object_uuid: event.object_uuid.clone(),
@@ -290,6 +290,7 @@ impl Handler {
             attempts: event.attempts,
             error: error.map(str::to_owned),
             at: now_millis(),
+            offset: None,
         }));
     }
 

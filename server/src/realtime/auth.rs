@@ -18,7 +18,7 @@ use crate::secret::Secret;
 use crate::store::Store;
 
 /// Every channel topic upstream routes starts with this.
-pub const TOPIC_PREFIX: &str = "realtime:";
+pub use app::realtime::wire::topic::PREFIX as TOPIC_PREFIX;
 
 /// Answers which company a job belongs to (`None` when unknown); portal users join a job's topic only when it is
 /// their company's. The store will answer this once it mirrors jobs; start-up passes the lookup in.

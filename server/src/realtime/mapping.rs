@@ -1,47 +1,43 @@
-//! Which topics a pipeline update goes to, and with what payload.
+//! Which topics a pipeline update goes to, and with what payload. The payloads, event names and topic names are
+//! the browser client's own (`app::realtime::wire`).
 //!
-//! A changed record is event `webhook_update` with the seed's payload (`{type, object_uuid, event_type, changes,
-//! company_uuid, job_uuid, event_id}`, plus the topic's `offset`) on: `jobs`, `job:{uuid}` and `company:{uuid}`
-//! for a job; `company:{uuid}` for a company; `job:{uuid}` and `company:{uuid}` for an activity or attachment;
-//! `staff` for staff. An event's lifecycle is event `pipeline` with the `LifecycleUpdate` fields on
+//! A changed record is event `webhook_update` with the seed's payload (`WebhookUpdate`: `{type, object_uuid,
+//! event_type, changes, company_uuid, job_uuid, event_id}`, plus the topic's `offset`) on: `jobs`, `job:{uuid}` and
+//! `company:{uuid}` for a job; `company:{uuid}` for a company; `job:{uuid}` and `company:{uuid}` for an activity or
+//! attachment; `staff` for staff. An event's lifecycle is event `pipeline` with the `PipelineEvent` on
 //! `admin:webhooks`, for the dashboard.
 
-use serde_json::json;
+use app::realtime::wire::{topic, UpdateKind, WebhookUpdate, LIFECYCLE_EVENT, RECORD_EVENT};
 
-use super::auth::TOPIC_PREFIX;
 use super::bus::{Broadcast, Publication};
 use super::protocol::BroadcastPayload;
 use crate::updates::{PipelineUpdate, RecordUpdate};
-
-/// Event name of record changes, as in the seed.
-pub const RECORD_EVENT: &str = "webhook_update";
-/// Event name of lifecycle updates on the admin topic.
-pub const LIFECYCLE_EVENT: &str = "pipeline";
-pub const ADMIN_TOPIC: &str = "realtime:admin:webhooks";
 
 /// The retained broadcasts announcing `update`.
 pub fn publications(update: &PipelineUpdate) -> Vec<Publication> {
     match update {
         PipelineUpdate::Lifecycle(lifecycle) => {
             let payload = serde_json::to_value(lifecycle).expect("a lifecycle update serialises");
-            vec![retained(ADMIN_TOPIC.to_owned(), LIFECYCLE_EVENT, payload)]
+            vec![retained(topic::ADMIN_WEBHOOKS.to_owned(), LIFECYCLE_EVENT, payload)]
         }
         PipelineUpdate::Record(record) => {
-            let Some((update_type, topics)) = record_topics(record) else {
+            let Some((kind, topics)) = record_topics(record) else {
                 return Vec::new();
             };
-            let payload = json!({
-                "type": update_type,
-                "object_uuid": record.object_uuid,
-                "event_type": record.event_type,
-                "changes": record.changes,
-                "company_uuid": record.company_uuid,
-                "job_uuid": record.job_uuid,
-                "event_id": record.event_id,
-            });
+            let update = WebhookUpdate {
+                kind,
+                object_uuid: record.object_uuid.clone(),
+                event_type: record.event_type.clone(),
+                changes: record.changes.clone(),
+                company_uuid: record.company_uuid.clone(),
+                job_uuid: record.job_uuid.clone(),
+                event_id: Some(record.event_id.clone()),
+                offset: None,
+            };
+            let payload = serde_json::to_value(&update).expect("a record update serialises");
             topics
                 .into_iter()
-                .map(|topic| retained(topic, RECORD_EVENT, payload.clone()))
+                .map(|name| retained(name, RECORD_EVENT, payload.clone()))
                 .collect()
         }
     }
@@ -58,29 +54,30 @@ fn retained(topic: String, event: &str, payload: serde_json::Value) -> Publicati
 }
 
 /// The seed's `type` for the record and the full topics it goes to; `None` for object types nobody watches.
-fn record_topics(record: &RecordUpdate) -> Option<(&'static str, Vec<String>)> {
-    let topic = |sub_topic: String| format!("{TOPIC_PREFIX}{sub_topic}");
-    let known = |uuid: &Option<String>| uuid.as_deref().filter(|uuid| !uuid.is_empty()).map(str::to_owned);
-    let company = known(&record.company_uuid).map(|uuid| topic(format!("company:{uuid}")));
-    let job = known(&record.job_uuid).map(|uuid| topic(format!("job:{uuid}")));
+fn record_topics(record: &RecordUpdate) -> Option<(UpdateKind, Vec<String>)> {
+    let known = |uuid: &Option<String>| uuid.clone().filter(|uuid| !uuid.is_empty());
+    let company = known(&record.company_uuid).map(|uuid| topic::company(&uuid));
+    let job = known(&record.job_uuid).map(|uuid| topic::job(&uuid));
     match record.object_type.as_str() {
         "job" => {
-            let mut topics = vec![topic("jobs".into()), topic(format!("job:{}", record.object_uuid))];
+            let mut topics = vec![topic::JOBS.to_owned(), topic::job(&record.object_uuid)];
             topics.extend(company);
-            Some(("job_update", topics))
+            Some((UpdateKind::JobUpdate, topics))
         }
-        "company" => Some(("company_update", vec![topic(format!("company:{}", record.object_uuid))])),
-        "jobactivity" => Some(("activity_update", job.into_iter().chain(company).collect())),
-        "attachment" => Some(("attachment_update", job.into_iter().chain(company).collect())),
-        "staff" => Some(("staff_update", vec![topic("staff".into())])),
+        "company" => Some((UpdateKind::CompanyUpdate, vec![topic::company(&record.object_uuid)])),
+        "jobactivity" => Some((UpdateKind::ActivityUpdate, job.into_iter().chain(company).collect())),
+        "attachment" => Some((UpdateKind::AttachmentUpdate, job.into_iter().chain(company).collect())),
+        "staff" => Some((UpdateKind::StaffUpdate, vec![topic::STAFF.to_owned()])),
         _ => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
-    use crate::updates::{LifecycleUpdate, Stage};
+    use crate::updates::{PipelineEvent, PipelineStage};
 
     fn record(object_type: &str, company: Option<&str>, job: Option<&str>) -> PipelineUpdate {
         PipelineUpdate::Record(RecordUpdate {
@@ -159,22 +156,23 @@ mod tests {
 
     #[test]
     fn lifecycle_updates_go_to_the_admin_topic_as_pipeline_events() {
-        let update = PipelineUpdate::Lifecycle(LifecycleUpdate {
+        let update = PipelineUpdate::Lifecycle(PipelineEvent {
             event_id: "ev-1".into(),
             object_type: "job".into(),
             object_uuid: "obj-1".into(),
             event_type: "updated".into(),
-            stage: Stage::Received,
+            stage: PipelineStage::Received,
             attempts: 0,
             error: None,
             at: 5,
+            offset: None,
         });
         let Publication::Retained(broadcast) = publications(&update).remove(0) else {
             panic!()
         };
         assert_eq!(
             (broadcast.topic.as_str(), broadcast.event.as_str()),
-            (ADMIN_TOPIC, "pipeline")
+            (topic::ADMIN_WEBHOOKS, "pipeline")
         );
         let BroadcastPayload::Json(payload) = broadcast.payload else {
             panic!()

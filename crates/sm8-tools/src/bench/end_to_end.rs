@@ -15,7 +15,7 @@ use super::measure::Latencies;
 use super::report::{Figure, ScenarioReport, Target};
 use super::subscriber::Subscriber;
 use super::Settings;
-use server::realtime::mapping::RECORD_EVENT;
+use app::realtime::wire::RECORD_EVENT;
 use servicem8_mock::ObjectKind;
 
 const RATE: f64 = 500.0;

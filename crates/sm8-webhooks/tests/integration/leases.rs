@@ -163,7 +163,11 @@ async fn a_worker_whose_events_were_claimed_again_writes_and_announces_nothing()
             PipelineUpdate::Record(_) => panic!("a record update was announced"),
         }
     }
-    assert_eq!(stages, [updates::Stage::Processing], "only the start of the attempt");
+    assert_eq!(
+        stages,
+        [updates::PipelineStage::Processing],
+        "only the start of the attempt"
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,88 @@
+//! `AppError`: why a server function failed, as the browser sees it, and the one HTTP status each reason answers
+//! with — from a server function and from the server's REST API alike.
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("Sign in to continue.")]
+    NotSignedIn,
+    #[error("That admin token is not valid.")]
+    InvalidAdminToken,
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("The server cannot answer right now: {0}")]
+    Unavailable(String),
+    #[error("Request failed: {0}")]
+    Request(ServerFnErrorErr),
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::Request(value)
+    }
+}
+
+impl AppError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::NotSignedIn | AppError::InvalidAdminToken => 401,
+            AppError::InvalidInput(_) => 400,
+            AppError::NotFound(_) => 404,
+            AppError::Conflict(_) => 409,
+            // Arguments the server function could not read are the caller's to fix.
+            AppError::Request(
+                ServerFnErrorErr::Args(_)
+                | ServerFnErrorErr::MissingArg(_)
+                | ServerFnErrorErr::Deserialization(_)
+                | ServerFnErrorErr::UnsupportedRequestMethod(_),
+            ) => 400,
+            AppError::Unavailable(_) | AppError::Request(_) => 503,
+        }
+    }
+}
+
+/// Gives the HTTP caller of a server function the status that matches its error (the body stays the
+/// JSON-encoded `AppError`); without this every error would answer 500.
+#[cfg(feature = "ssr")]
+pub fn with_status<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+    if let Err(error) = &result {
+        if let (Some(response), Ok(status)) = (
+            leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
+            http::StatusCode::from_u16(error.status()),
+        ) {
+            response.set_status(status);
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_answers_a_client_or_unavailable_status_never_500() {
+        let errors = [
+            AppError::NotSignedIn,
+            AppError::InvalidAdminToken,
+            AppError::InvalidInput("bad".into()),
+            AppError::NotFound("gone".into()),
+            AppError::Conflict("busy".into()),
+            AppError::Unavailable("down".into()),
+            AppError::Request(ServerFnErrorErr::Args("not json".into())),
+            AppError::Request(ServerFnErrorErr::ServerError("broke".into())),
+        ];
+        let statuses: Vec<u16> = errors.iter().map(AppError::status).collect();
+        assert_eq!(statuses, [401, 401, 400, 404, 409, 503, 400, 503]);
+    }
+}

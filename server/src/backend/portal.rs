@@ -1,0 +1,105 @@
+//! The portal's side of `ServerBackend`: a company's jobs and one job's visits and files, only ever for the
+//! session's company.
+
+use std::collections::HashMap;
+
+use app::error::AppError;
+use app::portal::api::PortalBackend;
+use app::portal::model::{PortalJobDetail, PortalOverview};
+
+use super::{portal_views, unavailable, ServerBackend};
+use crate::auth::token_hash;
+use crate::store::mirror::text_field;
+use crate::store::{now_millis, JobChild};
+
+#[async_trait::async_trait]
+impl PortalBackend for ServerBackend {
+    async fn portal_session_company(&self, session: &str) -> Result<Option<String>, AppError> {
+        self.store
+            .portal_session_company(&token_hash(session), now_millis())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn portal_sign_out(&self, session: &str) -> Result<(), AppError> {
+        self.store
+            .delete_portal_session(&token_hash(session))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn portal_overview(&self, company_uuid: &str) -> Result<PortalOverview, AppError> {
+        let records = self.store.company_jobs(company_uuid).await.map_err(unavailable)?;
+        Ok(PortalOverview {
+            company_uuid: company_uuid.to_owned(),
+            company_name: self.company_name(company_uuid).await?,
+            jobs: records.iter().filter_map(portal_views::job_view).collect(),
+        })
+    }
+
+    async fn portal_job(&self, company_uuid: &str, job_uuid: &str) -> Result<PortalJobDetail, AppError> {
+        // Another company's job answers exactly like a missing one: its existence is not theirs to learn.
+        let not_found = || AppError::NotFound(format!("no job {job_uuid}"));
+        let record = self
+            .store
+            .mirror_record("job", job_uuid)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(not_found)?;
+        if text_field(&record, "company_uuid").as_deref() != Some(company_uuid) || !portal_views::is_active(&record) {
+            return Err(not_found());
+        }
+        let job = portal_views::job_view(&record).ok_or_else(not_found)?;
+        let activity_records = self
+            .store
+            .job_children(JobChild::Activities, job_uuid)
+            .await
+            .map_err(unavailable)?;
+        let mut staff: HashMap<String, Option<serde_json::Value>> = HashMap::new();
+        let mut activities = Vec::with_capacity(activity_records.len());
+        for record in &activity_records {
+            let member = match text_field(record, "staff_uuid") {
+                Some(uuid) => match staff.get(&uuid) {
+                    Some(member) => member.clone(),
+                    None => {
+                        let member = self.store.mirror_record("staff", &uuid).await.map_err(unavailable)?;
+                        staff.insert(uuid, member.clone());
+                        member
+                    }
+                },
+                None => None,
+            };
+            activities.extend(portal_views::activity_view(record, member.as_ref()));
+        }
+        // Visits in the order they happen; those without a time yet last.
+        activities
+            .sort_by(|a, b| (a.start_date.is_none(), &a.start_date).cmp(&(b.start_date.is_none(), &b.start_date)));
+        let attachments = self
+            .store
+            .job_children(JobChild::Attachments, job_uuid)
+            .await
+            .map_err(unavailable)?;
+        Ok(PortalJobDetail {
+            company_uuid: company_uuid.to_owned(),
+            company_name: self.company_name(company_uuid).await?,
+            job,
+            activities,
+            attachments: attachments.iter().filter_map(portal_views::attachment_view).collect(),
+        })
+    }
+
+    fn secure_cookies(&self) -> bool {
+        self.settings.secure_cookies
+    }
+}
+
+impl ServerBackend {
+    async fn company_name(&self, company_uuid: &str) -> Result<Option<String>, AppError> {
+        let company = self
+            .store
+            .mirror_record("company", company_uuid)
+            .await
+            .map_err(unavailable)?;
+        Ok(company.and_then(|company| text_field(&company, "name")))
+    }
+}

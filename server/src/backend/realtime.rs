@@ -1,0 +1,60 @@
+//! The realtime side of `ServerBackend`: access tokens for the relay, minted for the visitor's session.
+
+use app::error::AppError;
+use app::realtime::{RealtimeBackend, RealtimeCredentials, VisitorSessions};
+
+use super::{unavailable, ServerBackend, REALTIME_TOKEN_TTL_SECONDS};
+use crate::auth::token_hash;
+use crate::realtime::Role;
+use crate::store::now_millis;
+
+#[async_trait::async_trait]
+impl RealtimeBackend for ServerBackend {
+    async fn realtime_credentials(&self, sessions: VisitorSessions<'_>) -> Result<RealtimeCredentials, AppError> {
+        let now = now_millis();
+        if let Some(session) = sessions.admin {
+            if self
+                .store
+                .session_is_active(&token_hash(session), now)
+                .await
+                .map_err(unavailable)?
+            {
+                return self.mint(Role::Admin, None);
+            }
+        }
+        if let Some(session) = sessions.portal {
+            let company = self
+                .store
+                .portal_session_company(&token_hash(session), now)
+                .await
+                .map_err(unavailable)?;
+            if let Some(company_uuid) = company {
+                return self.mint(Role::Portal, Some(&company_uuid));
+            }
+        }
+        Err(AppError::NotSignedIn)
+    }
+}
+
+impl ServerBackend {
+    /// Credentials for `role` (and, for the portal, its company), valid for `REALTIME_TOKEN_TTL_SECONDS`.
+    fn mint(&self, role: Role, company_uuid: Option<&str>) -> Result<RealtimeCredentials, AppError> {
+        let realtime = self
+            .realtime
+            .as_ref()
+            .ok_or_else(|| AppError::Unavailable("realtime is not running".into()))?;
+        let now = now_millis() / 1000;
+        let access_token = realtime
+            .keys
+            .mint(role, company_uuid, REALTIME_TOKEN_TTL_SECONDS, now)
+            .map_err(|error| {
+                tracing::error!(%error, "minting a realtime access token failed");
+                AppError::Unavailable("realtime access is unavailable".into())
+            })?;
+        Ok(RealtimeCredentials {
+            apikey: realtime.anon_key.expose().to_owned(),
+            access_token,
+            expires_at: now + REALTIME_TOKEN_TTL_SECONDS,
+        })
+    }
+}
