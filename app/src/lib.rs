@@ -9,6 +9,7 @@ pub mod components;
 pub mod dashboard;
 pub mod error;
 pub mod model;
+pub mod objects;
 pub mod portal;
 pub mod realtime;
 pub mod session;

@@ -13,7 +13,7 @@ use crate::processor::ProcessingMode;
 use crate::servicem8::client::{ServiceM8Args, ServiceM8Client};
 use crate::servicem8::{subscriptions, sync};
 use crate::startup::{redact_url, AdminTokenSource, Server};
-use crate::store::DatabaseArgs;
+use crate::store::{DatabaseArgs, OBJECTS};
 use crate::{store, telemetry};
 
 #[derive(Debug, Clone, Args)]
@@ -137,9 +137,12 @@ pub async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
 /// `job` or `job:status,job_address` into (object, fields), with the defaults when nothing is given.
 fn requested_objects(objects: &[String]) -> anyhow::Result<Vec<(String, Vec<String>)>> {
     if objects.is_empty() {
-        return Ok(subscriptions::DEFAULT_FIELDS
+        return Ok(OBJECTS
             .iter()
-            .map(|(object, fields)| ((*object).to_owned(), fields.iter().map(|f| (*f).to_owned()).collect()))
+            .map(|spec| {
+                let fields = spec.default_fields.iter().map(|f| (*f).to_owned()).collect();
+                (spec.object_type.to_owned(), fields)
+            })
             .collect());
     }
     objects
@@ -234,6 +237,6 @@ mod tests {
         assert_eq!(requested[1].0, "company");
         assert!(!requested[1].1.is_empty());
         assert!(requested_objects(&["form".into()]).is_err());
-        assert_eq!(requested_objects(&[]).unwrap().len(), 5);
+        assert_eq!(requested_objects(&[]).unwrap().len(), OBJECTS.len());
     }
 }

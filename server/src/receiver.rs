@@ -97,7 +97,7 @@ async fn webhook_status(State(state): State<AppState>) -> Json<serde_json::Value
         "endpoint": "/api/webhooks/sm8",
         "signature_verification": if hmac_enabled { "enabled" } else { "disabled" },
         "signature_header": SIGNATURE_HEADER,
-        "formats": ["seed", "object", "addon", "event"],
+        "formats": ingest::formats::format_names(),
         "handshake": "mode=subscribe&challenge=...",
         // Which checks are configured, never the secrets themselves.
         "verification": {

@@ -6,6 +6,7 @@ use super::Refresh;
 use crate::api::{CleanupEvents, RetryFailedEvents, SendTestEvent};
 use crate::components::ErrorNote;
 use crate::model::TestEvent;
+use crate::objects::OBJECTS;
 
 #[component]
 pub fn ActionsPanel() -> impl IntoView {
@@ -133,7 +134,7 @@ fn SendTestEventForm() -> impl IntoView {
             <h3>"Send a test event"</h3>
             <label for="test-object">"Record type"</label>
             <select id="test-object" prop:value=move || object_type.get() on:change=move |ev| object_type.set(event_target_value(&ev))>
-                {["job", "company", "jobactivity", "attachment", "staff"].map(|o| view! { <option value=o>{o}</option> })}
+                {OBJECTS.map(|spec| view! { <option value=spec.object_type>{spec.object_type}</option> })}
             </select>
             <label for="test-uuid">"Record UUID"</label>
             <input id="test-uuid" type="text" required prop:value=move || object_uuid.get()

@@ -9,9 +9,9 @@ use super::Refresh;
 use crate::api::list_events;
 use crate::components::{ErrorNote, LocalTime};
 use crate::model::{EventPage, EventQuery, EventStatus};
+use crate::objects::OBJECTS;
 
 const DASHBOARD: &str = "/admin/webhook-dashboard";
-const OBJECT_TYPES: [&str; 5] = ["job", "company", "jobactivity", "attachment", "staff"];
 /// Time ranges offered by the filter: (query value, label, minutes).
 const RANGES: [(&str, &str, i64); 4] = [
     ("15m", "Last 15 minutes", 15),
@@ -92,7 +92,7 @@ pub fn EventsSection() -> impl IntoView {
                     <select id="filter-object" name="object_type" prop:value=move || param("object_type")
                         on:change=move |ev| set_param.run(("object_type", event_target_value(&ev)))>
                         <option value="">"All"</option>
-                        {OBJECT_TYPES.map(|object| view! { <option value=object>{object}</option> })}
+                        {OBJECTS.map(|spec| view! { <option value=spec.object_type>{spec.object_type}</option> })}
                     </select>
                 </div>
                 <div class="field">

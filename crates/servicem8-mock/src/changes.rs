@@ -95,7 +95,9 @@ pub(crate) fn random_change(state: &MockState) -> Option<Change> {
     let changes = changes.unwrap_or_else(|| match kind {
         ObjectKind::Job => job_changes(record, &mut generator),
         ObjectKind::Company => company_changes(record, &mut generator),
-        _ => staff_changes(&mut generator),
+        ObjectKind::Staff => staff_changes(&mut generator),
+        // Activities and attachments are added or removed above, never edited.
+        ObjectKind::JobActivity | ObjectKind::Attachment => Map::new(),
     });
     let changed_fields = records.update(kind, &uuid, changes, now()).ok()?;
     // A change that happened to set the values already there is no change to announce.

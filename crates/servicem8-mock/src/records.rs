@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use app::objects::{self, ObjectSpec};
 use serde_json::{Map, Value};
 use time::macros::format_description;
 use time::OffsetDateTime;
@@ -38,15 +39,20 @@ impl ObjectKind {
         ObjectKind::Staff,
     ];
 
+    /// The product's description of this object type (`app::objects`).
+    pub fn spec(self) -> &'static ObjectSpec {
+        match self {
+            ObjectKind::Job => &objects::JOB,
+            ObjectKind::Company => &objects::COMPANY,
+            ObjectKind::JobActivity => &objects::JOB_ACTIVITY,
+            ObjectKind::Attachment => &objects::ATTACHMENT,
+            ObjectKind::Staff => &objects::STAFF,
+        }
+    }
+
     /// The name in URLs and callbacks, lowercase.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectKind::Job => "job",
-            ObjectKind::Company => "company",
-            ObjectKind::JobActivity => "jobactivity",
-            ObjectKind::Attachment => "attachment",
-            ObjectKind::Staff => "staff",
-        }
+        self.spec().object_type
     }
 }
 

@@ -10,7 +10,9 @@ use app::portal::model::{PortalJobDetail, PortalOverview};
 use super::{portal_views, unavailable, ServerBackend};
 use crate::auth::token_hash;
 use crate::store::mirror::text_field;
-use crate::store::{now_millis, JobChild};
+use app::objects::{ATTACHMENT, JOB_ACTIVITY};
+
+use crate::store::now_millis;
 
 #[async_trait::async_trait]
 impl PortalBackend for ServerBackend {
@@ -52,7 +54,7 @@ impl PortalBackend for ServerBackend {
         let job = portal_views::job_view(&record).ok_or_else(not_found)?;
         let activity_records = self
             .store
-            .job_children(JobChild::Activities, job_uuid)
+            .job_children(&JOB_ACTIVITY, job_uuid)
             .await
             .map_err(unavailable)?;
         let mut staff: HashMap<String, Option<serde_json::Value>> = HashMap::new();
@@ -76,7 +78,7 @@ impl PortalBackend for ServerBackend {
             .sort_by(|a, b| (a.start_date.is_none(), &a.start_date).cmp(&(b.start_date.is_none(), &b.start_date)));
         let attachments = self
             .store
-            .job_children(JobChild::Attachments, job_uuid)
+            .job_children(&ATTACHMENT, job_uuid)
             .await
             .map_err(unavailable)?;
         Ok(PortalJobDetail {

@@ -10,8 +10,8 @@
 
 use axum::http::{HeaderMap, HeaderValue};
 
-use super::formats::{self, addon, event, servicem8, Body, Shape};
-use super::payload::{self, ParsedEvent, PayloadError};
+use super::formats::{self, addon, event, Body, Shape};
+use super::payload::{ParsedEvent, PayloadError};
 use super::signature::{self, Rejection, Verification};
 use super::{form, standard, SIGNATURE_HEADER};
 use crate::ingest::IngestArgs;
@@ -94,7 +94,7 @@ fn decode_at(
         Body::Jwt(token) => {
             let claims = addon::verify(configured(&secrets.servicem8_app_secret), &token).map_err(Rejection::from)?;
             Ok(Decoded::Delivery(Delivery {
-                format: "addon",
+                format: formats::ADDON,
                 verification: Verification::AddonJwt,
                 delivery_id: None,
                 events: addon::events(claims, now)?,
@@ -140,10 +140,9 @@ fn decode_document(
     now: i64,
 ) -> Result<Delivery, IngestError> {
     let format = shape.format();
+    let event_header = headers.get(event::EVENT_HEADER).and_then(|value| value.to_str().ok());
     let events = match shape {
-        Shape::Seed(document) => payload::parse_seed_value(document)?,
-        Shape::ObjectCallback(document) => servicem8::parse_object_callback(document, now)?,
-        Shape::Event { name, body } => vec![event::parse_event(name, body, now)],
+        Shape::Known { format, document } => (format.parse)(document, event_header, now)?,
         // Only a Standard Webhooks sender is taken at its word for a shape nothing here knows: such deliveries
         // are event webhooks whose body ServiceM8 does not document.
         Shape::Unrecognised(document) if verification == Verification::StandardWebhooks => {

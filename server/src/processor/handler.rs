@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use app::objects::{CompanyLink, JobLink, JOB};
 use serde_json::{Map, Value};
 
 use super::lease::Lease;
@@ -10,7 +11,7 @@ use crate::metrics;
 use crate::servicem8::client::{ApiCallError, Fetched, ServiceM8Client};
 use crate::store::mirror::text_field;
 use crate::store::{
-    mirror_table, now_millis, AttemptTiming, ClaimedEvent, Completion, MirrorRecord, MirrorTable, Store, StoreError,
+    now_millis, object_spec, AttemptTiming, ClaimedEvent, Completion, MirrorRecord, ObjectSpec, Store, StoreError,
 };
 use crate::updates::{PipelineEvent, PipelineStage, PipelineUpdate, RecordUpdate, UpdateSender};
 
@@ -72,7 +73,7 @@ impl Handler {
             lease,
             started_at,
         };
-        let Some(table) = mirror_table(&first.object_type) else {
+        let Some(table) = object_spec(&first.object_type) else {
             let reason = format!("unknown object type {:?}: not mirrored", first.object_type);
             self.finish(&work, batch, Completion::Skipped(reason), None).await?;
             return Ok(Step::Processed);
@@ -86,7 +87,7 @@ impl Handler {
     async fn fetch_and_mirror(
         &self,
         client: &ServiceM8Client,
-        table: &'static MirrorTable,
+        table: &'static ObjectSpec,
         work: &Work<'_>,
     ) -> Result<Step, StoreError> {
         let batch = work.batch;
@@ -156,7 +157,7 @@ impl Handler {
     }
 
     /// Without credentials: merges each event's own `changes` into the mirrored record, in order.
-    async fn apply_payloads(&self, table: &'static MirrorTable, work: &Work<'_>) -> Result<Step, StoreError> {
+    async fn apply_payloads(&self, table: &'static ObjectSpec, work: &Work<'_>) -> Result<Step, StoreError> {
         for event in work.batch {
             let values: Map<String, Value> = match &event.changes {
                 Value::Object(changes) => changes
@@ -207,22 +208,24 @@ impl Handler {
         Ok(Step::Processed)
     }
 
-    async fn owners(&self, table: &MirrorTable, uuid: &str, record: &Value) -> Result<Owners, StoreError> {
-        let job_uuid = match table.object_type {
-            "job" => Some(uuid.to_owned()),
-            "jobactivity" => text_field(record, "job_uuid"),
-            "attachment" if text_field(record, "related_object").is_some_and(|o| o.eq_ignore_ascii_case("job")) => {
-                text_field(record, "related_object_uuid")
-            }
-            _ => None,
+    /// The job and company the record belongs to, by its type's links (`app::objects`).
+    async fn owners(&self, table: &ObjectSpec, uuid: &str, record: &Value) -> Result<Owners, StoreError> {
+        let job_uuid = match table.job {
+            JobLink::Itself => Some(uuid.to_owned()),
+            JobLink::Field(field) => text_field(record, field),
+            JobLink::Related { kind_field, uuid_field } => text_field(record, kind_field)
+                .filter(|kind| kind.eq_ignore_ascii_case(JOB.object_type))
+                .and_then(|_| text_field(record, uuid_field)),
+            JobLink::None => None,
         };
-        let company_uuid = match table.object_type {
-            "company" => Some(uuid.to_owned()),
-            "job" => text_field(record, "company_uuid"),
-            _ => match &job_uuid {
+        let company_uuid = match table.company {
+            CompanyLink::Itself => Some(uuid.to_owned()),
+            CompanyLink::Field(field) => text_field(record, field),
+            CompanyLink::ThroughJob => match &job_uuid {
                 Some(job_uuid) => self.store.job_company(job_uuid).await?,
                 None => None,
             },
+            CompanyLink::None => None,
         };
         Ok(Owners { company_uuid, job_uuid })
     }

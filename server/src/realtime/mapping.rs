@@ -7,6 +7,7 @@
 //! attachment; `staff` for staff. An event's lifecycle is event `pipeline` with the `PipelineEvent` on
 //! `admin:webhooks`, for the dashboard.
 
+use app::objects::{object_spec, CompanyLink, JobLink};
 use app::realtime::wire::{topic, UpdateKind, WebhookUpdate, LIFECYCLE_EVENT, RECORD_EVENT};
 
 use super::bus::{Broadcast, Publication};
@@ -53,23 +54,27 @@ fn retained(topic: String, event: &str, payload: serde_json::Value) -> Publicati
     ))
 }
 
-/// The seed's `type` for the record and the full topics it goes to; `None` for object types nobody watches.
+/// The seed's `type` for the record and the full topics it goes to: its type's admin topic, then its job's and
+/// its company's; `None` for object types we do not know.
 fn record_topics(record: &RecordUpdate) -> Option<(UpdateKind, Vec<String>)> {
+    let spec = object_spec(&record.object_type)?;
     let known = |uuid: &Option<String>| uuid.clone().filter(|uuid| !uuid.is_empty());
-    let company = known(&record.company_uuid).map(|uuid| topic::company(&uuid));
-    let job = known(&record.job_uuid).map(|uuid| topic::job(&uuid));
-    match record.object_type.as_str() {
-        "job" => {
-            let mut topics = vec![topic::JOBS.to_owned(), topic::job(&record.object_uuid)];
-            topics.extend(company);
-            Some((UpdateKind::JobUpdate, topics))
-        }
-        "company" => Some((UpdateKind::CompanyUpdate, vec![topic::company(&record.object_uuid)])),
-        "jobactivity" => Some((UpdateKind::ActivityUpdate, job.into_iter().chain(company).collect())),
-        "attachment" => Some((UpdateKind::AttachmentUpdate, job.into_iter().chain(company).collect())),
-        "staff" => Some((UpdateKind::StaffUpdate, vec![topic::STAFF.to_owned()])),
-        _ => None,
-    }
+    let job = match spec.job {
+        JobLink::Itself => Some(record.object_uuid.clone()),
+        _ => known(&record.job_uuid),
+    };
+    let company = match spec.company {
+        CompanyLink::Itself => Some(record.object_uuid.clone()),
+        _ => known(&record.company_uuid),
+    };
+    let topics = spec
+        .admin_topic
+        .map(str::to_owned)
+        .into_iter()
+        .chain(job.map(|uuid| topic::job(&uuid)))
+        .chain(company.map(|uuid| topic::company(&uuid)))
+        .collect();
+    Some((spec.update, topics))
 }
 
 #[cfg(test)]

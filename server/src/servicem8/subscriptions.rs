@@ -8,53 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::client::{ApiCallError, ServiceM8Client};
-
-/// The fields subscribed for each object when none are given: the ones the mirror and the portal use.
-pub const DEFAULT_FIELDS: [(&str, &[&str]); 5] = [
-    (
-        "job",
-        &[
-            "status",
-            "company_uuid",
-            "job_address",
-            "job_description",
-            "date",
-            "quote_date",
-            "work_order_date",
-            "completion_date",
-            "total_invoice_amount",
-            "invoice_sent",
-            "payment_received",
-            "active",
-        ],
-    ),
-    (
-        "company",
-        &["name", "address", "billing_address", "is_individual", "active"],
-    ),
-    (
-        "jobactivity",
-        &[
-            "job_uuid",
-            "staff_uuid",
-            "start_date",
-            "end_date",
-            "activity_was_scheduled",
-            "active",
-        ],
-    ),
-    (
-        "attachment",
-        &[
-            "related_object",
-            "related_object_uuid",
-            "attachment_name",
-            "file_type",
-            "active",
-        ],
-    ),
-    ("staff", &["first", "last", "email", "mobile", "job_title", "active"]),
-];
+use crate::store::object_spec;
 
 /// One subscription as registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,12 +64,9 @@ pub fn merged_fields(existing: &[Value], object: &str, requested: &[String]) -> 
     fields.into_iter().collect()
 }
 
-/// The default field list of `object`.
+/// The default field list of `object` (`ObjectSpec::default_fields`).
 pub fn default_fields(object: &str) -> Option<Vec<String>> {
-    DEFAULT_FIELDS
-        .iter()
-        .find(|(name, _)| *name == object)
-        .map(|(_, fields)| fields.iter().map(|f| (*f).to_owned()).collect())
+    object_spec(object).map(|spec| spec.default_fields.iter().map(|f| (*f).to_owned()).collect())
 }
 
 #[cfg(test)]

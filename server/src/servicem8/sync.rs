@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::client::{ApiCallError, ServiceM8Client};
 use crate::store::mirror::text_field;
-use crate::store::{now_millis, NewEvent, Store, StoreError, MIRROR_TABLES};
+use crate::store::{now_millis, NewEvent, Store, StoreError, OBJECTS};
 
 /// What one reconciliation pass found for one object type.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,8 +37,8 @@ pub async fn reconcile(
     since: Option<&str>,
 ) -> Result<Vec<SyncReport>, SyncError> {
     let mut reports = Vec::new();
-    for table in &MIRROR_TABLES {
-        reports.push(reconcile_object(store, client, table.object_type, since).await?);
+    for spec in OBJECTS {
+        reports.push(reconcile_object(store, client, spec.object_type, since).await?);
     }
     Ok(reports)
 }

@@ -1,51 +1,11 @@
-//! Mirror tables: one per ServiceM8 object type, with typed key columns copied from the record.
+//! Mirror tables: one per ServiceM8 object type (`app::objects`), with typed key columns copied from the record.
 
-/// A mirror table and the record fields it keeps as columns (named as in ServiceM8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MirrorTable {
-    /// Canonical object type (as stored on events) and the REST object name.
-    pub object_type: &'static str,
-    pub table: &'static str,
-    pub key_columns: &'static [&'static str],
-}
-
-pub const MIRROR_TABLES: [MirrorTable; 5] = [
-    MirrorTable {
-        object_type: "job",
-        table: "sm8_jobs",
-        key_columns: &["company_uuid", "status", "generated_job_id"],
-    },
-    MirrorTable {
-        object_type: "company",
-        table: "sm8_companies",
-        key_columns: &["name"],
-    },
-    MirrorTable {
-        object_type: "jobactivity",
-        table: "sm8_job_activities",
-        key_columns: &["job_uuid", "staff_uuid"],
-    },
-    MirrorTable {
-        object_type: "attachment",
-        table: "sm8_attachments",
-        key_columns: &["related_object", "related_object_uuid"],
-    },
-    MirrorTable {
-        object_type: "staff",
-        table: "sm8_staff",
-        key_columns: &["email"],
-    },
-];
-
-/// The mirror table of `object_type`, if it is one we mirror.
-pub fn mirror_table(object_type: &str) -> Option<&'static MirrorTable> {
-    MIRROR_TABLES.iter().find(|table| table.object_type == object_type)
-}
+pub use app::objects::{object_spec, ObjectSpec, OBJECTS};
 
 /// A record ready to be written to its mirror table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MirrorRecord {
-    pub table: &'static MirrorTable,
+    pub table: &'static ObjectSpec,
     pub uuid: String,
     pub edit_date: String,
     pub active: bool,
@@ -54,7 +14,7 @@ pub struct MirrorRecord {
 
 impl MirrorRecord {
     /// Builds the row from a ServiceM8 record; `None` when it lacks a uuid.
-    pub fn from_record(table: &'static MirrorTable, record: serde_json::Value) -> Option<MirrorRecord> {
+    pub fn from_record(table: &'static ObjectSpec, record: serde_json::Value) -> Option<MirrorRecord> {
         let uuid = record.get("uuid")?.as_str()?.to_owned();
         let edit_date = text_field(&record, "edit_date").unwrap_or_default();
         let active = match record.get("active") {
@@ -131,7 +91,7 @@ mod tests {
 
     #[test]
     fn a_record_becomes_a_row_with_its_key_columns() {
-        let table = mirror_table("job").unwrap();
+        let table = object_spec("job").unwrap();
         let row = MirrorRecord::from_record(
             table,
             json!({"uuid": "j1", "company_uuid": "c1", "status": "Quote", "generated_job_id": 42,
@@ -148,7 +108,7 @@ mod tests {
 
     #[test]
     fn active_zero_means_deleted() {
-        let table = mirror_table("staff").unwrap();
+        let table = object_spec("staff").unwrap();
         let row = MirrorRecord::from_record(table, json!({"uuid": "s1", "active": 0})).unwrap();
         assert!(!row.active);
         let row = MirrorRecord::from_record(table, json!({"uuid": "s1", "active": "0"})).unwrap();
@@ -158,19 +118,19 @@ mod tests {
     #[test]
     fn a_record_without_uuid_is_not_mirrored() {
         assert_eq!(
-            MirrorRecord::from_record(mirror_table("job").unwrap(), json!({"status": "Quote"})),
+            MirrorRecord::from_record(object_spec("job").unwrap(), json!({"status": "Quote"})),
             None
         );
     }
 
     #[test]
     fn the_upsert_only_replaces_older_records() {
-        let table = mirror_table("company").unwrap();
+        let table = object_spec("company").unwrap();
         let row = MirrorRecord::from_record(table, json!({"uuid": "c1"})).unwrap();
         let sql = row.upsert_sql();
         assert!(sql.starts_with("INSERT INTO sm8_companies (uuid, name, edit_date, active, record, mirrored_at)"));
         assert!(sql.contains("VALUES ($1, $2, $3, $4, $5, $6)"));
         assert!(sql.ends_with("WHERE excluded.edit_date >= sm8_companies.edit_date"));
-        assert_eq!(mirror_table("form"), None);
+        assert_eq!(object_spec("form"), None);
     }
 }

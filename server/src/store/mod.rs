@@ -22,8 +22,7 @@ use app::model::{EventPage, EventQuery, EventStatus, EventSummary, MinuteBucket,
 use async_trait::async_trait;
 
 pub use insight::EventRecord;
-pub use mirror::{mirror_table, MirrorRecord, MirrorTable, MirrorWrite, MIRROR_TABLES};
-pub use portal::JobChild;
+pub use mirror::{object_spec, MirrorRecord, MirrorWrite, ObjectSpec, OBJECTS};
 pub use postgres::PostgresStore;
 pub use queue::{AttemptRecord, BudgetGrant, BudgetLimits, Claim, ClaimedEvent, Completion, Release, Whose};
 pub use sqlite::{backup_sqlite, Backup, SqliteStore};
@@ -194,8 +193,9 @@ pub trait Store: Send + Sync + 'static {
     /// The active mirrored jobs of a company, newest edit first.
     async fn company_jobs(&self, company_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError>;
 
-    /// The active activities or attachments of a job.
-    async fn job_children(&self, child: JobChild, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError>;
+    /// The active records of type `child` under a job (its activities, its attachments); none for a type that
+    /// belongs to no job.
+    async fn job_children(&self, child: &ObjectSpec, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError>;
 
     async fn create_portal_link(&self, token_hash: &str, company_uuid: &str, expires_at: i64)
         -> Result<(), StoreError>;

@@ -1,25 +1,22 @@
-//! The SQL of the client portal, shared by both engines (`$n` binds): a company's jobs, a job's activities and
-//! attachments, one-time links and sessions.
+//! The SQL of the client portal, shared by both engines (`$n` binds): a company's jobs, the records under a job
+//! (its activities, attachments, whatever `app::objects` links to a job), one-time links and sessions.
 
-/// Which records of a job to list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobChild {
-    Activities,
-    Attachments,
-}
+use app::objects::{JobLink, ObjectSpec, JOB};
 
-impl JobChild {
-    pub fn sql(self) -> &'static str {
-        match self {
-            JobChild::Activities => {
-                "SELECT record FROM sm8_job_activities WHERE job_uuid = $1 AND active = 1 ORDER BY edit_date DESC"
-            }
-            JobChild::Attachments => {
-                "SELECT record FROM sm8_attachments WHERE related_object_uuid = $1 AND active = 1 \
-                 ORDER BY edit_date DESC"
-            }
+/// The active records of type `child` under one job (`$1`), newest edit first; `None` when that type belongs to
+/// no job.
+pub fn job_children_sql(child: &ObjectSpec) -> Option<String> {
+    let condition = match child.job {
+        JobLink::Field(field) => format!("{field} = $1"),
+        JobLink::Related { kind_field, uuid_field } => {
+            format!("{uuid_field} = $1 AND LOWER({kind_field}) = '{}'", JOB.object_type)
         }
-    }
+        JobLink::Itself | JobLink::None => return None,
+    };
+    Some(format!(
+        "SELECT record FROM {} WHERE {condition} AND active = 1 ORDER BY edit_date DESC",
+        child.table
+    ))
 }
 
 pub const COMPANY_JOBS_SQL: &str =

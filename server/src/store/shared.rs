@@ -13,13 +13,13 @@ use super::insight::{
     PROCESSING_SAMPLE, PROCESSING_TIMES_SQL, QUEUE_DEPTH_SQL, RECEIVED_PER_MINUTE_SQL,
 };
 use super::portal::{
-    JobChild, COMPANY_JOBS_SQL, CREATE_LINK_SQL, CREATE_SESSION_SQL, DELETE_SESSION_SQL, REDEEM_LINK_SQL,
+    job_children_sql, COMPANY_JOBS_SQL, CREATE_LINK_SQL, CREATE_SESSION_SQL, DELETE_SESSION_SQL, REDEEM_LINK_SQL,
     SESSION_COMPANY_SQL,
 };
 use super::queue::{take_api_budget_on, Claim, Release, MINUTE_MS, NEXT_DUE_SQL, PAUSE_API_SQL, RENEW_LEASE_SQL};
 use super::{
-    assemble_stats, batch, into_page, mirror_table, now_millis, parse_status, AttemptRecord, AttemptTiming,
-    BudgetGrant, BudgetLimits, ClaimedEvent, Completion, EventRow, Insertion, MirrorRecord, MirrorWrite, NewEvent,
+    assemble_stats, batch, into_page, now_millis, object_spec, parse_status, AttemptRecord, AttemptTiming, BudgetGrant,
+    BudgetLimits, ClaimedEvent, Completion, EventRow, Insertion, MirrorRecord, MirrorWrite, NewEvent, ObjectSpec,
     RetryOutcome, Store, StoreError, ATTEMPT_COLUMNS, EVENT_SUMMARY_COLUMNS,
 };
 
@@ -326,7 +326,7 @@ where
     }
 
     async fn mirror_record(&self, object_type: &str, uuid: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        let Some(table) = mirror_table(object_type) else {
+        let Some(table) = object_spec(object_type) else {
             return Ok(None);
         };
         Ok(
@@ -391,8 +391,11 @@ where
             .await?)
     }
 
-    async fn job_children(&self, child: JobChild, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
-        Ok(sqlx::query_scalar(child.sql())
+    async fn job_children(&self, child: &ObjectSpec, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        let Some(sql) = job_children_sql(child) else {
+            return Ok(Vec::new());
+        };
+        Ok(sqlx::query_scalar(&sql)
             .bind(job_uuid)
             .fetch_all(self.readers())
             .await?)

@@ -1,6 +1,7 @@
 //! What `simulate` sends: the deliveries in order, each built in one of the real formats and signed (or
 //! deliberately mis-signed) the way that format is authenticated.
 
+use app::objects::{self, ObjectSpec};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -8,24 +9,20 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 use serde_json::{json, Value};
+use server::ingest::signature;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
 use super::{SimulateError, WebhookFormat};
-use server::ingest::signature;
 
 /// Deliveries are shuffled within windows of this many when reordering.
 pub const REORDER_WINDOW: usize = 8;
 /// What a mis-signed delivery is signed with instead of the real secret.
 const WRONG_SECRET: &[u8] = b"not-the-secret";
 const STATUSES: [&str; 4] = ["Quote", "Work Order", "Unsuccessful", "Completed"];
-const OBJECTS: [(&str, &str); 4] = [
-    ("Job", "job"),
-    ("Job", "job"),
-    ("Company", "company"),
-    ("JobActivity", "jobactivity"),
-];
+/// What the deliveries are about, jobs twice as often as the rest.
+const SENT: [&ObjectSpec; 4] = [&objects::JOB, &objects::JOB, &objects::COMPANY, &objects::JOB_ACTIVITY];
 
 /// The secrets the deliveries are signed with; only those the format needs must be present.
 #[derive(Debug, Clone, Default)]
@@ -114,7 +111,8 @@ impl Signer {
 
     /// A new event, `authentic` or not.
     pub fn delivery(&self, rng: &mut StdRng, authentic: bool) -> Delivery {
-        let (object_type, object) = *OBJECTS.choose(rng).expect("objects");
+        let spec = *SENT.choose(rng).expect("objects");
+        let (object_type, object) = (spec.api_name, spec.object_type);
         let uuid = uuid::Builder::from_random_bytes(rng.random()).into_uuid().to_string();
         let status = *STATUSES.choose(rng).expect("statuses");
         let now = OffsetDateTime::now_utc();

@@ -497,7 +497,7 @@ async fn the_status_endpoint_lists_every_accepted_format() {
         .json()
         .await
         .unwrap();
-    assert_eq!(status["formats"], json!(["seed", "object", "addon", "event"]));
+    assert_eq!(status["formats"], json!(["addon", "seed", "object", "event"]));
     assert_eq!(status["verification"]["hmac_sha256"], true);
     assert_eq!(status["verification"]["url_token"], false);
 }

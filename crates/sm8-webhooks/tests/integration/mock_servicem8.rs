@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use app::objects::{CompanyLink, JobLink, OBJECTS};
+
 use crate::common::receiver::{eventually, form_fields, Receiver, PATIENCE};
 use serde_json::{json, Value};
 use servicem8_mock::{self as mock, CallbackFormat, Faults, MockConfig, MockHandle, ObjectKind, NEXT_CURSOR_HEADER};
@@ -54,6 +56,47 @@ fn uuids(records: &[Value]) -> Vec<String> {
         .iter()
         .map(|record| record["uuid"].as_str().unwrap().to_owned())
         .collect()
+}
+
+#[tokio::test]
+async fn the_simulated_account_serves_every_registered_object_type_with_its_links() {
+    assert_eq!(
+        ObjectKind::ALL.len(),
+        OBJECTS.len(),
+        "one simulated kind per registered type"
+    );
+    let (mock, client) = start(MockConfig {
+        page_size: 1_000,
+        ..small_account()
+    })
+    .await;
+    for spec in OBJECTS {
+        let kind: ObjectKind = spec.object_type.parse().expect("the account serves the type");
+        assert_eq!(kind.spec(), spec);
+        let response = get(&client, &mock, &format!("/{}.json", spec.api_name)).await;
+        assert_eq!(response.status(), 200, "{}", spec.object_type);
+        let records: Vec<Value> = response.json().await.unwrap();
+        assert!(!records.is_empty(), "{} has records", spec.object_type);
+        let mut link_fields = Vec::new();
+        match spec.job {
+            JobLink::Field(field) => link_fields.push(field),
+            JobLink::Related { kind_field, uuid_field } => link_fields.extend([kind_field, uuid_field]),
+            JobLink::Itself | JobLink::None => {}
+        }
+        if let CompanyLink::Field(field) = spec.company {
+            link_fields.push(field);
+        }
+        for record in &records {
+            for field in ["uuid", "edit_date", "active"].iter().chain(&link_fields) {
+                assert!(
+                    record.get(*field).is_some(),
+                    "{} lacks {field}: {record}",
+                    spec.object_type
+                );
+            }
+        }
+    }
+    mock.shutdown().await;
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use server::config::ServeArgs;
 use server::secret::Secret;
 use server::servicem8::client::ServiceM8Client;
 use server::servicem8::{subscriptions, sync};
-use server::store::{self, mirror_table, now_millis, MirrorRecord, Store};
+use server::store::{self, now_millis, object_spec, MirrorRecord, Store};
 use servicem8_mock::{self as mock, Faults, MockConfig, MockHandle, ObjectKind};
 
 /// A server that fetches from its own simulated ServiceM8 account.
@@ -182,7 +182,7 @@ async fn an_older_record_never_overwrites_a_newer_one() {
     let p = pipeline(|_, _| {}).await;
     let job = p.account.uuids(ObjectKind::Job)[0].clone();
     let newer = json!({"uuid": job, "status": "Completed", "edit_date": "2999-01-01 00:00:00", "active": 1});
-    let row = MirrorRecord::from_record(mirror_table("job").unwrap(), newer.clone()).unwrap();
+    let row = MirrorRecord::from_record(object_spec("job").unwrap(), newer.clone()).unwrap();
     p.store.upsert_mirror(&row, now_millis()).await.unwrap();
 
     let ids = post(&p.app, &seed("Job", &job, "updated", 1, json!({}))).await;

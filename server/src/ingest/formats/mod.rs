@@ -12,7 +12,7 @@ pub mod servicem8;
 use serde_json::{Map, Value};
 
 use super::form;
-use super::payload::{self, PayloadError};
+use super::payload::{self, ParsedEvent, PayloadError};
 
 /// What a body holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,37 +104,101 @@ fn is_subscribe(mode: &str) -> bool {
     mode.trim().eq_ignore_ascii_case("subscribe")
 }
 
-/// The kind of delivery a JSON document is.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Shape {
-    Seed(Value),
-    ObjectCallback(Value),
-    Event {
-        name: &'static str,
-        body: Value,
+/// A format a JSON document can be in: its name (stored with its events), how a document is recognised as one,
+/// and how its events are read.
+#[derive(Debug)]
+pub struct DocumentFormat {
+    pub name: &'static str,
+    /// ServiceM8 itself sends it, unsigned, so that it may be accepted without the seed HMAC (the URL token and
+    /// the fetch of every record protect it instead).
+    pub servicem8_callback: bool,
+    /// Whether `document` is of this format; `event_header` is the `x-servicem8-event` header, if any.
+    pub detect: fn(document: &Value, event_header: Option<&str>) -> bool,
+    /// Its events, received at `now` (unix milliseconds).
+    pub parse: ParseDocument,
+}
+
+/// Reads the events of a document (`event_header`: the `x-servicem8-event` header) received at `now`.
+pub type ParseDocument =
+    fn(document: Value, event_header: Option<&str>, now: i64) -> Result<Vec<ParsedEvent>, PayloadError>;
+
+/// The seed's `{object_type, object_uuid, event_type, timestamp, changes}` (or an array of them).
+pub static SEED: DocumentFormat = DocumentFormat {
+    name: "seed",
+    servicem8_callback: false,
+    detect: |document, _| {
+        document
+            .as_object()
+            .is_some_and(|fields| fields.contains_key("object_type") && fields.contains_key("event_type"))
     },
+    parse: |document, _, _| payload::parse_seed_value(document),
+};
+
+/// ServiceM8's object callback, `{object, entry, resource_url}`.
+pub static OBJECT: DocumentFormat = DocumentFormat {
+    name: "object",
+    servicem8_callback: true,
+    detect: |document, _| document.as_object().is_some_and(servicem8::is_object_callback),
+    parse: |document, _, now| servicem8::parse_object_callback(document, now),
+};
+
+/// ServiceM8's event webhooks (`job.created`, `job.status_changed`, ...), named in the body or the header.
+pub static EVENT: DocumentFormat = DocumentFormat {
+    name: "event",
+    servicem8_callback: true,
+    detect: |document, event_header| event::name_in(document, event_header).is_some(),
+    parse: |document, event_header, now| match event::name_in(&document, event_header) {
+        Some(name) => Ok(vec![event::parse_event(name, document, now)]),
+        None => Ok(vec![event::parse_unrecognised(document, now)]),
+    },
+};
+
+/// The name of add-on callbacks (JWTs), recognised by `read` before any document format.
+pub const ADDON: &str = "addon";
+
+/// The document formats, in the order a document is tried against them: the first that recognises it wins.
+pub static DOCUMENT_FORMATS: [&DocumentFormat; 3] = [&SEED, &OBJECT, &EVENT];
+
+/// Every format the receiver accepts, by name, in the order a body is tried: an add-on JWT, then the documents.
+pub fn format_names() -> Vec<&'static str> {
+    std::iter::once(ADDON)
+        .chain(DOCUMENT_FORMATS.iter().map(|format| format.name))
+        .collect()
+}
+
+/// The kind of delivery a JSON document is.
+#[derive(Debug, PartialEq)]
+pub enum Shape {
+    /// A document of a known format.
+    Known {
+        format: &'static DocumentFormat,
+        document: Value,
+    },
+    /// A document no format recognises.
     Unrecognised(Value),
     /// The body is not a JSON document.
     Unreadable(PayloadError),
 }
 
+impl PartialEq for DocumentFormat {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
 impl Shape {
-    /// Classifies a document; `event_header` is the `x-servicem8-event` header, if any.
+    /// Classifies a document by the first format that recognises it; `event_header` is the
+    /// `x-servicem8-event` header, if any.
     pub fn of(document: Result<Value, PayloadError>, event_header: Option<&str>) -> Shape {
         let document = match document {
             Ok(document) => document,
             Err(error) => return Shape::Unreadable(error),
         };
-        if let Some(fields) = document.as_object() {
-            if fields.contains_key("object_type") && fields.contains_key("event_type") {
-                return Shape::Seed(document);
-            }
-            if servicem8::is_object_callback(fields) {
-                return Shape::ObjectCallback(document);
-            }
-        }
-        if let Some(name) = event::name_in(&document, event_header) {
-            return Shape::Event { name, body: document };
+        if let Some(format) = DOCUMENT_FORMATS
+            .iter()
+            .find(|format| (format.detect)(&document, event_header))
+        {
+            return Shape::Known { format, document };
         }
         // Partial seed documents go to the seed parser, which names the missing field.
         let seed_like = match &document {
@@ -143,7 +207,10 @@ impl Shape {
             _ => false,
         };
         if seed_like {
-            Shape::Seed(document)
+            Shape::Known {
+                format: &SEED,
+                document,
+            }
         } else {
             Shape::Unrecognised(document)
         }
@@ -151,15 +218,16 @@ impl Shape {
 
     /// Whether ServiceM8 itself sends this kind unsigned, so that it may be accepted without the seed HMAC.
     pub fn is_servicem8_callback(&self) -> bool {
-        matches!(self, Shape::ObjectCallback(_) | Shape::Event { .. })
+        matches!(self, Shape::Known { format, .. } if format.servicem8_callback)
     }
 
-    /// The format name stored with the events.
+    /// The format name stored with the events: an unrecognised document is stored as an event webhook (only a
+    /// Standard Webhooks sender is taken at its word for one), an unreadable body as the seed's.
     pub fn format(&self) -> &'static str {
         match self {
-            Shape::Seed(_) | Shape::Unreadable(_) => "seed",
-            Shape::ObjectCallback(_) => "object",
-            Shape::Event { .. } | Shape::Unrecognised(_) => "event",
+            Shape::Known { format, .. } => format.name,
+            Shape::Unrecognised(_) => EVENT.name,
+            Shape::Unreadable(_) => SEED.name,
         }
     }
 }
@@ -168,6 +236,11 @@ impl Shape {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn formats_are_named_once_in_the_order_a_body_is_tried() {
+        assert_eq!(format_names(), ["addon", "seed", "object", "event"]);
+    }
 
     fn document(body: &[u8]) -> Value {
         match read(body) {
@@ -242,21 +315,16 @@ mod tests {
     #[test]
     fn documents_are_classified_by_their_fields() {
         let shape = |value: Value| Shape::of(Ok(value), None);
+        let known = |format: &'static DocumentFormat, document: Value| Shape::Known { format, document };
         let seed = json!({"object_type": "Job", "event_type": "updated", "event": "job.created"});
-        assert_eq!(shape(seed.clone()), Shape::Seed(seed));
+        assert_eq!(shape(seed.clone()), known(&SEED, seed));
         let callback = json!({"object": "job", "entry": [], "event": "job.created"});
-        assert_eq!(shape(callback.clone()), Shape::ObjectCallback(callback));
+        assert_eq!(shape(callback.clone()), known(&OBJECT, callback));
         let event = json!({"event": "job.created", "object_type": "job", "timestamp": "x"});
-        assert_eq!(
-            shape(event.clone()),
-            Shape::Event {
-                name: "job.created",
-                body: event
-            }
-        );
+        assert_eq!(shape(event.clone()), known(&EVENT, event));
         let partial_seed = json!({"object_uuid": "u"});
-        assert_eq!(shape(partial_seed.clone()), Shape::Seed(partial_seed));
-        assert_eq!(shape(json!([1])), Shape::Seed(json!([1])));
+        assert_eq!(shape(partial_seed.clone()), known(&SEED, partial_seed));
+        assert_eq!(shape(json!([1])), known(&SEED, json!([1])));
         assert_eq!(shape(json!({"hello": 1})), Shape::Unrecognised(json!({"hello": 1})));
         assert_eq!(
             Shape::of(Err(PayloadError::Empty), None),
@@ -267,12 +335,15 @@ mod tests {
     #[test]
     fn the_event_header_names_an_event_whose_body_does_not() {
         let body = json!({"uuid": "job-1"});
+        let shape = Shape::of(Ok(body.clone()), Some("job.checked_in"));
         assert_eq!(
-            Shape::of(Ok(body.clone()), Some("job.checked_in")),
-            Shape::Event {
-                name: "job.checked_in",
-                body
+            shape,
+            Shape::Known {
+                format: &EVENT,
+                document: body.clone()
             }
         );
+        let events = (EVENT.parse)(body, Some("job.checked_in"), 0).unwrap();
+        assert_eq!(events[0].event_type, "checked_in");
     }
 }

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use app::model::{EventQuery, EventStatus};
+use app::objects::{JobLink, ATTACHMENT, JOB_ACTIVITY, OBJECTS};
 use server::store::{
-    self, mirror_table, now_millis, AttemptTiming, BudgetLimits, Completion, Insertion, JobChild, MirrorRecord,
+    self, now_millis, object_spec, AttemptTiming, BudgetLimits, Completion, Insertion, MirrorRecord, MirrorWrite,
     NewEvent, Store,
 };
 use tempfile::TempDir;
@@ -306,9 +307,39 @@ async fn health_and_throughput_describe_the_last_hour(store: Arc<dyn Store>) {
     assert_eq!(buckets.iter().map(|b| b.succeeded).sum::<i64>(), 1);
 }
 
+async fn every_registered_object_type_is_mirrored_in_its_table_and_found_under_its_job(store: Arc<dyn Store>) {
+    for spec in OBJECTS {
+        let mut record = serde_json::json!({"uuid": format!("{}-1", spec.object_type),
+            "edit_date": "2024-01-01 00:00:00", "active": 1});
+        for column in spec.key_columns {
+            record[*column] = serde_json::json!(format!("{column}-value"));
+        }
+        match spec.job {
+            JobLink::Field(field) => record[field] = serde_json::json!("job-1"),
+            JobLink::Related { kind_field, uuid_field } => {
+                record[kind_field] = serde_json::json!("Job");
+                record[uuid_field] = serde_json::json!("job-1");
+            }
+            JobLink::Itself | JobLink::None => {}
+        }
+        let row = MirrorRecord::from_record(spec, record.clone()).unwrap();
+        assert_eq!(row.key_values().len(), spec.key_columns.len());
+        assert_eq!(
+            store.upsert_mirror(&row, 1).await.unwrap(),
+            MirrorWrite::Applied,
+            "{}",
+            spec.table
+        );
+        let stored = store.mirror_record(spec.object_type, &row.uuid).await.unwrap();
+        assert_eq!(stored, Some(record), "{}", spec.table);
+        let children = store.job_children(spec, "job-1").await.unwrap();
+        assert_eq!(children.len(), usize::from(spec.is_job_child()), "{}", spec.table);
+    }
+}
+
 async fn a_company_sees_its_active_jobs_and_their_records(store: Arc<dyn Store>) {
     let mirror = |object: &str, record: serde_json::Value| {
-        MirrorRecord::from_record(mirror_table(object).unwrap(), record).unwrap()
+        MirrorRecord::from_record(object_spec(object).unwrap(), record).unwrap()
     };
     for record in [
         mirror(
@@ -339,15 +370,9 @@ async fn a_company_sees_its_active_jobs_and_their_records(store: Arc<dyn Store>)
         jobs.iter().map(|j| j["uuid"].as_str().unwrap()).collect::<Vec<_>>(),
         ["j1"]
     );
-    assert_eq!(
-        store.job_children(JobChild::Activities, "j1").await.unwrap()[0]["uuid"],
-        "a1"
-    );
-    assert_eq!(
-        store.job_children(JobChild::Attachments, "j1").await.unwrap()[0]["uuid"],
-        "f1"
-    );
-    assert!(store.job_children(JobChild::Activities, "j3").await.unwrap().is_empty());
+    assert_eq!(store.job_children(&JOB_ACTIVITY, "j1").await.unwrap()[0]["uuid"], "a1");
+    assert_eq!(store.job_children(&ATTACHMENT, "j1").await.unwrap()[0]["uuid"], "f1");
+    assert!(store.job_children(&JOB_ACTIVITY, "j3").await.unwrap().is_empty());
 }
 
 async fn a_portal_link_opens_one_session_once(store: Arc<dyn Store>) {
@@ -427,5 +452,6 @@ conformance!(
     an_event_record_holds_every_column,
     health_and_throughput_describe_the_last_hour,
     a_company_sees_its_active_jobs_and_their_records,
+    every_registered_object_type_is_mirrored_in_its_table_and_found_under_its_job,
     a_portal_link_opens_one_session_once,
 );

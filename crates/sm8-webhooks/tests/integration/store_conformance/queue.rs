@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use app::model::{EventQuery, EventStatus};
 use server::store::{
-    mirror_table, now_millis, AttemptTiming, BudgetGrant, BudgetLimits, Completion, MirrorRecord, MirrorWrite,
-    NewEvent, RetryOutcome, Store,
+    now_millis, object_spec, AttemptTiming, BudgetGrant, BudgetLimits, Completion, MirrorRecord, MirrorWrite, NewEvent,
+    RetryOutcome, Store,
 };
 
 use super::event;
@@ -344,7 +344,7 @@ pub(super) async fn failed_events_can_be_retried_one_or_all(store: Arc<dyn Store
 }
 
 pub(super) async fn a_mirrored_record_is_only_replaced_by_one_at_least_as_new(store: Arc<dyn Store>) {
-    let table = mirror_table("job").unwrap();
+    let table = object_spec("job").unwrap();
     let record = |status: &str, edit_date: &str| {
         MirrorRecord::from_record(
             table,
