@@ -62,15 +62,7 @@ impl ServeArgs {
             database: DatabaseArgs {
                 database_url: database_url.into(),
             },
-            ingest: IngestArgs::default(),
-            servicem8: ServiceM8Args::default(),
-            processor: ProcessorArgs::default(),
-            realtime: crate::realtime::RealtimeArgs::default(),
-            admin_token: None,
-            metrics_token: None,
-            site_root: PathBuf::from("target/site"),
-            public_url: None,
-            log_format: LogFormat::Text,
+            ..crate::flags::defaults()
         }
     }
 

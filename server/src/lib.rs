@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod csrf;
 pub mod error;
+pub mod flags;
 pub mod group_commit;
 pub mod health;
 pub mod ingest;

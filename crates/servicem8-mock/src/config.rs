@@ -118,29 +118,9 @@ impl MockConfig {
 }
 
 impl Default for MockConfig {
-    /// The same values as the command-line defaults.
+    /// The command-line defaults.
     fn default() -> Self {
-        MockConfig {
-            bind: MockConfig::DEFAULT_BIND,
-            api_key: Secret::new(MockConfig::DEFAULT_API_KEY),
-            seed: 8,
-            companies: 20,
-            jobs_per_company: 5,
-            activities_per_job: 2,
-            attachments_per_job: 1,
-            staff: 6,
-            page_size: 5_000,
-            per_minute: 180,
-            per_day: 20_000,
-            error_rate: 0.0,
-            rate_limit_rate: 0.0,
-            latency_ms: 0,
-            timeout_rate: 0.0,
-            hang_ms: 30_000,
-            change_interval_ms: 0,
-            targets: Vec::new(),
-            callback_format: CallbackFormat::Json,
-        }
+        server::flags::defaults()
     }
 }
 

@@ -69,17 +69,7 @@ pub struct ProcessorArgs {
 
 impl Default for ProcessorArgs {
     fn default() -> Self {
-        ProcessorArgs {
-            workers: 4,
-            batch_objects: 8,
-            max_retries: 3,
-            retry_base_delay_ms: 10_000,
-            lease_ms: 60_000,
-            node_id: None,
-            poll_interval_ms: 1_000,
-            retention_days: 30,
-            sync_interval_seconds: 3_600,
-        }
+        crate::flags::defaults()
     }
 }
 

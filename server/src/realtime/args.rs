@@ -54,15 +54,7 @@ pub const DEFAULT_RETENTION_MIB: usize = 16;
 
 impl Default for RealtimeArgs {
     fn default() -> Self {
-        RealtimeArgs {
-            realtime_anon_key: None,
-            jwt_secret: None,
-            realtime_public_topics: Vec::new(),
-            realtime_retention_seconds: 3600,
-            realtime_retention_messages: 1000,
-            realtime_retention_mib: DEFAULT_RETENTION_MIB,
-            realtime_max_message_kib: DEFAULT_MAX_MESSAGE_KIB,
-        }
+        crate::flags::defaults()
     }
 }
 

@@ -51,15 +51,7 @@ pub const DEFAULT_BUDGET_MARGIN_PERCENT: u8 = 5;
 
 impl Default for ServiceM8Args {
     fn default() -> Self {
-        ServiceM8Args {
-            servicem8_api_key: None,
-            servicem8_access_token: None,
-            servicem8_base_url: DEFAULT_BASE_URL.into(),
-            servicem8_timeout_ms: 10_000,
-            servicem8_requests_per_minute: 180,
-            servicem8_requests_per_day: 20_000,
-            servicem8_budget_margin_percent: DEFAULT_BUDGET_MARGIN_PERCENT,
-        }
+        crate::flags::defaults()
     }
 }
 
