@@ -9,8 +9,6 @@ use crate::error::AppError;
 use crate::model::{EventDetail, EventPage, EventQuery, MinuteBucket, PipelineHealth, Stats};
 
 #[cfg(feature = "ssr")]
-use crate::error::with_status;
-#[cfg(feature = "ssr")]
 use crate::session::{set_on_response, SessionCookie};
 #[cfg(feature = "ssr")]
 pub use backend::DashboardBackend;
@@ -68,96 +66,81 @@ async fn require_session() -> Result<std::sync::Arc<dyn DashboardBackend>, AppEr
 /// Whether the visitor holds an active admin session.
 #[server]
 pub async fn session_status() -> Result<bool, AppError> {
-    with_status(
-        async {
-            let backend = backend::backend()?;
-            match crate::session::current(SessionCookie::Admin).await? {
-                Some(session) => backend.session_is_active(&session).await,
-                None => Ok(false),
-            }
-        }
-        .await,
-    )
+    let backend = backend::backend()?;
+    match crate::session::current(SessionCookie::Admin).await? {
+        Some(session) => backend.session_is_active(&session).await,
+        None => Ok(false),
+    }
 }
 
 /// Exchanges the admin token for an HttpOnly session cookie.
 #[server]
 pub async fn sign_in(admin_token: String) -> Result<(), AppError> {
-    with_status(
-        async {
-            let backend = backend::backend()?;
-            let session = backend.sign_in(admin_token.trim()).await?;
-            set_on_response(
-                SessionCookie::Admin,
-                &session,
-                backend.session_ttl_seconds(),
-                backend.secure_cookies(),
-            );
-            Ok(())
-        }
-        .await,
-    )
+    let backend = backend::backend()?;
+    let session = backend.sign_in(admin_token.trim()).await?;
+    set_on_response(
+        SessionCookie::Admin,
+        &session,
+        backend.session_ttl_seconds(),
+        backend.secure_cookies(),
+    );
+    Ok(())
 }
 
 /// Ends the session and clears its cookie.
 #[server]
 pub async fn sign_out() -> Result<(), AppError> {
-    with_status(
-        async {
-            let backend = backend::backend()?;
-            if let Some(session) = crate::session::current(SessionCookie::Admin).await? {
-                backend.sign_out(&session).await?;
-            }
-            set_on_response(SessionCookie::Admin, "", 0, backend.secure_cookies());
-            Ok(())
-        }
-        .await,
-    )
+    let backend = backend::backend()?;
+    if let Some(session) = crate::session::current(SessionCookie::Admin).await? {
+        backend.sign_out(&session).await?;
+    }
+    set_on_response(SessionCookie::Admin, "", 0, backend.secure_cookies());
+    Ok(())
 }
 
 #[server]
 pub async fn get_stats() -> Result<Stats, AppError> {
-    with_status(async { require_session().await?.stats().await }.await)
+    require_session().await?.stats().await
 }
 
 /// A page of events, newest first.
 #[server(input = leptos::server_fn::codec::Json)]
 pub async fn list_events(query: EventQuery) -> Result<EventPage, AppError> {
-    with_status(async { require_session().await?.list_events(query).await }.await)
+    require_session().await?.list_events(query).await
 }
 
 #[server(input = leptos::server_fn::codec::Json)]
 pub async fn get_event_detail(event_id: String) -> Result<EventDetail, AppError> {
-    with_status(async { require_session().await?.event_detail(&event_id).await }.await)
+    require_session().await?.event_detail(&event_id).await
 }
 
 #[server]
 pub async fn get_pipeline_health() -> Result<PipelineHealth, AppError> {
-    with_status(async { require_session().await?.pipeline_health().await }.await)
+    require_session().await?.pipeline_health().await
 }
 
 #[server]
 pub async fn get_minute_buckets() -> Result<Vec<MinuteBucket>, AppError> {
-    with_status(async { require_session().await?.minute_buckets().await }.await)
+    require_session().await?.minute_buckets().await
 }
 
 #[server(input = leptos::server_fn::codec::Json)]
 pub async fn retry_event(event_id: String) -> Result<(), AppError> {
-    with_status(async { require_session().await?.retry_event(&event_id).await }.await)
+    require_session().await?.retry_event(&event_id).await
 }
 
 /// Retries every failed event, or only counts them when `dry_run`.
 #[server(input = leptos::server_fn::codec::Json)]
 pub async fn retry_failed_events(dry_run: bool) -> Result<u64, AppError> {
-    with_status(async { require_session().await?.retry_failed_events(dry_run).await }.await)
+    require_session().await?.retry_failed_events(dry_run).await
 }
 
 #[server(input = leptos::server_fn::codec::Json)]
 pub async fn cleanup_events(older_than_days: i64) -> Result<u64, AppError> {
-    with_status(async { require_session().await?.cleanup(older_than_days).await }.await)
+    require_session().await?.cleanup(older_than_days).await
 }
 
 #[server(input = leptos::server_fn::codec::Json)]
 pub async fn send_test_event(event: crate::model::TestEvent) -> Result<String, AppError> {
-    with_status(async { require_session().await?.send_test_event(event).await }.await)
+    require_session().await?.send_test_event(event).await
 }

@@ -1,5 +1,6 @@
 //! `AppError`: why a server function failed, as the browser sees it, and the one HTTP status each reason answers
-//! with — from a server function and from the server's REST API alike.
+//! with — from a server function (the server sets it on every server function's error response) and from the
+//! server's REST API alike.
 
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
@@ -19,6 +20,8 @@ pub enum AppError {
     Conflict(String),
     #[error("The server cannot answer right now: {0}")]
     Unavailable(String),
+    #[error("Too many attempts: try again in {0} s.")]
+    RateLimited(u64),
     #[error("Request failed: {0}")]
     Request(ServerFnErrorErr),
 }
@@ -39,6 +42,7 @@ impl AppError {
             AppError::InvalidInput(_) => 400,
             AppError::NotFound(_) => 404,
             AppError::Conflict(_) => 409,
+            AppError::RateLimited(_) => 429,
             // Arguments the server function could not read are the caller's to fix.
             AppError::Request(
                 ServerFnErrorErr::Args(_)
@@ -49,21 +53,6 @@ impl AppError {
             AppError::Unavailable(_) | AppError::Request(_) => 503,
         }
     }
-}
-
-/// Gives the HTTP caller of a server function the status that matches its error (the body stays the
-/// JSON-encoded `AppError`); without this every error would answer 500.
-#[cfg(feature = "ssr")]
-pub fn with_status<T>(result: Result<T, AppError>) -> Result<T, AppError> {
-    if let Err(error) = &result {
-        if let (Some(response), Ok(status)) = (
-            leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
-            http::StatusCode::from_u16(error.status()),
-        ) {
-            response.set_status(status);
-        }
-    }
-    result
 }
 
 #[cfg(test)]
@@ -79,10 +68,11 @@ mod tests {
             AppError::NotFound("gone".into()),
             AppError::Conflict("busy".into()),
             AppError::Unavailable("down".into()),
+            AppError::RateLimited(3),
             AppError::Request(ServerFnErrorErr::Args("not json".into())),
             AppError::Request(ServerFnErrorErr::ServerError("broke".into())),
         ];
         let statuses: Vec<u16> = errors.iter().map(AppError::status).collect();
-        assert_eq!(statuses, [401, 401, 400, 404, 409, 503, 400, 503]);
+        assert_eq!(statuses, [401, 401, 400, 404, 409, 503, 429, 400, 503]);
     }
 }

@@ -1,10 +1,13 @@
 //! `ApiError`: every error an HTTP handler can return, each with its status and a short JSON reason.
 
+use axum::extract::Request;
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::store::StoreError;
+use crate::throttle::RetryAfter;
 use app::error::AppError;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +27,9 @@ pub enum ApiError {
     /// 413: the body is larger than the receiver accepts.
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    /// 429 with Retry-After: too many attempts from this client; the limit refills.
+    #[error("too many attempts: try again in {} s", .0.seconds())]
+    TooManyRequests(RetryAfter),
     /// 502: an upstream (the ServiceM8 API) failed to answer usefully.
     #[error("{0}")]
     BadGateway(String),
@@ -34,6 +40,10 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        if let StoreError::Saturated = error {
+            tracing::warn!("delivery refused: the event writer is saturated");
+            return ApiError::Unavailable("the receiver is saturated, retry later".into());
+        }
         tracing::error!(%error, "storage error");
         ApiError::Unavailable("storage unavailable, retry later".into())
     }
@@ -47,12 +57,16 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let body = Json(serde_json::json!({ "error": self.to_string() }));
         match self {
-            ApiError::Unavailable(_) => (status, [(header::RETRY_AFTER, "5")], body).into_response(),
+            ApiError::Unavailable(_) => (status, [(header::RETRY_AFTER, "5".to_owned())], body).into_response(),
+            ApiError::TooManyRequests(wait) => {
+                (status, [(header::RETRY_AFTER, wait.seconds().to_string())], body).into_response()
+            }
             _ => (status, body).into_response(),
         }
     }
@@ -70,9 +84,38 @@ impl From<AppError> for ApiError {
             401 => ApiError::Unauthorized(reason),
             404 => ApiError::NotFound(reason),
             409 => ApiError::Conflict(reason),
+            429 => ApiError::TooManyRequests(RetryAfter(std::time::Duration::from_secs(match error {
+                AppError::RateLimited(seconds) => seconds,
+                _ => 1,
+            }))),
             _ => ApiError::Unavailable(reason),
         }
     }
+}
+
+/// Gives a bare `405 Method Not Allowed` from the router (a route that exists, asked with another method) the
+/// JSON reason every other error has; its `Allow` header stays.
+pub async fn explain_wrong_method(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED && response.headers().get(header::CONTENT_TYPE).is_none() {
+        let allow = response.headers().get(header::ALLOW).cloned();
+        let allowed = allow
+            .as_ref()
+            .and_then(|allow| allow.to_str().ok())
+            .map(|allow| format!(": use {allow}"))
+            .unwrap_or_default();
+        let reason = format!("{method} is not allowed here{allowed}");
+        response = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Json(serde_json::json!({ "error": reason })),
+        )
+            .into_response();
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+    }
+    response
 }
 
 /// Answers a rejected extractor (bad query string, bad JSON) with a 400 in the same shape.

@@ -13,8 +13,10 @@ use crate::store::{Insertion, NewEvent, Store, StoreError};
 
 /// Most events written in one transaction.
 const MAX_EVENTS_PER_COMMIT: usize = 2_000;
-/// Deliveries waiting for the writer before senders wait too (backpressure).
-const QUEUE_DEPTH: usize = 4_096;
+/// Most deliveries waiting for the writer. Past it a delivery is refused (`StoreError::Saturated`, which the
+/// receiver answers 503 with Retry-After, and ServiceM8 retries) rather than held in memory, unacknowledged,
+/// behind thousands of others.
+pub const QUEUE_DEPTH: usize = 4_096;
 
 type Reply = oneshot::Sender<Result<Vec<Insertion>, StoreError>>;
 
@@ -41,9 +43,11 @@ impl GroupCommit {
     pub async fn insert(&self, events: Vec<NewEvent>) -> Result<Vec<Insertion>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request { events, reply })
-            .await
-            .map_err(|_| StoreError::WriterStopped)?;
+            .try_send(Request { events, reply })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => StoreError::Saturated,
+                mpsc::error::TrySendError::Closed(_) => StoreError::WriterStopped,
+            })?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 }
@@ -127,5 +131,30 @@ mod tests {
         }
         assert_eq!(stored, 80, "40 distinct deliveries of two events each");
         assert_eq!(store.stats().await.unwrap().total, 80);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_past_the_queue_depth_is_refused_not_held() {
+        // A writer that never writes, with room for one delivery.
+        let (requests, mut waiting) = mpsc::channel(1);
+        let writer = GroupCommit { requests };
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.insert(vec![event("k1")]).await }
+        });
+        while waiting.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            writer.insert(vec![event("k2")]).await,
+            Err(StoreError::Saturated)
+        ));
+        // The queued one is still answered once the writer gets to it.
+        let queued = waiting.recv().await.unwrap();
+        queued
+            .reply
+            .send(Ok(vec![Insertion::Stored(queued.events[0].id)]))
+            .unwrap();
+        assert!(first.await.unwrap().is_ok());
     }
 }

@@ -26,5 +26,6 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;
 pub mod updates;
 pub mod web;

@@ -5,9 +5,10 @@ use app::api::DashboardBackend;
 use app::model::{EventQuery, EventStatus};
 use app::session::SessionCookie;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -15,9 +16,15 @@ use serde_json::{json, Value};
 
 use crate::error::{bad_request, ApiError};
 use crate::state::AppState;
+use crate::throttle::client_address;
+
+/// The largest management request body: an action is a few fields.
+pub const MAX_ACTION_BYTES: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/webhooks/management", get(query_management).post(act))
+    Router::new()
+        .route("/api/webhooks/management", get(query_management).post(act))
+        .layer(DefaultBodyLimit::max(MAX_ACTION_BYTES))
 }
 
 /// Proof that the request comes from an admin; take it as a handler argument to require admin access.
@@ -28,16 +35,31 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(authorization) = parts.headers.get(AUTHORIZATION) {
+            // A client that sent too many wrong tokens is refused whatever it sends now.
+            let client = client_address(&parts.extensions);
+            if let Some(client) = client {
+                state
+                    .throttles
+                    .bearer_tokens
+                    .admit(client)
+                    .map_err(ApiError::TooManyRequests)?;
+            }
             let token = authorization
                 .to_str()
                 .ok()
                 .and_then(|value| value.strip_prefix("Bearer "))
                 .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <ADMIN_TOKEN>".into()))?;
-            return if state.backend.admin_token_matches(token.trim()) {
-                Ok(Admin)
-            } else {
-                Err(ApiError::Unauthorized("invalid admin token".into()))
-            };
+            if state.backend.admin_token_matches(token.trim()) {
+                return Ok(Admin);
+            }
+            if let Some(client) = client {
+                state
+                    .throttles
+                    .bearer_tokens
+                    .failed(client)
+                    .map_err(ApiError::TooManyRequests)?;
+            }
+            return Err(ApiError::Unauthorized("invalid admin token".into()));
         }
         if let Some(session) = SessionCookie::Admin.value_in(&parts.headers) {
             if state.backend.session_is_active(session).await? {
@@ -156,7 +178,10 @@ async fn act(
     State(state): State<AppState>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(bad_request)?;
+    let Json(body) = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(MAX_ACTION_BYTES),
+        _ => bad_request(rejection),
+    })?;
     let action: Action = serde_json::from_value(body).map_err(|error| {
         ApiError::BadRequest(format!(
             "{error}: expected {{\"action\": \"retry_event\", \"eventId\"}}, {{\"action\": \"retry_failed_events\"}} \

@@ -194,7 +194,11 @@ impl WebhookOutcome {
             ApiError::Unauthorized(_) => Some(WebhookOutcome::Unauthorized),
             ApiError::BadRequest(_) => Some(WebhookOutcome::BadRequest),
             ApiError::PayloadTooLarge(_) => Some(WebhookOutcome::TooLarge),
-            ApiError::NotFound(_) | ApiError::Conflict(_) | ApiError::BadGateway(_) | ApiError::Unavailable(_) => None,
+            ApiError::NotFound(_)
+            | ApiError::Conflict(_)
+            | ApiError::TooManyRequests(_)
+            | ApiError::BadGateway(_)
+            | ApiError::Unavailable(_) => None,
         }
     }
 }

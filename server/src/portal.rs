@@ -13,11 +13,11 @@ use std::time::Duration;
 use anyhow::Context;
 use app::portal::api::PortalBackend;
 use app::session::{SessionCookie, PORTAL_SESSION_TTL_SECONDS};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use clap::Args;
 use serde::Deserialize;
 use serde_json::json;
@@ -138,11 +138,25 @@ struct EnterQuery {
 
 /// Redeems the link and redirects to `/portal` with the session cookie; a link that cannot be used gets a page
 /// (or JSON, when asked for) saying why, never a 500.
-async fn enter_portal(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<EnterQuery>) -> Response {
+async fn enter_portal(
+    State(state): State<AppState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Query(query): Query<EnterQuery>,
+) -> Response {
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
         .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"));
+    if let Some(Extension(ConnectInfo(client))) = client {
+        if let Err(wait) = state.throttles.portal_links.attempt(client.ip()) {
+            let mut response = refusal(StatusCode::TOO_MANY_REQUESTS, LinkProblem::TooManyAttempts, wants_json);
+            if let Ok(seconds) = HeaderValue::from_str(&wait.seconds().to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, seconds);
+            }
+            return response;
+        }
+    }
     let Some(token) = query.token.as_deref().map(str::trim).filter(|token| !token.is_empty()) else {
         return refusal(StatusCode::BAD_REQUEST, LinkProblem::Incomplete, wants_json);
     };
@@ -180,6 +194,8 @@ enum LinkProblem {
     Spent,
     /// The database did not answer; the link is still good.
     Unavailable,
+    /// Too many links tried from this address in a minute.
+    TooManyAttempts,
 }
 
 impl LinkProblem {
@@ -188,6 +204,7 @@ impl LinkProblem {
             LinkProblem::Incomplete => "This link is incomplete",
             LinkProblem::Spent => "This link cannot be used again",
             LinkProblem::Unavailable => "The portal is unavailable right now",
+            LinkProblem::TooManyAttempts => "Too many links tried",
         }
     }
 
@@ -201,6 +218,10 @@ impl LinkProblem {
                  your jobs; otherwise ask your contact for a new link."
             }
             LinkProblem::Unavailable => "Your link still works: please try it again in a minute.",
+            LinkProblem::TooManyAttempts => {
+                "Too many portal links were opened from your network in the last minute. Your link still works: \
+                 please try it again in a minute."
+            }
         }
     }
 }

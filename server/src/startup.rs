@@ -21,7 +21,7 @@ use crate::servicem8::client::ServiceM8Client;
 use crate::state::AppState;
 use crate::store;
 use crate::updates::{self, UpdateSender};
-use crate::{attachments, auth, health, manage, portal, prometheus, realtime, receiver, web};
+use crate::{attachments, auth, error, health, manage, portal, prometheus, realtime, receiver, throttle, web};
 
 /// Where the admin token came from, so start-up can tell the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +105,7 @@ impl Server {
             queue_wakeup,
             queue,
             servicem8: client,
+            throttles: throttle::start(),
         };
         relay.spawn_forwarding(state.updates.subscribe());
         let realtime_anon_key = relay.anon_key().clone();
@@ -118,7 +119,11 @@ impl Server {
         let router = api
             .merge(prometheus::router(backend.clone(), args.metrics_token.clone()))
             .merge(relay.router())
-            .merge(web::router(&args.resolved_site_root(), backend))
+            .merge(web::router(
+                &args.resolved_site_root(),
+                backend,
+                state.throttles.clone(),
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 SameOrigin::new(&args.public_url()),
                 csrf::refuse_cross_origin,
@@ -127,6 +132,7 @@ impl Server {
                 Https(secure_cookies),
                 security_headers::add_security_headers,
             ))
+            .layer(axum::middleware::from_fn(error::explain_wrong_method))
             .layer(TraceLayer::new_for_http().make_span_with(request_span));
         Ok(Server {
             listener,
@@ -156,13 +162,16 @@ impl Server {
     /// Serves and processes until `shutdown` is cancelled, then lets in-flight requests and batches finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut workers = self.processor.spawn(shutdown.clone()).await;
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown({
-                let shutdown = shutdown.clone();
-                async move { shutdown.cancelled().await }
-            })
-            .await
-            .context("serving HTTP");
+        let served = axum::serve(
+            self.listener,
+            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown({
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        })
+        .await
+        .context("serving HTTP");
         shutdown.cancel();
         while workers.join_next().await.is_some() {}
         served

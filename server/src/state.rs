@@ -10,6 +10,7 @@ use crate::ingest::IngestArgs;
 use crate::queue::EventQueue;
 use crate::servicem8::client::ServiceM8Client;
 use crate::store::Store;
+use crate::throttle::Throttles;
 use crate::updates::UpdateSender;
 
 /// Shared by every handler.
@@ -26,4 +27,6 @@ pub struct AppState {
     pub queue: EventQueue,
     /// The ServiceM8 API, when credentials are configured (the portal fetches attachment files through it).
     pub servicem8: Option<Arc<ServiceM8Client>>,
+    /// Limits on guessing: sign-ins, portal links, bearer tokens.
+    pub throttles: Arc<Throttles>,
 }

@@ -4,19 +4,29 @@ use std::path::Path;
 use std::sync::Arc;
 
 use app::api::DashboardBackend;
+use app::api::SignIn;
+use app::error::AppError;
 use app::portal::api::PortalBackend;
 use app::realtime::RealtimeBackend;
 use app::{shell, App, OUTPUT_NAME};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
+use leptos::server_fn::error::{FromServerFnError, SERVER_FN_ERROR_HEADER};
+use leptos::server_fn::ServerFn;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
 use crate::backend::ServerBackend;
+use crate::throttle::{client_address, Throttles};
 
 /// The pages and server functions. Every request's context holds `backend` three times over, as the dashboard's,
 /// the portal's and the realtime credentials' backend: each server function finds only the one it is for.
-pub fn router(site_root: &Path, backend: Arc<ServerBackend>) -> Router {
+pub fn router(site_root: &Path, backend: Arc<ServerBackend>, throttles: Arc<Throttles>) -> Router {
     let options = LeptosOptions::builder()
         .output_name(OUTPUT_NAME)
         .site_root(site_root.to_string_lossy().into_owned())
@@ -29,8 +39,58 @@ pub fn router(site_root: &Path, backend: Arc<ServerBackend>) -> Router {
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
+        .layer(axum::middleware::from_fn(server_function_status))
+        .layer(axum::middleware::from_fn_with_state(throttles, throttle_sign_ins))
         .with_state(options)
 }
+
+/// Gives a server function's error the status its `AppError` names (`AppError::status`). The server function
+/// layer answers every error 500 — a wrong token, no session, an argument it could not read — and only what
+/// really failed on the server should.
+async fn server_function_status(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key(SERVER_FN_ERROR_HEADER)
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(encoded) = axum::body::to_bytes(body, MAX_ERROR_BYTES).await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let error = AppError::de(encoded.clone());
+    parts.status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    if parts.status.is_server_error() {
+        tracing::warn!(%error, "a server function failed");
+    }
+    Response::from_parts(parts, Body::from(encoded))
+}
+
+/// Counts sign-in attempts per client address; past `SIGN_INS_PER_MINUTE` a sign-in is answered 429 with the
+/// `AppError` the dashboard shows, before the token is looked at.
+async fn throttle_sign_ins(State(throttles): State<Arc<Throttles>>, request: Request, next: Next) -> Response {
+    if request.uri().path() == SignIn::PATH {
+        if let Some(client) = client_address(request.extensions()) {
+            if let Err(wait) = throttles.sign_ins.attempt(client) {
+                tracing::warn!(%client, "sign-in refused: too many attempts");
+                let error = AppError::RateLimited(wait.seconds());
+                let mut response = Response::new(Body::from(error.ser()));
+                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                let headers = response.headers_mut();
+                headers.insert(SERVER_FN_ERROR_HEADER, HeaderValue::from_static(SignIn::PATH));
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                if let Ok(seconds) = HeaderValue::from_str(&wait.seconds().to_string()) {
+                    headers.insert(header::RETRY_AFTER, seconds);
+                }
+                return response;
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// The most of a server function's error body read to learn its status; errors are a short JSON reason.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 fn provide_backends(backend: &Arc<ServerBackend>) {
     provide_context::<Arc<dyn DashboardBackend>>(backend.clone());

@@ -8,8 +8,6 @@
 use leptos::prelude::*;
 
 use super::model::{PortalJobDetail, PortalOverview};
-#[cfg(feature = "ssr")]
-use crate::error::with_status;
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::session::{set_on_response, SessionCookie};
@@ -20,41 +18,26 @@ pub use server_side::PortalBackend;
 /// The jobs of the session's company.
 #[server(name = FetchPortalJobs, prefix = "/api/portal", endpoint = "jobs")]
 pub async fn portal_jobs() -> Result<PortalOverview, AppError> {
-    with_status(
-        async {
-            let (backend, company_uuid) = server_side::portal_company().await?;
-            backend.portal_overview(&company_uuid).await
-        }
-        .await,
-    )
+    let (backend, company_uuid) = server_side::portal_company().await?;
+    backend.portal_overview(&company_uuid).await
 }
 
 /// One job of the session's company, with its activities and attachments; `NotFound` for any other job.
 #[server(name = FetchPortalJob, prefix = "/api/portal", endpoint = "job", input = leptos::server_fn::codec::Json)]
 pub async fn portal_job(job_uuid: String) -> Result<PortalJobDetail, AppError> {
-    with_status(
-        async {
-            let (backend, company_uuid) = server_side::portal_company().await?;
-            backend.portal_job(&company_uuid, job_uuid.trim()).await
-        }
-        .await,
-    )
+    let (backend, company_uuid) = server_side::portal_company().await?;
+    backend.portal_job(&company_uuid, job_uuid.trim()).await
 }
 
 /// Ends the portal session and clears its cookie.
 #[server(name = PortalSignOut, prefix = "/api/portal", endpoint = "sign_out")]
 pub async fn portal_sign_out() -> Result<(), AppError> {
-    with_status(
-        async {
-            let backend = server_side::backend()?;
-            if let Some(session) = crate::session::current(SessionCookie::Portal).await? {
-                backend.portal_sign_out(&session).await?;
-            }
-            set_on_response(SessionCookie::Portal, "", 0, backend.secure_cookies());
-            Ok(())
-        }
-        .await,
-    )
+    let backend = server_side::backend()?;
+    if let Some(session) = crate::session::current(SessionCookie::Portal).await? {
+        backend.portal_sign_out(&session).await?;
+    }
+    set_on_response(SessionCookie::Portal, "", 0, backend.secure_cookies());
+    Ok(())
 }
 
 #[cfg(feature = "ssr")]

@@ -48,17 +48,12 @@ pub async fn realtime_credentials() -> Result<RealtimeCredentials, AppError> {
 
     use crate::session::{request_headers, SessionCookie};
 
-    crate::error::with_status(
-        async {
-            let backend = use_context::<Arc<dyn RealtimeBackend>>()
-                .ok_or_else(|| AppError::Unavailable("no realtime backend in context".into()))?;
-            let headers = request_headers().await?;
-            let sessions = VisitorSessions {
-                admin: SessionCookie::Admin.value_in(&headers),
-                portal: SessionCookie::Portal.value_in(&headers),
-            };
-            backend.realtime_credentials(sessions).await
-        }
-        .await,
-    )
+    let backend = use_context::<Arc<dyn RealtimeBackend>>()
+        .ok_or_else(|| AppError::Unavailable("no realtime backend in context".into()))?;
+    let headers = request_headers().await?;
+    let sessions = VisitorSessions {
+        admin: SessionCookie::Admin.value_in(&headers),
+        portal: SessionCookie::Portal.value_in(&headers),
+    };
+    backend.realtime_credentials(sessions).await
 }

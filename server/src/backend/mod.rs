@@ -11,7 +11,8 @@ use std::sync::Arc;
 use app::api::DashboardBackend;
 use app::error::AppError;
 use app::model::{
-    AttemptView, EventDetail, EventPage, EventQuery, EventSummary, MinuteBucket, PipelineHealth, Stats, TestEvent,
+    AttemptView, EventDetail, EventPage, EventQuery, EventSummary, MinuteBucket, PageCursor, PipelineHealth, Stats,
+    TestEvent,
 };
 use serde_json::json;
 
@@ -105,6 +106,13 @@ impl DashboardBackend for ServerBackend {
     }
 
     async fn list_events(&self, query: EventQuery) -> Result<EventPage, AppError> {
+        if let Some(cursor) = query.cursor.as_deref() {
+            if PageCursor::decode(cursor).is_none() {
+                return Err(AppError::InvalidInput(format!(
+                    "cursor {cursor:?} is not a page cursor: pass next_cursor from the previous page"
+                )));
+            }
+        }
         self.store.list_events(&query).await.map_err(unavailable)
     }
 

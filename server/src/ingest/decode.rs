@@ -103,6 +103,12 @@ fn decode_at(
         Body::Document(document) => {
             let event_header = headers.get(event::EVENT_HEADER).and_then(|value| value.to_str().ok());
             let shape = Shape::of(document, event_header);
+            // A body that is not JSON at all is answered as what it is, whoever sent it: there is nothing in it
+            // to authenticate, and a sender with a valid URL token deserves to learn that, not to be told it
+            // lacks a signature.
+            if let Shape::Unreadable(error) = shape {
+                return Err(error.into());
+            }
             let verification = accept(authenticate(secrets, headers, url_token, body, &shape, now))?;
             decode_document(headers, shape, verification, now).map(Decoded::Delivery)
         }

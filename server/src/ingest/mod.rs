@@ -6,6 +6,7 @@ mod args;
 pub mod decode;
 mod form;
 pub mod formats;
+mod json;
 pub mod payload;
 pub mod signature;
 pub mod standard;

@@ -85,7 +85,7 @@ pub fn parse_json(body: &[u8]) -> Result<Value, PayloadError> {
     if body.trim_ascii().is_empty() {
         return Err(PayloadError::Empty);
     }
-    serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))
+    super::json::parse_without_repeated_keys(body).map_err(|e| PayloadError::NotJson(e.to_string()))
 }
 
 /// Whether `key` is one of the seed format's fields.

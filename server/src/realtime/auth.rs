@@ -140,6 +140,8 @@ impl TokenKeys {
         // A token refresh is due at expiry exactly; a grace period would keep a revoked portal user listening.
         validation.leeway = 0;
         validation.validate_aud = false;
+        // A token that says it is not valid yet is not.
+        validation.validate_nbf = true;
         let claims = decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|error| match error.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -269,6 +271,19 @@ mod tests {
         Identity::Portal {
             company_uuid: company.into(),
         }
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let now = now_seconds();
+        let claims = serde_json::json!({"role": "admin", "exp": now + 3_600, "iat": now, "nbf": now + 600});
+        let token = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"test-jwt-secret"),
+        )
+        .unwrap();
+        assert!(matches!(keys().verify(&token), Err(TokenError::Invalid(_))));
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the event writer has stopped")]
     WriterStopped,
+    /// More deliveries wait for the writer than it queues: refused, not stored, for the sender to retry.
+    #[error("the event writer is saturated")]
+    Saturated,
     #[error("backup failed: {0}")]
     Backup(String),
 }

@@ -42,6 +42,8 @@ pub fn verify(app_secret: Option<&str>, token: &str) -> Result<Value, JwtError> 
     // ServiceM8 documents no expiry, audience or issuer for these tokens; an `exp` that is present still counts.
     validation.required_spec_claims.clear();
     validation.validate_aud = false;
+    // Nor a `nbf`: one that is present counts.
+    validation.validate_nbf = true;
     jsonwebtoken::decode::<Value>(token, &DecodingKey::from_secret(app_secret.as_bytes()), &validation)
         .map(|data| data.claims)
         .map_err(|error| JwtError::Invalid(error.to_string()))
@@ -118,6 +120,16 @@ mod tests {
         let events = events(claims, RECEIVED_AT).unwrap();
         assert_eq!(events[0].event_type, "created");
         assert!(!events[0].changes.to_string().contains("live-token"));
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let mut claims = claims();
+        claims["nbf"] = json!(4_000_000_000_i64);
+        assert!(matches!(
+            verify(Some(APP_SECRET), &token(Algorithm::HS256, APP_SECRET, &claims)),
+            Err(JwtError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! Every malformed request gets a 4xx with a JSON reason, never a 500, an empty body or the wrong status: bad
+//! cursors, wrong methods, oversized management bodies, garbage webhooks, JSON that says two things, and server
+//! functions asked without a session or with a wrong token.
+
+use leptos::server_fn::ServerFn;
+use reqwest::header::{ALLOW, CONTENT_TYPE};
+use serde_json::{json, Value};
+use server::secret::Secret;
+
+use crate::common::{serve_args, spawn_app, spawn_app_with, ADMIN_TOKEN};
+
+async fn reason(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.expect("a JSON body");
+    body["error"].as_str().expect("an error reason").to_owned()
+}
+
+#[tokio::test]
+async fn a_cursor_that_no_page_gave_is_a_bad_request() {
+    let app = spawn_app().await;
+    let response = app.manage("action=events&cursor=not-a-cursor").await;
+    assert_eq!(response.status(), 400);
+    assert!(reason(response).await.contains("not a page cursor"));
+}
+
+#[tokio::test]
+async fn a_wrong_method_on_the_receiver_answers_405_with_a_reason_and_the_allowed_methods() {
+    let app = spawn_app().await;
+    for method in [reqwest::Method::PUT, reqwest::Method::DELETE, reqwest::Method::PATCH] {
+        let response = app
+            .client
+            .request(method.clone(), app.url("/api/webhooks/sm8"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method}");
+        let allow = response.headers()[ALLOW].to_str().unwrap().to_owned();
+        assert!(allow.contains("POST") && allow.contains("GET"), "{allow}");
+        assert!(reason(response).await.contains(method.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_management_body_is_too_large_not_malformed() {
+    let app = spawn_app().await;
+    let padding = "x".repeat(server::manage::MAX_ACTION_BYTES + 1);
+    let response = app
+        .client
+        .post(app.url("/api/webhooks/management"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header(CONTENT_TYPE, "application/json")
+        .body(json!({"action": "cleanup", "olderThanDays": 30, "padding": padding}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(reason(response).await.contains("exceeds"));
+}
+
+#[tokio::test]
+async fn a_garbage_body_with_a_valid_url_token_is_a_bad_request() {
+    let mut args = serve_args("sqlite::memory:");
+    args.ingest.webhook_url_token = Some(Secret::new("url-token"));
+    let app = spawn_app_with(args).await;
+    let response = app
+        .client
+        .post(app.url("/api/webhooks/sm8?token=url-token"))
+        .body("this is not a webhook")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn a_signed_body_that_repeats_a_key_is_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let body = r#"{"object_type": "Job", "object_uuid": "job-1", "event_type": "updated",
+        "changes": {"status": "Quote"}, "changes": {"status": "Completed"}}"#;
+    let response = app.post_signed(body).await;
+    assert_eq!(response.status(), 400);
+    assert!(reason(response).await.contains("appears twice"));
+    assert_eq!(app.manage_json("action=stats").await["total"], 0);
+}
+
+#[tokio::test]
+async fn server_functions_answer_the_status_of_their_error() {
+    let app = spawn_app().await;
+    let post = |path: &'static str, form: &'static [(&'static str, &'static str)]| {
+        app.client
+            .post(app.url(path))
+            .header("sec-fetch-site", "same-origin")
+            .form(form)
+            .send()
+    };
+    let wrong_token = post(app::api::SignIn::PATH, &[("admin_token", "wrong")]).await.unwrap();
+    assert_eq!(wrong_token.status(), 401);
+    let no_session = post(app::api::GetStats::PATH, &[]).await.unwrap();
+    assert_eq!(no_session.status(), 401);
+    let portal_without_session = post(app::portal::api::FetchPortalJobs::PATH, &[]).await.unwrap();
+    assert_eq!(portal_without_session.status(), 401);
+}

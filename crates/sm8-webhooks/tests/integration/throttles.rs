@@ -1,0 +1,79 @@
+//! Guessing is limited per client address: sign-ins, wrong bearer tokens and portal links past their limits are
+//! answered 429 with Retry-After, and a client that sent too many wrong bearer tokens is refused even with the
+//! right one until the limit refills.
+
+use leptos::server_fn::ServerFn;
+use reqwest::header::RETRY_AFTER;
+use server::throttle::{BEARER_FAILURES_PER_MINUTE, PORTAL_LINKS_PER_MINUTE, SIGN_INS_PER_MINUTE};
+
+use crate::common::{spawn_app, TestApp, ADMIN_TOKEN};
+
+fn retry_after(response: &reqwest::Response) -> u64 {
+    response.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap()
+}
+
+async fn sign_in(app: &TestApp, token: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(app::api::SignIn::PATH))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("admin_token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sign_ins_past_the_limit_are_refused_with_when_to_try_again() {
+    let app = spawn_app().await;
+    for _ in 0..SIGN_INS_PER_MINUTE {
+        assert_eq!(sign_in(&app, "wrong").await.status(), 401);
+    }
+    let refused = sign_in(&app, ADMIN_TOKEN).await;
+    assert_eq!(refused.status(), 429);
+    assert!((1..=60).contains(&retry_after(&refused)));
+    let error: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        error.to_string().contains("RateLimited"),
+        "the dashboard's own error: {error}"
+    );
+}
+
+#[tokio::test]
+async fn after_too_many_wrong_bearer_tokens_even_the_right_one_is_refused() {
+    let app = spawn_app().await;
+    let manage = |token: &'static str| {
+        app.client
+            .get(app.url("/api/webhooks/management?action=stats"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(manage(ADMIN_TOKEN).await.unwrap().status(), 200);
+    for _ in 0..BEARER_FAILURES_PER_MINUTE {
+        assert_eq!(manage("wrong").await.unwrap().status(), 401);
+    }
+    let refused = manage("wrong").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!((1..=60).contains(&retry_after(&refused)));
+    assert_eq!(
+        manage(ADMIN_TOKEN).await.unwrap().status(),
+        429,
+        "the guesser learns nothing"
+    );
+}
+
+#[tokio::test]
+async fn portal_links_past_the_limit_are_refused_before_they_are_looked_up() {
+    let app = spawn_app().await;
+    let enter = || {
+        app.client
+            .get(app.url("/portal/enter?token=not-a-link"))
+            .header("accept", "application/json")
+            .send()
+    };
+    for _ in 0..PORTAL_LINKS_PER_MINUTE {
+        assert_eq!(enter().await.unwrap().status(), 410);
+    }
+    let refused = enter().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!((1..=60).contains(&retry_after(&refused)));
+}
