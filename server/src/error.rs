@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 413: the body is larger than the receiver accepts.
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    /// 413: a delivery holds more events than the receiver takes at once.
+    #[error("a delivery may hold at most {0} events (MAX_EVENTS_PER_DELIVERY): send the rest in further deliveries")]
+    TooManyEvents(usize),
     /// 429 with Retry-After: too many attempts from this client; the limit refills.
     #[error("too many attempts: try again in {} s", .0.seconds())]
     TooManyRequests(RetryAfter),
@@ -56,7 +59,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge(_) | ApiError::TooManyEvents(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

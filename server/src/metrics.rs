@@ -193,7 +193,7 @@ impl WebhookOutcome {
         match error {
             ApiError::Unauthorized(_) => Some(WebhookOutcome::Unauthorized),
             ApiError::BadRequest(_) => Some(WebhookOutcome::BadRequest),
-            ApiError::PayloadTooLarge(_) => Some(WebhookOutcome::TooLarge),
+            ApiError::PayloadTooLarge(_) | ApiError::TooManyEvents(_) => Some(WebhookOutcome::TooLarge),
             ApiError::NotFound(_)
             | ApiError::Conflict(_)
             | ApiError::TooManyRequests(_)

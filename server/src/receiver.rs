@@ -51,6 +51,10 @@ async fn receive_webhook(
             tracing::info!("answered a ServiceM8 subscription handshake");
             return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response());
         }
+        Ok(Decoded::Delivery(delivery)) if delivery.events.len() > state.ingest.max_events_per_delivery => {
+            metrics::count_webhooks(WebhookOutcome::TooLarge, 1);
+            return Err(ApiError::TooManyEvents(state.ingest.max_events_per_delivery));
+        }
         Ok(Decoded::Delivery(delivery)) => delivery,
         Err(IngestError::Unauthorized(reason)) => {
             tracing::warn!(%reason, "webhook rejected");

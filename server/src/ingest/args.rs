@@ -1,11 +1,11 @@
-//! The receiver's settings: the secrets deliveries are verified with.
+//! The receiver's settings: the secrets deliveries are verified with, and how much one delivery may hold.
 
 use clap::Args;
 
 use crate::secret::Secret;
 
-/// Secrets the receiver checks deliveries against.
-#[derive(Debug, Clone, Default, Args)]
+/// Secrets the receiver checks deliveries against, and its limits.
+#[derive(Debug, Clone, Args)]
 pub struct IngestArgs {
     /// Shared secret for the x-servicem8-signature HMAC-SHA256 of webhook bodies: when set, seed-format deliveries
     /// must carry a valid signature and any delivery carrying one is checked.
@@ -28,4 +28,15 @@ pub struct IngestArgs {
         value_delimiter = ','
     )]
     pub standard_webhook_secrets: Vec<Secret>,
+
+    /// Most events one delivery may hold (an object callback's entries): a larger one is refused with 413, so
+    /// that one request cannot turn into thousands of stored events.
+    #[arg(long, env = "MAX_EVENTS_PER_DELIVERY", default_value_t = 100)]
+    pub max_events_per_delivery: usize,
+}
+
+impl Default for IngestArgs {
+    fn default() -> Self {
+        crate::flags::defaults()
+    }
 }

@@ -46,6 +46,14 @@ pub struct RealtimeArgs {
     /// The largest websocket message (and frame) a client may send, in KiB; a larger one closes its connection.
     #[arg(long, env = "REALTIME_MAX_MESSAGE_KIB", default_value_t = DEFAULT_MAX_MESSAGE_KIB)]
     pub realtime_max_message_kib: usize,
+
+    /// Most websockets this node holds; past it an upgrade is refused with 503 (another node, or later).
+    #[arg(long, env = "REALTIME_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub realtime_max_connections: usize,
+
+    /// Most websockets from one client address; past it an upgrade is refused with 429.
+    #[arg(long, env = "REALTIME_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 1_000)]
+    pub realtime_max_connections_per_address: usize,
 }
 
 pub const DEFAULT_MAX_MESSAGE_KIB: usize = 1024;

@@ -20,6 +20,7 @@ pub mod postgres_bus;
 pub mod protocol;
 pub mod rest;
 pub mod session;
+pub mod slots;
 pub mod socket;
 
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct Relay {
     running: DropGuard,
     /// The largest message a client may send.
     max_message_bytes: usize,
+    /// The websockets this node holds, in all and per client address.
+    slots: Arc<slots::Slots>,
 }
 
 impl Relay {
@@ -95,6 +98,10 @@ impl Relay {
             anon_key,
             running: running.drop_guard(),
             max_message_bytes: args.realtime_max_message_kib.max(1).saturating_mul(1024),
+            slots: slots::Slots::new(slots::SlotLimits {
+                total: args.realtime_max_connections,
+                per_address: args.realtime_max_connections_per_address,
+            }),
         })
     }
 
@@ -115,7 +122,8 @@ impl Relay {
 
     /// The websocket and REST routes; the relay stops its background work when they are dropped.
     pub fn router(self) -> Router {
-        socket::router(self.context.clone(), self.running, self.max_message_bytes).merge(rest::router(self.context))
+        socket::router(self.context.clone(), self.running, self.max_message_bytes, self.slots)
+            .merge(rest::router(self.context))
     }
 }
 

@@ -2,6 +2,7 @@
 //! the upgrade (401 otherwise, as upstream), negotiates the serializer, and adapts axum's socket to the session.
 
 use std::future::ready;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -9,16 +10,17 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 
 /// Per-connection read buffer of the websocket.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use tokio_util::sync::DropGuard;
 
 use super::protocol::{Vsn, WireMessage};
 use super::session::{run_session, SessionContext};
+use super::slots::{Full, Slot, Slots};
 
 #[derive(Clone)]
 struct SocketState {
@@ -26,23 +28,27 @@ struct SocketState {
     /// The largest message, and frame, a client may send: past it the connection is closed (1009), so that a
     /// message fragmented over many frames cannot make the server buffer without bound.
     max_message_bytes: usize,
+    /// Places for connections: a socket holds one for its life.
+    slots: Arc<Slots>,
     /// Stops the relay's background tasks once the last router clone is gone.
     _running: Arc<DropGuard>,
 }
 
-pub fn router(context: Arc<SessionContext>, running: DropGuard, max_message_bytes: usize) -> Router {
+pub fn router(context: Arc<SessionContext>, running: DropGuard, max_message_bytes: usize, slots: Arc<Slots>) -> Router {
     Router::new()
         .route("/realtime/v1/websocket", get(open_socket))
         .route("/socket/websocket", get(open_socket))
         .with_state(SocketState {
             context,
             max_message_bytes,
+            slots,
             _running: Arc::new(running),
         })
 }
 
 async fn open_socket(
     State(state): State<SocketState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     Query(params): Query<Vec<(String, String)>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -62,6 +68,24 @@ async fn open_socket(
         Ok(vsn) => vsn,
         Err(error) => return refuse(StatusCode::BAD_REQUEST, error.to_string()),
     };
+    let slot = match state
+        .slots
+        .take(client.map(|Extension(ConnectInfo(address))| address.ip()))
+    {
+        Ok(slot) => slot,
+        Err(Full::Node) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this node holds as many connections as it may (REALTIME_MAX_CONNECTIONS): try again later".into(),
+            )
+        }
+        Err(Full::Address) => {
+            return refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from this address (REALTIME_MAX_CONNECTIONS_PER_ADDRESS)".into(),
+            )
+        }
+    };
     match upgrade {
         // The default 128 KiB read buffer, allocated for every connection, would dominate the memory of thousands
         // of idle subscribers; channel frames are small.
@@ -69,7 +93,7 @@ async fn open_socket(
             .read_buffer_size(READ_BUFFER_BYTES)
             .max_message_size(state.max_message_bytes)
             .max_frame_size(state.max_message_bytes)
-            .on_upgrade(move |socket| serve_socket(state.context, vsn, socket)),
+            .on_upgrade(move |socket| serve_socket(state.context, vsn, socket, slot)),
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -78,7 +102,8 @@ fn refuse(status: StatusCode, reason: String) -> Response {
     (status, Json(serde_json::json!({ "error": reason }))).into_response()
 }
 
-async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, socket: WebSocket) {
+/// Serves one connection, holding its `slot` until it ends.
+async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, socket: WebSocket, _slot: Slot) {
     // Lives in this future, so the connection stops counting even when the session is dropped mid-way.
     let _open = crate::metrics::count_realtime_connection();
     let (sink, stream) = socket.split();

@@ -39,6 +39,9 @@ pub fn serve_args(database_url: &str) -> ServeArgs {
     args.admin_token = Some(Secret::new(ADMIN_TOKEN));
     args.realtime.realtime_anon_key = Some(Secret::new(ANON_KEY));
     args.realtime.jwt_secret = Some(Secret::new(JWT_SECRET));
+    // Every subscriber of the fan-out scenario connects from this one address.
+    args.realtime.realtime_max_connections = 50_000;
+    args.realtime.realtime_max_connections_per_address = 50_000;
     args.processor.sync_interval_seconds = 0;
     args
 }

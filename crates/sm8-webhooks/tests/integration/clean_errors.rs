@@ -99,3 +99,22 @@ async fn server_functions_answer_the_status_of_their_error() {
     let portal_without_session = post(app::portal::api::FetchPortalJobs::PATH, &[]).await.unwrap();
     assert_eq!(portal_without_session.status(), 401);
 }
+
+#[tokio::test]
+async fn a_delivery_with_more_events_than_allowed_is_refused_whole() {
+    let mut args = serve_args("sqlite::memory:");
+    args.ingest.max_events_per_delivery = 3;
+    let app = spawn_app_with(args).await;
+    let entries: Vec<Value> = (0..4)
+        .map(|n| json!({"uuid": format!("job-{n}"), "changed_fields": ["status"], "time": "2024-01-01 00:00:00"}))
+        .collect();
+    let callback =
+        json!({"object": "job", "entry": entries, "resource_url": "https://api.servicem8.com/api_1.0/job.json"});
+    let response = app.post_signed(&callback.to_string()).await;
+    assert_eq!(response.status(), 413);
+    assert!(reason(response).await.contains("at most 3 events"));
+    assert_eq!(app.manage_json("action=stats").await["total"], 0);
+    let three =
+        json!({"object": "job", "entry": &entries[..3], "resource_url": "https://api.servicem8.com/api_1.0/job.json"});
+    assert_eq!(app.post_signed(&three.to_string()).await.status(), 200);
+}

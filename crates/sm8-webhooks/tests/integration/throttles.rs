@@ -1,11 +1,15 @@
 //! Guessing is limited per client address: sign-ins, wrong bearer tokens and portal links past their limits are
 //! answered 429 with Retry-After, and a client that sent too many wrong bearer tokens is refused even with the
-//! right one until the limit refills.
+//! right one until the limit refills. One address holds at most its share of the relay's websockets.
 
 use leptos::server_fn::ServerFn;
 use reqwest::header::RETRY_AFTER;
 use server::throttle::{BEARER_FAILURES_PER_MINUTE, PORTAL_LINKS_PER_MINUTE, SIGN_INS_PER_MINUTE};
 
+use std::time::Instant;
+
+use crate::common::realtime_client::{spawn_relay_with, RealtimeClient, ANON_KEY};
+use crate::common::receiver::PATIENCE;
 use crate::common::{spawn_app, TestApp, ADMIN_TOKEN};
 
 fn retry_after(response: &reqwest::Response) -> u64 {
@@ -76,4 +80,32 @@ async fn portal_links_past_the_limit_are_refused_before_they_are_looked_up() {
     let refused = enter().await.unwrap();
     assert_eq!(refused.status(), 429);
     assert!((1..=60).contains(&retry_after(&refused)));
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_websockets_and_a_closed_one_frees_its_place() {
+    let relay = spawn_relay_with(|args| args.realtime.realtime_max_connections_per_address = 2).await;
+    let address = relay.app.address;
+    let first = RealtimeClient::connect(address, "1.0.0").await;
+    let _second = RealtimeClient::connect(address, "1.0.0").await;
+    assert_eq!(
+        RealtimeClient::try_connect(address, ANON_KEY, "1.0.0").await.err(),
+        Some(429)
+    );
+    drop(first);
+    // The server gives the place back once it sees the connection close.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match RealtimeClient::try_connect(address, ANON_KEY, "1.0.0").await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status, 429);
+                assert!(
+                    Instant::now() < deadline,
+                    "the closed connection's place was never given back"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+    }
 }
