@@ -11,6 +11,7 @@ pub mod flags;
 pub mod group_commit;
 pub mod health;
 pub mod ingest;
+pub mod listen;
 pub mod manage;
 pub mod metrics;
 pub mod portal;

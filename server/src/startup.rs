@@ -21,7 +21,7 @@ use crate::servicem8::client::ServiceM8Client;
 use crate::state::AppState;
 use crate::store;
 use crate::updates::{self, UpdateSender};
-use crate::{attachments, auth, error, health, manage, portal, prometheus, realtime, receiver, throttle, web};
+use crate::{attachments, auth, error, health, listen, manage, portal, prometheus, realtime, receiver, throttle, web};
 
 /// Where the admin token came from, so start-up can tell the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,19 +162,10 @@ impl Server {
     /// Serves and processes until `shutdown` is cancelled, then lets in-flight requests and batches finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut workers = self.processor.spawn(shutdown.clone()).await;
-        let served = axum::serve(
-            self.listener,
-            self.router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown({
-            let shutdown = shutdown.clone();
-            async move { shutdown.cancelled().await }
-        })
-        .await
-        .context("serving HTTP");
+        listen::serve(self.listener, self.router, shutdown.clone()).await;
         shutdown.cancel();
         while workers.join_next().await.is_some() {}
-        served
+        Ok(())
     }
 }
 
