@@ -47,6 +47,11 @@ pub struct RealtimeArgs {
     #[arg(long, env = "REALTIME_MAX_MESSAGE_KIB", default_value_t = DEFAULT_MAX_MESSAGE_KIB)]
     pub realtime_max_message_kib: usize,
 
+    /// Messages a websocket client may send per second (twice as many in a burst); past it its connection is
+    /// closed (the client reconnects with backoff).
+    #[arg(long, env = "REALTIME_MAX_MESSAGES_PER_SECOND", default_value_t = 100)]
+    pub realtime_max_messages_per_second: u32,
+
     /// Most websockets this node holds; past it an upgrade is refused with 503 (another node, or later).
     #[arg(long, env = "REALTIME_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub realtime_max_connections: usize,

@@ -94,7 +94,12 @@ impl Relay {
             job_company,
         );
         Ok(Relay {
-            context: Arc::new(SessionContext { hub, bus, authority }),
+            context: Arc::new(SessionContext {
+                hub,
+                bus,
+                authority,
+                messages_per_second: args.realtime_max_messages_per_second,
+            }),
             anon_key,
             running: running.drop_guard(),
             max_message_bytes: args.realtime_max_message_kib.max(1).saturating_mul(1024),

@@ -12,10 +12,12 @@
 //! "offset":57}]` (`offset` is null when the record could not be read).
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use governor::{Quota, RateLimiter};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -36,6 +38,8 @@ pub struct SessionContext {
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn Bus>,
     pub authority: Authority,
+    /// Messages a client may send per second (twice as many in a burst); past it the connection is closed.
+    pub messages_per_second: u32,
 }
 
 /// Serves one connection until the client goes away, stops heartbeating, or the sink fails.
@@ -49,6 +53,9 @@ where
         queue,
         overflowed: Arc::default(),
     };
+    let rate = NonZeroU32::new(context.messages_per_second.max(1)).expect("at least one");
+    let burst = rate.saturating_mul(NonZeroU32::new(2).expect("two"));
+    let messages = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
     let mut session = Session::new(context, vsn, outlet);
     let idle = tokio::time::sleep(IDLE_TIMEOUT);
     tokio::pin!(idle);
@@ -68,6 +75,10 @@ where
             () = sleep_until(expiry) => session.expire_tokens(),
             message = stream.next() => match message {
                 Some(message) => {
+                    if messages.check().is_err() {
+                        tracing::warn!(connection = %session.id, "closing a realtime connection: too many messages");
+                        break;
+                    }
                     idle.as_mut().reset(Instant::now() + IDLE_TIMEOUT);
                     session.receive(message).await
                 }
@@ -450,7 +461,27 @@ mod tests {
             bus: Arc::new(InProcessBus::new(hub.clone(), retention)),
             hub,
             authority: Authority::new(keys, Secret::new("anon"), &["room".into()], nobody_owns_jobs),
+            messages_per_second: 1_000,
         })
+    }
+
+    #[tokio::test]
+    async fn a_client_sending_faster_than_its_rate_is_disconnected() {
+        let mut context = Arc::into_inner(context()).unwrap();
+        context.messages_per_second = 5;
+        let mut client = connect(&Arc::new(context));
+        for n in 0..40 {
+            client.send(json!([null, n.to_string(), "phoenix", "heartbeat", {}]));
+        }
+        let mut answered = 0;
+        while tokio::time::timeout(Duration::from_secs(5), client.from_server.recv())
+            .await
+            .expect("the session answers or closes within 5 s")
+            .is_some()
+        {
+            answered += 1;
+        }
+        assert!((10..40).contains(&answered), "{answered} answered before the close");
     }
 
     fn connect(context: &Arc<SessionContext>) -> Client {
