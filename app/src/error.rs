@@ -55,6 +55,20 @@ impl AppError {
     }
 }
 
+/// Makes the page being rendered on the server answer `error`'s status, as the page shows it (the route must
+/// render with `SsrMode::Async`, so that the status is set before the head is sent). Nothing in the browser.
+pub fn answer_with_status(error: &AppError) {
+    #[cfg(feature = "ssr")]
+    if let (Some(response), Ok(status)) = (
+        leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
+        http::StatusCode::from_u16(error.status()),
+    ) {
+        response.set_status(status);
+    }
+    #[cfg(not(feature = "ssr"))]
+    let _ = error;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ pub mod session;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
-use leptos_router::{ParamSegment, StaticSegment};
+use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 /// The file names of the browser bundle under `/pkg`: `sm8-webhooks.js`, `sm8-webhooks_bg.wasm`, `sm8-webhooks.css`.
 pub const OUTPUT_NAME: &str = "sm8-webhooks";
@@ -63,8 +63,14 @@ pub fn App() -> impl IntoView {
                     )
                     view=dashboard::EventPage
                 />
-                <Route path=StaticSegment("portal") view=portal::PortalHomePage/>
-                <Route path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid")) view=portal::PortalJobPage/>
+                // Rendered whole before the head is sent, so that the status is the one the page shows (404 for
+                // a job that is not the visitor's, 401 without a session) on every request.
+                <Route path=StaticSegment("portal") view=portal::PortalHomePage ssr=SsrMode::Async/>
+                <Route
+                    path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid"))
+                    view=portal::PortalJobPage
+                    ssr=SsrMode::Async
+                />
             </Routes>
         </Router>
     }
@@ -83,6 +89,7 @@ fn Home() -> impl IntoView {
 
 #[component]
 fn NotFound() -> impl IntoView {
+    error::answer_with_status(&error::AppError::NotFound(String::new()));
     view! {
         <main class="page narrow">
             <h1>"Page not found"</h1>

@@ -448,6 +448,7 @@ fn Loading(what: &'static str) -> impl IntoView {
 /// What to show when the data cannot be: no session, not found, or a failure to retry.
 #[component]
 fn Problem(error: AppError, signed_out: bool, retry: Callback<()>) -> impl IntoView {
+    crate::error::answer_with_status(&error);
     let body = match error {
         AppError::NotSignedIn if signed_out => view! {
             <h1>"You have signed out"</h1>

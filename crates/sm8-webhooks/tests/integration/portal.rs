@@ -133,6 +133,31 @@ async fn the_session_cookie_is_secure_when_the_public_url_is_https() {
 }
 
 #[tokio::test]
+async fn portal_pages_answer_the_status_they_show_on_every_request() {
+    let relay = two_companies().await;
+    let cookie = portal_session(&relay.app, COMPANY).await;
+    let page = |path: String, cookie: Option<String>| {
+        let mut request = client().get(relay.app.url(&path));
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        request.send()
+    };
+    // Resolved before the head is sent, so never a 200 that says "not found", however fast the data comes.
+    for _ in 0..10 {
+        let foreign = page(format!("/portal/jobs/{OTHER_JOB}"), Some(cookie.clone()))
+            .await
+            .unwrap();
+        assert_eq!(foreign.status(), 404);
+        assert!(foreign.text().await.unwrap().contains("Job not found"));
+        let own = page(format!("/portal/jobs/{JOB}"), Some(cookie.clone())).await.unwrap();
+        assert_eq!(own.status(), 200);
+    }
+    assert_eq!(page("/portal".into(), None).await.unwrap().status(), 401);
+    assert_eq!(page("/no/such/page".into(), None).await.unwrap().status(), 404);
+}
+
+#[tokio::test]
 async fn a_portal_session_lists_only_its_companys_jobs() {
     let relay = two_companies().await;
     let cookie = portal_session(&relay.app, COMPANY).await;
