@@ -1,34 +1,24 @@
 //! The realtime side of `ServerBackend`: access tokens for the relay, minted for the visitor's session.
 
+use app::api::DashboardBackend;
 use app::error::AppError;
+use app::portal::api::PortalBackend;
 use app::realtime::{RealtimeBackend, RealtimeCredentials, VisitorSessions};
 
-use super::{unavailable, ServerBackend, REALTIME_TOKEN_TTL_SECONDS};
-use crate::auth::token_hash;
+use super::{ServerBackend, REALTIME_TOKEN_TTL_SECONDS};
 use crate::realtime::Role;
 use crate::store::now_millis;
 
 #[async_trait::async_trait]
 impl RealtimeBackend for ServerBackend {
     async fn realtime_credentials(&self, sessions: VisitorSessions<'_>) -> Result<RealtimeCredentials, AppError> {
-        let now = now_millis();
         if let Some(session) = sessions.admin {
-            if self
-                .store
-                .session_is_active(&token_hash(session), now)
-                .await
-                .map_err(unavailable)?
-            {
+            if DashboardBackend::session_is_active(self, session).await? {
                 return self.mint(Role::Admin, None);
             }
         }
         if let Some(session) = sessions.portal {
-            let company = self
-                .store
-                .portal_session_company(&token_hash(session), now)
-                .await
-                .map_err(unavailable)?;
-            if let Some(company_uuid) = company {
+            if let Some(company_uuid) = PortalBackend::portal_session_company(self, session).await? {
                 return self.mint(Role::Portal, Some(&company_uuid));
             }
         }
