@@ -1,7 +1,7 @@
 //! `ApiError`: every error an HTTP handler can return, each with its status and a short JSON reason.
 
 use axum::extract::Request;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -66,9 +66,11 @@ impl IntoResponse for ApiError {
         };
         let body = Json(serde_json::json!({ "error": self.to_string() }));
         match self {
-            ApiError::Unavailable(_) => (status, [(header::RETRY_AFTER, "5".to_owned())], body).into_response(),
+            ApiError::Unavailable(_) => {
+                (status, [(header::RETRY_AFTER, HeaderValue::from_static("5"))], body).into_response()
+            }
             ApiError::TooManyRequests(wait) => {
-                (status, [(header::RETRY_AFTER, wait.seconds().to_string())], body).into_response()
+                (status, [(header::RETRY_AFTER, wait.header_value())], body).into_response()
             }
             _ => (status, body).into_response(),
         }

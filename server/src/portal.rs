@@ -13,11 +13,11 @@ use std::time::Duration;
 use anyhow::Context;
 use app::portal::api::PortalBackend;
 use app::session::{SessionCookie, PORTAL_SESSION_TTL_SECONDS};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use clap::Args;
 use serde::Deserialize;
 use serde_json::json;
@@ -27,6 +27,7 @@ use crate::realtime::args::parse_ttl;
 use crate::state::AppState;
 use crate::store::DatabaseArgs;
 use crate::store::{self, millis_to_rfc3339, now_millis, Store, StoreError};
+use crate::throttle::ClientAddress;
 
 /// `sm8-webhooks portal-link`: prints a one-time link that opens the portal for one company.
 #[derive(Debug, Clone, Args)]
@@ -140,7 +141,7 @@ struct EnterQuery {
 /// (or JSON, when asked for) saying why, never a 500.
 async fn enter_portal(
     State(state): State<AppState>,
-    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ClientAddress(client): ClientAddress,
     headers: HeaderMap,
     Query(query): Query<EnterQuery>,
 ) -> Response {
@@ -148,12 +149,10 @@ async fn enter_portal(
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
         .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"));
-    if let Some(Extension(ConnectInfo(client))) = client {
-        if let Err(wait) = state.throttles.portal_links.attempt(client.ip()) {
+    if let Some(client) = client {
+        if let Err(wait) = state.throttles.portal_links.attempt(client) {
             let mut response = refusal(StatusCode::TOO_MANY_REQUESTS, LinkProblem::TooManyAttempts, wants_json);
-            if let Ok(seconds) = HeaderValue::from_str(&wait.seconds().to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, seconds);
-            }
+            response.headers_mut().insert(header::RETRY_AFTER, wait.header_value());
             return response;
         }
     }

@@ -30,6 +30,11 @@ impl RetryAfter {
     pub fn seconds(self) -> u64 {
         self.0.as_secs_f64().ceil().max(1.0) as u64
     }
+
+    /// The `Retry-After` header's value.
+    pub fn header_value(self) -> axum::http::HeaderValue {
+        self.seconds().into()
+    }
 }
 
 /// Every limit of one server.
@@ -80,6 +85,17 @@ pub fn client_address(extensions: &axum::http::Extensions) -> Option<IpAddr> {
     extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip())
+}
+
+/// `client_address` as a handler argument.
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(client_address(&parts.extensions)))
+    }
 }
 
 /// A limit on attempts, each counted.

@@ -79,9 +79,7 @@ async fn throttle_sign_ins(State(throttles): State<Arc<Throttles>>, request: Req
                 let headers = response.headers_mut();
                 headers.insert(SERVER_FN_ERROR_HEADER, HeaderValue::from_static(SignIn::PATH));
                 headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                if let Ok(seconds) = HeaderValue::from_str(&wait.seconds().to_string()) {
-                    headers.insert(header::RETRY_AFTER, seconds);
-                }
+                headers.insert(header::RETRY_AFTER, wait.header_value());
                 return response;
             }
         }

@@ -2,7 +2,6 @@
 //! the upgrade (401 otherwise, as upstream), negotiates the serializer, and adapts axum's socket to the session.
 
 use std::future::ready;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -10,17 +9,18 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 
 /// Per-connection read buffer of the websocket.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use tokio_util::sync::DropGuard;
 
 use super::protocol::{Vsn, WireMessage};
 use super::session::{run_session, SessionContext};
 use super::slots::{Full, Slot, Slots};
+use crate::throttle::ClientAddress;
 
 #[derive(Clone)]
 struct SocketState {
@@ -48,7 +48,7 @@ pub fn router(context: Arc<SessionContext>, running: DropGuard, max_message_byte
 
 async fn open_socket(
     State(state): State<SocketState>,
-    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ClientAddress(client): ClientAddress,
     Query(params): Query<Vec<(String, String)>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -68,10 +68,7 @@ async fn open_socket(
         Ok(vsn) => vsn,
         Err(error) => return refuse(StatusCode::BAD_REQUEST, error.to_string()),
     };
-    let slot = match state
-        .slots
-        .take(client.map(|Extension(ConnectInfo(address))| address.ip()))
-    {
+    let slot = match state.slots.take(client) {
         Ok(slot) => slot,
         Err(Full::Node) => {
             return refuse(
