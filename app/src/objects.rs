@@ -57,6 +57,19 @@ pub struct ObjectSpec {
 }
 
 impl ObjectSpec {
+    /// The record fields that name its job and its company, where a field does.
+    pub fn link_fields(&self) -> Vec<&'static str> {
+        let mut fields = match self.job {
+            JobLink::Field(field) => vec![field],
+            JobLink::Related { kind_field, uuid_field } => vec![kind_field, uuid_field],
+            JobLink::Itself | JobLink::None => Vec::new(),
+        };
+        if let CompanyLink::Field(field) = self.company {
+            fields.push(field);
+        }
+        fields
+    }
+
     /// Whether the client portal lists these records under their job.
     pub fn is_job_child(&self) -> bool {
         matches!(self.job, JobLink::Field(_) | JobLink::Related { .. })
@@ -190,16 +203,7 @@ mod tests {
     #[test]
     fn a_record_linked_to_its_job_or_company_by_a_field_keeps_that_field_as_a_column() {
         for spec in OBJECTS {
-            let mut link_fields = Vec::new();
-            match spec.job {
-                JobLink::Field(field) => link_fields.push(field),
-                JobLink::Related { kind_field, uuid_field } => link_fields.extend([kind_field, uuid_field]),
-                JobLink::Itself | JobLink::None => {}
-            }
-            if let CompanyLink::Field(field) = spec.company {
-                link_fields.push(field);
-            }
-            for field in link_fields {
+            for field in spec.link_fields() {
                 assert!(spec.key_columns.contains(&field), "{}: {field}", spec.object_type);
                 assert!(spec.default_fields.contains(&field), "{}: {field}", spec.object_type);
             }

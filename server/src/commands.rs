@@ -139,9 +139,11 @@ fn requested_objects(objects: &[String]) -> anyhow::Result<Vec<(String, Vec<Stri
     if objects.is_empty() {
         return Ok(OBJECTS
             .iter()
-            .map(|spec| {
-                let fields = spec.default_fields.iter().map(|f| (*f).to_owned()).collect();
-                (spec.object_type.to_owned(), fields)
+            .filter_map(|spec| {
+                Some((
+                    spec.object_type.to_owned(),
+                    subscriptions::default_fields(spec.object_type)?,
+                ))
             })
             .collect());
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use app::objects::{CompanyLink, JobLink, OBJECTS};
+use app::objects::OBJECTS;
 
 use crate::common::receiver::{eventually, form_fields, Receiver, PATIENCE};
 use serde_json::{json, Value};
@@ -77,15 +77,7 @@ async fn the_simulated_account_serves_every_registered_object_type_with_its_link
         assert_eq!(response.status(), 200, "{}", spec.object_type);
         let records: Vec<Value> = response.json().await.unwrap();
         assert!(!records.is_empty(), "{} has records", spec.object_type);
-        let mut link_fields = Vec::new();
-        match spec.job {
-            JobLink::Field(field) => link_fields.push(field),
-            JobLink::Related { kind_field, uuid_field } => link_fields.extend([kind_field, uuid_field]),
-            JobLink::Itself | JobLink::None => {}
-        }
-        if let CompanyLink::Field(field) = spec.company {
-            link_fields.push(field);
-        }
+        let link_fields = spec.link_fields();
         for record in &records {
             for field in ["uuid", "edit_date", "active"].iter().chain(&link_fields) {
                 assert!(
