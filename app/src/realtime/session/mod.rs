@@ -184,13 +184,7 @@ impl Session {
     pub fn set_token(&mut self, access_token: &str) -> Vec<Output> {
         self.access_token = access_token.to_owned();
         self.wants_token = false;
-        let joined: Vec<(String, String)> = self
-            .channels
-            .iter()
-            .filter(|channel| channel.state == JoinState::Joined)
-            .filter_map(|channel| Some((channel.topic.clone(), channel.join_ref.clone()?)))
-            .collect();
-        joined
+        self.joined()
             .into_iter()
             .map(|(topic, join_ref)| {
                 let msg_ref = self.make_ref();
@@ -201,13 +195,7 @@ impl Session {
 
     /// Leaves every joined channel, before the socket is closed for good.
     pub fn leave_all(&mut self) -> Vec<Frame> {
-        let joined: Vec<(String, String)> = self
-            .channels
-            .iter()
-            .filter(|channel| channel.state == JoinState::Joined)
-            .filter_map(|channel| Some((channel.topic.clone(), channel.join_ref.clone()?)))
-            .collect();
-        joined
+        self.joined()
             .into_iter()
             .map(|(topic, join_ref)| {
                 let msg_ref = self.make_ref();
@@ -347,6 +335,15 @@ impl Session {
         }
         self.seen.push_back(key);
         true
+    }
+
+    /// The topic and join ref of every joined channel.
+    fn joined(&self) -> Vec<(String, String)> {
+        self.channels
+            .iter()
+            .filter(|channel| channel.state == JoinState::Joined)
+            .filter_map(|channel| Some((channel.topic.clone(), channel.join_ref.clone()?)))
+            .collect()
     }
 
     fn make_ref(&mut self) -> String {
