@@ -168,7 +168,7 @@ pub fn set_store_gauges(health: &PipelineHealth, log_bytes: Option<u64>) {
 
 /// What became of a webhook delivery, or of one event of an accepted delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookOutcome {
+enum WebhookOutcome {
     Stored,
     Duplicate,
     /// Verification failed.
@@ -203,7 +203,7 @@ impl WebhookOutcome {
     }
 }
 
-pub fn count_webhooks(outcome: WebhookOutcome, count: usize) {
+fn count_webhooks(outcome: WebhookOutcome, count: usize) {
     counter!(WEBHOOKS_RECEIVED, "outcome" => outcome.label()).increment(count as u64);
 }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::ingest::decode::{Decoded, Delivery, IngestError};
 use crate::ingest::{self, SIGNATURE_HEADER};
-use crate::metrics::{self, WebhookOutcome};
+use crate::metrics;
 use crate::state::AppState;
 use crate::store::{now_millis, Insertion};
 
@@ -46,28 +46,38 @@ async fn receive_webhook(
     let body = read_body(&headers, body)
         .await
         .inspect_err(metrics::count_refused_webhook)?;
-    let delivery = match ingest::decode::decode(&state.ingest, &headers, uri.query(), &body) {
-        Ok(Decoded::Handshake { challenge }) => {
+    let decoded = decode_delivery(&state, &headers, uri.query(), &body).inspect_err(metrics::count_refused_webhook)?;
+    let delivery = match decoded {
+        Decoded::Handshake { challenge } => {
             tracing::info!("answered a ServiceM8 subscription handshake");
             return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response());
         }
-        Ok(Decoded::Delivery(delivery)) if delivery.events.len() > state.ingest.max_events_per_delivery => {
-            metrics::count_webhooks(WebhookOutcome::TooLarge, 1);
-            return Err(ApiError::TooManyEvents(state.ingest.max_events_per_delivery));
-        }
-        Ok(Decoded::Delivery(delivery)) => delivery,
-        Err(IngestError::Unauthorized(reason)) => {
-            tracing::warn!(%reason, "webhook rejected");
-            metrics::count_webhooks(WebhookOutcome::Unauthorized, 1);
-            return Err(ApiError::Unauthorized(reason));
-        }
-        Err(IngestError::BadRequest(reason)) => {
-            metrics::count_webhooks(WebhookOutcome::BadRequest, 1);
-            return Err(ApiError::BadRequest(reason));
-        }
+        Decoded::Delivery(delivery) => delivery,
     };
     let receipt = store_delivery(&state, &headers, &body, delivery).await?;
     Ok(Json(receipt).into_response())
+}
+
+/// What `body` holds, or why it is refused: not authentic, not understood, or more events than one delivery may
+/// hold.
+fn decode_delivery(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Decoded, ApiError> {
+    let decoded = ingest::decode::decode(&state.ingest, headers, query, body).map_err(|error| match error {
+        IngestError::Unauthorized(reason) => {
+            tracing::warn!(%reason, "webhook rejected");
+            ApiError::Unauthorized(reason)
+        }
+        IngestError::BadRequest(reason) => ApiError::BadRequest(reason),
+    })?;
+    let limit = state.ingest.max_events_per_delivery;
+    match &decoded {
+        Decoded::Delivery(delivery) if delivery.events.len() > limit => Err(ApiError::TooManyEvents(limit)),
+        _ => Ok(decoded),
+    }
 }
 
 /// Commits the delivery's events as `queued`, then wakes the processor.
