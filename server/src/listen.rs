@@ -17,6 +17,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
 
 /// How long a client has to send a request head (its request line and headers).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,7 +53,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone().layer(Extension(ConnectInfo(address))));
+        // Wraps the router's service, not each of its routes (as `Router::layer` would): cheap per connection.
+        let service = TowerToHyperService::new(Extension(ConnectInfo(address)).layer(router.clone()));
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
