@@ -2,8 +2,11 @@
 //!
 //! The functions run on the server and call a [`DashboardBackend`] found in the Leptos context; the server
 //! crate implements it over its store, so the REST management API and these functions share one implementation.
+//! Every function takes JSON (`input = Json`): a request a plain HTML form or a `no-cors` fetch can make is never
+//! JSON, and the server refuses any other state-changing request (`server/src/csrf.rs`).
 
 use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
 
 use crate::error::AppError;
 use crate::model::{EventDetail, EventPage, EventQuery, MinuteBucket, PipelineHealth, Stats};
@@ -64,7 +67,7 @@ async fn require_session() -> Result<std::sync::Arc<dyn DashboardBackend>, AppEr
 }
 
 /// Whether the visitor holds an active admin session.
-#[server]
+#[server(input = Json)]
 pub async fn session_status() -> Result<bool, AppError> {
     let backend = backend::backend()?;
     match crate::session::current(SessionCookie::Admin).await? {
@@ -74,7 +77,7 @@ pub async fn session_status() -> Result<bool, AppError> {
 }
 
 /// Exchanges the admin token for an HttpOnly session cookie.
-#[server]
+#[server(input = Json)]
 pub async fn sign_in(admin_token: String) -> Result<(), AppError> {
     let backend = backend::backend()?;
     let session = backend.sign_in(admin_token.trim()).await?;
@@ -88,7 +91,7 @@ pub async fn sign_in(admin_token: String) -> Result<(), AppError> {
 }
 
 /// Ends the session and clears its cookie.
-#[server]
+#[server(input = Json)]
 pub async fn sign_out() -> Result<(), AppError> {
     let backend = backend::backend()?;
     if let Some(session) = crate::session::current(SessionCookie::Admin).await? {
@@ -98,49 +101,49 @@ pub async fn sign_out() -> Result<(), AppError> {
     Ok(())
 }
 
-#[server]
+#[server(input = Json)]
 pub async fn get_stats() -> Result<Stats, AppError> {
     require_session().await?.stats().await
 }
 
 /// A page of events, newest first.
-#[server(input = leptos::server_fn::codec::Json)]
+#[server(input = Json)]
 pub async fn list_events(query: EventQuery) -> Result<EventPage, AppError> {
     require_session().await?.list_events(query).await
 }
 
-#[server(input = leptos::server_fn::codec::Json)]
+#[server(input = Json)]
 pub async fn get_event_detail(event_id: String) -> Result<EventDetail, AppError> {
     require_session().await?.event_detail(&event_id).await
 }
 
-#[server]
+#[server(input = Json)]
 pub async fn get_pipeline_health() -> Result<PipelineHealth, AppError> {
     require_session().await?.pipeline_health().await
 }
 
-#[server]
+#[server(input = Json)]
 pub async fn get_minute_buckets() -> Result<Vec<MinuteBucket>, AppError> {
     require_session().await?.minute_buckets().await
 }
 
-#[server(input = leptos::server_fn::codec::Json)]
+#[server(input = Json)]
 pub async fn retry_event(event_id: String) -> Result<(), AppError> {
     require_session().await?.retry_event(&event_id).await
 }
 
 /// Retries every failed event, or only counts them when `dry_run`.
-#[server(input = leptos::server_fn::codec::Json)]
+#[server(input = Json)]
 pub async fn retry_failed_events(dry_run: bool) -> Result<u64, AppError> {
     require_session().await?.retry_failed_events(dry_run).await
 }
 
-#[server(input = leptos::server_fn::codec::Json)]
+#[server(input = Json)]
 pub async fn cleanup_events(older_than_days: i64) -> Result<u64, AppError> {
     require_session().await?.cleanup(older_than_days).await
 }
 
-#[server(input = leptos::server_fn::codec::Json)]
+#[server(input = Json)]
 pub async fn send_test_event(event: crate::model::TestEvent) -> Result<String, AppError> {
     require_session().await?.send_test_event(event).await
 }

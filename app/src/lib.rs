@@ -50,9 +50,13 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=NotFound>
                 <Route path=StaticSegment("") view=Home/>
+                // Every page that can answer an error is rendered whole before the head is sent, so that the
+                // status is the one the page shows on every request: 401 without a session, 404 for an event
+                // that does not exist or a job that is not the visitor's.
                 <Route
                     path=(StaticSegment("admin"), StaticSegment("webhook-dashboard"))
                     view=dashboard::DashboardPage
+                    ssr=SsrMode::Async
                 />
                 <Route
                     path=(
@@ -62,9 +66,8 @@ pub fn App() -> impl IntoView {
                         ParamSegment("id"),
                     )
                     view=dashboard::EventPage
+                    ssr=SsrMode::Async
                 />
-                // Rendered whole before the head is sent, so that the status is the one the page shows (404 for
-                // a job that is not the visitor's, 401 without a session) on every request.
                 <Route path=StaticSegment("portal") view=portal::PortalHomePage ssr=SsrMode::Async/>
                 <Route
                     path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid"))

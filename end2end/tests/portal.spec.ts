@@ -200,7 +200,13 @@ test("a portal user never sees another company's job, over HTTP or the websocket
   // The browser's own credentials: joining the other company's topic is refused, our own is allowed.
   const replies = await page.evaluate(
     async ([own, other, otherJob]) => {
-      const credentials = await (await fetch('/api/realtime/credentials', { method: 'POST' })).json();
+      const credentials = await (
+        await fetch('/api/realtime/credentials', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{}',
+        })
+      ).json();
       const socket = new WebSocket(
         `ws://${location.host}/realtime/v1/websocket?apikey=${encodeURIComponent(credentials.apikey)}&vsn=1.0.0`,
       );

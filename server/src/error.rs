@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 413: a delivery holds more events than the receiver takes at once.
     #[error("a delivery may hold at most {0} events (MAX_EVENTS_PER_DELIVERY): send the rest in further deliveries")]
     TooManyEvents(usize),
+    /// 413: one event of a delivery carries more than the receiver keeps for an event.
+    #[error("an event's changes may take at most {0} bytes (MAX_EVENT_BYTES)")]
+    EventTooLarge(usize),
     /// 429 with Retry-After: too many attempts from this client; the limit refills.
     #[error("too many attempts: try again in {} s", .0.seconds())]
     TooManyRequests(RetryAfter),
@@ -59,7 +62,9 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge(_) | ApiError::TooManyEvents(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge(_) | ApiError::TooManyEvents(_) | ApiError::EventTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

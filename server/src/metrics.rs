@@ -193,7 +193,9 @@ impl WebhookOutcome {
         match error {
             ApiError::Unauthorized(_) => Some(WebhookOutcome::Unauthorized),
             ApiError::BadRequest(_) => Some(WebhookOutcome::BadRequest),
-            ApiError::PayloadTooLarge(_) | ApiError::TooManyEvents(_) => Some(WebhookOutcome::TooLarge),
+            ApiError::PayloadTooLarge(_) | ApiError::TooManyEvents(_) | ApiError::EventTooLarge(_) => {
+                Some(WebhookOutcome::TooLarge)
+            }
             ApiError::NotFound(_)
             | ApiError::Conflict(_)
             | ApiError::TooManyRequests(_)

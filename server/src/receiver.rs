@@ -58,8 +58,8 @@ async fn receive_webhook(
     Ok(Json(receipt).into_response())
 }
 
-/// What `body` holds, or why it is refused: not authentic, not understood, or more events than one delivery may
-/// hold.
+/// What `body` holds, or why it is refused: not authentic, not understood, more events than one delivery may
+/// hold, or an event larger than one may be.
 fn decode_delivery(
     state: &AppState,
     headers: &HeaderMap,
@@ -73,11 +73,38 @@ fn decode_delivery(
         }
         IngestError::BadRequest(reason) => ApiError::BadRequest(reason),
     })?;
-    let limit = state.ingest.max_events_per_delivery;
-    match &decoded {
-        Decoded::Delivery(delivery) if delivery.events.len() > limit => Err(ApiError::TooManyEvents(limit)),
-        _ => Ok(decoded),
+    if let Decoded::Delivery(delivery) = &decoded {
+        let limit = state.ingest.max_events_per_delivery;
+        if delivery.events.len() > limit {
+            return Err(ApiError::TooManyEvents(limit));
+        }
+        let most_bytes = state.ingest.max_event_bytes;
+        if delivery
+            .events
+            .iter()
+            .any(|event| json_length(&event.changes) > most_bytes)
+        {
+            return Err(ApiError::EventTooLarge(most_bytes));
+        }
     }
+    Ok(decoded)
+}
+
+/// How many bytes `value` takes as compact JSON, without writing it out.
+fn json_length(value: &serde_json::Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 /// Commits the delivery's events as `queued`, then wakes the processor.

@@ -11,17 +11,20 @@ use app::realtime::RealtimeBackend;
 use app::{shell, App, OUTPUT_NAME};
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use leptos::config::LeptosOptions;
-use leptos::prelude::provide_context;
+use leptos::nonce::Nonce;
+use leptos::prelude::{provide_context, use_context};
 use leptos::server_fn::error::{FromServerFnError, SERVER_FN_ERROR_HEADER};
 use leptos::server_fn::ServerFn;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
 use crate::backend::ServerBackend;
+use crate::security_headers::ScriptNonce;
 use crate::throttle::{client_address, Throttles};
 
 /// The pages and server functions. Every request's context holds `backend` three times over, as the dashboard's,
@@ -33,12 +36,19 @@ pub fn router(site_root: &Path, backend: Arc<ServerBackend>, throttles: Arc<Thro
         .site_pkg_dir("pkg")
         .build();
     let routes = generate_route_list(App);
+    let backend_for_errors = backend.clone();
     Router::new()
         .leptos_routes_with_context(&options, routes, move || provide_backends(&backend), {
             let options = options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler(shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context(
+            {
+                let backend = backend_for_errors;
+                move || provide_backends(&backend)
+            },
+            shell,
+        ))
         .layer(axum::middleware::from_fn(server_function_status))
         .layer(axum::middleware::from_fn_with_state(throttles, throttle_sign_ins))
         .with_state(options)
@@ -90,7 +100,13 @@ async fn throttle_sign_ins(State(throttles): State<Arc<Throttles>>, request: Req
 /// The most of a server function's error body read to learn its status; errors are a short JSON reason.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
+/// What every page render and server function finds in its context: the backends, and the nonce of the page's
+/// scripts (the one its `Content-Security-Policy` names, `security_headers::ScriptNonce`).
 fn provide_backends(backend: &Arc<ServerBackend>) {
+    let nonce = use_context::<Parts>().and_then(|parts| parts.extensions.get::<ScriptNonce>().cloned());
+    if let Some(ScriptNonce(nonce)) = nonce {
+        provide_context(Nonce::from_value(nonce));
+    }
     provide_context::<Arc<dyn DashboardBackend>>(backend.clone());
     provide_context::<Arc<dyn PortalBackend>>(backend.clone());
     provide_context::<Arc<dyn RealtimeBackend>>(backend.clone());

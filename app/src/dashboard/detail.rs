@@ -6,6 +6,7 @@ use leptos_router::hooks::use_params_map;
 use super::{AdminShell, LiveUpdates, Refresh};
 use crate::api::{get_event_detail, RetryEvent};
 use crate::components::{ErrorNote, JsonBlock, LocalTime};
+use crate::error::answer_with_status;
 use crate::model::{EventDetail, EventStatus};
 
 #[component]
@@ -35,7 +36,10 @@ fn EventView() -> impl IntoView {
         <Transition fallback=|| view! { <p class="muted">"Loading event…"</p> }>
             {move || detail.get().map(|result| match result {
                 Ok(detail) => view! { <Detail detail retry/> }.into_any(),
-                Err(error) => view! { <ErrorNote message=error.to_string()/> }.into_any(),
+                Err(error) => {
+                    answer_with_status(&error);
+                    view! { <ErrorNote message=error.to_string()/> }.into_any()
+                }
             })}
         </Transition>
     }

@@ -12,6 +12,7 @@ use leptos::prelude::*;
 
 use crate::api::{session_status, SignIn, SignOut};
 use crate::components::ErrorNote;
+use crate::error::{answer_with_status, AppError};
 use crate::realtime::{use_webhook_updates, ConnectionStatus, PipelineEvent, UseWebhookUpdatesOptions};
 pub use detail::EventPage;
 
@@ -79,9 +80,9 @@ pub fn AdminShell(children: ChildrenFn) -> impl IntoView {
                     {move || matches!(session.get(), Some(Ok(true))).then(|| view! {
                         <div class="topbar-actions">
                             <button type="button" class="secondary" on:click=move |_| refresh.now()>"Refresh"</button>
-                            <ActionForm action=sign_out attr:class="inline">
-                                <button type="submit" class="secondary">"Sign out"</button>
-                            </ActionForm>
+                            <button type="button" class="secondary" on:click=move |_| { sign_out.dispatch(SignOut {}); }>
+                                "Sign out"
+                            </button>
                         </div>
                     })}
                 </Transition>
@@ -89,7 +90,10 @@ pub fn AdminShell(children: ChildrenFn) -> impl IntoView {
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || session.get().map(|signed_in| match signed_in {
                     Ok(true) => children.with_value(|children| children()).into_any(),
-                    Ok(false) => view! { <SignInForm action=sign_in/> }.into_any(),
+                    Ok(false) => {
+                        answer_with_status(&AppError::NotSignedIn);
+                        view! { <SignInForm action=sign_in/> }.into_any()
+                    }
                     Err(error) => view! { <ErrorNote message=error.to_string()/> }.into_any(),
                 })}
             </Transition>
@@ -99,6 +103,7 @@ pub fn AdminShell(children: ChildrenFn) -> impl IntoView {
 
 #[component]
 fn SignInForm(action: ServerAction<SignIn>) -> impl IntoView {
+    let token = RwSignal::new(String::new());
     let error = move || match action.value().get() {
         Some(Err(error)) => Some(error.to_string()),
         _ => None,
@@ -107,11 +112,22 @@ fn SignInForm(action: ServerAction<SignIn>) -> impl IntoView {
         <section class="card signin" aria-labelledby="signin-title">
             <h2 id="signin-title">"Sign in"</h2>
             <p class="muted">"Use the admin token printed when the server started, or the value of ADMIN_TOKEN."</p>
-            <ActionForm action>
+            // Submitted by the hydrated page as JSON: the server takes no form posts (`server/src/csrf.rs`).
+            <form on:submit=move |event| {
+                event.prevent_default();
+                action.dispatch(SignIn { admin_token: token.get_untracked() });
+            }>
                 <label for="admin_token">"Admin token"</label>
-                <input id="admin_token" name="admin_token" type="password" autocomplete="current-password" required/>
+                <input
+                    id="admin_token"
+                    name="admin_token"
+                    type="password"
+                    autocomplete="current-password"
+                    required
+                    bind:value=token
+                />
                 <button type="submit">"Sign in"</button>
-            </ActionForm>
+            </form>
             {move || error().map(|message| view! { <ErrorNote message/> })}
         </section>
     }

@@ -6,6 +6,7 @@
 //! `/api/portal/` and answer errors with their status (401 without a session, 404 for another's job).
 
 use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
 
 use super::model::{PortalJobDetail, PortalOverview};
 use crate::error::AppError;
@@ -16,21 +17,21 @@ use crate::session::{set_on_response, SessionCookie};
 pub use server_side::PortalBackend;
 
 /// The jobs of the session's company.
-#[server(name = FetchPortalJobs, prefix = "/api/portal", endpoint = "jobs")]
+#[server(name = FetchPortalJobs, prefix = "/api/portal", endpoint = "jobs", input = Json)]
 pub async fn portal_jobs() -> Result<PortalOverview, AppError> {
     let (backend, company_uuid) = server_side::portal_company().await?;
     backend.portal_overview(&company_uuid).await
 }
 
 /// One job of the session's company, with its activities and attachments; `NotFound` for any other job.
-#[server(name = FetchPortalJob, prefix = "/api/portal", endpoint = "job", input = leptos::server_fn::codec::Json)]
+#[server(name = FetchPortalJob, prefix = "/api/portal", endpoint = "job", input = Json)]
 pub async fn portal_job(job_uuid: String) -> Result<PortalJobDetail, AppError> {
     let (backend, company_uuid) = server_side::portal_company().await?;
     backend.portal_job(&company_uuid, job_uuid.trim()).await
 }
 
 /// Ends the portal session and clears its cookie.
-#[server(name = PortalSignOut, prefix = "/api/portal", endpoint = "sign_out")]
+#[server(name = PortalSignOut, prefix = "/api/portal", endpoint = "sign_out", input = Json)]
 pub async fn portal_sign_out() -> Result<(), AppError> {
     let backend = server_side::backend()?;
     if let Some(session) = crate::session::current(SessionCookie::Portal).await? {

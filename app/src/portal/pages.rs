@@ -391,9 +391,9 @@ fn PortalHeader(
             </div>
             <div class="portal-header-tools">
                 <LiveIndicator status/>
-                <ActionForm action=sign_out attr:class="inline">
-                    <button type="submit" class="secondary">"Sign out"</button>
-                </ActionForm>
+                <button type="button" class="secondary" on:click=move |_| { sign_out.dispatch(PortalSignOut {}); }>
+                    "Sign out"
+                </button>
             </div>
         </header>
     }

@@ -42,7 +42,12 @@ mod backend {
 }
 
 /// Credentials for the visitor's session, admin or portal; `NotSignedIn` without either.
-#[server(name = FetchRealtimeCredentials, prefix = "/api/realtime", endpoint = "credentials")]
+#[server(
+    name = FetchRealtimeCredentials,
+    prefix = "/api/realtime",
+    endpoint = "credentials",
+    input = leptos::server_fn::codec::Json
+)]
 pub async fn realtime_credentials() -> Result<RealtimeCredentials, AppError> {
     use std::sync::Arc;
 

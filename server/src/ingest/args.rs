@@ -33,6 +33,11 @@ pub struct IngestArgs {
     /// that one request cannot turn into thousands of stored events.
     #[arg(long, env = "MAX_EVENTS_PER_DELIVERY", default_value_t = 100)]
     pub max_events_per_delivery: usize,
+
+    /// Most bytes one event's changes may take (as JSON): a delivery with a larger event is refused with 413.
+    /// The body itself is stored once per delivery whatever it holds.
+    #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = 64 * 1024)]
+    pub max_event_bytes: usize,
 }
 
 impl Default for IngestArgs {

@@ -15,13 +15,13 @@ pub use args::IngestArgs;
 
 use uuid::Uuid;
 
-use crate::store::NewEvent;
+use crate::store::{NewEvent, ReceivedBody};
 use decode::Delivery;
 
 /// Header carrying the seed format's HMAC-SHA256 signature.
 pub const SIGNATURE_HEADER: &str = "x-servicem8-signature";
 
-/// The events of a delivery as they are stored: one per parsed event, each with the whole body and headers.
+/// The events of a delivery as they are stored: one per parsed event, all referring to the one body and headers.
 pub fn new_events(
     delivery: Delivery,
     stored_headers: serde_json::Value,
@@ -29,6 +29,7 @@ pub fn new_events(
     received_at: i64,
 ) -> Vec<NewEvent> {
     let verification = delivery.verification.as_str();
+    let body = ReceivedBody::new(body.to_vec(), stored_headers, received_at);
     delivery
         .events
         .into_iter()
@@ -45,8 +46,7 @@ pub fn new_events(
             event_type: event.event_type,
             occurred_at: event.occurred_at,
             changes: event.changes,
-            raw_body: body.to_vec(),
-            headers: stored_headers.clone(),
+            body: body.clone(),
             verification: verification.into(),
             received_at,
         })

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::client::{ApiCallError, ServiceM8Client};
 use crate::store::mirror::text_field;
-use crate::store::{now_millis, NewEvent, Store, StoreError, OBJECTS};
+use crate::store::{now_millis, NewEvent, ReceivedBody, Store, StoreError, OBJECTS};
 
 /// What one reconciliation pass found for one object type.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,8 +117,7 @@ fn sync_event(object_type: &str, uuid: &str, edit_date: &str, record: &Value) ->
         occurred_at: crate::ingest::payload::parse_timestamp(edit_date),
         // The listed record itself: the processor mirrors it without fetching it again.
         changes: record.clone(),
-        raw_body: record.to_string().into_bytes(),
-        headers: json!({}),
+        body: ReceivedBody::new(record.to_string().into_bytes(), json!({}), received_at),
         verification: "reconciliation".into(),
         received_at,
     }

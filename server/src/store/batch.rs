@@ -6,17 +6,19 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
-use super::{AttemptTiming, ClaimedEvent, Completion, FinishValues, Insertion, NewEvent, StoreError};
+use super::{AttemptTiming, ClaimedEvent, Completion, FinishValues, Insertion, NewEvent, ReceivedBody, StoreError};
 
-/// Rows per statement: 14 parameters per event stay well under SQLite's 32,766 and PostgreSQL's 65,535.
+/// Rows per statement: 13 parameters per event stay well under SQLite's 32,766 and PostgreSQL's 65,535.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
-const EVENT_COLUMNS: usize = 14;
+const EVENT_COLUMNS: usize = 13;
+const BODY_COLUMNS: usize = 4;
 const ATTEMPT_COLUMNS: usize = 7;
 /// The parameters of a finish's `SET` and lease, before its ids.
 const FINISH_PARAMETERS: usize = 8;
 
-/// Inserts `events`, skipping those whose dedup key is already stored, and says for each which id holds it.
+/// Inserts `events` and their bodies, skipping events whose dedup key is already stored (and bodies none of whose
+/// events are new), and says for each event which id holds it.
 pub async fn insert_events<DB>(
     connection: &mut DB::Connection,
     events: &[NewEvent],
@@ -35,12 +37,33 @@ where
     for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (String, String): FromRow<'r, DB::Row>,
 {
+    let mut body_ids: HashSet<uuid::Uuid> = HashSet::new();
+    let bodies: Vec<&ReceivedBody> = events
+        .iter()
+        .filter(|event| body_ids.insert(event.body.id))
+        .map(|event| event.body.as_ref())
+        .collect();
+    for chunk in bodies.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO webhook_bodies (id, raw_body, headers, received_at) VALUES {}",
+            value_rows(chunk.len(), BODY_COLUMNS)
+        );
+        let mut insert = sqlx::query::<DB>(&sql);
+        for body in chunk {
+            insert = insert
+                .bind(body.id.to_string())
+                .bind(&body.raw_body)
+                .bind(&body.headers)
+                .bind(body.received_at);
+        }
+        insert.execute(&mut *connection).await?;
+    }
     let mut stored: HashSet<String> = HashSet::with_capacity(events.len());
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
         // Conflicting rows (stored before, or earlier in this batch) are skipped and not returned.
         let sql = format!(
             "INSERT INTO webhook_events (id, dedup_key, format, object_type, object_uuid, event_type, occurred_at,
-                 changes, raw_body, headers, verification, next_attempt_at, received_at, updated_at)
+                 changes, body_id, verification, next_attempt_at, received_at, updated_at)
              VALUES {} ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
             value_rows(chunk.len(), EVENT_COLUMNS)
         );
@@ -55,14 +78,26 @@ where
                 .bind(&event.event_type)
                 .bind(event.occurred_at)
                 .bind(&event.changes)
-                .bind(&event.raw_body)
-                .bind(&event.headers)
+                .bind(event.body.id.to_string())
                 .bind(&event.verification)
                 .bind(event.received_at)
                 .bind(event.received_at)
                 .bind(event.received_at);
         }
         stored.extend(insert.fetch_all(&mut *connection).await?);
+    }
+    // A body all of whose events were stored before (a redelivery) is not kept a second time.
+    for event in events.iter().filter(|event| stored.contains(&event.id.to_string())) {
+        body_ids.remove(&event.body.id);
+    }
+    let unreferenced: Vec<String> = body_ids.iter().map(uuid::Uuid::to_string).collect();
+    for chunk in unreferenced.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!("DELETE FROM webhook_bodies WHERE id IN ({})", numbered(1, chunk.len()));
+        let mut delete = sqlx::query::<DB>(&sql);
+        for id in chunk {
+            delete = delete.bind(id);
+        }
+        delete.execute(&mut *connection).await?;
     }
     let duplicates: Vec<&str> = events
         .iter()

@@ -111,9 +111,10 @@ pub const RECEIVED_PER_MINUTE_SQL: &str = "SELECT received_at / 60000, COUNT(*) 
 pub const FINISHED_PER_MINUTE_SQL: &str = "SELECT processed_at / 60000, status, COUNT(*), \
      CAST(AVG(processed_at - received_at) AS DOUBLE PRECISION) FROM webhook_events \
      WHERE processed_at >= $1 GROUP BY processed_at / 60000, status";
-pub const EVENT_RECORD_SQL: &str = "SELECT id, format, object_type, object_uuid, event_type, status, attempts, \
-     occurred_at, changes, raw_body, headers, verification, last_error, skip_reason, next_attempt_at, received_at, \
-     processed_at FROM webhook_events WHERE id = $1";
+pub const EVENT_RECORD_SQL: &str = "SELECT e.id, e.format, e.object_type, e.object_uuid, e.event_type, e.status, \
+     e.attempts, e.occurred_at, e.changes, b.raw_body, b.headers, e.verification, e.last_error, e.skip_reason, \
+     e.next_attempt_at, e.received_at, e.processed_at \
+     FROM webhook_events e LEFT JOIN webhook_bodies b ON b.id = e.body_id WHERE e.id = $1";
 
 /// Builds the health view from the rows of the queries above.
 pub fn assemble_health(
@@ -211,8 +212,9 @@ pub struct EventRecord {
     pub attempts: i32,
     pub occurred_at: Option<i64>,
     pub changes: serde_json::Value,
-    pub raw_body: Vec<u8>,
-    pub headers: serde_json::Value,
+    /// The delivery's body and headers (none if they are gone).
+    pub raw_body: Option<Vec<u8>>,
+    pub headers: Option<serde_json::Value>,
     pub verification: String,
     pub last_error: Option<String>,
     pub skip_reason: Option<String>,

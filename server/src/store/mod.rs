@@ -55,6 +55,28 @@ pub enum StoreError {
     Backup(String),
 }
 
+/// What arrived in one request, stored once for all the events it holds.
+#[derive(Debug, PartialEq)]
+pub struct ReceivedBody {
+    pub id: uuid::Uuid,
+    /// The request body exactly as received.
+    pub raw_body: Vec<u8>,
+    /// The request's headers as a JSON object (credentials left out).
+    pub headers: serde_json::Value,
+    pub received_at: i64,
+}
+
+impl ReceivedBody {
+    pub fn new(raw_body: Vec<u8>, headers: serde_json::Value, received_at: i64) -> Arc<ReceivedBody> {
+        Arc::new(ReceivedBody {
+            id: uuid::Uuid::now_v7(),
+            raw_body,
+            headers,
+            received_at,
+        })
+    }
+}
+
 /// An event as the receiver hands it over for storage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
@@ -67,8 +89,8 @@ pub struct NewEvent {
     pub event_type: String,
     pub occurred_at: Option<i64>,
     pub changes: serde_json::Value,
-    pub raw_body: Vec<u8>,
-    pub headers: serde_json::Value,
+    /// The delivery it came in, shared with the delivery's other events.
+    pub body: Arc<ReceivedBody>,
     pub verification: String,
     pub received_at: i64,
 }
@@ -100,7 +122,8 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
-    /// Stores the events of one delivery in one transaction, committed before this returns.
+    /// Stores the events of one delivery (or of several) in one transaction, committed before this returns; each
+    /// distinct body once, and only if one of its events is new.
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Insertion>, StoreError>;
 
     async fn stats(&self) -> Result<Stats, StoreError>;
@@ -169,7 +192,8 @@ pub trait Store: Send + Sync + 'static {
     /// Puts every failed event back in the queue (or only counts them when `dry_run`); returns how many.
     async fn retry_failed_events(&self, now: i64, dry_run: bool) -> Result<u64, StoreError>;
 
-    /// Deletes finished (success, skipped, failed) events received before `cutoff`; returns how many.
+    /// Deletes finished (success, skipped, failed) events received before `cutoff`, and the bodies no event refers
+    /// to any more; returns how many events.
     async fn delete_finished_events_before(&self, cutoff: i64) -> Result<u64, StoreError>;
 
     /// Writes the record unless the stored one has a newer edit_date.
@@ -438,8 +462,7 @@ pub(crate) fn test_event(key: &str) -> NewEvent {
         event_type: "updated".into(),
         occurred_at: None,
         changes: serde_json::json!({}),
-        raw_body: Vec::new(),
-        headers: serde_json::json!({}),
+        body: ReceivedBody::new(Vec::new(), serde_json::json!({}), now_millis()),
         verification: "unsigned".into(),
         received_at: now_millis(),
     }

@@ -300,6 +300,14 @@ where
         .bind(cutoff)
         .execute(&mut *writer)
         .await?;
+        // A body is as old as its events: only those received before the cutoff can have lost the last one.
+        sqlx::query(
+            "DELETE FROM webhook_bodies WHERE received_at < $1
+             AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.body_id = webhook_bodies.id)",
+        )
+        .bind(cutoff)
+        .execute(&mut *writer)
+        .await?;
         self.synced(writer).await?;
         Ok(deleted.rows_affected())
     }

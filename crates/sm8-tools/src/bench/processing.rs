@@ -14,7 +14,7 @@ use super::harness::{self, Databases};
 use super::measure::{per_second, ratio};
 use super::report::{Figure, ScenarioReport, Target};
 use super::Settings;
-use server::store::{self, now_millis, NewEvent};
+use server::store::{self, now_millis, NewEvent, ReceivedBody};
 use servicem8_mock::ObjectKind;
 
 pub const EVENTS: usize = 20_000;
@@ -137,8 +137,11 @@ fn queued_event(job_uuid: &str, n: usize, now: i64) -> NewEvent {
         event_type: "updated".into(),
         occurred_at: Some(now + n as i64),
         changes,
-        raw_body: body.to_string().into_bytes(),
-        headers: json!({"content-type": "application/json"}),
+        body: ReceivedBody::new(
+            body.to_string().into_bytes(),
+            json!({"content-type": "application/json"}),
+            now,
+        ),
         verification: "hmac-sha256".into(),
         received_at: now,
     }
@@ -153,7 +156,7 @@ mod tests {
         let (first, second) = (queued_event("job-1", 0, 1_000), queued_event("job-1", 1, 1_000));
         assert_ne!(first.dedup_key, second.dedup_key);
         assert!(first.occurred_at < second.occurred_at);
-        let body: serde_json::Value = serde_json::from_slice(&first.raw_body).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&first.body.raw_body).unwrap();
         assert_eq!(body["object_uuid"], "job-1");
     }
 }

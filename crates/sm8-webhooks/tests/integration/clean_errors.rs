@@ -3,11 +3,11 @@
 //! functions asked without a session or with a wrong token.
 
 use leptos::server_fn::ServerFn;
-use reqwest::header::{ALLOW, CONTENT_TYPE};
+use reqwest::header::{ALLOW, CONTENT_TYPE, COOKIE};
 use serde_json::{json, Value};
 use server::secret::Secret;
 
-use crate::common::{serve_args, spawn_app, spawn_app_with, ADMIN_TOKEN};
+use crate::common::{seed_event, serve_args, spawn_app, spawn_app_with, ADMIN_TOKEN};
 
 async fn reason(response: reqwest::Response) -> String {
     let body: Value = response.json().await.expect("a JSON body");
@@ -85,19 +85,57 @@ async fn a_signed_body_that_repeats_a_key_is_refused_and_nothing_is_stored() {
 #[tokio::test]
 async fn server_functions_answer_the_status_of_their_error() {
     let app = spawn_app().await;
-    let post = |path: &'static str, form: &'static [(&'static str, &'static str)]| {
+    let post = |path: &'static str, arguments: Value| {
         app.client
             .post(app.url(path))
             .header("sec-fetch-site", "same-origin")
-            .form(form)
+            .json(&arguments)
             .send()
     };
-    let wrong_token = post(app::api::SignIn::PATH, &[("admin_token", "wrong")]).await.unwrap();
+    let wrong_token = post(app::api::SignIn::PATH, json!({"admin_token": "wrong"}))
+        .await
+        .unwrap();
     assert_eq!(wrong_token.status(), 401);
-    let no_session = post(app::api::GetStats::PATH, &[]).await.unwrap();
+    let no_session = post(app::api::GetStats::PATH, json!({})).await.unwrap();
     assert_eq!(no_session.status(), 401);
-    let portal_without_session = post(app::portal::api::FetchPortalJobs::PATH, &[]).await.unwrap();
+    let portal_without_session = post(app::portal::api::FetchPortalJobs::PATH, json!({})).await.unwrap();
     assert_eq!(portal_without_session.status(), 401);
+}
+
+#[tokio::test]
+async fn dashboard_pages_answer_the_status_they_show_on_every_request() {
+    let app = spawn_app().await;
+    let stored = app.post_signed(&seed_event("job", "page-job", "Quote")).await;
+    let receipt: Value = stored.json().await.unwrap();
+    let event_id = receipt["event_ids"][0].as_str().unwrap().to_owned();
+    let page = |path: String, cookie: Option<&str>| {
+        let mut request = app.client.get(app.url(&path));
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        request.send()
+    };
+    let event_page = format!("/admin/webhook-dashboard/events/{event_id}");
+    let missing_page = format!("/admin/webhook-dashboard/events/{}", uuid::Uuid::now_v7());
+    for path in ["/admin/webhook-dashboard".to_owned(), event_page.clone()] {
+        let without_session = page(path.clone(), None).await.unwrap();
+        assert_eq!(without_session.status(), 401, "{path}");
+        assert!(without_session.text().await.unwrap().contains("Sign in"), "{path}");
+    }
+    let cookie = app.admin_session_cookie().await;
+    for _ in 0..5 {
+        assert_eq!(
+            page("/admin/webhook-dashboard".into(), Some(&cookie))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(page(event_page.clone(), Some(&cookie)).await.unwrap().status(), 200);
+        let missing = page(missing_page.clone(), Some(&cookie)).await.unwrap();
+        assert_eq!(missing.status(), 404);
+        assert!(missing.text().await.unwrap().contains("no event"));
+    }
 }
 
 #[tokio::test]

@@ -4,25 +4,10 @@
 //! same-origin requests still do. And the headers that keep pages from being framed, sniffed or leaking links.
 
 use leptos::server_fn::ServerFn;
-use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
+use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN};
 use serde_json::json;
 
-use crate::common::{spawn_app, TestApp, ADMIN_TOKEN};
-
-/// Signs in as the dashboard does and returns the session cookie (`name=value`).
-async fn session_cookie(app: &TestApp) -> String {
-    let signed_in = app
-        .client
-        .post(app.url(app::api::SignIn::PATH))
-        .header("sec-fetch-site", "same-origin")
-        .form(&[("admin_token", ADMIN_TOKEN)])
-        .send()
-        .await
-        .unwrap();
-    assert!(signed_in.status().is_success(), "{}", signed_in.status());
-    let cookie = signed_in.headers()[SET_COOKIE].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_owned()
-}
+use crate::common::{spawn_app, TestApp};
 
 async fn total_events(app: &TestApp) -> i64 {
     app.manage_json("action=stats").await["total"].as_i64().unwrap()
@@ -37,7 +22,7 @@ fn test_event_body() -> String {
 #[tokio::test]
 async fn a_page_on_another_origin_cannot_act_with_the_admins_cookie() {
     let app = spawn_app().await;
-    let cookie = session_cookie(&app).await;
+    let cookie = app.admin_session_cookie().await;
     let attacker = format!("http://127.0.0.1:{}", app.address.port() + 1);
     let attacks: [(&str, Option<&str>, Option<&str>); 6] = [
         // (content type, Sec-Fetch-Site, Origin)
@@ -91,6 +76,38 @@ async fn a_page_on_another_origin_cannot_act_with_the_admins_cookie() {
 }
 
 #[tokio::test]
+async fn a_request_a_form_could_send_does_not_act_even_with_this_origins_headers() {
+    let app = spawn_app().await;
+    let cookie = app.admin_session_cookie().await;
+    let own_origin = format!("http://{}", app.address);
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut request = app
+            .client
+            .post(app.url(app::api::SendTestEvent::PATH))
+            .header(COOKIE, &cookie)
+            .header("sec-fetch-site", "same-origin")
+            .header(ORIGIN, &own_origin)
+            .body(test_event_body());
+        if let Some(content_type) = content_type {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status(), 415, "{content_type:?}");
+        let reason: serde_json::Value = answer.json().await.unwrap();
+        assert!(
+            reason["error"].as_str().unwrap().contains("application/json"),
+            "{reason}"
+        );
+    }
+    assert_eq!(total_events(&app).await, 0, "no test event was created");
+}
+
+#[tokio::test]
 async fn pages_refuse_framing_sniffing_and_referrers_and_https_adds_hsts() {
     let app = spawn_app().await;
     let page = app
@@ -99,7 +116,7 @@ async fn pages_refuse_framing_sniffing_and_referrers_and_https_adds_hsts() {
         .send()
         .await
         .unwrap();
-    let headers = page.headers();
+    let headers = page.headers().clone();
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(headers["x-frame-options"], "DENY");
     assert_eq!(headers["referrer-policy"], "no-referrer");
@@ -112,6 +129,31 @@ async fn pages_refuse_framing_sniffing_and_referrers_and_https_adds_hsts() {
         headers.get("strict-transport-security").is_none(),
         "plain http: no HSTS"
     );
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no script nonce in {policy}"));
+    assert!(
+        policy.contains("'strict-dynamic'") && !policy.contains("unsafe-inline"),
+        "{policy}"
+    );
+    let html = page.text().await.unwrap();
+    let scripts = html.matches("<script").count();
+    assert!(scripts > 0, "the page starts the app with a script");
+    assert_eq!(
+        html.matches(&format!("nonce=\"{nonce}\"")).count(),
+        scripts,
+        "every script of the page carries the policy's nonce: {html}"
+    );
+    let again = app
+        .client
+        .get(app.url("/admin/webhook-dashboard"))
+        .send()
+        .await
+        .unwrap();
+    let again = again.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(!again.contains(nonce), "a fresh nonce for every page");
     let api = app.manage("action=stats").await;
     assert_eq!(api.headers()["x-content-type-options"], "nosniff");
     assert!(

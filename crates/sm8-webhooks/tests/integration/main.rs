@@ -25,4 +25,5 @@ mod scheduling;
 mod secret_logs;
 mod simulate;
 mod store_conformance;
+mod stored_bodies;
 mod throttles;

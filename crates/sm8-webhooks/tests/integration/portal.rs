@@ -42,9 +42,7 @@ async fn call(app: &TestApp, endpoint: &str, body: Option<Value>, cookie: Option
     let mut request = client().post(app.url(endpoint)).header(ACCEPT, "application/json");
     request = match body {
         Some(body) => request.json(&body),
-        None => request
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(""),
+        None => request.json(&json!({})),
     };
     if let Some(cookie) = cookie {
         request = request.header(COOKIE, cookie);
@@ -229,8 +227,7 @@ async fn signing_out_ends_the_session_and_clears_the_cookie() {
         .post(relay.app.url("/api/portal/sign_out"))
         .header(COOKIE, &cookie)
         .header(ACCEPT, "application/json")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("")
+        .json(&json!({}))
         .send()
         .await
         .unwrap();

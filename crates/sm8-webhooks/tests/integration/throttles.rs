@@ -20,7 +20,7 @@ async fn sign_in(app: &TestApp, token: &str) -> reqwest::Response {
     app.client
         .post(app.url(app::api::SignIn::PATH))
         .header("sec-fetch-site", "same-origin")
-        .form(&[("admin_token", token)])
+        .json(&serde_json::json!({ "admin_token": token }))
         .send()
         .await
         .unwrap()

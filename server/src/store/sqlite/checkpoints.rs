@@ -163,7 +163,7 @@ mod tests {
     /// An event whose body takes `bytes`, so that the log grows quickly.
     fn large_event(key: &str, bytes: usize) -> crate::store::NewEvent {
         let mut event = test_event(key);
-        event.raw_body = vec![b'x'; bytes];
+        event.body = crate::store::ReceivedBody::new(vec![b'x'; bytes], serde_json::json!({}), event.received_at);
         event
     }
 

@@ -108,6 +108,22 @@ impl TestApp {
         assert_eq!(response.status(), 200, "management query {query} failed");
         response.json().await.unwrap()
     }
+
+    /// Signs in to the dashboard as its page does and returns the session cookie (`name=value`).
+    pub async fn admin_session_cookie(&self) -> String {
+        use leptos::server_fn::ServerFn;
+        let signed_in = self
+            .client
+            .post(self.url(app::api::SignIn::PATH))
+            .header("sec-fetch-site", "same-origin")
+            .json(&serde_json::json!({ "admin_token": ADMIN_TOKEN }))
+            .send()
+            .await
+            .unwrap();
+        assert!(signed_in.status().is_success(), "{}", signed_in.status());
+        let cookie = signed_in.headers()[reqwest::header::SET_COOKIE].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_owned()
+    }
 }
 
 /// A delivery of `body` to the receiver at `url`, signed with the test secret as ServiceM8 signs it; for tasks that
@@ -219,8 +235,7 @@ pub fn queued_event(object_type: &str, object_uuid: &str, received_at: i64) -> N
         event_type: "updated".into(),
         occurred_at: Some(received_at),
         changes: serde_json::json!({}),
-        raw_body: b"{}".to_vec(),
-        headers: serde_json::json!({}),
+        body: server::store::ReceivedBody::new(b"{}".to_vec(), serde_json::json!({}), received_at),
         verification: "unsigned".into(),
         received_at,
     }

@@ -7,7 +7,7 @@ use app::model::{EventQuery, EventStatus};
 use app::objects::{JobLink, ATTACHMENT, JOB_ACTIVITY, OBJECTS};
 use server::store::{
     self, now_millis, object_spec, AttemptTiming, BudgetLimits, Completion, Insertion, MirrorRecord, MirrorWrite,
-    NewEvent, Store,
+    NewEvent, ReceivedBody, Store,
 };
 use tempfile::TempDir;
 
@@ -50,8 +50,11 @@ fn event(object_uuid: &str, dedup_key: &str, received_at: i64) -> NewEvent {
         event_type: "updated".into(),
         occurred_at: Some(1_704_067_200_000),
         changes: serde_json::json!({ "status": "Quote" }),
-        raw_body: br#"{"raw":true}"#.to_vec(),
-        headers: serde_json::json!({ "content-type": "application/json" }),
+        body: ReceivedBody::new(
+            br#"{"raw":true}"#.to_vec(),
+            serde_json::json!({ "content-type": "application/json" }),
+            received_at,
+        ),
         verification: "hmac-sha256".into(),
         received_at,
     }
@@ -262,8 +265,8 @@ async fn an_event_record_holds_every_column(store: Arc<dyn Store>) {
     let new = event("job-1", "k1", 1_000);
     store.insert_events(std::slice::from_ref(&new)).await.unwrap();
     let record = store.event_record(&new.id.to_string()).await.unwrap().unwrap();
-    assert_eq!(record.raw_body, new.raw_body);
-    assert_eq!(record.headers, new.headers);
+    assert_eq!(record.raw_body.as_ref(), Some(&new.body.raw_body));
+    assert_eq!(record.headers.as_ref(), Some(&new.body.headers));
     assert_eq!(record.changes, new.changes);
     assert_eq!(
         (record.format.as_str(), record.verification.as_str()),
