@@ -12,6 +12,13 @@ pub enum AppError {
     NotSignedIn,
     #[error("That admin token is not valid.")]
     InvalidAdminToken,
+    #[error("That email and password do not match.")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Forbidden(String),
+    /// The account is disabled: it takes no webhooks and processes nothing.
+    #[error("{0}")]
+    Gone(String),
     #[error("{0}")]
     InvalidInput(String),
     #[error("{0}")]
@@ -38,7 +45,9 @@ impl AppError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> u16 {
         match self {
-            AppError::NotSignedIn | AppError::InvalidAdminToken => 401,
+            AppError::NotSignedIn | AppError::InvalidAdminToken | AppError::InvalidCredentials => 401,
+            AppError::Forbidden(_) => 403,
+            AppError::Gone(_) => 410,
             AppError::InvalidInput(_) => 400,
             AppError::NotFound(_) => 404,
             AppError::Conflict(_) => 409,
@@ -78,6 +87,9 @@ mod tests {
         let errors = [
             AppError::NotSignedIn,
             AppError::InvalidAdminToken,
+            AppError::InvalidCredentials,
+            AppError::Forbidden("viewer".into()),
+            AppError::Gone("disabled".into()),
             AppError::InvalidInput("bad".into()),
             AppError::NotFound("gone".into()),
             AppError::Conflict("busy".into()),
@@ -87,6 +99,6 @@ mod tests {
             AppError::Request(ServerFnErrorErr::ServerError("broke".into())),
         ];
         let statuses: Vec<u16> = errors.iter().map(AppError::status).collect();
-        assert_eq!(statuses, [401, 401, 400, 404, 409, 503, 429, 400, 503]);
+        assert_eq!(statuses, [401, 401, 401, 403, 410, 400, 404, 409, 503, 429, 400, 503]);
     }
 }

@@ -4,9 +4,11 @@
 // Leptos views are deeply nested types; the portal's pages go past the compiler's default depth of 128.
 #![recursion_limit = "256"]
 
+pub mod access;
 pub mod api;
 pub mod components;
 pub mod dashboard;
+pub mod directory;
 pub mod error;
 pub mod model;
 pub mod objects;

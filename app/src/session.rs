@@ -1,4 +1,5 @@
-//! The two session cookies, admin and portal: their names, how they are set, and how a request's are read.
+//! The two session cookies, admin and portal, and the dashboard's chosen account: their names, how they are set,
+//! and how a request's are read.
 
 /// Which session a cookie carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -7,6 +8,8 @@ pub enum SessionCookie {
     Admin,
     /// The portal's, `SameSite=Lax`, so the session survives arriving from a link in an email.
     Portal,
+    /// Not a session: the account the dashboard shows, remembered between visits (`SameSite=Strict`).
+    Account,
 }
 
 /// How long a portal session lasts: 30 days.
@@ -17,6 +20,7 @@ impl SessionCookie {
         match self {
             SessionCookie::Admin => "sm8_admin_session",
             SessionCookie::Portal => "sm8_portal_session",
+            SessionCookie::Account => "sm8_account",
         }
     }
 
@@ -25,7 +29,7 @@ impl SessionCookie {
     #[cfg(feature = "ssr")]
     pub fn set_cookie(self, value: &str, max_age: i64, secure: bool) -> String {
         let same_site = match self {
-            SessionCookie::Admin => cookie::SameSite::Strict,
+            SessionCookie::Admin | SessionCookie::Account => cookie::SameSite::Strict,
             SessionCookie::Portal => cookie::SameSite::Lax,
         };
         cookie::Cookie::build((self.name(), value))

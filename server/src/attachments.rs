@@ -37,21 +37,26 @@ async fn download_attachment(
         .ok_or_else(|| ApiError::Unauthorized("the portal session has ended: open a new link".into()))?;
     // Another company's attachment and one that does not exist answer alike.
     let not_found = || ApiError::NotFound(format!("no attachment {uuid}"));
+    let account = company.account.as_str();
     let record = state
         .store
-        .mirror_record("attachment", &uuid)
+        .mirror_record(account, "attachment", &uuid)
         .await?
         .ok_or_else(not_found)?;
     let active = text_field(&record, "active").as_deref() != Some("0");
     let job = text_field(&record, "related_object_uuid")
         .filter(|_| active)
         .ok_or_else(not_found)?;
-    if state.store.job_company(&job).await?.as_deref() != Some(company.as_str()) {
+    if state.store.job_company(account, &job).await?.as_deref() != Some(company.company_uuid.as_str()) {
         return Err(not_found());
     }
-    let client = state.servicem8.as_ref().ok_or_else(|| {
-        ApiError::Unavailable("no ServiceM8 credentials are configured: attachment files cannot be fetched".into())
-    })?;
+    let client = state
+        .accounts
+        .get(account)
+        .and_then(|account| account.client.clone())
+        .ok_or_else(|| {
+            ApiError::Unavailable("the account has no ServiceM8 credentials: attachment files cannot be fetched".into())
+        })?;
     let file = match client.fetch_attachment_file(&uuid).await {
         Ok(Some(file)) => file,
         Ok(None) => return Err(not_found()),

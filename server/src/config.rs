@@ -33,6 +33,12 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub realtime: crate::realtime::RealtimeArgs,
 
+    #[command(flatten)]
+    pub accounts: crate::accounts::AccountArgs,
+
+    #[command(flatten)]
+    pub oauth: crate::servicem8::oauth::OAuthArgs,
+
     /// Token for the management API and the dashboard sign-in; generated once and kept in the database when unset.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,

@@ -18,12 +18,18 @@ pub enum ApiError {
     /// 401: missing or invalid credentials or signature.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: authenticated, but the role does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: the named thing does not exist.
     #[error("{0}")]
     NotFound(String),
     /// 409: the request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// 410: the account is disabled; nothing is accepted for it.
+    #[error("{0}")]
+    Gone(String),
     /// 413: the body is larger than the receiver accepts.
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
@@ -60,7 +66,9 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) | ApiError::TooManyEvents(_) | ApiError::EventTooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -86,13 +94,19 @@ impl IntoResponse for ApiError {
 impl From<AppError> for ApiError {
     fn from(error: AppError) -> Self {
         let reason = match &error {
-            AppError::InvalidInput(reason) | AppError::NotFound(reason) | AppError::Conflict(reason) => reason.clone(),
+            AppError::InvalidInput(reason)
+            | AppError::NotFound(reason)
+            | AppError::Conflict(reason)
+            | AppError::Forbidden(reason)
+            | AppError::Gone(reason) => reason.clone(),
             _ => error.to_string(),
         };
         match error.status() {
             400 => ApiError::BadRequest(reason),
             401 => ApiError::Unauthorized(reason),
+            403 => ApiError::Forbidden(reason),
             404 => ApiError::NotFound(reason),
+            410 => ApiError::Gone(reason),
             409 => ApiError::Conflict(reason),
             429 => ApiError::TooManyRequests(RetryAfter(std::time::Duration::from_secs(match error {
                 AppError::RateLimited(seconds) => seconds,

@@ -130,7 +130,7 @@ mod tests {
             stored += insertions.iter().filter(|i| matches!(i, Insertion::Stored(_))).count();
         }
         assert_eq!(stored, 80, "40 distinct deliveries of two events each");
-        assert_eq!(store.stats().await.unwrap().total, 80);
+        assert_eq!(store.stats("default").await.unwrap().total, 80);
     }
 
     #[tokio::test]

@@ -1,10 +1,12 @@
 //! SM8 Webhooks server: receives ServiceM8 webhooks, stores them durably and serves the dashboard.
 
+pub mod accounts;
 pub mod attachments;
 pub mod auth;
 pub mod backend;
 pub mod commands;
 pub mod config;
+pub mod connect_servicem8;
 pub mod csrf;
 pub mod error;
 pub mod flags;
@@ -20,6 +22,7 @@ pub mod prometheus;
 pub mod queue;
 pub mod realtime;
 pub mod receiver;
+pub mod sealing;
 pub mod secret;
 pub mod security_headers;
 pub mod servicem8;

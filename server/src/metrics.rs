@@ -150,19 +150,24 @@ fn describe_metrics() {
 }
 
 /// Sets the gauges read from the store at scrape time.
-pub fn set_store_gauges(health: &PipelineHealth, log_bytes: Option<u64>) {
-    gauge!(QUEUE_DEPTH).set(health.queue_depth as f64);
-    if let Some(bytes) = log_bytes {
-        gauge!(SQLITE_LOG_BYTES).set(bytes as f64);
-    }
-    gauge!(OLDEST_QUEUED_AGE).set(health.oldest_queued_seconds.unwrap_or(0) as f64);
+pub fn set_store_gauges(account: &str, health: &PipelineHealth) {
+    let account = account.to_owned();
+    gauge!(QUEUE_DEPTH, "account" => account.clone()).set(health.queue_depth as f64);
+    gauge!(OLDEST_QUEUED_AGE, "account" => account.clone()).set(health.oldest_queued_seconds.unwrap_or(0) as f64);
     let budget = &health.api_budget;
     for (window, used, limit) in [
         ("minute", budget.minute_used, budget.minute_limit),
         ("day", budget.day_used, budget.day_limit),
     ] {
-        gauge!(API_REQUESTS_USED, "window" => window).set(used as f64);
-        gauge!(API_REQUESTS_LIMIT, "window" => window).set(limit as f64);
+        gauge!(API_REQUESTS_USED, "account" => account.clone(), "window" => window).set(used as f64);
+        gauge!(API_REQUESTS_LIMIT, "account" => account.clone(), "window" => window).set(limit as f64);
+    }
+}
+
+/// The size of the SQLite log, where this process keeps one.
+pub fn set_log_bytes(log_bytes: Option<u64>) {
+    if let Some(bytes) = log_bytes {
+        gauge!(SQLITE_LOG_BYTES).set(bytes as f64);
     }
 }
 
@@ -197,6 +202,8 @@ impl WebhookOutcome {
                 Some(WebhookOutcome::TooLarge)
             }
             ApiError::NotFound(_)
+            | ApiError::Forbidden(_)
+            | ApiError::Gone(_)
             | ApiError::Conflict(_)
             | ApiError::TooManyRequests(_)
             | ApiError::BadGateway(_)
@@ -205,30 +212,36 @@ impl WebhookOutcome {
     }
 }
 
-fn count_webhooks(outcome: WebhookOutcome, count: usize) {
-    counter!(WEBHOOKS_RECEIVED, "outcome" => outcome.label()).increment(count as u64);
-}
-
-/// Counts a delivery the receiver refused with `error`.
-pub fn count_refused_webhook(error: &ApiError) {
-    if let Some(outcome) = WebhookOutcome::of_refusal(error) {
-        count_webhooks(outcome, 1);
+fn count_webhooks(outcome: WebhookOutcome, account: Option<&str>, count: usize) {
+    match account {
+        Some(account) => counter!(WEBHOOKS_RECEIVED, "outcome" => outcome.label(), "account" => account.to_owned())
+            .increment(count as u64),
+        None => counter!(WEBHOOKS_RECEIVED, "outcome" => outcome.label()).increment(count as u64),
     }
 }
 
-/// Counts each event of an accepted delivery as stored or duplicate.
-pub fn count_stored_webhooks(insertions: &[Insertion]) {
+/// Counts a delivery the receiver refused with `error` (its account is unknown when the refusal came first).
+pub fn count_refused_webhook(error: &ApiError) {
+    if let Some(outcome) = WebhookOutcome::of_refusal(error) {
+        count_webhooks(outcome, None, 1);
+    }
+}
+
+/// Counts each event of an accepted delivery to `account` as stored or duplicate.
+pub fn count_stored_webhooks(account: &str, insertions: &[Insertion]) {
     let duplicates = insertions
         .iter()
         .filter(|insertion| matches!(insertion, Insertion::Duplicate(_)))
         .count();
-    count_webhooks(WebhookOutcome::Stored, insertions.len() - duplicates);
-    count_webhooks(WebhookOutcome::Duplicate, duplicates);
+    count_webhooks(WebhookOutcome::Stored, Some(account), insertions.len() - duplicates);
+    count_webhooks(WebhookOutcome::Duplicate, Some(account), duplicates);
 }
 
-/// Counts `events` finished with `completion` and records how long they took since they were claimed.
-pub fn record_finished(completion: &Completion, events: usize, elapsed_ms: i64) {
-    counter!(EVENTS_FINISHED, "outcome" => completion.outcome_name()).increment(events as u64);
+/// Counts `events` of `account` finished with `completion` and records how long they took since they were
+/// claimed.
+pub fn record_finished(account: &str, completion: &Completion, events: usize, elapsed_ms: i64) {
+    counter!(EVENTS_FINISHED, "outcome" => completion.outcome_name(), "account" => account.to_owned())
+        .increment(events as u64);
     histogram!(PROCESSING_DURATION).record(seconds(elapsed_ms));
 }
 
@@ -321,18 +334,27 @@ mod tests {
     #[test]
     fn each_event_of_an_accepted_delivery_counts_as_stored_or_duplicate() {
         let text = rendered(|_| {
-            count_stored_webhooks(&[
-                Insertion::Stored(Uuid::now_v7()),
-                Insertion::Duplicate(Uuid::now_v7()),
-                Insertion::Stored(Uuid::now_v7()),
-            ])
+            count_stored_webhooks(
+                "acme",
+                &[
+                    Insertion::Stored(Uuid::now_v7()),
+                    Insertion::Duplicate(Uuid::now_v7()),
+                    Insertion::Stored(Uuid::now_v7()),
+                ],
+            )
         });
         assert_eq!(
-            sample(&text, "sm8_webhooks_received_total{outcome=\"stored\"}"),
+            sample(
+                &text,
+                "sm8_webhooks_received_total{outcome=\"stored\",account=\"acme\"}"
+            ),
             Some(2.0)
         );
         assert_eq!(
-            sample(&text, "sm8_webhooks_received_total{outcome=\"duplicate\"}"),
+            sample(
+                &text,
+                "sm8_webhooks_received_total{outcome=\"duplicate\",account=\"acme\"}"
+            ),
             Some(1.0)
         );
     }
@@ -344,12 +366,15 @@ mod tests {
             error: "timeout".into(),
         };
         let text = rendered(|_| {
-            record_finished(&retry, 3, 1_500);
-            record_finished(&Completion::Success, 1, -20);
+            record_finished("acme", &retry, 3, 1_500);
+            record_finished("acme", &Completion::Success, 1, -20);
         });
-        assert_eq!(sample(&text, "sm8_events_finished_total{outcome=\"retry\"}"), Some(3.0));
         assert_eq!(
-            sample(&text, "sm8_events_finished_total{outcome=\"success\"}"),
+            sample(&text, "sm8_events_finished_total{outcome=\"retry\",account=\"acme\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(&text, "sm8_events_finished_total{outcome=\"success\",account=\"acme\"}"),
             Some(1.0)
         );
         assert_eq!(sample(&text, "sm8_processing_duration_seconds_count"), Some(2.0));
@@ -397,39 +422,45 @@ mod tests {
             },
             ..PipelineHealth::default()
         };
-        let text = rendered(|_| set_store_gauges(&health, Some(4096)));
-        assert_eq!(sample(&text, QUEUE_DEPTH), Some(7.0));
-        assert_eq!(sample(&text, OLDEST_QUEUED_AGE), Some(42.0));
+        let text = rendered(|_| {
+            set_store_gauges("acme", &health);
+            set_log_bytes(Some(4096));
+        });
+        assert_eq!(sample(&text, "sm8_queue_depth{account=\"acme\"}"), Some(7.0));
+        assert_eq!(
+            sample(&text, "sm8_oldest_queued_age_seconds{account=\"acme\"}"),
+            Some(42.0)
+        );
         assert_eq!(sample(&text, SQLITE_LOG_BYTES), Some(4096.0));
-        assert_eq!(
-            sample(&text, "sm8_servicem8_api_requests_used{window=\"minute\"}"),
-            Some(3.0)
-        );
-        assert_eq!(
-            sample(&text, "sm8_servicem8_api_requests_limit{window=\"minute\"}"),
-            Some(180.0)
-        );
-        assert_eq!(
-            sample(&text, "sm8_servicem8_api_requests_used{window=\"day\"}"),
-            Some(900.0)
-        );
-        assert_eq!(
-            sample(&text, "sm8_servicem8_api_requests_limit{window=\"day\"}"),
-            Some(20_000.0)
-        );
+        for (series, value) in [
+            ("used{account=\"acme\",window=\"minute\"}", 3.0),
+            ("limit{account=\"acme\",window=\"minute\"}", 180.0),
+            ("used{account=\"acme\",window=\"day\"}", 900.0),
+            ("limit{account=\"acme\",window=\"day\"}", 20_000.0),
+        ] {
+            let series = format!("sm8_servicem8_api_requests_{series}");
+            assert_eq!(sample(&text, &series), Some(value), "{series} in\n{text}");
+        }
 
-        let idle = rendered(|_| set_store_gauges(&PipelineHealth::default(), None));
-        assert_eq!(sample(&idle, OLDEST_QUEUED_AGE), Some(0.0));
+        let idle = rendered(|_| {
+            set_store_gauges("acme", &PipelineHealth::default());
+            set_log_bytes(None);
+        });
+        assert_eq!(
+            sample(&idle, "sm8_oldest_queued_age_seconds{account=\"acme\"}"),
+            Some(0.0)
+        );
         assert_eq!(sample(&idle, SQLITE_LOG_BYTES), None, "no log on PostgreSQL");
     }
 
     #[test]
     fn every_metric_is_exported_with_help_text_and_its_type() {
         let text = rendered(|_| {
-            count_webhooks(WebhookOutcome::Stored, 1);
-            record_finished(&Completion::Success, 1, 10);
+            count_webhooks(WebhookOutcome::Stored, Some("acme"), 1);
+            record_finished("acme", &Completion::Success, 1, 10);
             record_broadcast(now_millis());
-            set_store_gauges(&PipelineHealth::default(), Some(0));
+            set_store_gauges("acme", &PipelineHealth::default());
+            set_log_bytes(Some(0));
             drop(count_realtime_connection());
             set_realtime_retained(10, 1);
             count_dropped_realtime_updates("relay_lag", 1);

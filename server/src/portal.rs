@@ -26,7 +26,7 @@ use crate::auth::{random_token, token_hash};
 use crate::realtime::args::parse_ttl;
 use crate::state::AppState;
 use crate::store::DatabaseArgs;
-use crate::store::{self, millis_to_rfc3339, now_millis, Store, StoreError};
+use crate::store::{self, millis_to_rfc3339, now_millis, CompanyOf, Store, StoreError, DEFAULT_ACCOUNT};
 use crate::throttle::ClientAddress;
 
 /// `sm8-webhooks portal-link`: prints a one-time link that opens the portal for one company.
@@ -35,6 +35,10 @@ pub struct PortalLinkArgs {
     /// The ServiceM8 uuid of the company whose jobs the link shows.
     #[arg(long)]
     pub company: String,
+
+    /// The account the company belongs to.
+    #[arg(long, default_value = DEFAULT_ACCOUNT)]
+    pub account: String,
 
     /// How long the link stays usable: seconds, or a number with s, m, h or d (e.g. 12h, 7d).
     #[arg(long, default_value = "7d", value_parser = parse_ttl)]
@@ -73,12 +77,22 @@ pub async fn run_cli(args: PortalLinkArgs) -> anyhow::Result<()> {
         .await
         .context("opening the database")?;
     let ttl_ms = i64::try_from(args.ttl.as_millis()).context("the ttl is too long")?;
-    let link = create_link(store.as_ref(), company_uuid, ttl_ms, &args.public_url(), now_millis())
+    anyhow::ensure!(
+        store.account(&args.account).await?.is_some(),
+        "there is no account {:?}: see `sm8-webhooks account list`",
+        args.account
+    );
+    let company = CompanyOf {
+        account: args.account.clone(),
+        company_uuid: company_uuid.to_owned(),
+    };
+    let link = create_link(store.as_ref(), &company, ttl_ms, &args.public_url(), now_millis())
         .await
         .context("storing the portal link")?;
     println!("{}", link.url);
     eprintln!(
-        "Opens the portal for company {company_uuid} once, until {} (UTC).",
+        "Opens the portal for company {company_uuid} of account {} once, until {} (UTC).",
+        args.account,
         millis_to_rfc3339(link.expires_at)
     );
     Ok(())
@@ -94,10 +108,10 @@ pub struct PortalLink {
     pub expires_at: i64,
 }
 
-/// Stores a new one-time link for `company_uuid`, valid for `ttl_ms` from `now`.
+/// Stores a new one-time link for a company of an account, valid for `ttl_ms` from `now`.
 pub async fn create_link(
     store: &dyn Store,
-    company_uuid: &str,
+    company: &CompanyOf,
     ttl_ms: i64,
     public_url: &str,
     now: i64,
@@ -105,7 +119,7 @@ pub async fn create_link(
     let token = random_token();
     let expires_at = now.saturating_add(ttl_ms);
     store
-        .create_portal_link(&token_hash(&token), company_uuid, expires_at)
+        .create_portal_link(&token_hash(&token), company, expires_at)
         .await?;
     Ok(PortalLink {
         url: format!("{}/portal/enter?token={token}", public_url.trim_end_matches('/')),
@@ -116,13 +130,13 @@ pub async fn create_link(
 
 /// Uses up a link: a new session token for its company, or `None` when the link is unknown, used or expired.
 pub async fn redeem_link(store: &dyn Store, token: &str, now: i64) -> Result<Option<String>, StoreError> {
-    let Some(company_uuid) = store.redeem_portal_link(&token_hash(token), now).await? else {
+    let Some(company) = store.redeem_portal_link(&token_hash(token), now).await? else {
         return Ok(None);
     };
     let session = random_token();
     let expires_at = now + PORTAL_SESSION_TTL_SECONDS * 1000;
     store
-        .create_portal_session(&token_hash(&session), &company_uuid, expires_at)
+        .create_portal_session(&token_hash(&session), &company, expires_at)
         .await?;
     Ok(Some(session))
 }
@@ -257,6 +271,7 @@ mod tests {
     fn the_link_origin_defaults_to_the_bind_address() {
         let args = PortalLinkArgs {
             company: "c1".into(),
+            account: DEFAULT_ACCOUNT.into(),
             ttl: Duration::from_secs(60),
             database: DatabaseArgs {
                 database_url: "sqlite::memory:".into(),
@@ -276,7 +291,11 @@ mod tests {
     async fn a_link_opens_one_session_once_and_not_after_it_expires() {
         let store = store::connect("sqlite::memory:").await.unwrap();
         let now = now_millis();
-        let link = create_link(store.as_ref(), "c1", 60_000, "http://example.test/", now)
+        let company = CompanyOf {
+            account: "acme".into(),
+            company_uuid: "c1".into(),
+        };
+        let link = create_link(store.as_ref(), &company, 60_000, "http://example.test/", now)
             .await
             .unwrap();
         assert_eq!(
@@ -288,19 +307,16 @@ mod tests {
             .unwrap()
             .expect("a first use opens a session");
         assert_eq!(
-            store
-                .portal_session_company(&token_hash(&session), now)
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("c1")
+            store.portal_session_company(&token_hash(&session), now).await.unwrap(),
+            Some(company.clone()),
+            "the session opens the link's company of the link's account"
         );
         assert_eq!(
             redeem_link(store.as_ref(), &link.token, now).await.unwrap(),
             None,
             "a second use is refused"
         );
-        let late = create_link(store.as_ref(), "c1", 60_000, "http://example.test", now)
+        let late = create_link(store.as_ref(), &company, 60_000, "http://example.test", now)
             .await
             .unwrap();
         assert_eq!(

@@ -3,7 +3,6 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use app::api::DashboardBackend;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +13,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::auth::secrets_match;
 use crate::backend::ServerBackend;
 use crate::error::ApiError;
-use crate::metrics::{recorder, set_store_gauges};
+use crate::metrics::{recorder, set_log_bytes, set_store_gauges};
 use crate::secret::Secret;
 
 /// The text exposition format Prometheus scrapes.
@@ -46,13 +45,16 @@ async fn render_metrics(State(state): State<MetricsState>, headers: HeaderMap) -
             ));
         }
     }
-    let health = state.backend.pipeline_health().await?;
+    let healths = state.backend.health_by_account().await?;
     let text = {
         // The store's gauges are process-wide; setting and rendering them in one step keeps two servers in one
         // process (as in the tests) from showing each other's values.
         static SCRAPE: Mutex<()> = Mutex::new(());
         let _scrape = SCRAPE.lock().unwrap_or_else(PoisonError::into_inner);
-        set_store_gauges(&health, state.backend.store_log_bytes());
+        for (account, health) in &healths {
+            set_store_gauges(account, health);
+        }
+        set_log_bytes(state.backend.store_log_bytes());
         state.handle.render()
     };
     Ok(([(header::CONTENT_TYPE, EXPOSITION_CONTENT_TYPE)], text).into_response())

@@ -35,6 +35,7 @@ impl EventQueue {
             if let Insertion::Stored(id) = insertion {
                 any_new = true;
                 let _ = self.updates.send(PipelineUpdate::Lifecycle(PipelineEvent {
+                    account: event.account.clone(),
                     event_id: id.to_string(),
                     object_type: event.object_type.clone(),
                     object_uuid: event.object_uuid.clone(),

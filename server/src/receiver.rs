@@ -1,8 +1,11 @@
-//! The webhook receiver, `POST /api/webhooks/sm8`: reads the raw body, decodes and verifies it (`ingest`), and
-//! commits its events as `queued` before answering.
+//! The webhook receiver, `POST /api/webhooks/sm8/{account}` (and `/api/webhooks/sm8`, the default account's, where
+//! add-on callbacks are routed by the ServiceM8 account their JWT names): reads the raw body, decodes and verifies
+//! it with the account's secrets (`ingest`), and commits its events as `queued` before answering.
+
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -10,12 +13,14 @@ use axum::{Json, Router};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::accounts::LiveAccount;
 use crate::error::ApiError;
 use crate::ingest::decode::{Decoded, Delivery, IngestError};
+use crate::ingest::formats::{self, addon, Body as DeliveryBody};
 use crate::ingest::{self, SIGNATURE_HEADER};
 use crate::metrics;
 use crate::state::AppState;
-use crate::store::{now_millis, Insertion};
+use crate::store::{now_millis, Insertion, DEFAULT_ACCOUNT};
 
 /// Largest body the receiver reads; larger deliveries get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -23,7 +28,12 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const UNSTORED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/webhooks/sm8", post(receive_webhook).get(webhook_status))
+    Router::new()
+        .route("/api/webhooks/sm8", post(receive_default).get(default_status))
+        .route(
+            "/api/webhooks/sm8/{account}",
+            post(receive_for_account).get(account_status),
+        )
 }
 
 /// What the receiver answers for an accepted delivery.
@@ -37,7 +47,8 @@ pub struct Receipt {
     pub event_ids: Vec<Uuid>,
 }
 
-async fn receive_webhook(
+/// The default account's receiver; an add-on callback goes to the account its JWT names, if one has that UUID.
+async fn receive_default(
     State(state): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
@@ -46,7 +57,62 @@ async fn receive_webhook(
     let body = read_body(&headers, body)
         .await
         .inspect_err(metrics::count_refused_webhook)?;
-    let decoded = decode_delivery(&state, &headers, uri.query(), &body).inspect_err(metrics::count_refused_webhook)?;
+    let routed = match formats::read(&body) {
+        DeliveryBody::Jwt(token) => {
+            addon::claimed_account_uuid(&token).and_then(|uuid| state.accounts.by_servicem8_uuid(&uuid))
+        }
+        _ => None,
+    };
+    let account = match routed {
+        Some(account) => open_account(account)?,
+        None => receiving_account(&state, DEFAULT_ACCOUNT)?,
+    };
+    receive(&state, &account, &uri, &headers, &body).await
+}
+
+/// One account's receiver.
+async fn receive_for_account(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let account = receiving_account(&state, &account)?;
+    let body = read_body(&headers, body)
+        .await
+        .inspect_err(metrics::count_refused_webhook)?;
+    receive(&state, &account, &uri, &headers, &body).await
+}
+
+/// The account named `slug`, if it takes webhooks: `404` when there is none, `410` when it is disabled.
+fn receiving_account(state: &AppState, slug: &str) -> Result<Arc<LiveAccount>, ApiError> {
+    let account = state
+        .accounts
+        .get(slug)
+        .ok_or_else(|| ApiError::NotFound(format!("no account {slug}")))?;
+    open_account(account)
+}
+
+fn open_account(account: Arc<LiveAccount>) -> Result<Arc<LiveAccount>, ApiError> {
+    if account.disabled {
+        return Err(ApiError::Gone(format!(
+            "account {} is disabled: it takes no webhooks",
+            account.slug
+        )));
+    }
+    Ok(account)
+}
+
+async fn receive(
+    state: &AppState,
+    account: &LiveAccount,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let decoded =
+        decode_delivery(state, account, headers, uri.query(), body).inspect_err(metrics::count_refused_webhook)?;
     let delivery = match decoded {
         Decoded::Handshake { challenge } => {
             tracing::info!("answered a ServiceM8 subscription handshake");
@@ -54,7 +120,7 @@ async fn receive_webhook(
         }
         Decoded::Delivery(delivery) => delivery,
     };
-    let receipt = store_delivery(&state, &headers, &body, delivery).await?;
+    let receipt = store_delivery(state, &account.slug, headers, body, delivery).await?;
     Ok(Json(receipt).into_response())
 }
 
@@ -62,13 +128,14 @@ async fn receive_webhook(
 /// hold, or an event larger than one may be.
 fn decode_delivery(
     state: &AppState,
+    account: &LiveAccount,
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
 ) -> Result<Decoded, ApiError> {
-    let decoded = ingest::decode::decode(&state.ingest, headers, query, body).map_err(|error| match error {
+    let decoded = ingest::decode::decode(&account.delivery, headers, query, body).map_err(|error| match error {
         IngestError::Unauthorized(reason) => {
-            tracing::warn!(%reason, "webhook rejected");
+            tracing::warn!(%reason, account = %account.slug, "webhook rejected");
             ApiError::Unauthorized(reason)
         }
         IngestError::BadRequest(reason) => ApiError::BadRequest(reason),
@@ -107,21 +174,22 @@ fn json_length(value: &serde_json::Value) -> usize {
     counter.0
 }
 
-/// Commits the delivery's events as `queued`, then wakes the processor.
+/// Commits the delivery's events to `account` as `queued`, then wakes the processor.
 async fn store_delivery(
     state: &AppState,
+    account: &str,
     headers: &HeaderMap,
     body: &[u8],
     delivery: Delivery,
 ) -> Result<Receipt, ApiError> {
-    let events = ingest::new_events(delivery, headers_as_json(headers), body, now_millis());
+    let events = ingest::new_events(account, delivery, headers_as_json(headers), body, now_millis());
     let insertions = state.queue.enqueue(&events).await?;
-    metrics::count_stored_webhooks(&insertions);
+    metrics::count_stored_webhooks(account, &insertions);
     let duplicates = insertions
         .iter()
         .filter(|i| matches!(i, Insertion::Duplicate(_)))
         .count();
-    tracing::info!(received = insertions.len(), duplicates, "webhook accepted");
+    tracing::info!(account, received = insertions.len(), duplicates, "webhook accepted");
     Ok(Receipt {
         received: insertions.len(),
         duplicates,
@@ -129,13 +197,27 @@ async fn store_delivery(
     })
 }
 
+async fn default_status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let account = receiving_account(&state, DEFAULT_ACCOUNT)?;
+    Ok(webhook_status(&account, "/api/webhooks/sm8"))
+}
+
+async fn account_status(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let account = receiving_account(&state, &account)?;
+    let endpoint = format!("/api/webhooks/sm8/{}", account.slug);
+    Ok(webhook_status(&account, &endpoint))
+}
+
 /// The seed's test endpoint: tells a sender the receiver is up and how it checks deliveries.
-async fn webhook_status(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let secrets = &state.ingest;
+fn webhook_status(account: &LiveAccount, endpoint: &str) -> Json<serde_json::Value> {
+    let secrets = &account.delivery;
     let hmac_enabled = ingest::decode::configured(&secrets.webhook_secret).is_some();
     Json(serde_json::json!({
         "status": "ok",
-        "endpoint": "/api/webhooks/sm8",
+        "endpoint": endpoint,
         "signature_verification": if hmac_enabled { "enabled" } else { "disabled" },
         "signature_header": SIGNATURE_HEADER,
         "formats": ingest::formats::format_names(),

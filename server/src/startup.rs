@@ -10,18 +10,25 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
+use crate::accounts::{AccountArgs, AccountSecrets, Accounts, DefaultAccount, ProcessingMode};
 use crate::backend::{BackendSettings, RealtimeKeys, ServerBackend};
 use crate::config::ServeArgs;
 use crate::csrf::{self, SameOrigin};
-use crate::processor::{ProcessingMode, Processor};
+use crate::ingest::IngestArgs;
+use crate::processor::{Processor, ProcessorArgs};
 use crate::queue::EventQueue;
+use crate::sealing::{self, KeySource, MasterKey, Sealer, CHECK_SETTING};
 use crate::secret::Secret;
 use crate::security_headers::{self, Https};
-use crate::servicem8::client::ServiceM8Client;
+use crate::servicem8::client::ServiceM8Args;
+use crate::servicem8::oauth::OAuthArgs;
 use crate::state::AppState;
-use crate::store;
+use crate::store::{self, Store, DEFAULT_ACCOUNT};
 use crate::updates::{self, UpdateSender};
-use crate::{attachments, auth, error, health, listen, manage, portal, prometheus, realtime, receiver, throttle, web};
+use crate::{
+    attachments, auth, connect_servicem8, error, health, listen, manage, portal, prometheus, realtime, receiver,
+    throttle, web,
+};
 
 /// Where the admin token came from, so start-up can tell the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +48,106 @@ pub struct Server {
     pub admin_token_source: AdminTokenSource,
     /// The public key realtime clients pass as `apikey`.
     pub realtime_anon_key: Secret,
+    /// Where the master key of the secrets came from (a generated one must be backed up).
+    pub key_source: KeySource,
+    /// The first-run setup link, while there is no user yet.
+    pub setup_link: Option<String>,
+}
+
+/// The store and the accounts, opened with the master key: what `serve` and the commands that read accounts
+/// share.
+pub struct Directory {
+    pub store: Arc<dyn Store>,
+    pub accounts: Arc<Accounts>,
+    pub key_source: KeySource,
+}
+
+/// Opens the database, checks the master key against the secrets it sealed, and loads the accounts, completing
+/// the default account from `default` (the environment), when given.
+pub async fn open_directory(
+    database_url: &str,
+    account_args: &AccountArgs,
+    servicem8: &ServiceM8Args,
+    oauth: &OAuthArgs,
+    default: Option<&DefaultAccount>,
+) -> anyhow::Result<Directory> {
+    let store = store::connect(database_url)
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(database_url)))?;
+    let (key, key_source) = master_key(account_args, database_url)?;
+    let sealer = checked_sealer(store.as_ref(), &key).await?;
+    let oauth_app = oauth.app(std::time::Duration::from_millis(servicem8.servicem8_timeout_ms))?;
+    let accounts = Accounts::load(store.clone(), sealer, servicem8.clone(), oauth_app)
+        .await
+        .context("loading the accounts")?;
+    if let Some(default) = default {
+        accounts
+            .apply_default(default)
+            .await
+            .context("completing the default account from the environment")?;
+    }
+    Ok(Directory {
+        store,
+        accounts,
+        key_source,
+    })
+}
+
+/// The master key: `SECRET_KEY`, the key file, or (for an in-memory database) one for this process only.
+fn master_key(args: &AccountArgs, database_url: &str) -> anyhow::Result<(MasterKey, KeySource)> {
+    match args.key_file(database_url) {
+        Some(file) => sealing::load_or_generate_key(args.secret_key.as_ref(), &file),
+        None => match &args.secret_key {
+            Some(key) => Ok((MasterKey::parse(key.expose())?, KeySource::Environment)),
+            None => Ok((MasterKey::generate(), KeySource::Environment)),
+        },
+    }
+}
+
+/// A sealer under `key`, after checking that `key` is the one this database's secrets were sealed with.
+async fn checked_sealer(store: &dyn Store, key: &MasterKey) -> anyhow::Result<Sealer> {
+    let sealer = key.sealer();
+    let stored = store
+        .setting_or_insert(CHECK_SETTING, &sealer.check_value())
+        .await
+        .context("reading the secret key check")?;
+    anyhow::ensure!(
+        sealer.verifies(&stored),
+        "the master key (SECRET_KEY or the key file) is not the one this database's secrets were sealed with: \
+         start with the right key, or rotate it with `sm8-webhooks rotate-secret-key` using the old one"
+    );
+    Ok(sealer)
+}
+
+/// The default account as the environment describes it: its credentials, secrets, budget, sync and retention.
+pub fn default_account(
+    ingest: &IngestArgs,
+    servicem8: &ServiceM8Args,
+    processor: &ProcessorArgs,
+    accounts: &AccountArgs,
+) -> DefaultAccount {
+    let secret = |value: &Option<Secret>| value.as_ref().map(|secret| secret.expose().to_owned());
+    DefaultAccount {
+        servicem8_account_uuid: accounts.servicem8_account_uuid.clone().filter(|uuid| !uuid.is_empty()),
+        secrets: AccountSecrets {
+            api_key: secret(&servicem8.servicem8_api_key),
+            access_token: secret(&servicem8.servicem8_access_token),
+            refresh_token: None,
+            webhook_secret: secret(&ingest.webhook_secret),
+            url_token: secret(&ingest.webhook_url_token),
+            app_secret: secret(&ingest.servicem8_app_secret),
+            standard_webhook_secrets: ingest
+                .standard_webhook_secrets
+                .iter()
+                .map(|secret| secret.expose().to_owned())
+                .filter(|secret| !secret.is_empty())
+                .collect(),
+        },
+        requests_per_minute: servicem8.servicem8_requests_per_minute,
+        requests_per_day: servicem8.servicem8_requests_per_day,
+        sync_interval_seconds: processor.sync_interval_seconds,
+        retention_days: processor.retention_days,
+    }
 }
 
 impl Server {
@@ -53,9 +160,19 @@ impl Server {
             .await
             .with_context(|| format!("binding {}", args.bind))?;
         let port = listener.local_addr().context("reading the bound address")?.port();
-        let store = store::connect(&args.database.database_url)
-            .await
-            .with_context(|| format!("opening the database {}", redact_url(&args.database.database_url)))?;
+        let default = default_account(&args.ingest, &args.servicem8, &args.processor, &args.accounts);
+        let Directory {
+            store,
+            accounts,
+            key_source,
+        } = open_directory(
+            &args.database.database_url,
+            &args.accounts,
+            &args.servicem8,
+            &args.oauth,
+            Some(&default),
+        )
+        .await?;
         let (admin_token, admin_token_source) = match &args.admin_token {
             Some(token) if !token.expose().trim().is_empty() => (token.clone(), AdminTokenSource::Configured),
             _ => {
@@ -66,10 +183,9 @@ impl Server {
         let secure_cookies = args.public_url().starts_with("https://");
         let updates = updates::channel();
         let queue_wakeup = Arc::new(Notify::new());
-        let client = ServiceM8Client::from_args(&args.servicem8, store.clone())?.map(Arc::new);
         let processor = Processor::new(
             store.clone(),
-            client.clone(),
+            accounts.clone(),
             updates.clone(),
             args.processor.clone(),
             queue_wakeup.clone(),
@@ -78,8 +194,8 @@ impl Server {
         let queue = EventQueue::new(store.clone(), updates.clone(), queue_wakeup.clone());
         let settings = BackendSettings {
             secure_cookies,
-            processing_mode: processor.mode(),
-            budget_limits: args.servicem8.budget_limits(),
+            public_url: args.public_url(),
+            new_accounts: default,
         };
         let relay = realtime::Relay::start(
             &args.realtime,
@@ -94,9 +210,16 @@ impl Server {
             anon_key: relay.anon_key().clone(),
         };
         let backend = Arc::new(
-            ServerBackend::new(store.clone(), queue.clone(), admin_token.clone(), settings)
-                .with_realtime(realtime_keys),
+            ServerBackend::new(
+                store.clone(),
+                queue.clone(),
+                accounts.clone(),
+                admin_token.clone(),
+                settings,
+            )
+            .with_realtime(realtime_keys),
         );
+        let setup_link = backend.setup_link().await.map_err(|error| anyhow::anyhow!("{error}"))?;
         let state = AppState {
             store,
             ingest: Arc::new(args.ingest.clone()),
@@ -104,7 +227,7 @@ impl Server {
             updates,
             queue_wakeup,
             queue,
-            servicem8: client,
+            accounts,
             throttles: throttle::start(),
         };
         relay.spawn_forwarding(state.updates.subscribe());
@@ -115,6 +238,7 @@ impl Server {
             .merge(health::router())
             .merge(portal::router())
             .merge(attachments::router())
+            .merge(connect_servicem8::router())
             .with_state(state.clone());
         let router = api
             .merge(prometheus::router(backend.clone(), args.metrics_token.clone()))
@@ -142,6 +266,8 @@ impl Server {
             admin_token,
             admin_token_source,
             realtime_anon_key,
+            key_source,
+            setup_link,
         })
     }
 
@@ -154,17 +280,33 @@ impl Server {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Where processed records come from (fetched, or applied from payloads without credentials).
+    /// Where the default account's processed records come from (fetched, or applied from payloads without
+    /// credentials).
     pub fn processing_mode(&self) -> ProcessingMode {
-        self.processor.mode()
+        self.state
+            .accounts
+            .get(DEFAULT_ACCOUNT)
+            .map_or(ProcessingMode::PayloadOnly, |account| account.processing_mode())
+    }
+
+    /// Every account of this server.
+    pub fn accounts(&self) -> &Arc<Accounts> {
+        &self.state.accounts
+    }
+
+    /// The backend, for tools and tests that act as the dashboard would.
+    pub fn backend(&self) -> &Arc<ServerBackend> {
+        &self.state.backend
     }
 
     /// Serves and processes until `shutdown` is cancelled, then lets in-flight requests and batches finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let refresh = self.state.accounts.spawn_refresh(shutdown.clone());
         let mut workers = self.processor.spawn(shutdown.clone()).await;
         listen::serve(self.listener, self.router, shutdown.clone()).await;
         shutdown.cancel();
         while workers.join_next().await.is_some() {}
+        let _ = refresh.await;
         Ok(())
     }
 }

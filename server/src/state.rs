@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::accounts::Accounts;
 use crate::backend::ServerBackend;
 use crate::ingest::IngestArgs;
 use crate::queue::EventQueue;
-use crate::servicem8::client::ServiceM8Client;
 use crate::store::Store;
 use crate::throttle::Throttles;
 use crate::updates::UpdateSender;
@@ -25,8 +25,8 @@ pub struct AppState {
     pub queue_wakeup: Arc<Notify>,
     /// The way new events enter the pipeline.
     pub queue: EventQueue,
-    /// The ServiceM8 API, when credentials are configured (the portal fetches attachment files through it).
-    pub servicem8: Option<Arc<ServiceM8Client>>,
+    /// Every account, with its secrets and ServiceM8 client.
+    pub accounts: Arc<Accounts>,
     /// Limits on guessing: sign-ins, portal links, bearer tokens.
     pub throttles: Arc<Throttles>,
 }

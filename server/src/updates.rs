@@ -26,6 +26,8 @@ pub enum PipelineUpdate {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordUpdate {
+    /// The account whose record it is: only its subscribers hear of it.
+    pub account: String,
     pub event_id: String,
     /// Canonical object type: job, company, jobactivity, attachment, staff.
     pub object_type: String,

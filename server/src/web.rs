@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use app::access::ClientAddress;
 use app::api::DashboardBackend;
-use app::api::SignIn;
+use app::directory::api::{DirectoryBackend, SignIn};
 use app::error::AppError;
 use app::portal::api::PortalBackend;
 use app::realtime::RealtimeBackend;
@@ -27,8 +28,9 @@ use crate::backend::ServerBackend;
 use crate::security_headers::ScriptNonce;
 use crate::throttle::{client_address, Throttles};
 
-/// The pages and server functions. Every request's context holds `backend` three times over, as the dashboard's,
-/// the portal's and the realtime credentials' backend: each server function finds only the one it is for.
+/// The pages and server functions. Every request's context holds `backend` four times over, as the dashboard's,
+/// the directory's, the portal's and the realtime credentials' backend: each server function finds only the one it
+/// is for.
 pub fn router(site_root: &Path, backend: Arc<ServerBackend>, throttles: Arc<Throttles>) -> Router {
     let options = LeptosOptions::builder()
         .output_name(OUTPUT_NAME)
@@ -51,7 +53,17 @@ pub fn router(site_root: &Path, backend: Arc<ServerBackend>, throttles: Arc<Thro
         ))
         .layer(axum::middleware::from_fn(server_function_status))
         .layer(axum::middleware::from_fn_with_state(throttles, throttle_sign_ins))
+        .layer(axum::middleware::from_fn(note_client_address))
         .with_state(options)
+}
+
+/// Puts the client's address where the pages' server functions find it (`app::access::ClientAddress`), for the
+/// audit log.
+async fn note_client_address(mut request: Request, next: Next) -> Response {
+    if let Some(client) = client_address(request.extensions()) {
+        request.extensions_mut().insert(ClientAddress(client.to_string()));
+    }
+    next.run(request).await
 }
 
 /// Gives a server function's error the status its `AppError` names (`AppError::status`). The server function
@@ -70,6 +82,11 @@ async fn server_function_status(request: Request, next: Next) -> Response {
     };
     let error = AppError::de(encoded.clone());
     parts.status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    if let AppError::RateLimited(seconds) = error {
+        parts
+            .headers
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
     if parts.status.is_server_error() {
         tracing::warn!(%error, "a server function failed");
     }
@@ -100,14 +117,16 @@ async fn throttle_sign_ins(State(throttles): State<Arc<Throttles>>, request: Req
 /// The most of a server function's error body read to learn its status; errors are a short JSON reason.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
-/// What every page render and server function finds in its context: the backends, and the nonce of the page's
-/// scripts (the one its `Content-Security-Policy` names, `security_headers::ScriptNonce`).
+/// What every page render and server function finds in its context: the backends (dashboard, directory, portal,
+/// realtime), and the nonce of the page's scripts (the one its `Content-Security-Policy` names,
+/// `security_headers::ScriptNonce`).
 fn provide_backends(backend: &Arc<ServerBackend>) {
     let nonce = use_context::<Parts>().and_then(|parts| parts.extensions.get::<ScriptNonce>().cloned());
     if let Some(ScriptNonce(nonce)) = nonce {
         provide_context(Nonce::from_value(nonce));
     }
     provide_context::<Arc<dyn DashboardBackend>>(backend.clone());
+    provide_context::<Arc<dyn DirectoryBackend>>(backend.clone());
     provide_context::<Arc<dyn PortalBackend>>(backend.clone());
     provide_context::<Arc<dyn RealtimeBackend>>(backend.clone());
 }

@@ -5,16 +5,15 @@ mod actions;
 mod detail;
 mod events;
 mod health;
+mod shell;
 
 use std::time::Duration;
 
 use leptos::prelude::*;
 
-use crate::api::{session_status, SignIn, SignOut};
-use crate::components::ErrorNote;
-use crate::error::{answer_with_status, AppError};
 use crate::realtime::{use_webhook_updates, ConnectionStatus, PipelineEvent, UseWebhookUpdatesOptions};
 pub use detail::EventPage;
+pub use shell::{AdminShell, CurrentVisitor};
 
 /// The longest the dashboard lags behind the pipeline: live events within this window share one refresh.
 const LIVE_REFRESH_DELAY: Duration = Duration::from_millis(400);
@@ -55,81 +54,6 @@ pub fn DashboardPage() -> impl IntoView {
         <AdminShell>
             <Dashboard/>
         </AdminShell>
-    }
-}
-
-/// The admin page frame: the title bar with sign-out, and the sign-in form instead of `children` when the
-/// visitor has no session.
-#[component]
-pub fn AdminShell(children: ChildrenFn) -> impl IntoView {
-    let sign_in = ServerAction::<SignIn>::new();
-    let sign_out = ServerAction::<SignOut>::new();
-    let session = Resource::new(
-        move || (sign_in.version().get(), sign_out.version().get()),
-        |_| session_status(),
-    );
-    let refresh = Refresh(RwSignal::new(0));
-    provide_context(refresh);
-    let children = StoredValue::new(children);
-
-    view! {
-        <main class="page">
-            <header class="topbar">
-                <h1><a href="/admin/webhook-dashboard" class="home">"Webhook dashboard"</a></h1>
-                <Transition fallback=|| ()>
-                    {move || matches!(session.get(), Some(Ok(true))).then(|| view! {
-                        <div class="topbar-actions">
-                            <button type="button" class="secondary" on:click=move |_| refresh.now()>"Refresh"</button>
-                            <button type="button" class="secondary" on:click=move |_| { sign_out.dispatch(SignOut {}); }>
-                                "Sign out"
-                            </button>
-                        </div>
-                    })}
-                </Transition>
-            </header>
-            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || session.get().map(|signed_in| match signed_in {
-                    Ok(true) => children.with_value(|children| children()).into_any(),
-                    Ok(false) => {
-                        answer_with_status(&AppError::NotSignedIn);
-                        view! { <SignInForm action=sign_in/> }.into_any()
-                    }
-                    Err(error) => view! { <ErrorNote message=error.to_string()/> }.into_any(),
-                })}
-            </Transition>
-        </main>
-    }
-}
-
-#[component]
-fn SignInForm(action: ServerAction<SignIn>) -> impl IntoView {
-    let token = RwSignal::new(String::new());
-    let error = move || match action.value().get() {
-        Some(Err(error)) => Some(error.to_string()),
-        _ => None,
-    };
-    view! {
-        <section class="card signin" aria-labelledby="signin-title">
-            <h2 id="signin-title">"Sign in"</h2>
-            <p class="muted">"Use the admin token printed when the server started, or the value of ADMIN_TOKEN."</p>
-            // Submitted by the hydrated page as JSON: the server takes no form posts (`server/src/csrf.rs`).
-            <form on:submit=move |event| {
-                event.prevent_default();
-                action.dispatch(SignIn { admin_token: token.get_untracked() });
-            }>
-                <label for="admin_token">"Admin token"</label>
-                <input
-                    id="admin_token"
-                    name="admin_token"
-                    type="password"
-                    autocomplete="current-password"
-                    required
-                    bind:value=token
-                />
-                <button type="submit">"Sign in"</button>
-            </form>
-            {move || error().map(|message| view! { <ErrorNote message/> })}
-        </section>
     }
 }
 

@@ -19,15 +19,15 @@ pub use server_side::PortalBackend;
 /// The jobs of the session's company.
 #[server(name = FetchPortalJobs, prefix = "/api/portal", endpoint = "jobs", input = Json)]
 pub async fn portal_jobs() -> Result<PortalOverview, AppError> {
-    let (backend, company_uuid) = server_side::portal_company().await?;
-    backend.portal_overview(&company_uuid).await
+    let (backend, company) = server_side::portal_company().await?;
+    backend.portal_overview(&company).await
 }
 
 /// One job of the session's company, with its activities and attachments; `NotFound` for any other job.
 #[server(name = FetchPortalJob, prefix = "/api/portal", endpoint = "job", input = Json)]
 pub async fn portal_job(job_uuid: String) -> Result<PortalJobDetail, AppError> {
-    let (backend, company_uuid) = server_side::portal_company().await?;
-    backend.portal_job(&company_uuid, job_uuid.trim()).await
+    let (backend, company) = server_side::portal_company().await?;
+    backend.portal_job(&company, job_uuid.trim()).await
 }
 
 /// Ends the portal session and clears its cookie.
@@ -46,19 +46,19 @@ mod server_side {
     use std::sync::Arc;
 
     use crate::error::AppError;
-    use crate::portal::model::{PortalJobDetail, PortalOverview};
+    use crate::portal::model::{PortalCompany, PortalJobDetail, PortalOverview};
     use crate::session::SessionCookie;
 
     /// What the portal needs from the server, and nothing of the dashboard's. Provided as
     /// `Arc<dyn PortalBackend>` in the Leptos context.
     #[async_trait::async_trait]
     pub trait PortalBackend: Send + Sync + 'static {
-        /// The company of an active portal session (the cookie value), if any.
-        async fn portal_session_company(&self, session: &str) -> Result<Option<String>, AppError>;
+        /// The account and company of an active portal session (the cookie value), if any.
+        async fn portal_session_company(&self, session: &str) -> Result<Option<PortalCompany>, AppError>;
         async fn portal_sign_out(&self, session: &str) -> Result<(), AppError>;
-        async fn portal_overview(&self, company_uuid: &str) -> Result<PortalOverview, AppError>;
-        /// One job of `company_uuid`: `NotFound` when it is missing or belongs to another company.
-        async fn portal_job(&self, company_uuid: &str, job_uuid: &str) -> Result<PortalJobDetail, AppError>;
+        async fn portal_overview(&self, company: &PortalCompany) -> Result<PortalOverview, AppError>;
+        /// One job of the company: `NotFound` when it is missing or belongs to another company.
+        async fn portal_job(&self, company: &PortalCompany, job_uuid: &str) -> Result<PortalJobDetail, AppError>;
         /// Whether cookies must carry `Secure` (the public URL is https).
         fn secure_cookies(&self) -> bool;
     }
@@ -69,15 +69,15 @@ mod server_side {
     }
 
     /// The backend and the company of the request's portal session; `NotSignedIn` without an active one.
-    pub(super) async fn portal_company() -> Result<(Arc<dyn PortalBackend>, String), AppError> {
+    pub(super) async fn portal_company() -> Result<(Arc<dyn PortalBackend>, PortalCompany), AppError> {
         let backend = backend()?;
         let session = crate::session::current(SessionCookie::Portal)
             .await?
             .ok_or(AppError::NotSignedIn)?;
-        let company_uuid = backend
+        let company = backend
             .portal_session_company(&session)
             .await?
             .ok_or(AppError::NotSignedIn)?;
-        Ok((backend, company_uuid))
+        Ok((backend, company))
     }
 }

@@ -3,6 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What a portal session opens: one company of one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalCompany {
+    pub account: String,
+    pub company_uuid: String,
+}
+
 /// The jobs of the session's company, newest change first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PortalOverview {

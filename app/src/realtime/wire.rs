@@ -99,6 +99,9 @@ pub enum PipelineStage {
 /// An event entering a stage of the pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineEvent {
+    /// The account the event belongs to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub account: String,
     pub event_id: String,
     #[serde(default)]
     pub object_type: String,

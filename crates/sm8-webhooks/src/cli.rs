@@ -1,8 +1,9 @@
-//! The command line: the product's commands (`serve`, `migrate`, `backup`, `sync`, `subscribe`, `token`,
-//! `portal-link`), `demo`, and the tools beside them (`mock-servicem8`, `simulate`, `bench`).
+//! The command line: the product's commands (`serve`, `migrate`, `backup`, `sync`, `subscribe`, `account`, `user`,
+//! `rotate-secret-key`, `token`, `portal-link`), `demo`, and the tools beside them (`mock-servicem8`, `simulate`,
+//! `bench`).
 
 use clap::{Args, Parser, Subcommand};
-use server::commands::{BackupArgs, SubscribeArgs, SyncArgs};
+use server::commands::{AccountCommand, BackupArgs, RotateKeyArgs, SubscribeArgs, SyncArgs, UserCommand};
 use server::config::ServeArgs;
 use server::store::DatabaseArgs;
 
@@ -29,8 +30,16 @@ pub enum Command {
     Demo(DemoArgs),
     /// Reconcile: queue every record ServiceM8 changed since the last sync (or --since) that the mirror lacks.
     Sync(SyncArgs),
-    /// Register object webhook subscriptions with ServiceM8, merged with the fields already subscribed.
+    /// Manage an account's webhook subscriptions at ServiceM8: create (fields merged), --list, --delete.
     Subscribe(SubscribeArgs),
+    /// The ServiceM8 accounts this deployment serves.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Users and their roles in accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Seal every stored secret under a new master key.
+    RotateSecretKey(RotateKeyArgs),
     /// Run a simulated ServiceM8 account (REST API, webhook subscriptions, changing records) on its own.
     MockServicem8(servicem8_mock::MockConfig),
     /// Send webhooks in a real format to a receiver, with duplicates, reordering and bad signatures, and report.

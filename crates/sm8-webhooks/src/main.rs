@@ -24,6 +24,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::demo(args).await,
         Command::Sync(args) => commands::sync(args).await,
         Command::Subscribe(args) => commands::subscribe(args).await,
+        Command::Account(command) => commands::account(command).await,
+        Command::User(command) => commands::user(command).await,
+        Command::RotateSecretKey(args) => commands::rotate_secret_key(args).await,
         Command::MockServicem8(config) => {
             telemetry::init(server::telemetry::LogFormat::Text);
             servicem8_mock::run_cli(config).await

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use app::error::AppError;
 use app::portal::api::PortalBackend;
-use app::portal::model::{PortalJobDetail, PortalOverview};
+use app::portal::model::{PortalCompany, PortalJobDetail, PortalOverview};
 
 use super::{portal_views, unavailable, ServerBackend};
 use crate::auth::token_hash;
@@ -16,11 +16,23 @@ use crate::store::now_millis;
 
 #[async_trait::async_trait]
 impl PortalBackend for ServerBackend {
-    async fn portal_session_company(&self, session: &str) -> Result<Option<String>, AppError> {
-        self.store
+    async fn portal_session_company(&self, session: &str) -> Result<Option<PortalCompany>, AppError> {
+        let found = self
+            .store
             .portal_session_company(&token_hash(session), now_millis())
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        // A disabled account's portal is closed too.
+        Ok(found
+            .filter(|company| {
+                self.accounts
+                    .get(&company.account)
+                    .is_some_and(|account| !account.disabled)
+            })
+            .map(|company| PortalCompany {
+                account: company.account,
+                company_uuid: company.company_uuid,
+            }))
     }
 
     async fn portal_sign_out(&self, session: &str) -> Result<(), AppError> {
@@ -30,21 +42,27 @@ impl PortalBackend for ServerBackend {
             .map_err(unavailable)
     }
 
-    async fn portal_overview(&self, company_uuid: &str) -> Result<PortalOverview, AppError> {
-        let records = self.store.company_jobs(company_uuid).await.map_err(unavailable)?;
+    async fn portal_overview(&self, company: &PortalCompany) -> Result<PortalOverview, AppError> {
+        let (account, company_uuid) = (company.account.as_str(), company.company_uuid.as_str());
+        let records = self
+            .store
+            .company_jobs(account, company_uuid)
+            .await
+            .map_err(unavailable)?;
         Ok(PortalOverview {
             company_uuid: company_uuid.to_owned(),
-            company_name: self.company_name(company_uuid).await?,
+            company_name: self.company_name(account, company_uuid).await?,
             jobs: records.iter().filter_map(portal_views::job_view).collect(),
         })
     }
 
-    async fn portal_job(&self, company_uuid: &str, job_uuid: &str) -> Result<PortalJobDetail, AppError> {
+    async fn portal_job(&self, company: &PortalCompany, job_uuid: &str) -> Result<PortalJobDetail, AppError> {
+        let (account, company_uuid) = (company.account.as_str(), company.company_uuid.as_str());
         // Another company's job answers exactly like a missing one: its existence is not theirs to learn.
         let not_found = || AppError::NotFound(format!("no job {job_uuid}"));
         let record = self
             .store
-            .mirror_record("job", job_uuid)
+            .mirror_record(account, "job", job_uuid)
             .await
             .map_err(unavailable)?
             .ok_or_else(not_found)?;
@@ -54,7 +72,7 @@ impl PortalBackend for ServerBackend {
         let job = portal_views::job_view(&record).ok_or_else(not_found)?;
         let activity_records = self
             .store
-            .job_children(&JOB_ACTIVITY, job_uuid)
+            .job_children(account, &JOB_ACTIVITY, job_uuid)
             .await
             .map_err(unavailable)?;
         let mut staff: HashMap<String, Option<serde_json::Value>> = HashMap::new();
@@ -64,7 +82,11 @@ impl PortalBackend for ServerBackend {
                 Some(uuid) => match staff.get(&uuid) {
                     Some(member) => member.clone(),
                     None => {
-                        let member = self.store.mirror_record("staff", &uuid).await.map_err(unavailable)?;
+                        let member = self
+                            .store
+                            .mirror_record(account, "staff", &uuid)
+                            .await
+                            .map_err(unavailable)?;
                         staff.insert(uuid, member.clone());
                         member
                     }
@@ -78,12 +100,12 @@ impl PortalBackend for ServerBackend {
             .sort_by(|a, b| (a.start_date.is_none(), &a.start_date).cmp(&(b.start_date.is_none(), &b.start_date)));
         let attachments = self
             .store
-            .job_children(&ATTACHMENT, job_uuid)
+            .job_children(account, &ATTACHMENT, job_uuid)
             .await
             .map_err(unavailable)?;
         Ok(PortalJobDetail {
             company_uuid: company_uuid.to_owned(),
-            company_name: self.company_name(company_uuid).await?,
+            company_name: self.company_name(account, company_uuid).await?,
             job,
             activities,
             attachments: attachments.iter().filter_map(portal_views::attachment_view).collect(),
@@ -96,10 +118,10 @@ impl PortalBackend for ServerBackend {
 }
 
 impl ServerBackend {
-    async fn company_name(&self, company_uuid: &str) -> Result<Option<String>, AppError> {
+    async fn company_name(&self, account: &str, company_uuid: &str) -> Result<Option<String>, AppError> {
         let company = self
             .store
-            .mirror_record("company", company_uuid)
+            .mirror_record(account, "company", company_uuid)
             .await
             .map_err(unavailable)?;
         Ok(company.and_then(|company| text_field(&company, "name")))

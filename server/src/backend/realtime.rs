@@ -1,6 +1,5 @@
 //! The realtime side of `ServerBackend`: access tokens for the relay, minted for the visitor's session.
 
-use app::api::DashboardBackend;
 use app::error::AppError;
 use app::portal::api::PortalBackend;
 use app::realtime::{RealtimeBackend, RealtimeCredentials, VisitorSessions};
@@ -13,13 +12,13 @@ use crate::store::now_millis;
 impl RealtimeBackend for ServerBackend {
     async fn realtime_credentials(&self, sessions: VisitorSessions<'_>) -> Result<RealtimeCredentials, AppError> {
         if let Some(session) = sessions.admin {
-            if DashboardBackend::session_is_active(self, session).await? {
+            if self.session_user(session).await?.is_some() {
                 return self.mint(Role::Admin, None);
             }
         }
         if let Some(session) = sessions.portal {
-            if let Some(company_uuid) = PortalBackend::portal_session_company(self, session).await? {
-                return self.mint(Role::Portal, Some(&company_uuid));
+            if let Some(company) = PortalBackend::portal_session_company(self, session).await? {
+                return self.mint(Role::Portal, Some(&company.company_uuid));
             }
         }
         Err(AppError::NotSignedIn)

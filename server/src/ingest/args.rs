@@ -1,4 +1,5 @@
-//! The receiver's settings: the secrets deliveries are verified with, and how much one delivery may hold.
+//! The receiver's settings: the secrets the default account's deliveries are verified with, and how much one
+//! delivery may hold; and `DeliverySecrets`, one account's verification secrets.
 
 use clap::Args;
 
@@ -38,6 +39,31 @@ pub struct IngestArgs {
     /// The body itself is stored once per delivery whatever it holds.
     #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = 64 * 1024)]
     pub max_event_bytes: usize,
+}
+
+impl IngestArgs {
+    /// The secrets configured here: the default account's.
+    pub fn delivery_secrets(&self) -> DeliverySecrets {
+        DeliverySecrets {
+            webhook_secret: self.webhook_secret.clone(),
+            webhook_url_token: self.webhook_url_token.clone(),
+            servicem8_app_secret: self.servicem8_app_secret.clone(),
+            standard_webhook_secrets: self.standard_webhook_secrets.clone(),
+        }
+    }
+}
+
+/// The secrets one account's deliveries are verified with (each account has its own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliverySecrets {
+    /// The seed format's `x-servicem8-signature` HMAC secret.
+    pub webhook_secret: Option<Secret>,
+    /// The `?token=` unsigned ServiceM8 callbacks must carry.
+    pub webhook_url_token: Option<Secret>,
+    /// The add-on App Secret its JWT callbacks are signed with.
+    pub servicem8_app_secret: Option<Secret>,
+    /// Standard Webhooks secrets (`whsec_…`), several during a rotation.
+    pub standard_webhook_secrets: Vec<Secret>,
 }
 
 impl Default for IngestArgs {

@@ -14,7 +14,7 @@ use super::formats::{self, addon, event, Body, Shape};
 use super::payload::{ParsedEvent, PayloadError};
 use super::signature::{self, Rejection, Verification};
 use super::{form, standard, SIGNATURE_HEADER};
-use crate::ingest::IngestArgs;
+use crate::ingest::DeliverySecrets;
 use crate::secret::Secret;
 use crate::store::now_millis;
 
@@ -63,7 +63,7 @@ impl From<PayloadError> for IngestError {
 
 /// Decodes one delivery. `query` is the request's raw query string.
 pub fn decode(
-    secrets: &IngestArgs,
+    secrets: &DeliverySecrets,
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
@@ -73,7 +73,7 @@ pub fn decode(
 
 /// `decode` for a delivery received at `now` (unix milliseconds).
 fn decode_at(
-    secrets: &IngestArgs,
+    secrets: &DeliverySecrets,
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
@@ -117,7 +117,7 @@ fn decode_at(
 
 /// How a document delivery is authenticated; see the module documentation for the order of the rules.
 fn authenticate(
-    secrets: &IngestArgs,
+    secrets: &DeliverySecrets,
     headers: &HeaderMap,
     url_token: Option<&str>,
     body: &[u8],
@@ -198,17 +198,17 @@ mod tests {
     const CALLBACK: &str = r#"{"object":"Job","entry":[{"uuid":"job-1","changed_fields":["status"],"time":"2024-01-01 00:00:00"}],"resource_url":"https://api.servicem8.com/api_1.0/Job/job-1.json"}"#;
     const EVENT: &str = r#"{"event":"job.status_changed","data":{"uuid":"job-1"}}"#;
 
-    fn secrets() -> IngestArgs {
-        IngestArgs {
+    fn secrets() -> DeliverySecrets {
+        DeliverySecrets {
             webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
             servicem8_app_secret: Some(Secret::new(APP_SECRET)),
             standard_webhook_secrets: vec![Secret::new(STANDARD_SECRET)],
-            ..IngestArgs::default()
+            ..DeliverySecrets::default()
         }
     }
 
-    fn with_token() -> IngestArgs {
-        IngestArgs {
+    fn with_token() -> DeliverySecrets {
+        DeliverySecrets {
             webhook_url_token: Some(Secret::new(URL_TOKEN)),
             ..secrets()
         }
@@ -239,18 +239,23 @@ mod tests {
         ])
     }
 
-    fn run(secrets: &IngestArgs, headers: &HeaderMap, query: Option<&str>, body: &str) -> Result<Decoded, IngestError> {
+    fn run(
+        secrets: &DeliverySecrets,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        body: &str,
+    ) -> Result<Decoded, IngestError> {
         decode_at(secrets, headers, query, body.as_bytes(), NOW)
     }
 
-    fn accepted(secrets: &IngestArgs, headers: &HeaderMap, query: Option<&str>, body: &str) -> Delivery {
+    fn accepted(secrets: &DeliverySecrets, headers: &HeaderMap, query: Option<&str>, body: &str) -> Delivery {
         match run(secrets, headers, query, body) {
             Ok(Decoded::Delivery(delivery)) => delivery,
             other => panic!("expected a delivery, got {other:?}"),
         }
     }
 
-    fn refusal(secrets: &IngestArgs, headers: &HeaderMap, query: Option<&str>, body: &str) -> String {
+    fn refusal(secrets: &DeliverySecrets, headers: &HeaderMap, query: Option<&str>, body: &str) -> String {
         match run(secrets, headers, query, body) {
             Err(IngestError::Unauthorized(reason)) => reason,
             other => panic!("expected 401, got {other:?}"),
@@ -298,14 +303,14 @@ mod tests {
 
     #[test]
     fn without_any_secret_a_seed_delivery_is_unsigned_or_needs_the_url_token() {
-        let open = IngestArgs::default();
+        let open = DeliverySecrets::default();
         assert_eq!(
             accepted(&open, &HeaderMap::new(), None, SEED).verification,
             Verification::Unsigned
         );
-        let token_only = IngestArgs {
+        let token_only = DeliverySecrets {
             webhook_url_token: Some(Secret::new(URL_TOKEN)),
-            ..IngestArgs::default()
+            ..DeliverySecrets::default()
         };
         assert!(refusal(&token_only, &HeaderMap::new(), None, SEED).contains("token"));
         let query = format!("token={URL_TOKEN}");
@@ -399,7 +404,7 @@ mod tests {
         );
 
         assert!(refusal(&secrets(), &HeaderMap::new(), None, &jwt("wrong", &addon_claims())).contains("JWT"));
-        let no_app_secret = IngestArgs {
+        let no_app_secret = DeliverySecrets {
             servicem8_app_secret: None,
             ..secrets()
         };
@@ -466,7 +471,7 @@ mod tests {
         signed.insert(standard::SIGNATURE_HEADER, HeaderValue::from_static("v1,"));
         signed.extend(hmac(SEED));
         assert!(refusal(&secrets(), &signed, None, SEED).contains("Standard Webhooks"));
-        let unconfigured = IngestArgs {
+        let unconfigured = DeliverySecrets {
             standard_webhook_secrets: Vec::new(),
             ..secrets()
         };

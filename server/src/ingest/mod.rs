@@ -11,7 +11,7 @@ pub mod payload;
 pub mod signature;
 pub mod standard;
 
-pub use args::IngestArgs;
+pub use args::{DeliverySecrets, IngestArgs};
 
 use uuid::Uuid;
 
@@ -21,8 +21,10 @@ use decode::Delivery;
 /// Header carrying the seed format's HMAC-SHA256 signature.
 pub const SIGNATURE_HEADER: &str = "x-servicem8-signature";
 
-/// The events of a delivery as they are stored: one per parsed event, all referring to the one body and headers.
+/// The events of a delivery to `account` as they are stored: one per parsed event, all referring to the one body
+/// and headers.
 pub fn new_events(
+    account: &str,
     delivery: Delivery,
     stored_headers: serde_json::Value,
     body: &[u8],
@@ -36,6 +38,7 @@ pub fn new_events(
         .enumerate()
         .map(|(index, event)| NewEvent {
             id: Uuid::now_v7(),
+            account: account.to_owned(),
             dedup_key: match &delivery.delivery_id {
                 Some(id) => format!("{}:{id}:{index}", delivery.format),
                 None => event.dedup_key(delivery.format),

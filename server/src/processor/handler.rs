@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::lease::Lease;
 use super::{RetryPolicy, Step};
+use crate::accounts::Accounts;
 use crate::metrics;
 use crate::servicem8::client::{ApiCallError, Fetched, ServiceM8Client};
 use crate::store::mirror::text_field;
@@ -15,18 +16,9 @@ use crate::store::{
 };
 use crate::updates::{PipelineEvent, PipelineStage, PipelineUpdate, RecordUpdate, UpdateSender};
 
-/// Where processed records come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProcessingMode {
-    /// Each record is fetched from the ServiceM8 API.
-    Fetch,
-    /// No credentials: what the payload itself carries (the seed format's `changes`) is applied, nothing fetched.
-    PayloadOnly,
-}
-
 pub(super) struct Handler {
     store: Arc<dyn Store>,
-    client: Option<Arc<ServiceM8Client>>,
+    accounts: Arc<Accounts>,
     updates: UpdateSender,
     policy: RetryPolicy,
 }
@@ -41,23 +33,15 @@ struct Owners {
 impl Handler {
     pub(super) fn new(
         store: Arc<dyn Store>,
-        client: Option<Arc<ServiceM8Client>>,
+        accounts: Arc<Accounts>,
         updates: UpdateSender,
         policy: RetryPolicy,
     ) -> Self {
         Handler {
             store,
-            client,
+            accounts,
             updates,
             policy,
-        }
-    }
-
-    pub(super) fn mode(&self) -> ProcessingMode {
-        if self.client.is_some() {
-            ProcessingMode::Fetch
-        } else {
-            ProcessingMode::PayloadOnly
         }
     }
 
@@ -73,12 +57,25 @@ impl Handler {
             lease,
             started_at,
         };
+        let account = match self.accounts.get(&first.account) {
+            Some(account) if !account.disabled => account,
+            found => {
+                let state = if found.is_some() {
+                    "is disabled"
+                } else {
+                    "no longer exists"
+                };
+                let reason = format!("account {} {state}: not processed", first.account);
+                self.finish(&work, batch, Completion::Skipped(reason), None).await?;
+                return Ok(Step::Processed);
+            }
+        };
         let Some(table) = object_spec(&first.object_type) else {
             let reason = format!("unknown object type {:?}: not mirrored", first.object_type);
             self.finish(&work, batch, Completion::Skipped(reason), None).await?;
             return Ok(Step::Processed);
         };
-        match &self.client {
+        match &account.client {
             Some(client) => self.fetch_and_mirror(client, table, &work).await,
             None => self.apply_payloads(table, &work).await,
         }
@@ -91,7 +88,7 @@ impl Handler {
         work: &Work<'_>,
     ) -> Result<Step, StoreError> {
         let batch = work.batch;
-        let (object_type, object_uuid) = (&batch[0].object_type, &batch[0].object_uuid);
+        let (account, object_type, object_uuid) = (&batch[0].account, &batch[0].object_type, &batch[0].object_uuid);
         let fetched = match listed_record(batch) {
             // Reconciliation already holds the record as listed: no need to spend a request on it.
             Some(record) => Ok(Fetched::Record(record)),
@@ -99,7 +96,7 @@ impl Handler {
         };
         match fetched {
             Ok(Fetched::Record(record)) => {
-                let Some(row) = MirrorRecord::from_record(table, record) else {
+                let Some(row) = MirrorRecord::from_record(account, table, record) else {
                     let error = ApiCallError::InvalidResponse("record without uuid".into());
                     self.retry_or_fail(work, &error).await?;
                     return Ok(Step::Processed);
@@ -108,7 +105,7 @@ impl Handler {
                     return Ok(Step::Processed);
                 }
                 self.store.upsert_mirror(&row, now_millis()).await?;
-                let owners = self.owners(table, &row.uuid, &row.record).await?;
+                let owners = self.owners(&row.account, table, &row.uuid, &row.record).await?;
                 if self.finish(work, batch, Completion::Success, Some(200)).await? {
                     for event in batch {
                         self.announce_record(event, filled_changes(&event.changes, &row.record), &owners);
@@ -173,7 +170,10 @@ impl Handler {
                     .await?;
                 continue;
             }
-            let stored = self.store.mirror_record(table.object_type, &event.object_uuid).await?;
+            let stored = self
+                .store
+                .mirror_record(&event.account, table.object_type, &event.object_uuid)
+                .await?;
             let mut record = match stored {
                 Some(Value::Object(record)) => record,
                 _ => Map::from_iter([
@@ -192,12 +192,13 @@ impl Handler {
                 record.insert("edit_date".into(), edit_date.into());
             }
             let record = Value::Object(record);
-            let row = MirrorRecord::from_record(table, record).expect("the record was given the event's uuid");
+            let row = MirrorRecord::from_record(&event.account, table, record)
+                .expect("the record was given the event's uuid");
             if !self.still_held(work).await? {
                 return Ok(Step::Processed);
             }
             self.store.upsert_mirror(&row, now_millis()).await?;
-            let owners = self.owners(table, &row.uuid, &row.record).await?;
+            let owners = self.owners(&row.account, table, &row.uuid, &row.record).await?;
             if self
                 .finish(work, std::slice::from_ref(event), Completion::Success, None)
                 .await?
@@ -209,7 +210,13 @@ impl Handler {
     }
 
     /// The job and company the record belongs to, by its type's links (`app::objects`).
-    async fn owners(&self, table: &ObjectSpec, uuid: &str, record: &Value) -> Result<Owners, StoreError> {
+    async fn owners(
+        &self,
+        account: &str,
+        table: &ObjectSpec,
+        uuid: &str,
+        record: &Value,
+    ) -> Result<Owners, StoreError> {
         let job_uuid = match table.job {
             JobLink::Itself => Some(uuid.to_owned()),
             JobLink::Field(field) => text_field(record, field),
@@ -222,7 +229,7 @@ impl Handler {
             CompanyLink::Itself => Some(uuid.to_owned()),
             CompanyLink::Field(field) => text_field(record, field),
             CompanyLink::ThroughJob => match &job_uuid {
-                Some(job_uuid) => self.store.job_company(job_uuid).await?,
+                Some(job_uuid) => self.store.job_company(account, job_uuid).await?,
                 None => None,
             },
             CompanyLink::None => None,
@@ -266,7 +273,12 @@ impl Handler {
             lost_lease(events);
             return Ok(false);
         }
-        metrics::record_finished(&completion, events.len(), timing.finished_at - work.started_at);
+        metrics::record_finished(
+            &events[0].account,
+            &completion,
+            events.len(),
+            timing.finished_at - work.started_at,
+        );
         let stage = match &completion {
             Completion::Success => PipelineStage::Success,
             Completion::Skipped(_) => PipelineStage::Skipped,
@@ -285,6 +297,7 @@ impl Handler {
 
     fn announce(&self, event: &ClaimedEvent, stage: PipelineStage, error: Option<&str>) {
         let _ = self.updates.send(PipelineUpdate::Lifecycle(PipelineEvent {
+            account: event.account.clone(),
             event_id: event.id.clone(),
             object_type: event.object_type.clone(),
             object_uuid: event.object_uuid.clone(),
@@ -299,6 +312,7 @@ impl Handler {
 
     fn announce_record(&self, event: &ClaimedEvent, changes: Value, owners: &Owners) {
         let _ = self.updates.send(PipelineUpdate::Record(RecordUpdate {
+            account: event.account.clone(),
             event_id: event.id.clone(),
             object_type: event.object_type.clone(),
             object_uuid: event.object_uuid.clone(),

@@ -15,6 +15,7 @@ use crate::store::{now_millis, ClaimedEvent, Store, StoreError};
 
 pub(super) struct Lease {
     store: Arc<dyn Store>,
+    account: String,
     object_type: String,
     object_uuid: String,
     length_ms: i64,
@@ -44,6 +45,7 @@ impl Lease {
     pub(super) fn of(store: Arc<dyn Store>, events: &[ClaimedEvent], length_ms: i64) -> Lease {
         Lease {
             store,
+            account: events[0].account.clone(),
             object_type: events[0].object_type.clone(),
             object_uuid: events[0].object_uuid.clone(),
             length_ms,
@@ -77,7 +79,13 @@ impl Lease {
         let renewed_until = now_millis() + self.length_ms;
         let renewed = self
             .store
-            .renew_lease(&self.object_type, &self.object_uuid, *until, renewed_until)
+            .renew_lease(
+                &self.account,
+                &self.object_type,
+                &self.object_uuid,
+                *until,
+                renewed_until,
+            )
             .await?;
         if renewed == 0 {
             // Lost for good: from now on every check asks the store, which will not match.

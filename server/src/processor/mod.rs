@@ -19,11 +19,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::servicem8::client::ServiceM8Client;
+use crate::accounts::{Accounts, LiveAccount};
 use crate::servicem8::sync;
 use crate::store::{now_millis, Claim, ClaimedEvent, Release, Store, StoreError, Whose};
 use crate::updates::UpdateSender;
-pub use handler::ProcessingMode;
 use lease::Lease;
 pub use retry::RetryPolicy;
 
@@ -58,13 +57,19 @@ pub struct ProcessorArgs {
     #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 1_000)]
     pub poll_interval_ms: u64,
 
-    /// Finished events older than this many days are deleted hourly; 0 keeps them forever.
+    /// Finished events older than this many days are deleted hourly; 0 keeps them forever. The default
+    /// account's, and where new accounts start.
     #[arg(long, env = "RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: i64,
 
     /// Seconds between reconciliation passes against the ServiceM8 API (the first runs at start); 0 turns them off.
+    /// The default account's, and where new accounts start.
     #[arg(long, env = "SYNC_INTERVAL_SECONDS", default_value_t = 3_600)]
     pub sync_interval_seconds: u64,
+
+    /// Days the audit log is kept, whatever the events' retention.
+    #[arg(long, env = "AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    pub audit_retention_days: i64,
 }
 
 impl Default for ProcessorArgs {
@@ -124,7 +129,7 @@ pub struct Processor {
     store: Arc<dyn Store>,
     /// Whose claims these workers make (`ProcessorArgs::node`).
     node: String,
-    client: Option<Arc<ServiceM8Client>>,
+    accounts: Arc<Accounts>,
     handler: handler::Handler,
     args: ProcessorArgs,
     wakeup: Arc<Notify>,
@@ -133,25 +138,21 @@ pub struct Processor {
 impl Processor {
     pub fn new(
         store: Arc<dyn Store>,
-        client: Option<Arc<ServiceM8Client>>,
+        accounts: Arc<Accounts>,
         updates: UpdateSender,
         args: ProcessorArgs,
         wakeup: Arc<Notify>,
         node: String,
     ) -> Arc<Processor> {
-        let handler = handler::Handler::new(store.clone(), client.clone(), updates, args.retry_policy());
+        let handler = handler::Handler::new(store.clone(), accounts.clone(), updates, args.retry_policy());
         Arc::new(Processor {
             store,
             node,
-            client,
+            accounts,
             handler,
             args,
             wakeup,
         })
-    }
-
-    pub fn mode(&self) -> ProcessingMode {
-        self.handler.mode()
     }
 
     /// Releases the claims of this node's previous run, then starts the workers, the release of expired claims
@@ -178,15 +179,11 @@ impl Processor {
             let shutdown = shutdown.clone();
             tasks.spawn(async move { processor.run_worker(worker, shutdown).await });
         }
-        if self.args.retention_days > 0 {
-            let processor = self.clone();
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move { processor.run_retention(shutdown).await });
-        }
-        if let (Some(client), true) = (self.client.clone(), self.args.sync_interval_seconds > 0) {
-            let processor = self.clone();
-            tasks.spawn(async move { processor.run_sync(client, shutdown).await });
-        }
+        let processor = self.clone();
+        let retention_shutdown = shutdown.clone();
+        tasks.spawn(async move { processor.run_retention(retention_shutdown).await });
+        let processor = self.clone();
+        tasks.spawn(async move { processor.run_syncs(shutdown).await });
         tasks
     }
 
@@ -325,41 +322,66 @@ impl Processor {
         Ok(batches)
     }
 
-    /// Reconciles on start and then every `sync_interval_seconds`, queueing what webhooks missed. A pass that
-    /// fails (ServiceM8 erring or out of budget) is tried again after the retry delay, doubling up to the interval,
-    /// so a hiccup at start does not leave the mirror incomplete until the next interval.
-    async fn run_sync(&self, client: Arc<ServiceM8Client>, shutdown: CancellationToken) {
-        let interval = Duration::from_secs(self.args.sync_interval_seconds);
-        let retries = RetryPolicy {
-            max_retries: i32::MAX,
-            base_delay: Duration::from_millis(self.args.retry_base_delay_ms),
-        };
-        let mut failures = 0;
+    /// Reconciles each account with credentials on start and then every `sync_interval_seconds` of its own,
+    /// queueing what webhooks missed. A pass that fails (ServiceM8 erring or out of budget) is tried again after
+    /// the retry delay, doubling up to the interval, so a hiccup at start does not leave the mirror incomplete
+    /// until the next interval. Accounts added, changed or connected later are picked up within `SYNC_TICK`.
+    async fn run_syncs(&self, shutdown: CancellationToken) {
+        let mut schedule = sync::Schedule::default();
         loop {
-            let wait = match sync::reconcile(&self.store, &client, None).await {
-                Ok(reports) => {
-                    failures = 0;
-                    let queued: usize = reports.iter().map(|report| report.queued).sum();
-                    tracing::info!(queued, "reconciliation pass finished");
-                    if queued > 0 {
-                        self.wakeup.notify_waiters();
+            let now = tokio::time::Instant::now();
+            for account in self.accounts.all() {
+                let (Some(client), false, interval) = (
+                    account.client.clone(),
+                    account.disabled,
+                    Duration::from_secs(account.sync_interval_seconds),
+                ) else {
+                    continue;
+                };
+                if interval.is_zero() || !schedule.is_due(&account.slug, now) {
+                    continue;
+                }
+                let wait = match sync::reconcile(&self.store, &account.slug, &client, None).await {
+                    Ok(reports) => {
+                        let queued: usize = reports.iter().map(|report| report.queued).sum();
+                        tracing::info!(account = %account.slug, queued, "reconciliation pass finished");
+                        if queued > 0 {
+                            self.wakeup.notify_waiters();
+                        }
+                        schedule.succeeded(&account.slug);
+                        interval
                     }
-                    interval
-                }
-                Err(error) => {
-                    failures += 1;
-                    let retry = retries.delay_after(failures).unwrap_or(interval).min(interval);
-                    tracing::warn!(%error, retry_in_ms = retry.as_millis() as u64, "reconciliation pass failed");
-                    retry
-                }
-            };
+                    Err(error) => {
+                        let failures = schedule.failed(&account.slug);
+                        let retry = self.sync_retry_delay(failures, interval);
+                        tracing::warn!(
+                            account = %account.slug, %error, retry_in_ms = retry.as_millis() as u64,
+                            "reconciliation pass failed"
+                        );
+                        retry
+                    }
+                };
+                schedule.next_at(&account.slug, now + wait);
+            }
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(sync::SYNC_TICK.min(schedule.until_next(now))) => {}
                 _ = shutdown.cancelled() => return,
             }
         }
     }
 
+    /// How long after `failures` failed passes in a row the next is tried: the retry delay, doubling, at most the
+    /// interval.
+    fn sync_retry_delay(&self, failures: i32, interval: Duration) -> Duration {
+        let retries = RetryPolicy {
+            max_retries: i32::MAX,
+            base_delay: Duration::from_millis(self.args.retry_base_delay_ms),
+        };
+        retries.delay_after(failures).unwrap_or(interval).min(interval)
+    }
+
+    /// Hourly: deletes each account's finished events older than its retention, and audit lines older than
+    /// `AUDIT_RETENTION_DAYS`.
     async fn run_retention(&self, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(Duration::from_secs(3600));
         loop {
@@ -367,26 +389,48 @@ impl Processor {
                 _ = interval.tick() => {}
                 _ = shutdown.cancelled() => return,
             }
-            let cutoff = now_millis() - self.args.retention_days * 24 * 3600 * 1000;
-            match self.store.delete_finished_events_before(cutoff).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(
-                    deleted,
-                    days = self.args.retention_days,
-                    "retention: deleted old events"
-                ),
-                Err(error) => tracing::error!(%error, "retention cleanup failed"),
+            for account in self.accounts.all() {
+                self.apply_retention(&account).await;
+            }
+            if self.args.audit_retention_days > 0 {
+                let cutoff = now_millis() - self.args.audit_retention_days * DAY_MS;
+                match self.store.delete_audit_before(cutoff).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(deleted, "retention: deleted old audit lines"),
+                    Err(error) => tracing::error!(%error, "audit retention failed"),
+                }
             }
         }
     }
+
+    async fn apply_retention(&self, account: &LiveAccount) {
+        if account.retention_days <= 0 {
+            return;
+        }
+        let cutoff = now_millis() - account.retention_days * DAY_MS;
+        match self.store.delete_finished_events_before(&account.slug, cutoff).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(
+                account = %account.slug,
+                deleted,
+                days = account.retention_days,
+                "retention: deleted old events"
+            ),
+            Err(error) => tracing::error!(account = %account.slug, %error, "retention cleanup failed"),
+        }
+    }
 }
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// Claimed events split by object, each object's in the order they were claimed (change order).
 fn by_object(claimed: Vec<ClaimedEvent>) -> Vec<Vec<ClaimedEvent>> {
     let mut objects: Vec<Vec<ClaimedEvent>> = Vec::new();
     for event in claimed {
         let same_object = |events: &&mut Vec<ClaimedEvent>| {
-            events[0].object_type == event.object_type && events[0].object_uuid == event.object_uuid
+            events[0].account == event.account
+                && events[0].object_type == event.object_type
+                && events[0].object_uuid == event.object_uuid
         };
         match objects.iter_mut().find(same_object) {
             Some(events) => events.push(event),
@@ -403,6 +447,7 @@ mod tests {
     fn claimed(id: &str, object_uuid: &str) -> ClaimedEvent {
         ClaimedEvent {
             id: id.into(),
+            account: "default".into(),
             format: "seed".into(),
             object_type: "job".into(),
             object_uuid: object_uuid.into(),

@@ -29,10 +29,13 @@ pub fn store_job_ownership(store: Arc<dyn Store>) -> JobOwnership {
     Arc::new(move |job_uuid: String| {
         let store = store.clone();
         Box::pin(async move {
-            store.job_company(&job_uuid).await.unwrap_or_else(|error| {
-                tracing::error!(%error, "looking up the company of a job failed");
-                None
-            })
+            store
+                .job_company(crate::store::DEFAULT_ACCOUNT, &job_uuid)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "looking up the company of a job failed");
+                    None
+                })
         })
     })
 }

@@ -86,6 +86,7 @@ mod tests {
 
     fn record(object_type: &str, company: Option<&str>, job: Option<&str>) -> PipelineUpdate {
         PipelineUpdate::Record(RecordUpdate {
+            account: "default".into(),
             event_id: "ev-1".into(),
             object_type: object_type.into(),
             object_uuid: "obj-1".into(),
@@ -162,6 +163,7 @@ mod tests {
     #[test]
     fn lifecycle_updates_go_to_the_admin_topic_as_pipeline_events() {
         let update = PipelineUpdate::Lifecycle(PipelineEvent {
+            account: "default".into(),
             event_id: "ev-1".into(),
             object_type: "job".into(),
             object_uuid: "obj-1".into(),

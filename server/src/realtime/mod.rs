@@ -184,6 +184,7 @@ mod tests {
 
     fn job_update(n: usize) -> PipelineUpdate {
         PipelineUpdate::Record(RecordUpdate {
+            account: "default".into(),
             event_id: format!("e{n}"),
             object_type: "job".into(),
             object_uuid: "job-1".into(),

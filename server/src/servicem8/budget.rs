@@ -22,17 +22,20 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 /// The longest `Retry-After` honoured: beyond it a misconfigured proxy, not ServiceM8.
 const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(600);
 
+/// One account's share of ServiceM8's requests.
 pub struct Budget {
     store: Arc<dyn Store>,
+    account: String,
     limits: BudgetLimits,
     /// 429s in a row on this node, for the length of the next pause.
     refusals_in_a_row: AtomicU32,
 }
 
 impl Budget {
-    pub fn new(store: Arc<dyn Store>, limits: BudgetLimits) -> Self {
+    pub fn new(store: Arc<dyn Store>, account: &str, limits: BudgetLimits) -> Self {
         Budget {
             store,
+            account: account.to_owned(),
             limits,
             refusals_in_a_row: AtomicU32::new(0),
         }
@@ -40,7 +43,11 @@ impl Budget {
 
     /// Takes one request from the budget, or says when the next one may be made.
     pub async fn take(&self) -> Result<(), ApiCallError> {
-        match self.store.take_api_budget(now_millis(), self.limits).await? {
+        match self
+            .store
+            .take_api_budget(&self.account, now_millis(), self.limits)
+            .await?
+        {
             BudgetGrant::Granted => Ok(()),
             BudgetGrant::Exhausted { retry_at } => Err(ApiCallError::BudgetExhausted { retry_at }),
         }
@@ -56,7 +63,7 @@ impl Budget {
         let in_a_row = self.refusals_in_a_row.fetch_add(1, Ordering::Relaxed);
         let pause = retry_after(headers, SystemTime::now()).unwrap_or_else(|| backoff(in_a_row));
         let until = now_millis() + pause.as_millis() as i64;
-        self.store.pause_api_budget(until).await?;
+        self.store.pause_api_budget(&self.account, until).await?;
         Ok(until)
     }
 }

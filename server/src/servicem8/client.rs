@@ -8,8 +8,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 pub use super::budget::Budget;
+use super::oauth::OAuthSession;
 use crate::secret::Secret;
-use crate::store::{BudgetLimits, Store, StoreError};
+use crate::store::{BudgetLimits, Store, StoreError, DEFAULT_ACCOUNT};
 
 /// The real API's base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.servicem8.com/api_1.0";
@@ -76,10 +77,23 @@ impl ServiceM8Args {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Credentials {
     ApiKey(Secret),
+    /// A bearer token given as it is (`SERVICEM8_ACCESS_TOKEN`); nothing refreshes it.
     AccessToken(Secret),
+    /// A connected account's tokens, refreshed before they expire and after a 401.
+    OAuth(Arc<OAuthSession>),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credentials::ApiKey(_) => "Credentials::ApiKey(***)",
+            Credentials::AccessToken(_) => "Credentials::AccessToken(***)",
+            Credentials::OAuth(_) => "Credentials::OAuth(***)",
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +106,9 @@ pub enum ApiCallError {
     RateLimited { retry_at: i64 },
     #[error("ServiceM8 answered {status}: {message}")]
     Status { status: u16, message: String },
+    /// The account's OAuth tokens could not be refreshed: it must be connected again.
+    #[error("ServiceM8 OAuth: {0}")]
+    Unauthorized(String),
     #[error("ServiceM8 did not answer in time")]
     Timeout,
     #[error("could not reach ServiceM8: {0}")]
@@ -108,6 +125,7 @@ impl ApiCallError {
         match self {
             ApiCallError::RateLimited { .. } => Some(429),
             ApiCallError::Status { status, .. } => Some(i32::from(*status)),
+            ApiCallError::Unauthorized(_) => Some(401),
             _ => None,
         }
     }
@@ -136,6 +154,7 @@ pub struct AttachmentFile {
     pub bytes: bytes::Bytes,
 }
 
+/// One account's client of the ServiceM8 API.
 pub struct ServiceM8Client {
     http: reqwest::Client,
     base_url: String,
@@ -144,22 +163,28 @@ pub struct ServiceM8Client {
 }
 
 impl ServiceM8Client {
-    /// A client when credentials are configured.
+    /// The default account's client when its credentials are configured in `args`.
     pub fn from_args(args: &ServiceM8Args, store: Arc<dyn Store>) -> anyhow::Result<Option<ServiceM8Client>> {
         let Some(credentials) = args.credentials() else {
             return Ok(None);
         };
+        let budget = Budget::new(store, DEFAULT_ACCOUNT, args.budget_limits());
+        Ok(Some(ServiceM8Client::new(args, credentials, budget)?))
+    }
+
+    /// A client reaching `args`'s API with `credentials`, counting its requests in `budget`.
+    pub fn new(args: &ServiceM8Args, credentials: Credentials, budget: Budget) -> anyhow::Result<ServiceM8Client> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(args.servicem8_timeout_ms))
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("sm8-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Some(ServiceM8Client {
+        Ok(ServiceM8Client {
             http,
             base_url: args.servicem8_base_url.trim_end_matches('/').to_owned(),
             credentials,
-            budget: Budget::new(store, args.budget_limits()),
-        }))
+            budget,
+        })
     }
 
     /// Fetches one record: `GET {base}/{object}/{uuid}.json`.
@@ -260,17 +285,67 @@ impl ServiceM8Client {
         Ok(())
     }
 
+    /// Creates (or replaces) the subscription of `callback_url` to an event webhook (`job.completed`, ...).
+    pub async fn subscribe_event(&self, event: &str, callback_url: &str, unique_id: &str) -> Result<(), ApiCallError> {
+        let url = format!("{}/webhook_subscriptions/event", self.account_root());
+        let form = [
+            ("event", event),
+            ("callback_url", callback_url),
+            ("unique_id", unique_id),
+        ];
+        self.send(self.http.post(url).form(&form)).await?;
+        Ok(())
+    }
+
+    /// Deletes the subscription of `callback_url` to an object (`kind` = `object`) or an event (`event`).
+    pub async fn delete_subscription(&self, kind: &str, name: &str, callback_url: &str) -> Result<(), ApiCallError> {
+        let url = format!("{}/webhook_subscriptions/{kind}", self.account_root());
+        let form = [(kind, name), ("callback_url", callback_url)];
+        self.send(self.http.delete(url).form(&form)).await?;
+        Ok(())
+    }
+
     /// The API root without `/api_1.0`, where the webhook subscription endpoints live.
     fn account_root(&self) -> &str {
         self.base_url.strip_suffix("/api_1.0").unwrap_or(&self.base_url)
     }
 
-    /// Sends a request within the budget and turns error answers into `ApiCallError`s.
+    /// Sends a request within the budget and turns error answers into `ApiCallError`s. With OAuth, a 401 refreshes
+    /// the access token and the request is sent once more (another request from the budget).
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiCallError> {
+        let retry = match &self.credentials {
+            Credentials::OAuth(_) => request.try_clone(),
+            Credentials::ApiKey(_) | Credentials::AccessToken(_) => None,
+        };
+        let (response, sent_token) = self.send_once(request, None).await?;
+        let response = match (response.status(), retry, sent_token, &self.credentials) {
+            (StatusCode::UNAUTHORIZED, Some(retry), Some(rejected), Credentials::OAuth(session)) => {
+                let fresh = session.after_unauthorized(&rejected).await?;
+                self.send_once(retry, Some(fresh)).await?.0
+            }
+            _ => response,
+        };
+        self.answer(response).await
+    }
+
+    /// Takes one request from the budget and sends it with the credentials (or `token`); returns the answer and
+    /// the OAuth access token it carried.
+    async fn send_once(
+        &self,
+        request: reqwest::RequestBuilder,
+        token: Option<Secret>,
+    ) -> Result<(reqwest::Response, Option<Secret>), ApiCallError> {
         self.budget.take().await?;
-        let request = match &self.credentials {
-            Credentials::ApiKey(key) => request.header("X-API-Key", key.expose()),
-            Credentials::AccessToken(token) => request.bearer_auth(token.expose()),
+        let (request, sent_token) = match &self.credentials {
+            Credentials::ApiKey(key) => (request.header("X-API-Key", key.expose()), None),
+            Credentials::AccessToken(token) => (request.bearer_auth(token.expose()), None),
+            Credentials::OAuth(session) => {
+                let token = match token {
+                    Some(token) => token,
+                    None => session.access_token().await?,
+                };
+                (request.bearer_auth(token.expose()), Some(token))
+            }
         };
         let response = request
             .header("accept", "application/json")
@@ -283,6 +358,11 @@ impl ServiceM8Client {
                     ApiCallError::Transport(error.without_url().to_string())
                 }
             })?;
+        Ok((response, sent_token))
+    }
+
+    /// What an answer means: a 429 pauses the account's requests; other errors carry their status.
+    async fn answer(&self, response: reqwest::Response) -> Result<reqwest::Response, ApiCallError> {
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
             let retry_at = self.budget.rate_limited(response.headers()).await?;
             return Err(ApiCallError::RateLimited { retry_at });

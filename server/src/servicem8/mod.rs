@@ -3,5 +3,6 @@
 
 pub mod budget;
 pub mod client;
+pub mod oauth;
 pub mod subscriptions;
 pub mod sync;

@@ -8,10 +8,10 @@ use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::{AttemptTiming, ClaimedEvent, Completion, FinishValues, Insertion, NewEvent, ReceivedBody, StoreError};
 
-/// Rows per statement: 13 parameters per event stay well under SQLite's 32,766 and PostgreSQL's 65,535.
+/// Rows per statement: 14 parameters per event stay well under SQLite's 32,766 and PostgreSQL's 65,535.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
-const EVENT_COLUMNS: usize = 13;
+const EVENT_COLUMNS: usize = 14;
 const BODY_COLUMNS: usize = 4;
 const ATTEMPT_COLUMNS: usize = 7;
 /// The parameters of a finish's `SET` and lease, before its ids.
@@ -43,12 +43,16 @@ where
         .filter(|event| body_ids.insert(event.body.id))
         .map(|event| event.body.as_ref())
         .collect();
+    // A body stored before (the same delivery handed over again) is left as it is, and not counted as this
+    // call's to delete.
+    let mut inserted_bodies: HashSet<String> = HashSet::with_capacity(bodies.len());
     for chunk in bodies.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO webhook_bodies (id, raw_body, headers, received_at) VALUES {}",
+            "INSERT INTO webhook_bodies (id, raw_body, headers, received_at) VALUES {} \
+             ON CONFLICT (id) DO NOTHING RETURNING id",
             value_rows(chunk.len(), BODY_COLUMNS)
         );
-        let mut insert = sqlx::query::<DB>(&sql);
+        let mut insert = sqlx::query_scalar::<DB, String>(&sql);
         for body in chunk {
             insert = insert
                 .bind(body.id.to_string())
@@ -56,22 +60,28 @@ where
                 .bind(&body.headers)
                 .bind(body.received_at);
         }
-        insert.execute(&mut *connection).await?;
+        inserted_bodies.extend(insert.fetch_all(&mut *connection).await?);
     }
+    // Deduplication is per account: the stored key is the account's namespace and the event's own key.
+    let stored_keys: Vec<String> = events.iter().map(stored_dedup_key).collect();
     let mut stored: HashSet<String> = HashSet::with_capacity(events.len());
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+    for (chunk, keys) in events
+        .chunks(ROWS_PER_STATEMENT)
+        .zip(stored_keys.chunks(ROWS_PER_STATEMENT))
+    {
         // Conflicting rows (stored before, or earlier in this batch) are skipped and not returned.
         let sql = format!(
-            "INSERT INTO webhook_events (id, dedup_key, format, object_type, object_uuid, event_type, occurred_at,
-                 changes, body_id, verification, next_attempt_at, received_at, updated_at)
+            "INSERT INTO webhook_events (id, account, dedup_key, format, object_type, object_uuid, event_type,
+                 occurred_at, changes, body_id, verification, next_attempt_at, received_at, updated_at)
              VALUES {} ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
             value_rows(chunk.len(), EVENT_COLUMNS)
         );
         let mut insert = sqlx::query_scalar::<DB, String>(&sql);
-        for event in chunk {
+        for (event, key) in chunk.iter().zip(keys) {
             insert = insert
                 .bind(event.id.to_string())
-                .bind(&event.dedup_key)
+                .bind(&event.account)
+                .bind(key)
                 .bind(&event.format)
                 .bind(&event.object_type)
                 .bind(&event.object_uuid)
@@ -88,9 +98,9 @@ where
     }
     // A body all of whose events were stored before (a redelivery) is not kept a second time.
     for event in events.iter().filter(|event| stored.contains(&event.id.to_string())) {
-        body_ids.remove(&event.body.id);
+        inserted_bodies.remove(&event.body.id.to_string());
     }
-    let unreferenced: Vec<String> = body_ids.iter().map(uuid::Uuid::to_string).collect();
+    let unreferenced: Vec<String> = inserted_bodies.into_iter().collect();
     for chunk in unreferenced.chunks(ROWS_PER_STATEMENT) {
         let sql = format!("DELETE FROM webhook_bodies WHERE id IN ({})", numbered(1, chunk.len()));
         let mut delete = sqlx::query::<DB>(&sql);
@@ -101,8 +111,9 @@ where
     }
     let duplicates: Vec<&str> = events
         .iter()
-        .filter(|event| !stored.contains(&event.id.to_string()))
-        .map(|event| event.dedup_key.as_str())
+        .zip(&stored_keys)
+        .filter(|(event, _)| !stored.contains(&event.id.to_string()))
+        .map(|(_, key)| key.as_str())
         .collect();
     let mut holders: HashMap<String, String> = HashMap::with_capacity(duplicates.len());
     for chunk in duplicates.chunks(ROWS_PER_STATEMENT) {
@@ -118,13 +129,14 @@ where
     }
     events
         .iter()
-        .map(|event| {
+        .zip(&stored_keys)
+        .map(|(event, key)| {
             if stored.contains(&event.id.to_string()) {
                 return Ok(Insertion::Stored(event.id));
             }
             let holder = holders
-                .get(&event.dedup_key)
-                .ok_or_else(|| StoreError::Corrupt(format!("no event holds dedup key {}", event.dedup_key)))?;
+                .get(key)
+                .ok_or_else(|| StoreError::Corrupt(format!("no event holds dedup key {key}")))?;
             Ok(Insertion::Duplicate(
                 holder.parse().map_err(|_| StoreError::Corrupt(holder.clone()))?,
             ))
@@ -208,6 +220,11 @@ where
         }
     }
     Ok(finished_count)
+}
+
+/// The dedup key as stored: `account/key` (a slug never holds `/`).
+fn stored_dedup_key(event: &NewEvent) -> String {
+    format!("{}/{}", event.account, event.dedup_key)
 }
 
 /// `$first, $first+1, …`: `count` numbered placeholders.

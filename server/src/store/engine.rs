@@ -31,9 +31,14 @@ pub trait Engine: Send + Sync + 'static {
         None
     }
 
-    /// Inside the transaction that takes one request from the API budget: keeps every other taker (on any node)
-    /// out until it ends, so that two of them never both see room for the last request.
-    async fn lock_api_budget(&self, transaction: &mut <Self::Db as Database>::Connection) -> Result<(), StoreError>;
+    /// Inside the transaction that takes one request from an account's API budget: keeps every other taker of
+    /// that account's budget (on any node) out until it ends, so that two of them never both see room for the
+    /// last request.
+    async fn lock_api_budget(
+        &self,
+        transaction: &mut <Self::Db as Database>::Connection,
+        account: &str,
+    ) -> Result<(), StoreError>;
 
     /// See `Store::claim_due_objects`.
     async fn claim_due_objects(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedEvent>, StoreError>;

@@ -19,15 +19,19 @@ pub struct BuiltQuery {
     pub binds: Vec<BindValue>,
 }
 
-/// `SELECT` of one page of events matching `query`, newest first; it asks for one row more than the page so
-/// the caller knows whether another page follows.
-pub fn event_page_query(query: &EventQuery, columns: &str) -> BuiltQuery {
+/// `SELECT` of one page of `account`'s events matching `query`, newest first; it asks for one row more than the
+/// page so the caller knows whether another page follows.
+pub fn event_page_query(account: &str, query: &EventQuery, columns: &str) -> BuiltQuery {
     let mut conditions = Vec::new();
     let mut binds = Vec::new();
     let bind = |value: BindValue, binds: &mut Vec<BindValue>| {
         binds.push(value);
         format!("${}", binds.len())
     };
+    conditions.push(format!(
+        "account = {}",
+        bind(BindValue::Text(account.into()), &mut binds)
+    ));
     if let Some(status) = query.status {
         conditions.push(format!(
             "status = {}",
@@ -67,11 +71,7 @@ pub fn event_page_query(query: &EventQuery, columns: &str) -> BuiltQuery {
         ));
     }
     let limit = bind(BindValue::Int(i64::from(query.effective_limit()) + 1), &mut binds);
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let filter = format!("WHERE {}", conditions.join(" AND "));
     BuiltQuery {
         sql: format!("SELECT {columns} FROM webhook_events {filter} ORDER BY received_at DESC, id DESC LIMIT {limit}"),
         binds,
@@ -96,25 +96,27 @@ pub fn p95(values: &mut [i64]) -> Option<f64> {
 /// Events finished in the last hour considered for processing times: the newest this many.
 pub const PROCESSING_SAMPLE: i64 = 10_000;
 
-// The dashboard's fixed queries, with `$n` placeholders, which both engines read.
-pub const QUEUE_DEPTH_SQL: &str = "SELECT COUNT(*) FROM webhook_events WHERE status IN ('queued', 'processing')";
-pub const OLDEST_QUEUED_SQL: &str = "SELECT MIN(received_at) FROM webhook_events WHERE status = 'queued'";
+// The dashboard's fixed queries, with `$n` placeholders, which both engines read; `$1` is always the account.
+pub const QUEUE_DEPTH_SQL: &str =
+    "SELECT COUNT(*) FROM webhook_events WHERE account = $1 AND status IN ('queued', 'processing')";
+pub const OLDEST_QUEUED_SQL: &str =
+    "SELECT MIN(received_at) FROM webhook_events WHERE account = $1 AND status = 'queued'";
 pub const FINISHED_BY_STATUS_SQL: &str =
-    "SELECT status, COUNT(*) FROM webhook_events WHERE processed_at >= $1 GROUP BY status";
+    "SELECT status, COUNT(*) FROM webhook_events WHERE account = $1 AND processed_at >= $2 GROUP BY status";
 pub const PROCESSING_TIMES_SQL: &str = "SELECT processed_at - received_at FROM webhook_events \
-     WHERE processed_at >= $1 ORDER BY processed_at DESC LIMIT $2";
-/// Requests in the rolling minute after `$1` and in the day window `$2`.
-pub const BUDGET_USE_SQL: &str = "SELECT (SELECT COUNT(*) FROM api_requests WHERE at > $1), \
-     (SELECT COALESCE(MAX(used), 0) FROM api_budget WHERE window_key = $2)";
+     WHERE account = $1 AND processed_at >= $2 ORDER BY processed_at DESC LIMIT $3";
+/// Requests in the rolling minute after `$2` and in the day window `$3`.
+pub const BUDGET_USE_SQL: &str = "SELECT (SELECT COUNT(*) FROM api_requests WHERE account = $1 AND at > $2), \
+     (SELECT COALESCE(MAX(used), 0) FROM api_budget WHERE account = $1 AND window_key = $3)";
 pub const RECEIVED_PER_MINUTE_SQL: &str = "SELECT received_at / 60000, COUNT(*) FROM webhook_events \
-     WHERE received_at >= $1 GROUP BY received_at / 60000";
+     WHERE account = $1 AND received_at >= $2 GROUP BY received_at / 60000";
 pub const FINISHED_PER_MINUTE_SQL: &str = "SELECT processed_at / 60000, status, COUNT(*), \
      CAST(AVG(processed_at - received_at) AS DOUBLE PRECISION) FROM webhook_events \
-     WHERE processed_at >= $1 GROUP BY processed_at / 60000, status";
+     WHERE account = $1 AND processed_at >= $2 GROUP BY processed_at / 60000, status";
 pub const EVENT_RECORD_SQL: &str = "SELECT e.id, e.format, e.object_type, e.object_uuid, e.event_type, e.status, \
      e.attempts, e.occurred_at, e.changes, b.raw_body, b.headers, e.verification, e.last_error, e.skip_reason, \
      e.next_attempt_at, e.received_at, e.processed_at \
-     FROM webhook_events e LEFT JOIN webhook_bodies b ON b.id = e.body_id WHERE e.id = $1";
+     FROM webhook_events e LEFT JOIN webhook_bodies b ON b.id = e.body_id WHERE e.account = $1 AND e.id = $2";
 
 /// Builds the health view from the rows of the queries above.
 pub fn assemble_health(
@@ -230,12 +232,12 @@ mod tests {
 
     #[test]
     fn no_filter_lists_everything_newest_first() {
-        let built = event_page_query(&EventQuery::default(), "id");
+        let built = event_page_query("acme", &EventQuery::default(), "id");
         assert_eq!(
             built.sql,
-            "SELECT id FROM webhook_events  ORDER BY received_at DESC, id DESC LIMIT $1"
+            "SELECT id FROM webhook_events WHERE account = $1 ORDER BY received_at DESC, id DESC LIMIT $2"
         );
-        assert_eq!(built.binds, vec![BindValue::Int(51)]);
+        assert_eq!(built.binds, vec![BindValue::Text("acme".into()), BindValue::Int(51)]);
     }
 
     #[test]
@@ -248,16 +250,16 @@ mod tests {
             limit: Some(10),
             ..EventQuery::default()
         };
-        let built = event_page_query(&query, "id");
+        let built = event_page_query("acme", &query, "id");
         assert!(built
             .sql
-            .contains("status = $1 AND object_type = $2 AND (id = $3 OR LOWER(object_uuid) LIKE $4"));
+            .contains("account = $1 AND status = $2 AND object_type = $3 AND (id = $4 OR LOWER(object_uuid) LIKE $5"));
         assert!(built
             .sql
-            .contains("(received_at < $5 OR (received_at = $6 AND id < $7))"));
-        assert!(built.sql.ends_with("LIMIT $8"));
-        assert_eq!(built.binds[3], BindValue::Text("%ab\\_c%".into()));
-        assert_eq!(built.binds[7], BindValue::Int(11));
+            .contains("(received_at < $6 OR (received_at = $7 AND id < $8))"));
+        assert!(built.sql.ends_with("LIMIT $9"));
+        assert_eq!(built.binds[4], BindValue::Text("%ab\\_c%".into()));
+        assert_eq!(built.binds[8], BindValue::Int(11));
     }
 
     #[test]

@@ -5,6 +5,8 @@ pub use app::objects::{object_spec, ObjectSpec, OBJECTS};
 /// A record ready to be written to its mirror table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MirrorRecord {
+    /// The account whose ServiceM8 the record came from.
+    pub account: String,
     pub table: &'static ObjectSpec,
     pub uuid: String,
     pub edit_date: String,
@@ -13,8 +15,8 @@ pub struct MirrorRecord {
 }
 
 impl MirrorRecord {
-    /// Builds the row from a ServiceM8 record; `None` when it lacks a uuid.
-    pub fn from_record(table: &'static ObjectSpec, record: serde_json::Value) -> Option<MirrorRecord> {
+    /// Builds `account`'s row from a ServiceM8 record; `None` when it lacks a uuid.
+    pub fn from_record(account: &str, table: &'static ObjectSpec, record: serde_json::Value) -> Option<MirrorRecord> {
         let uuid = record.get("uuid")?.as_str()?.to_owned();
         let edit_date = text_field(&record, "edit_date").unwrap_or_default();
         let active = match record.get("active") {
@@ -24,6 +26,7 @@ impl MirrorRecord {
             _ => true,
         };
         Some(MirrorRecord {
+            account: account.to_owned(),
             table,
             uuid,
             edit_date,
@@ -42,22 +45,22 @@ impl MirrorRecord {
     }
 
     /// `INSERT ... ON CONFLICT DO UPDATE` that only replaces an older or equal edit_date, with `$n` binds (both
-    /// engines read them): uuid, keys..., edit_date, active, record, mirrored_at.
+    /// engines read them): account, uuid, keys..., edit_date, active, record, mirrored_at.
     pub fn upsert_sql(&self) -> String {
         let keys = self.table.key_columns;
-        let columns = ["uuid"]
+        let columns = ["account", "uuid"]
             .iter()
             .chain(keys)
             .chain(&["edit_date", "active", "record", "mirrored_at"])
             .copied();
         let columns: Vec<&str> = columns.collect();
         let values: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
-        let updates: Vec<String> = columns[1..]
+        let updates: Vec<String> = columns[2..]
             .iter()
             .map(|column| format!("{column} = excluded.{column}"))
             .collect();
         format!(
-            "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT (uuid) DO UPDATE SET {updates} \
+            "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT (account, uuid) DO UPDATE SET {updates} \
              WHERE excluded.edit_date >= {table}.edit_date",
             table = self.table.table,
             columns = columns.join(", "),
@@ -93,6 +96,7 @@ mod tests {
     fn a_record_becomes_a_row_with_its_key_columns() {
         let table = object_spec("job").unwrap();
         let row = MirrorRecord::from_record(
+            "default",
             table,
             json!({"uuid": "j1", "company_uuid": "c1", "status": "Quote", "generated_job_id": 42,
                    "edit_date": "2024-01-01 10:00:00", "active": 1}),
@@ -109,16 +113,16 @@ mod tests {
     #[test]
     fn active_zero_means_deleted() {
         let table = object_spec("staff").unwrap();
-        let row = MirrorRecord::from_record(table, json!({"uuid": "s1", "active": 0})).unwrap();
+        let row = MirrorRecord::from_record("default", table, json!({"uuid": "s1", "active": 0})).unwrap();
         assert!(!row.active);
-        let row = MirrorRecord::from_record(table, json!({"uuid": "s1", "active": "0"})).unwrap();
+        let row = MirrorRecord::from_record("default", table, json!({"uuid": "s1", "active": "0"})).unwrap();
         assert!(!row.active);
     }
 
     #[test]
     fn a_record_without_uuid_is_not_mirrored() {
         assert_eq!(
-            MirrorRecord::from_record(object_spec("job").unwrap(), json!({"status": "Quote"})),
+            MirrorRecord::from_record("default", object_spec("job").unwrap(), json!({"status": "Quote"})),
             None
         );
     }
@@ -126,10 +130,12 @@ mod tests {
     #[test]
     fn the_upsert_only_replaces_older_records() {
         let table = object_spec("company").unwrap();
-        let row = MirrorRecord::from_record(table, json!({"uuid": "c1"})).unwrap();
+        let row = MirrorRecord::from_record("default", table, json!({"uuid": "c1"})).unwrap();
         let sql = row.upsert_sql();
-        assert!(sql.starts_with("INSERT INTO sm8_companies (uuid, name, edit_date, active, record, mirrored_at)"));
-        assert!(sql.contains("VALUES ($1, $2, $3, $4, $5, $6)"));
+        assert!(
+            sql.starts_with("INSERT INTO sm8_companies (account, uuid, name, edit_date, active, record, mirrored_at)")
+        );
+        assert!(sql.contains("VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (account, uuid)"));
         assert!(sql.ends_with("WHERE excluded.edit_date >= sm8_companies.edit_date"));
         assert_eq!(object_spec("form"), None);
     }

@@ -1,4 +1,5 @@
-//! Durable storage behind one `Store` trait: webhook events, admin sessions and settings.
+//! Durable storage behind one `Store` trait: webhook events, mirrored records, the processing queue, settings, and
+//! (through `Directory`) accounts, users, sessions and the audit log.
 //!
 //! SQLite (embedded, the default) and PostgreSQL (scale-out) share one implementation (`shared.rs`), each engine
 //! supplying only what differs (`engine.rs`), and pass the same conformance suite
@@ -6,6 +7,8 @@
 //! so that both answer identically.
 
 mod batch;
+pub mod directory;
+mod directory_sql;
 mod engine;
 pub mod insight;
 pub mod mirror;
@@ -21,6 +24,8 @@ use std::sync::Arc;
 use app::model::{EventPage, EventQuery, EventStatus, EventSummary, MinuteBucket, PageCursor, PipelineHealth, Stats};
 use async_trait::async_trait;
 
+pub use directory::Directory;
+pub use directory_sql::account_secrets_context;
 pub use insight::EventRecord;
 pub use mirror::{object_spec, MirrorRecord, MirrorWrite, ObjectSpec, OBJECTS};
 pub use postgres::PostgresStore;
@@ -81,7 +86,10 @@ impl ReceivedBody {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub id: uuid::Uuid,
-    /// Identifies a delivery of the same change; a second insert with the same key is a duplicate.
+    /// The account it belongs to.
+    pub account: String,
+    /// Identifies a delivery of the same change within the account; a second insert with the same key is a
+    /// duplicate.
     pub dedup_key: String,
     pub format: String,
     pub object_type: String,
@@ -111,8 +119,10 @@ impl Insertion {
     }
 }
 
+/// The store: the pipeline's tables here, and the directory's (accounts, users, tokens, audit) through
+/// `Directory`.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Directory + Send + Sync + 'static {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -126,29 +136,28 @@ pub trait Store: Send + Sync + 'static {
     /// distinct body once, and only if one of its events is new.
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Insertion>, StoreError>;
 
-    async fn stats(&self) -> Result<Stats, StoreError>;
+    /// Every method below that takes an `account` answers about, or changes, that account's rows only.
+    async fn stats(&self, account: &str) -> Result<Stats, StoreError>;
 
     /// A page of events newest first, filtered by `query`.
-    async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
+    async fn list_events(&self, account: &str, query: &EventQuery) -> Result<EventPage, StoreError>;
 
     /// Every stored column of one event.
-    async fn event_record(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError>;
+    async fn event_record(&self, account: &str, event_id: &str) -> Result<Option<EventRecord>, StoreError>;
 
     /// Queue depth, processing times and API budget use at `now`.
-    async fn pipeline_health(&self, now: i64, limits: BudgetLimits) -> Result<PipelineHealth, StoreError>;
+    async fn pipeline_health(
+        &self,
+        account: &str,
+        now: i64,
+        limits: BudgetLimits,
+    ) -> Result<PipelineHealth, StoreError>;
 
     /// Received, succeeded and failed events and mean latency per minute from `since` to `now`.
-    async fn minute_buckets(&self, since: i64, now: i64) -> Result<Vec<MinuteBucket>, StoreError>;
+    async fn minute_buckets(&self, account: &str, since: i64, now: i64) -> Result<Vec<MinuteBucket>, StoreError>;
 
     /// Returns the stored value of `key`, storing `value` first if there is none.
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError>;
-
-    async fn create_session(&self, token_hash: &str, expires_at: i64) -> Result<(), StoreError>;
-
-    /// Whether a session with this token hash exists and has not expired at `now`.
-    async fn session_is_active(&self, token_hash: &str, now: i64) -> Result<bool, StoreError>;
-
-    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
 
     /// Claims every due event of up to `claim.objects` objects, those whose events have waited longest, under a
     /// lease until `claim.lease_until`: queued events whose time has come, of objects with no event in flight (at
@@ -168,6 +177,7 @@ pub trait Store: Send + Sync + 'static {
     /// returns how many it extended (none: the lease was lost to another worker).
     async fn renew_lease(
         &self,
+        account: &str,
         object_type: &str,
         object_uuid: &str,
         held_until: i64,
@@ -183,62 +193,83 @@ pub trait Store: Send + Sync + 'static {
         attempt: &AttemptTiming,
     ) -> Result<u64, StoreError>;
 
-    /// The attempts at an event, oldest first.
+    /// The attempts at an event (of whichever account: look the event up by account first), oldest first.
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
 
     /// Puts a failed or skipped event back in the queue.
-    async fn retry_event(&self, event_id: &str, now: i64) -> Result<RetryOutcome, StoreError>;
+    async fn retry_event(&self, account: &str, event_id: &str, now: i64) -> Result<RetryOutcome, StoreError>;
 
     /// Puts every failed event back in the queue (or only counts them when `dry_run`); returns how many.
-    async fn retry_failed_events(&self, now: i64, dry_run: bool) -> Result<u64, StoreError>;
+    async fn retry_failed_events(&self, account: &str, now: i64, dry_run: bool) -> Result<u64, StoreError>;
 
     /// Deletes finished (success, skipped, failed) events received before `cutoff`, and the bodies no event refers
     /// to any more; returns how many events.
-    async fn delete_finished_events_before(&self, cutoff: i64) -> Result<u64, StoreError>;
+    async fn delete_finished_events_before(&self, account: &str, cutoff: i64) -> Result<u64, StoreError>;
 
-    /// Writes the record unless the stored one has a newer edit_date.
+    /// Writes the record (in its account) unless the stored one has a newer edit_date.
     async fn upsert_mirror(&self, record: &MirrorRecord, now: i64) -> Result<MirrorWrite, StoreError>;
 
     /// The mirrored record, if any.
-    async fn mirror_record(&self, object_type: &str, uuid: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    async fn mirror_record(
+        &self,
+        account: &str,
+        object_type: &str,
+        uuid: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError>;
 
     /// The company of a mirrored job.
-    async fn job_company(&self, job_uuid: &str) -> Result<Option<String>, StoreError>;
+    async fn job_company(&self, account: &str, job_uuid: &str) -> Result<Option<String>, StoreError>;
 
-    /// Counts one ServiceM8 API request against the budget every node shares: no more than `limits.per_minute` in
-    /// any 60 s and `limits.per_day` in a day, and none while ServiceM8 asked for a pause.
-    async fn take_api_budget(&self, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError>;
+    /// Counts one ServiceM8 API request against the account's budget, which every node shares: no more than
+    /// `limits.per_minute` in any 60 s and `limits.per_day` in a day, and none while ServiceM8 asked for a pause.
+    async fn take_api_budget(&self, account: &str, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError>;
 
-    /// Pauses every node's ServiceM8 requests until `until` (after a 429); a later pause already set stands.
-    async fn pause_api_budget(&self, until: i64) -> Result<(), StoreError>;
+    /// Pauses every node's ServiceM8 requests for the account until `until` (after a 429); a later pause already
+    /// set stands.
+    async fn pause_api_budget(&self, account: &str, until: i64) -> Result<(), StoreError>;
 
     /// The newest edit_date reconciliation has seen for `object_type`.
-    async fn sync_watermark(&self, object_type: &str) -> Result<Option<String>, StoreError>;
+    async fn sync_watermark(&self, account: &str, object_type: &str) -> Result<Option<String>, StoreError>;
 
-    async fn set_sync_watermark(&self, object_type: &str, edit_date: &str, now: i64) -> Result<(), StoreError>;
+    async fn set_sync_watermark(
+        &self,
+        account: &str,
+        object_type: &str,
+        edit_date: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
 
     /// The active mirrored jobs of a company, newest edit first.
-    async fn company_jobs(&self, company_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError>;
+    async fn company_jobs(&self, account: &str, company_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError>;
 
     /// The active records of type `child` under a job (its activities, its attachments); none for a type that
     /// belongs to no job.
-    async fn job_children(&self, child: &ObjectSpec, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError>;
+    async fn job_children(
+        &self,
+        account: &str,
+        child: &ObjectSpec,
+        job_uuid: &str,
+    ) -> Result<Vec<serde_json::Value>, StoreError>;
 
-    async fn create_portal_link(&self, token_hash: &str, company_uuid: &str, expires_at: i64)
-        -> Result<(), StoreError>;
+    async fn create_portal_link(
+        &self,
+        token_hash: &str,
+        company: &CompanyOf,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
 
-    /// Uses up a portal link: its company if the link was unused and unexpired, once.
-    async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError>;
+    /// Uses up a portal link: its account and company if the link was unused and unexpired, once.
+    async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<CompanyOf>, StoreError>;
 
     async fn create_portal_session(
         &self,
         token_hash: &str,
-        company_uuid: &str,
+        company: &CompanyOf,
         expires_at: i64,
     ) -> Result<(), StoreError>;
 
-    /// The company of an active portal session.
-    async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError>;
+    /// The account and company of an active portal session.
+    async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<CompanyOf>, StoreError>;
 
     async fn delete_portal_session(&self, token_hash: &str) -> Result<(), StoreError>;
 }
@@ -255,6 +286,13 @@ fn into_page(rows: Vec<EventRow>, query: &EventQuery) -> Result<EventPage, Store
     };
     let events = rows.into_iter().map(EventSummary::try_from).collect::<Result<_, _>>()?;
     Ok(EventPage { events, next_cursor })
+}
+
+/// A company of one account: what a portal link or session opens.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CompanyOf {
+    pub account: String,
+    pub company_uuid: String,
 }
 
 /// Start, end and HTTP status of one attempt.
@@ -281,12 +319,13 @@ const ATTEMPT_COLUMNS: &str = "event_id, attempt, started_at, finished_at, outco
 pub const MAX_CLAIMED_EVENTS: u32 = 500;
 
 /// The columns `claim_due_objects` returns, in `ClaimedRow` order.
-const CLAIMED_COLUMNS: &str =
-    "id, format, object_type, object_uuid, event_type, occurred_at, changes, attempts, received_at, locked_until";
+const CLAIMED_COLUMNS: &str = "id, account, format, object_type, object_uuid, event_type, occurred_at, changes, \
+     attempts, received_at, locked_until";
 
 #[derive(sqlx::FromRow)]
 struct ClaimedRow {
     id: String,
+    account: String,
     format: String,
     object_type: String,
     object_uuid: String,
@@ -302,6 +341,7 @@ impl From<ClaimedRow> for ClaimedEvent {
     fn from(row: ClaimedRow) -> Self {
         ClaimedEvent {
             id: row.id,
+            account: row.account,
             format: row.format,
             object_type: row.object_type,
             object_uuid: row.object_uuid,
@@ -366,6 +406,9 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
 }
+
+/// The account of a deployment configured by its environment alone, and of everything stored before accounts.
+pub const DEFAULT_ACCOUNT: &str = "default";
 
 /// Milliseconds since the unix epoch, the unit of every stored timestamp.
 pub fn now_millis() -> i64 {
@@ -455,6 +498,7 @@ pub(crate) async fn test_claim(store: &dyn Store, now: i64, lease_until: i64, ob
 pub(crate) fn test_event(key: &str) -> NewEvent {
     NewEvent {
         id: uuid::Uuid::now_v7(),
+        account: DEFAULT_ACCOUNT.into(),
         dedup_key: key.into(),
         format: "seed".into(),
         object_type: "job".into(),

@@ -49,8 +49,9 @@ impl Engine for PostgresStore {
         Ok(())
     }
 
-    async fn lock_api_budget(&self, transaction: &mut PgConnection) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('sm8_api_budget', 0))")
+    async fn lock_api_budget(&self, transaction: &mut PgConnection, account: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('sm8_api_budget:' || $1, 0))")
+            .bind(account)
             .execute(transaction)
             .await?;
         Ok(())
@@ -63,18 +64,19 @@ impl Engine for PostgresStore {
         // claims from taking different events of one object: one object is worked on by one worker at a time.
         let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
             "WITH due AS (
-                 SELECT object_type, object_uuid FROM webhook_events q
+                 SELECT account, object_type, object_uuid FROM webhook_events q
                  WHERE status = 'queued' AND next_attempt_at <= $1
                    AND NOT EXISTS (
                        SELECT 1 FROM webhook_events p
-                       WHERE p.object_type = q.object_type AND p.object_uuid = q.object_uuid
-                         AND p.status = 'processing')
-                   AND pg_try_advisory_xact_lock(hashtextextended(object_type || ':' || object_uuid, 0))
+                       WHERE p.account = q.account AND p.object_type = q.object_type
+                         AND p.object_uuid = q.object_uuid AND p.status = 'processing')
+                   AND pg_try_advisory_xact_lock(
+                       hashtextextended(account || '/' || object_type || ':' || object_uuid, 0))
                  ORDER BY next_attempt_at LIMIT $3
                  FOR UPDATE SKIP LOCKED
              ), claimable AS (
                  SELECT e.id FROM webhook_events e
-                 WHERE (e.object_type, e.object_uuid) IN (SELECT object_type, object_uuid FROM due)
+                 WHERE (e.account, e.object_type, e.object_uuid) IN (SELECT account, object_type, object_uuid FROM due)
                    AND e.status = 'queued' AND e.next_attempt_at <= $1
                  LIMIT {MAX_CLAIMED_EVENTS}
                  FOR UPDATE OF e SKIP LOCKED

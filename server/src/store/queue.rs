@@ -6,6 +6,7 @@ use app::model::EventStatus;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedEvent {
     pub id: String,
+    pub account: String,
     pub format: String,
     pub object_type: String,
     pub object_uuid: String,
@@ -156,7 +157,7 @@ pub const NEXT_DUE_SQL: &str =
 
 /// `Store::renew_lease`, the same on both engines.
 pub const RENEW_LEASE_SQL: &str = "UPDATE webhook_events SET locked_until = $1
-     WHERE object_type = $2 AND object_uuid = $3 AND status = 'processing' AND locked_until = $4";
+     WHERE account = $5 AND object_type = $2 AND object_uuid = $3 AND status = 'processing' AND locked_until = $4";
 
 pub const MINUTE_MS: i64 = 60_000;
 pub const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
@@ -186,10 +187,11 @@ pub fn minute_refusal(
     (count >= limits.per_minute).then(|| oldest.map_or(now, |oldest| oldest + MINUTE_MS).max(now) + 1)
 }
 
-/// Counts one request against the budget on `connection`, inside the transaction the engine opened (and, where
-/// nodes share the budget, locked). The caller commits on `Granted` and rolls back otherwise.
+/// Counts one request against `account`'s budget on `connection`, inside the transaction the engine opened (and,
+/// where nodes share the budget, locked). The caller commits on `Granted` and rolls back otherwise.
 pub async fn take_api_budget_on<DB>(
     connection: &mut DB::Connection,
+    account: &str,
     now: i64,
     limits: BudgetLimits,
 ) -> Result<BudgetGrant, sqlx::Error>
@@ -199,23 +201,30 @@ where
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
     for<'r> (i64, Option<i64>): sqlx::FromRow<'r, DB::Row>,
 {
     sqlx::query(FORGET_OLD_REQUESTS_SQL)
+        .bind(account)
         .bind(now - MINUTE_MS)
         .execute(&mut *connection)
         .await?;
     let paused_until: Option<i64> = sqlx::query_scalar(API_PAUSE_SQL)
+        .bind(account)
         .bind(now)
         .fetch_optional(&mut *connection)
         .await?;
-    let recent: (i64, Option<i64>) = sqlx::query_as(RECENT_REQUESTS_SQL).fetch_one(&mut *connection).await?;
+    let recent: (i64, Option<i64>) = sqlx::query_as(RECENT_REQUESTS_SQL)
+        .bind(account)
+        .fetch_one(&mut *connection)
+        .await?;
     if let Some(retry_at) = minute_refusal(now, limits, paused_until, recent) {
         return Ok(BudgetGrant::Exhausted { retry_at });
     }
     let (day_key, day_end) = day_window(now);
     let counted: Option<i64> = sqlx::query_scalar(COUNT_DAY_SQL)
+        .bind(account)
         .bind(day_key)
         .bind(day_end)
         .bind(limits.per_day)
@@ -225,6 +234,7 @@ where
         return Ok(BudgetGrant::Exhausted { retry_at: day_end });
     }
     sqlx::query(RECORD_REQUEST_SQL)
+        .bind(account)
         .bind(now)
         .execute(&mut *connection)
         .await?;
@@ -235,20 +245,23 @@ where
     Ok(BudgetGrant::Granted)
 }
 
-/// Forgets requests that left the rolling minute (`$1`: a minute ago).
-const FORGET_OLD_REQUESTS_SQL: &str = "DELETE FROM api_requests WHERE at <= $1";
+// Every statement of the budget is one account's (`$1`): ServiceM8 counts requests per account.
+/// Forgets requests that left the rolling minute (`$2`: a minute ago).
+const FORGET_OLD_REQUESTS_SQL: &str = "DELETE FROM api_requests WHERE account = $1 AND at <= $2";
 /// The requests of the rolling minute: their count and the oldest one's time.
-const RECENT_REQUESTS_SQL: &str = "SELECT COUNT(*), MIN(at) FROM api_requests";
-/// Until when ServiceM8 asked every node to pause (`$1`: now).
-const API_PAUSE_SQL: &str = "SELECT expires_at FROM api_budget WHERE window_key = 'paused' AND expires_at > $1";
-/// Counts a request in its day window (`$1` key, `$2` window end) unless it holds `$3` already; returns a row
+const RECENT_REQUESTS_SQL: &str = "SELECT COUNT(*), MIN(at) FROM api_requests WHERE account = $1";
+/// Until when ServiceM8 asked every node to pause (`$2`: now).
+const API_PAUSE_SQL: &str =
+    "SELECT expires_at FROM api_budget WHERE account = $1 AND window_key = 'paused' AND expires_at > $2";
+/// Counts a request in its day window (`$2` key, `$3` window end) unless it holds `$4` already; returns a row
 /// only when it counted.
-const COUNT_DAY_SQL: &str = "INSERT INTO api_budget (window_key, used, expires_at) VALUES ($1, 1, $2)
-     ON CONFLICT (window_key) DO UPDATE SET used = api_budget.used + 1 WHERE api_budget.used < $3
+const COUNT_DAY_SQL: &str = "INSERT INTO api_budget (account, window_key, used, expires_at) VALUES ($1, $2, 1, $3)
+     ON CONFLICT (account, window_key) DO UPDATE SET used = api_budget.used + 1 WHERE api_budget.used < $4
      RETURNING used";
-const RECORD_REQUEST_SQL: &str = "INSERT INTO api_requests (at) VALUES ($1)";
+const RECORD_REQUEST_SQL: &str = "INSERT INTO api_requests (account, at) VALUES ($1, $2)";
 const FORGET_ENDED_WINDOWS_SQL: &str = "DELETE FROM api_budget WHERE expires_at < $1";
-/// Pauses every node's requests until `$1` (kept if a later pause is already set).
-pub const PAUSE_API_SQL: &str = "INSERT INTO api_budget (window_key, used, expires_at) VALUES ('paused', 0, $1)
-     ON CONFLICT (window_key) DO UPDATE
-     SET expires_at = CASE WHEN api_budget.expires_at > $1 THEN api_budget.expires_at ELSE $1 END";
+/// Pauses every node's requests for account `$1` until `$2` (kept if a later pause is already set).
+pub const PAUSE_API_SQL: &str = "INSERT INTO api_budget (account, window_key, used, expires_at)
+     VALUES ($1, 'paused', 0, $2)
+     ON CONFLICT (account, window_key) DO UPDATE
+     SET expires_at = CASE WHEN api_budget.expires_at > $2 THEN api_budget.expires_at ELSE $2 END";

@@ -19,25 +19,26 @@ use super::portal::{
 use super::queue::{take_api_budget_on, Claim, Release, MINUTE_MS, NEXT_DUE_SQL, PAUSE_API_SQL, RENEW_LEASE_SQL};
 use super::{
     assemble_stats, batch, into_page, now_millis, object_spec, parse_status, AttemptRecord, AttemptTiming, BudgetGrant,
-    BudgetLimits, ClaimedEvent, Completion, EventRow, Insertion, MirrorRecord, MirrorWrite, NewEvent, ObjectSpec,
-    RetryOutcome, Store, StoreError, ATTEMPT_COLUMNS, EVENT_SUMMARY_COLUMNS,
+    BudgetLimits, ClaimedEvent, CompanyOf, Completion, EventRow, Insertion, MirrorRecord, MirrorWrite, NewEvent,
+    ObjectSpec, RetryOutcome, Store, StoreError, ATTEMPT_COLUMNS, EVENT_SUMMARY_COLUMNS,
 };
 
-/// Puts a failed, skipped or succeeded event back in the queue (`$1` now, `$2` its id).
+/// Puts a failed, skipped or succeeded event back in the queue (`$1` now, `$2` its account, `$3` its id).
 const RETRY_EVENT_SQL: &str = "UPDATE webhook_events SET status = 'queued', attempts = 0, next_attempt_at = $1,
-     updated_at = $1 WHERE id = $2 AND status IN ('failed', 'skipped', 'success')";
+     updated_at = $1 WHERE account = $2 AND id = $3 AND status IN ('failed', 'skipped', 'success')";
 const RETRY_FAILED_SQL: &str = "UPDATE webhook_events SET status = 'queued', attempts = 0, next_attempt_at = $1,
-     updated_at = $1 WHERE status = 'failed'";
+     updated_at = $1 WHERE account = $2 AND status = 'failed'";
 /// Keeps the newest edit_date seen: text comparison, as ServiceM8's `YYYY-MM-DD HH:MM:SS` sorts.
-const SET_WATERMARK_SQL: &str = "INSERT INTO sync_watermarks (object_type, edit_date, synced_at) VALUES ($1, $2, $3)
-     ON CONFLICT (object_type) DO UPDATE
-     SET edit_date = CASE WHEN sync_watermarks.edit_date > $2 THEN sync_watermarks.edit_date ELSE $2 END,
-         synced_at = $3";
+const SET_WATERMARK_SQL: &str = "INSERT INTO sync_watermarks (account, object_type, edit_date, synced_at)
+     VALUES ($1, $2, $3, $4)
+     ON CONFLICT (account, object_type) DO UPDATE
+     SET edit_date = CASE WHEN sync_watermarks.edit_date > $3 THEN sync_watermarks.edit_date ELSE $3 END,
+         synced_at = $4";
 
 #[async_trait]
 impl<E> Store for E
 where
-    E: Engine,
+    E: Engine + super::Directory,
     for<'c> &'c mut <E::Db as Database>::Connection: Executor<'c, Database = E::Db>,
     for<'q> <E::Db as Database>::Arguments<'q>: IntoArguments<'q, E::Db>,
     for<'q> String: Encode<'q, E::Db> + Type<E::Db>,
@@ -67,6 +68,7 @@ where
     for<'r> EventRow: FromRow<'r, <E::Db as Database>::Row>,
     for<'r> EventRecord: FromRow<'r, <E::Db as Database>::Row>,
     for<'r> AttemptRecord: FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> CompanyOf: FromRow<'r, <E::Db as Database>::Row>,
 {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(self.readers()).await?;
@@ -86,22 +88,27 @@ where
         Ok(insertions)
     }
 
-    async fn stats(&self) -> Result<Stats, StoreError> {
+    async fn stats(&self, account: &str) -> Result<Stats, StoreError> {
         let readers = self.readers();
-        let by_status = sqlx::query_as("SELECT status, COUNT(*) FROM webhook_events GROUP BY status")
-            .fetch_all(readers)
-            .await?;
-        let by_object_type = sqlx::query_as("SELECT object_type, COUNT(*) FROM webhook_events GROUP BY object_type")
-            .fetch_all(readers)
-            .await?;
-        let last_received_at = sqlx::query_scalar("SELECT MAX(received_at) FROM webhook_events")
+        let by_status =
+            sqlx::query_as("SELECT status, COUNT(*) FROM webhook_events WHERE account = $1 GROUP BY status")
+                .bind(account)
+                .fetch_all(readers)
+                .await?;
+        let by_object_type =
+            sqlx::query_as("SELECT object_type, COUNT(*) FROM webhook_events WHERE account = $1 GROUP BY object_type")
+                .bind(account)
+                .fetch_all(readers)
+                .await?;
+        let last_received_at = sqlx::query_scalar("SELECT MAX(received_at) FROM webhook_events WHERE account = $1")
+            .bind(account)
             .fetch_one(readers)
             .await?;
         assemble_stats(by_status, by_object_type, last_received_at)
     }
 
-    async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let built = event_page_query(query, EVENT_SUMMARY_COLUMNS);
+    async fn list_events(&self, account: &str, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let built = event_page_query(account, query, EVENT_SUMMARY_COLUMNS);
         let mut select = sqlx::query_as::<_, EventRow>(&built.sql);
         for value in built.binds {
             select = match value {
@@ -112,29 +119,44 @@ where
         into_page(select.fetch_all(self.readers()).await?, query)
     }
 
-    async fn event_record(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
+    async fn event_record(&self, account: &str, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
         Ok(sqlx::query_as(EVENT_RECORD_SQL)
+            .bind(account)
             .bind(event_id)
             .fetch_optional(self.readers())
             .await?)
     }
 
-    async fn pipeline_health(&self, now: i64, limits: BudgetLimits) -> Result<PipelineHealth, StoreError> {
+    async fn pipeline_health(
+        &self,
+        account: &str,
+        now: i64,
+        limits: BudgetLimits,
+    ) -> Result<PipelineHealth, StoreError> {
         let readers = self.readers();
         let hour_ago = now - 60 * MINUTE_MS;
-        let queue_depth = sqlx::query_scalar(QUEUE_DEPTH_SQL).fetch_one(readers).await?;
-        let oldest_queued = sqlx::query_scalar(OLDEST_QUEUED_SQL).fetch_one(readers).await?;
+        let queue_depth = sqlx::query_scalar(QUEUE_DEPTH_SQL)
+            .bind(account)
+            .fetch_one(readers)
+            .await?;
+        let oldest_queued = sqlx::query_scalar(OLDEST_QUEUED_SQL)
+            .bind(account)
+            .fetch_one(readers)
+            .await?;
         let finished = sqlx::query_as(FINISHED_BY_STATUS_SQL)
+            .bind(account)
             .bind(hour_ago)
             .fetch_all(readers)
             .await?;
         let times = sqlx::query_scalar(PROCESSING_TIMES_SQL)
+            .bind(account)
             .bind(hour_ago)
             .bind(PROCESSING_SAMPLE)
             .fetch_all(readers)
             .await?;
         let (minute_start, day_key) = budget_use_binds(now);
         let budget = sqlx::query_as(BUDGET_USE_SQL)
+            .bind(account)
             .bind(minute_start)
             .bind(day_key)
             .fetch_one(readers)
@@ -149,12 +171,14 @@ where
         ))
     }
 
-    async fn minute_buckets(&self, since: i64, now: i64) -> Result<Vec<MinuteBucket>, StoreError> {
+    async fn minute_buckets(&self, account: &str, since: i64, now: i64) -> Result<Vec<MinuteBucket>, StoreError> {
         let received = sqlx::query_as(RECEIVED_PER_MINUTE_SQL)
+            .bind(account)
             .bind(since)
             .fetch_all(self.readers())
             .await?;
         let finished = sqlx::query_as(FINISHED_PER_MINUTE_SQL)
+            .bind(account)
             .bind(since)
             .fetch_all(self.readers())
             .await?;
@@ -176,37 +200,6 @@ where
         Ok(stored)
     }
 
-    async fn create_session(&self, token_hash: &str, expires_at: i64) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
-        sqlx::query("INSERT INTO admin_sessions (token_hash, created_at, expires_at) VALUES ($1, $2, $3)")
-            .bind(token_hash)
-            .bind(now_millis())
-            .bind(expires_at)
-            .execute(&mut *writer)
-            .await?;
-        self.synced(writer).await
-    }
-
-    async fn session_is_active(&self, token_hash: &str, now: i64) -> Result<bool, StoreError> {
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT token_hash FROM admin_sessions WHERE token_hash = $1 AND expires_at > $2")
-                .bind(token_hash)
-                .bind(now)
-                .fetch_optional(self.readers())
-                .await?;
-        Ok(found.is_some())
-    }
-
-    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
-        sqlx::query("DELETE FROM admin_sessions WHERE token_hash = $1 OR expires_at <= $2")
-            .bind(token_hash)
-            .bind(now_millis())
-            .execute(&mut *writer)
-            .await?;
-        self.synced(writer).await
-    }
-
     async fn claim_due_objects(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedEvent>, StoreError> {
         Engine::claim_due_objects(self, claim).await
     }
@@ -224,6 +217,7 @@ where
 
     async fn renew_lease(
         &self,
+        account: &str,
         object_type: &str,
         object_uuid: &str,
         held_until: i64,
@@ -235,6 +229,7 @@ where
             .bind(object_type)
             .bind(object_uuid)
             .bind(held_until)
+            .bind(account)
             .execute(&mut *writer)
             .await?;
         Ok(renewed.rows_affected())
@@ -258,10 +253,11 @@ where
         .await?)
     }
 
-    async fn retry_event(&self, event_id: &str, now: i64) -> Result<RetryOutcome, StoreError> {
+    async fn retry_event(&self, account: &str, event_id: &str, now: i64) -> Result<RetryOutcome, StoreError> {
         let mut writer = self.writer().await?;
         let updated = sqlx::query(RETRY_EVENT_SQL)
             .bind(now)
+            .bind(account)
             .bind(event_id)
             .execute(&mut *writer)
             .await?;
@@ -269,35 +265,45 @@ where
         if updated.rows_affected() == 1 {
             return Ok(RetryOutcome::Requeued);
         }
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM webhook_events WHERE id = $1")
-            .bind(event_id)
-            .fetch_optional(self.readers())
-            .await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM webhook_events WHERE account = $1 AND id = $2")
+                .bind(account)
+                .bind(event_id)
+                .fetch_optional(self.readers())
+                .await?;
         Ok(match status {
             None => RetryOutcome::NotFound,
             Some(status) => RetryOutcome::NotRetryable(parse_status(&status)?),
         })
     }
 
-    async fn retry_failed_events(&self, now: i64, dry_run: bool) -> Result<u64, StoreError> {
+    async fn retry_failed_events(&self, account: &str, now: i64, dry_run: bool) -> Result<u64, StoreError> {
         if dry_run {
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status = 'failed'")
-                .fetch_one(self.readers())
-                .await?;
+            let count: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE account = $1 AND status = 'failed'")
+                    .bind(account)
+                    .fetch_one(self.readers())
+                    .await?;
             return Ok(count as u64);
         }
         let mut writer = self.writer().await?;
-        let updated = sqlx::query(RETRY_FAILED_SQL).bind(now).execute(&mut *writer).await?;
+        let updated = sqlx::query(RETRY_FAILED_SQL)
+            .bind(now)
+            .bind(account)
+            .execute(&mut *writer)
+            .await?;
         self.synced(writer).await?;
         Ok(updated.rows_affected())
     }
 
-    async fn delete_finished_events_before(&self, cutoff: i64) -> Result<u64, StoreError> {
+    async fn delete_finished_events_before(&self, account: &str, cutoff: i64) -> Result<u64, StoreError> {
         let mut writer = self.writer().await?;
         let deleted = sqlx::query(
-            "DELETE FROM webhook_events WHERE status IN ('success', 'skipped', 'failed') AND received_at < $1",
+            "DELETE FROM webhook_events
+             WHERE account = $2 AND status IN ('success', 'skipped', 'failed') AND received_at < $1",
         )
         .bind(cutoff)
+        .bind(account)
         .execute(&mut *writer)
         .await?;
         // A body is as old as its events: only those received before the cutoff can have lost the last one.
@@ -314,7 +320,7 @@ where
 
     async fn upsert_mirror(&self, record: &MirrorRecord, now: i64) -> Result<MirrorWrite, StoreError> {
         let sql = record.upsert_sql();
-        let mut query = sqlx::query(&sql).bind(&record.uuid);
+        let mut query = sqlx::query(&sql).bind(&record.account).bind(&record.uuid);
         for value in record.key_values() {
             query = query.bind(value);
         }
@@ -333,31 +339,38 @@ where
         })
     }
 
-    async fn mirror_record(&self, object_type: &str, uuid: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    async fn mirror_record(
+        &self,
+        account: &str,
+        object_type: &str,
+        uuid: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
         let Some(table) = object_spec(object_type) else {
             return Ok(None);
         };
-        Ok(
-            sqlx::query_scalar(&format!("SELECT record FROM {} WHERE uuid = $1", table.table))
-                .bind(uuid)
-                .fetch_optional(self.readers())
-                .await?,
-        )
+        let sql = format!("SELECT record FROM {} WHERE account = $1 AND uuid = $2", table.table);
+        Ok(sqlx::query_scalar(&sql)
+            .bind(account)
+            .bind(uuid)
+            .fetch_optional(self.readers())
+            .await?)
     }
 
-    async fn job_company(&self, job_uuid: &str) -> Result<Option<String>, StoreError> {
-        let company: Option<Option<String>> = sqlx::query_scalar("SELECT company_uuid FROM sm8_jobs WHERE uuid = $1")
-            .bind(job_uuid)
-            .fetch_optional(self.readers())
-            .await?;
+    async fn job_company(&self, account: &str, job_uuid: &str) -> Result<Option<String>, StoreError> {
+        let company: Option<Option<String>> =
+            sqlx::query_scalar("SELECT company_uuid FROM sm8_jobs WHERE account = $1 AND uuid = $2")
+                .bind(account)
+                .bind(job_uuid)
+                .fetch_optional(self.readers())
+                .await?;
         Ok(company.flatten())
     }
 
-    async fn take_api_budget(&self, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError> {
+    async fn take_api_budget(&self, account: &str, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError> {
         let mut writer = self.writer().await?;
         let mut transaction = writer.begin().await?;
-        self.lock_api_budget(&mut transaction).await?;
-        let grant = take_api_budget_on::<E::Db>(&mut transaction, now, limits).await?;
+        self.lock_api_budget(&mut transaction, account).await?;
+        let grant = take_api_budget_on::<E::Db>(&mut transaction, account, now, limits).await?;
         if grant == BudgetGrant::Granted {
             transaction.commit().await?;
         } else {
@@ -366,24 +379,36 @@ where
         Ok(grant)
     }
 
-    async fn pause_api_budget(&self, until: i64) -> Result<(), StoreError> {
+    async fn pause_api_budget(&self, account: &str, until: i64) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
-        sqlx::query(PAUSE_API_SQL).bind(until).execute(&mut *writer).await?;
+        sqlx::query(PAUSE_API_SQL)
+            .bind(account)
+            .bind(until)
+            .execute(&mut *writer)
+            .await?;
         Ok(())
     }
 
-    async fn sync_watermark(&self, object_type: &str) -> Result<Option<String>, StoreError> {
+    async fn sync_watermark(&self, account: &str, object_type: &str) -> Result<Option<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT edit_date FROM sync_watermarks WHERE object_type = $1")
+            sqlx::query_scalar("SELECT edit_date FROM sync_watermarks WHERE account = $1 AND object_type = $2")
+                .bind(account)
                 .bind(object_type)
                 .fetch_optional(self.readers())
                 .await?,
         )
     }
 
-    async fn set_sync_watermark(&self, object_type: &str, edit_date: &str, now: i64) -> Result<(), StoreError> {
+    async fn set_sync_watermark(
+        &self,
+        account: &str,
+        object_type: &str,
+        edit_date: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         sqlx::query(SET_WATERMARK_SQL)
+            .bind(account)
             .bind(object_type)
             .bind(edit_date)
             .bind(now)
@@ -392,18 +417,25 @@ where
         Ok(())
     }
 
-    async fn company_jobs(&self, company_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+    async fn company_jobs(&self, account: &str, company_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
         Ok(sqlx::query_scalar(COMPANY_JOBS_SQL)
+            .bind(account)
             .bind(company_uuid)
             .fetch_all(self.readers())
             .await?)
     }
 
-    async fn job_children(&self, child: &ObjectSpec, job_uuid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+    async fn job_children(
+        &self,
+        account: &str,
+        child: &ObjectSpec,
+        job_uuid: &str,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
         let Some(sql) = job_children_sql(child) else {
             return Ok(Vec::new());
         };
         Ok(sqlx::query_scalar(&sql)
+            .bind(account)
             .bind(job_uuid)
             .fetch_all(self.readers())
             .await?)
@@ -412,15 +444,15 @@ where
     async fn create_portal_link(
         &self,
         token_hash: &str,
-        company_uuid: &str,
+        company: &CompanyOf,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        insert_portal_token(self, CREATE_LINK_SQL, token_hash, company_uuid, expires_at).await
+        insert_portal_token(self, CREATE_LINK_SQL, token_hash, company, expires_at).await
     }
 
-    async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
+    async fn redeem_portal_link(&self, token_hash: &str, now: i64) -> Result<Option<CompanyOf>, StoreError> {
         let mut writer = self.writer().await?;
-        let company = sqlx::query_scalar(REDEEM_LINK_SQL)
+        let company = sqlx::query_as(REDEEM_LINK_SQL)
             .bind(token_hash)
             .bind(now)
             .fetch_optional(&mut *writer)
@@ -432,14 +464,14 @@ where
     async fn create_portal_session(
         &self,
         token_hash: &str,
-        company_uuid: &str,
+        company: &CompanyOf,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        insert_portal_token(self, CREATE_SESSION_SQL, token_hash, company_uuid, expires_at).await
+        insert_portal_token(self, CREATE_SESSION_SQL, token_hash, company, expires_at).await
     }
 
-    async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(SESSION_COMPANY_SQL)
+    async fn portal_session_company(&self, token_hash: &str, now: i64) -> Result<Option<CompanyOf>, StoreError> {
+        Ok(sqlx::query_as(SESSION_COMPANY_SQL)
             .bind(token_hash)
             .bind(now)
             .fetch_optional(self.readers())
@@ -457,13 +489,13 @@ where
     }
 }
 
-/// Stores a portal link or session (`sql` is the one or the other): a token hash for a company until
-/// `expires_at`.
+/// Stores a portal link or session (`sql` is the one or the other): a token hash for a company of an account
+/// until `expires_at`.
 async fn insert_portal_token<E>(
     engine: &E,
     sql: &str,
     token_hash: &str,
-    company_uuid: &str,
+    company: &CompanyOf,
     expires_at: i64,
 ) -> Result<(), StoreError>
 where
@@ -476,7 +508,8 @@ where
     let mut writer = engine.writer().await?;
     sqlx::query(sql)
         .bind(token_hash)
-        .bind(company_uuid)
+        .bind(company.account.as_str())
+        .bind(company.company_uuid.as_str())
         .bind(now_millis())
         .bind(expires_at)
         .execute(&mut *writer)

@@ -21,7 +21,7 @@ use super::load::{self, Delivery, LoadPlan, LoadReport, Pace};
 use super::measure::ratio;
 use super::report::{Figure, ScenarioReport, Target};
 use super::Settings;
-use server::store;
+use server::store::{self, DEFAULT_ACCOUNT};
 
 /// Keep-alive connections of the load generator, for both receivers.
 pub const CONNECTIONS: usize = 32;
@@ -65,7 +65,7 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
     baseline_server.stop().await?;
     let baseline = baseline?;
 
-    let stored = store::connect(&database_url).await?.stats().await?.total;
+    let stored = store::connect(&database_url).await?.stats(DEFAULT_ACCOUNT).await?.total;
     report.detail("acknowledged", product.acknowledged);
     report.detail("stored", stored);
     report.detail("connections", CONNECTIONS);

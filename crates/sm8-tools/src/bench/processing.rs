@@ -14,7 +14,7 @@ use super::harness::{self, Databases};
 use super::measure::{per_second, ratio};
 use super::report::{Figure, ScenarioReport, Target};
 use super::Settings;
-use server::store::{self, now_millis, NewEvent, ReceivedBody};
+use server::store::{self, now_millis, NewEvent, ReceivedBody, DEFAULT_ACCOUNT};
 use servicem8_mock::ObjectKind;
 
 pub const EVENTS: usize = 20_000;
@@ -39,7 +39,7 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
     for batch in events.chunks(INSERT_BATCH) {
         store.insert_events(batch).await?;
     }
-    let queued = store.stats().await?.total;
+    let queued = store.stats(DEFAULT_ACCOUNT).await?.total;
 
     let mut args = harness::serve_args(&database_url);
     harness::fetch_from(&mut args, &account.value);
@@ -49,10 +49,10 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
     let started = Instant::now();
     let deadline = started + settings.drain_bound();
     let mut finished = 0;
-    let mut stats = store.stats().await?;
+    let mut stats = store.stats(DEFAULT_ACCOUNT).await?;
     let mut next_progress = started + PROGRESS;
     while Instant::now() < deadline {
-        stats = store.stats().await?;
+        stats = store.stats(DEFAULT_ACCOUNT).await?;
         let waiting: i64 = stats
             .by_status
             .iter()
@@ -130,6 +130,7 @@ fn queued_event(job_uuid: &str, n: usize, now: i64) -> NewEvent {
     });
     NewEvent {
         id: Uuid::now_v7(),
+        account: DEFAULT_ACCOUNT.into(),
         dedup_key: format!("bench:{n}"),
         format: "seed".into(),
         object_type: "job".into(),

@@ -270,6 +270,6 @@ async fn the_dashboard_is_rendered_on_the_server_with_a_sign_in_form() {
     assert_eq!(response.status(), 401, "the page shows that a session is needed");
     let html = response.text().await.unwrap();
     assert!(html.contains("Webhook dashboard"));
-    assert!(html.contains("Admin token"));
+    assert!(html.contains("Email") && html.contains("Password"));
     assert!(html.contains("/pkg/sm8-webhooks.js"));
 }

@@ -10,6 +10,7 @@ use server::store;
 use servicem8_mock::{self as mock, MockConfig, MockHandle, ObjectKind};
 
 use crate::common::portal::portal_session;
+use crate::common::ACCOUNT;
 use crate::common::{serve_args, spawn_app_with, TestApp};
 
 /// A server that mirrored its simulated account (two companies, one job each, two attachments per job).
@@ -33,7 +34,12 @@ async fn mirrored_account() -> (TestApp, MockHandle) {
     let store = store::connect(&app.database_url).await.unwrap();
     let last = account.uuids(ObjectKind::Attachment).pop().unwrap();
     for _ in 0..400 {
-        if store.mirror_record("attachment", &last).await.unwrap().is_some() {
+        if store
+            .mirror_record(ACCOUNT, "attachment", &last)
+            .await
+            .unwrap()
+            .is_some()
+        {
             return (app, account);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

@@ -92,9 +92,12 @@ async fn server_functions_answer_the_status_of_their_error() {
             .json(&arguments)
             .send()
     };
-    let wrong_token = post(app::api::SignIn::PATH, json!({"admin_token": "wrong"}))
-        .await
-        .unwrap();
+    let wrong_token = post(
+        app::directory::api::SignIn::PATH,
+        json!({"email": "nobody@example.test", "password": "wrong"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(wrong_token.status(), 401);
     let no_session = post(app::api::GetStats::PATH, json!({})).await.unwrap();
     assert_eq!(no_session.status(), 401);

@@ -11,6 +11,7 @@ use server::store;
 use servicem8_mock::{self as mock, MockConfig, ObjectKind};
 
 use crate::common::realtime_client::{admin_token, with_realtime, RealtimeClient, ANON_KEY};
+use crate::common::ACCOUNT;
 use crate::common::{fresh_postgres_database, serve_args, signed_delivery, spawn_with, test_database_url, TestApp};
 
 const EVENTS: usize = 300;
@@ -104,7 +105,7 @@ async fn two_nodes_claim_each_event_once_and_both_deliver_every_update() {
     let started = Instant::now();
     for id in &posted {
         loop {
-            let record = store.event_record(id).await.unwrap().unwrap();
+            let record = store.event_record(ACCOUNT, id).await.unwrap().unwrap();
             if record.status == "success" {
                 assert_eq!(record.attempts, 1, "event {id} was claimed more than once");
                 break;

@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
+use crate::common::ACCOUNT;
 use crate::common::{fresh_postgres_database, signed_delivery, test_database_url, WEBHOOK_SECRET};
 
 /// Far longer than the test may wait: only the release at start can free the dead node's claims in time.
@@ -136,13 +137,13 @@ async fn survives_kills_mid_load(database_url: String) {
     assert!(acknowledged.len() >= KILLS * ACKS_PER_RUN);
     for id in &acknowledged {
         assert!(
-            store.event_record(id).await.unwrap().is_some(),
+            store.event_record(ACCOUNT, id).await.unwrap().is_some(),
             "acknowledged event {id} was lost"
         );
     }
     let started = Instant::now();
     loop {
-        let stats = store.stats().await.unwrap();
+        let stats = store.stats(ACCOUNT).await.unwrap();
         let count = |status| stats.by_status.get(&status).copied().unwrap_or(0);
         let open = count(EventStatus::Queued) + count(EventStatus::Processing);
         if open == 0 {
@@ -155,7 +156,7 @@ async fn survives_kills_mid_load(database_url: String) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let stats = store.stats().await.unwrap();
+    let stats = store.stats(ACCOUNT).await.unwrap();
     assert_eq!(
         stats.by_status.get(&EventStatus::Failed).copied().unwrap_or(0),
         0,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use server::processor::{Processor, ProcessorArgs, Step};
 use server::secret::Secret;
-use server::servicem8::client::{ServiceM8Args, ServiceM8Client};
+use server::servicem8::client::ServiceM8Args;
 use server::startup::Server;
 use server::store::{self, now_millis, Store};
 use server::updates::{self, PipelineUpdate};
@@ -13,6 +13,7 @@ use servicem8_mock::{self as mock, MockConfig, MockHandle, ObjectKind};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::common::ACCOUNT;
 use crate::common::{claim, queued_event, release_expired, serve_args, spawn_with, TEST_NODE};
 
 /// Short, so that a lease would run out many times over during one slow request.
@@ -34,7 +35,7 @@ async fn slow_account(latency_ms: u64) -> MockHandle {
 }
 
 /// A processor with a lease of `lease_ms` fetching from `account`, and what it announces.
-fn processor(
+async fn processor(
     store: &Arc<dyn Store>,
     account: &MockHandle,
     lease_ms: i64,
@@ -45,7 +46,7 @@ fn processor(
         servicem8_timeout_ms: 5_000,
         ..ServiceM8Args::default()
     };
-    let client = ServiceM8Client::from_args(&args, store.clone()).unwrap().map(Arc::new);
+    let accounts = crate::common::accounts_with(store.clone(), &args).await;
     let updates = updates::channel();
     let announced = updates.subscribe();
     let processor_args = ProcessorArgs {
@@ -56,7 +57,7 @@ fn processor(
     };
     let processor = Processor::new(
         store.clone(),
-        client,
+        accounts,
         updates,
         processor_args,
         Arc::new(Notify::new()),
@@ -71,7 +72,7 @@ async fn start_working(processor: &Arc<Processor>, store: &Arc<dyn Store>, id: &
         let processor = processor.clone();
         async move { processor.step().await.unwrap() }
     });
-    while store.event_record(id).await.unwrap().unwrap().status != "processing" {
+    while store.event_record(ACCOUNT, id).await.unwrap().unwrap().status != "processing" {
         tokio::task::yield_now().await;
     }
     working
@@ -87,8 +88,8 @@ async fn a_lease_is_renewed_while_the_worker_waits_so_nobody_claims_its_events_a
         .insert_events(&[queued_event("job", &job, now_millis())])
         .await
         .unwrap();
-    let (processor, _announced) = processor(&store, &account, RENEWED_LEASE_MS);
-    let id = store.list_events(&Default::default()).await.unwrap().events[0]
+    let (processor, _announced) = processor(&store, &account, RENEWED_LEASE_MS).await;
+    let id = store.list_events(ACCOUNT, &Default::default()).await.unwrap().events[0]
         .id
         .clone();
 
@@ -105,9 +106,9 @@ async fn a_lease_is_renewed_while_the_worker_waits_so_nobody_claims_its_events_a
     assert_eq!(working.await.unwrap(), Step::Processed);
 
     assert_eq!(stolen, 0, "the renewed lease kept the event from a second claim");
-    let events = store.list_events(&Default::default()).await.unwrap().events;
+    let events = store.list_events(ACCOUNT, &Default::default()).await.unwrap().events;
     assert_eq!(events.len(), 1);
-    let record = store.event_record(&events[0].id).await.unwrap().unwrap();
+    let record = store.event_record(ACCOUNT, &events[0].id).await.unwrap().unwrap();
     assert_eq!((record.status.as_str(), record.attempts), ("success", 1));
     assert_eq!(account.request_count(), 1, "fetched once");
 }
@@ -121,8 +122,8 @@ async fn a_worker_whose_events_were_claimed_again_writes_and_announces_nothing()
         .insert_events(&[queued_event("job", &job, now_millis())])
         .await
         .unwrap();
-    let (processor, mut announced) = processor(&store, &account, LEASE_MS);
-    let id = store.list_events(&Default::default()).await.unwrap().events[0]
+    let (processor, mut announced) = processor(&store, &account, LEASE_MS).await;
+    let id = store.list_events(ACCOUNT, &Default::default()).await.unwrap().events[0]
         .id
         .clone();
 
@@ -135,10 +136,10 @@ async fn a_worker_whose_events_were_claimed_again_writes_and_announces_nothing()
     assert_eq!(working.await.unwrap(), Step::Processed);
 
     assert!(
-        store.mirror_record("job", &job).await.unwrap().is_none(),
+        store.mirror_record(ACCOUNT, "job", &job).await.unwrap().is_none(),
         "no mirror write"
     );
-    let record = store.event_record(&id).await.unwrap().unwrap();
+    let record = store.event_record(ACCOUNT, &id).await.unwrap().unwrap();
     assert_eq!(
         (record.status.as_str(), record.attempts),
         ("processing", 2),
@@ -201,7 +202,7 @@ async fn a_node_restarted_after_a_crash_takes_up_its_own_claims_at_once() {
     let app = spawn_with(args, data).await;
     let store = store::connect(&app.database_url).await.unwrap();
     loop {
-        let record = store.event_record(&id).await.unwrap().unwrap();
+        let record = store.event_record(ACCOUNT, &id).await.unwrap().unwrap();
         if record.status == "success" {
             break;
         }

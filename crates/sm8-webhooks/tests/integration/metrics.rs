@@ -27,8 +27,11 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Webhooks counted with `outcome`: of the default account once accepted, of no account when refused first.
 fn webhooks(text: &str, outcome: &str) -> f64 {
-    sample(text, &format!("sm8_webhooks_received_total{{outcome=\"{outcome}\"}}"))
+    let accepted = format!("sm8_webhooks_received_total{{outcome=\"{outcome}\",account=\"default\"}}");
+    let refused = format!("sm8_webhooks_received_total{{outcome=\"{outcome}\"}}");
+    sample(text, &accepted) + sample(text, &refused)
 }
 
 #[tokio::test]
@@ -60,21 +63,29 @@ async fn webhooks_are_counted_by_outcome_including_failed_verification() {
 async fn queue_gauges_show_what_waits_in_this_servers_store() {
     let app = spawn_app().await;
     let idle = scrape(&app).await;
-    assert_eq!(sample(&idle, "sm8_queue_depth"), 0.0, "{idle}");
-    assert_eq!(sample(&idle, "sm8_oldest_queued_age_seconds"), 0.0, "{idle}");
+    assert_eq!(sample(&idle, "sm8_queue_depth{account=\"default\"}"), 0.0, "{idle}");
+    assert_eq!(
+        sample(&idle, "sm8_oldest_queued_age_seconds{account=\"default\"}"),
+        0.0,
+        "{idle}"
+    );
 
     for uuid in ["metrics-queued-1", "metrics-queued-2"] {
         assert_eq!(app.post_signed(&seed_event("Job", uuid, "Quote")).await.status(), 200);
     }
     let queued = scrape(&app).await;
-    assert_eq!(sample(&queued, "sm8_queue_depth"), 2.0, "{queued}");
-    assert!(queued.contains("\nsm8_oldest_queued_age_seconds "), "{queued}");
+    assert_eq!(sample(&queued, "sm8_queue_depth{account=\"default\"}"), 2.0, "{queued}");
+    assert!(
+        queued.contains("\nsm8_oldest_queued_age_seconds{account=\"default\"} "),
+        "{queued}"
+    );
     // ServiceM8's 180 a minute and 20,000 a day, less the default 5 % margin.
     for (window, limit) in [("minute", 171.0), ("day", 19_000.0)] {
-        let limit_series = format!("sm8_servicem8_api_requests_limit{{window=\"{window}\"}}");
+        let labels = format!("{{account=\"default\",window=\"{window}\"}}");
+        let limit_series = format!("sm8_servicem8_api_requests_limit{labels}");
         assert_eq!(sample(&queued, &limit_series), limit, "{queued}");
         assert!(
-            queued.contains(&format!("sm8_servicem8_api_requests_used{{window=\"{window}\"}} ")),
+            queued.contains(&format!("sm8_servicem8_api_requests_used{labels} ")),
             "{queued}"
         );
     }
@@ -88,7 +99,12 @@ async fn processing_an_event_is_counted_and_timed_up_to_its_broadcast() {
     args.processor.sync_interval_seconds = 0;
     let app = spawn_app_with(args).await;
     let before = scrape(&app).await;
-    let succeeded = |text: &str| sample(text, "sm8_events_finished_total{outcome=\"success\"}");
+    let succeeded = |text: &str| {
+        sample(
+            text,
+            "sm8_events_finished_total{outcome=\"success\",account=\"default\"}",
+        )
+    };
     let timed = |text: &str| sample(text, "sm8_processing_duration_seconds_count");
     let broadcast = |text: &str| sample(text, "sm8_webhook_to_broadcast_seconds_count");
 
@@ -100,7 +116,7 @@ async fn processing_an_event_is_counted_and_timed_up_to_its_broadcast() {
     loop {
         let now = scrape(&app).await;
         // The gauges are read from the store before the counters are rendered, so they may lag one scrape.
-        let drained = sample(&now, "sm8_queue_depth") == 0.0;
+        let drained = sample(&now, "sm8_queue_depth{account=\"default\"}") == 0.0;
         if drained && succeeded(&now) > succeeded(&before) && broadcast(&now) > broadcast(&before) {
             assert!(timed(&now) > timed(&before), "{now}");
             assert!(

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::common::portal::{client, portal_link, portal_session};
 use crate::common::realtime_client::{reason, spawn_relay, spawn_relay_with, RealtimeClient, RelayApp, JWT_SECRET};
 use crate::common::TestApp;
+use crate::common::ACCOUNT;
 use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{json, Value};
 use server::auth::token_hash;
@@ -29,7 +30,7 @@ async fn seed_job(app: &TestApp, job: &str, company: &str, status: &str) {
     assert_eq!(app.post_signed(&body).await.status(), 200);
     let store = store::connect(&app.database_url).await.unwrap();
     for _ in 0..100 {
-        if store.job_company(job).await.unwrap().as_deref() == Some(company) {
+        if store.job_company(ACCOUNT, job).await.unwrap().as_deref() == Some(company) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -89,7 +90,7 @@ async fn a_portal_link_opens_an_http_only_lax_session_and_redirects_to_the_porta
         .await
         .unwrap();
     assert_eq!(
-        company.as_deref(),
+        company.map(|company| company.company_uuid).as_deref(),
         Some(COMPANY),
         "only the token's hash is stored, and it opens the session"
     );
@@ -279,13 +280,8 @@ async fn realtime_credentials_follow_the_session_and_a_portal_token_cannot_join_
 #[tokio::test]
 async fn an_admin_session_gets_an_admin_token() {
     let relay = spawn_relay().await;
-    let store = store::connect(&relay.app.database_url).await.unwrap();
-    store
-        .create_session(&token_hash("admin-session"), now_millis() + 60_000)
-        .await
-        .unwrap();
-    let cookie = "sm8_admin_session=admin-session";
-    let (status, credentials) = call(&relay.app, "/api/realtime/credentials", None, Some(cookie)).await;
+    let cookie = relay.app.admin_session_cookie().await;
+    let (status, credentials) = call(&relay.app, "/api/realtime/credentials", None, Some(&cookie)).await;
     assert_eq!(status, 200, "{credentials}");
     let verified = TokenKeys::new(&Secret::new(JWT_SECRET)).verify(credentials["access_token"].as_str().unwrap());
     assert_eq!(verified.unwrap().identity, Identity::Admin);

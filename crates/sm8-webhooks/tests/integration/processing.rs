@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::ACCOUNT;
 use crate::common::{claim, queued_event, serve_args, spawn_app_with, spawn_with, TestApp};
 use serde_json::{json, Value};
 use server::config::ServeArgs;
@@ -149,7 +150,7 @@ async fn every_object_and_event_type_is_fetched_and_mirrored() {
         let uuid = &p.account.uuids(kind)[0];
         let mirrored = p
             .store
-            .mirror_record(kind.as_str(), uuid)
+            .mirror_record(ACCOUNT, kind.as_str(), uuid)
             .await
             .unwrap()
             .expect("record is mirrored");
@@ -182,12 +183,12 @@ async fn an_older_record_never_overwrites_a_newer_one() {
     let p = pipeline(|_, _| {}).await;
     let job = p.account.uuids(ObjectKind::Job)[0].clone();
     let newer = json!({"uuid": job, "status": "Completed", "edit_date": "2999-01-01 00:00:00", "active": 1});
-    let row = MirrorRecord::from_record(object_spec("job").unwrap(), newer.clone()).unwrap();
+    let row = MirrorRecord::from_record(ACCOUNT, object_spec("job").unwrap(), newer.clone()).unwrap();
     p.store.upsert_mirror(&row, now_millis()).await.unwrap();
 
     let ids = post(&p.app, &seed("Job", &job, "updated", 1, json!({}))).await;
     wait_for_status(&p.app, &ids[0], "success").await;
-    assert_eq!(p.store.mirror_record("job", &job).await.unwrap(), Some(newer));
+    assert_eq!(p.store.mirror_record(ACCOUNT, "job", &job).await.unwrap(), Some(newer));
 }
 
 #[tokio::test]
@@ -396,7 +397,10 @@ async fn unknown_objects_and_records_servicem8_lacks_are_skipped_with_a_reason()
         "{attempts:?}"
     );
     assert_eq!(attempts[0].http_status, Some(404));
-    assert_eq!(p.store.mirror_record("job", "no-such-job").await.unwrap(), None);
+    assert_eq!(
+        p.store.mirror_record(ACCOUNT, "job", "no-such-job").await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -411,7 +415,7 @@ async fn without_credentials_the_payload_changes_are_applied_and_nothing_pretend
     )
     .await;
     wait_for_status(&app, &ids[0], "success").await;
-    let record = store.mirror_record("job", "job-1").await.unwrap().unwrap();
+    let record = store.mirror_record(ACCOUNT, "job", "job-1").await.unwrap().unwrap();
     assert_eq!(record["status"], "Work Order");
     assert_eq!(record["edit_date"], "2024-03-01 10:00:01");
     let stats = app.manage_json("action=stats").await;
@@ -436,7 +440,11 @@ async fn a_failed_reconciliation_pass_is_tried_again_long_before_the_next_interv
     p.account.set_faults(Faults::default());
     let company = p.account.uuids(ObjectKind::Company)[0].clone();
     eventually("the retried pass to mirror the account", || async {
-        p.store.mirror_record("company", &company).await.unwrap().map(|_| ())
+        p.store
+            .mirror_record(ACCOUNT, "company", &company)
+            .await
+            .unwrap()
+            .map(|_| ())
     })
     .await;
 }
@@ -449,7 +457,7 @@ async fn reconciliation_queues_what_the_mirror_lacks_and_nothing_twice() {
     args.servicem8_base_url = p.account.base_url();
     let client = ServiceM8Client::from_args(&args, p.store.clone()).unwrap().unwrap();
 
-    let first = sync::reconcile(&p.store, &client, None).await.unwrap();
+    let first = sync::reconcile(&p.store, ACCOUNT, &client, None).await.unwrap();
     let queued: usize = first.iter().map(|r| r.queued).sum();
     let total: usize = ObjectKind::ALL.iter().map(|kind| p.account.uuids(*kind).len()).sum();
     assert_eq!(queued, total);
@@ -465,13 +473,13 @@ async fn reconciliation_queues_what_the_mirror_lacks_and_nothing_twice() {
         "listed records are not fetched again"
     );
 
-    let again = sync::reconcile(&p.store, &client, None).await.unwrap();
+    let again = sync::reconcile(&p.store, ACCOUNT, &client, None).await.unwrap();
     assert_eq!(again.iter().map(|r| r.queued).sum::<usize>(), 0);
 
     p.account
         .update_record(ObjectKind::Job, &job, json!({"status": "Completed"}))
         .unwrap();
-    let changed = sync::reconcile(&p.store, &client, None).await.unwrap();
+    let changed = sync::reconcile(&p.store, ACCOUNT, &client, None).await.unwrap();
     assert_eq!(changed.iter().map(|r| r.queued).sum::<usize>(), 1);
 }
 
@@ -521,7 +529,7 @@ async fn the_simulated_accounts_own_changes_flow_through_to_the_mirror() {
     let kind = change.kind;
     let mirrored = p
         .store
-        .mirror_record(kind.as_str(), &change.uuid)
+        .mirror_record(ACCOUNT, kind.as_str(), &change.uuid)
         .await
         .unwrap()
         .unwrap();

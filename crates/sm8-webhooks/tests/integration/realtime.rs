@@ -5,6 +5,7 @@ use crate::common::realtime_client::{
     admin_token, join_payload, portal_token, reason, spawn_relay, spawn_relay_with, token, Frame, RealtimeClient,
     Received, ANON_KEY, PUBLIC_TOPIC,
 };
+use crate::common::ACCOUNT;
 use crate::under_both_serializers;
 use serde_json::json;
 use server::realtime::auth::Role;
@@ -223,7 +224,7 @@ async fn a_portal_client_joins_only_the_jobs_of_its_company(vsn: &str) {
     let store = store::connect(&relay.app.database_url).await.unwrap();
     for (job_uuid, company_uuid) in [("job-of-co-1", "co-1"), ("job-of-co-2", "co-2")] {
         let record = json!({"uuid": job_uuid, "company_uuid": company_uuid, "edit_date": "2024-01-01 00:00:00"});
-        let row = MirrorRecord::from_record(object_spec("job").unwrap(), record).unwrap();
+        let row = MirrorRecord::from_record(ACCOUNT, object_spec("job").unwrap(), record).unwrap();
         store.upsert_mirror(&row, now_millis()).await.unwrap();
     }
     let mut client = relay.client(vsn).await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use server::processor::{Processor, ProcessorArgs};
 use server::secret::Secret;
-use server::servicem8::client::{ServiceM8Args, ServiceM8Client};
+use server::servicem8::client::ServiceM8Args;
 use server::store::{self, now_millis, AttemptTiming, Completion, Store};
 use servicem8_mock::{self as mock, MockConfig, ObjectKind};
 use tokio::sync::Notify;
@@ -44,7 +44,7 @@ async fn a_retry_is_attempted_when_it_falls_due_not_at_the_next_poll() {
     };
     store.finish_events(&claimed, &retry, &timing).await.unwrap();
 
-    let processor = idle_processor(&store, &account);
+    let processor = idle_processor(&store, &account).await;
     let shutdown = CancellationToken::new();
     let mut workers = processor.spawn(shutdown.clone()).await;
     let id = claimed[0].id.clone();
@@ -84,13 +84,13 @@ async fn the_next_due_time_skips_what_is_already_due() {
 }
 
 /// One worker that polls only every `POLL_MS` when idle.
-fn idle_processor(store: &Arc<dyn Store>, account: &mock::MockHandle) -> Arc<Processor> {
+async fn idle_processor(store: &Arc<dyn Store>, account: &mock::MockHandle) -> Arc<Processor> {
     let args = ServiceM8Args {
         servicem8_api_key: Some(Secret::new(account.api_key())),
         servicem8_base_url: account.base_url(),
         ..ServiceM8Args::default()
     };
-    let client = ServiceM8Client::from_args(&args, store.clone()).unwrap().map(Arc::new);
+    let accounts = crate::common::accounts_with(store.clone(), &args).await;
     let processor_args = ProcessorArgs {
         workers: 1,
         poll_interval_ms: POLL_MS,
@@ -100,7 +100,7 @@ fn idle_processor(store: &Arc<dyn Store>, account: &mock::MockHandle) -> Arc<Pro
     };
     Processor::new(
         store.clone(),
-        client,
+        accounts,
         server::updates::channel(),
         processor_args,
         Arc::new(Notify::new()),

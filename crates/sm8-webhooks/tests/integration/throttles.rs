@@ -1,38 +1,33 @@
-//! Guessing is limited per client address: sign-ins, wrong bearer tokens and portal links past their limits are
-//! answered 429 with Retry-After, and a client that sent too many wrong bearer tokens is refused even with the
-//! right one until the limit refills. One address holds at most its share of the relay's websockets.
+//! Guessing is limited per client address and, for sign-ins, per email: sign-ins, wrong bearer tokens and portal
+//! links past their limits are answered 429 with Retry-After, and a client that sent too many wrong bearer tokens
+//! is refused even with the right one until the limit refills. Every refused sign-in is audited. One address holds
+//! at most its share of the relay's websockets.
 
-use leptos::server_fn::ServerFn;
 use reqwest::header::RETRY_AFTER;
+use server::backend::SIGN_INS_PER_EMAIL_PER_MINUTE;
 use server::throttle::{BEARER_FAILURES_PER_MINUTE, PORTAL_LINKS_PER_MINUTE, SIGN_INS_PER_MINUTE};
 
 use std::time::Instant;
 
 use crate::common::realtime_client::{spawn_relay_with, RealtimeClient, ANON_KEY};
 use crate::common::receiver::PATIENCE;
-use crate::common::{spawn_app, TestApp, ADMIN_TOKEN};
+use crate::common::users::{ensure_user, store_of, try_sign_in, OWNER_EMAIL, PASSWORD};
+use crate::common::{spawn_app, ADMIN_TOKEN};
 
 fn retry_after(response: &reqwest::Response) -> u64 {
     response.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap()
 }
 
-async fn sign_in(app: &TestApp, token: &str) -> reqwest::Response {
-    app.client
-        .post(app.url(app::api::SignIn::PATH))
-        .header("sec-fetch-site", "same-origin")
-        .json(&serde_json::json!({ "admin_token": token }))
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn sign_ins_past_the_limit_are_refused_with_when_to_try_again() {
     let app = spawn_app().await;
-    for _ in 0..SIGN_INS_PER_MINUTE {
-        assert_eq!(sign_in(&app, "wrong").await.status(), 401);
+    ensure_user(&app, OWNER_EMAIL, true, &[]).await;
+    for attempt in 0..SIGN_INS_PER_MINUTE {
+        // A different email each time: the address's limit, not the email's.
+        let email = format!("guess-{attempt}@example.test");
+        assert_eq!(try_sign_in(&app, &email, "wrong password").await.status(), 401);
     }
-    let refused = sign_in(&app, ADMIN_TOKEN).await;
+    let refused = try_sign_in(&app, OWNER_EMAIL, PASSWORD).await;
     assert_eq!(refused.status(), 429);
     assert!((1..=60).contains(&retry_after(&refused)));
     let error: serde_json::Value = refused.json().await.unwrap();
@@ -40,6 +35,38 @@ async fn sign_ins_past_the_limit_are_refused_with_when_to_try_again() {
         error.to_string().contains("RateLimited"),
         "the dashboard's own error: {error}"
     );
+}
+
+#[tokio::test]
+async fn sign_ins_to_one_email_past_its_limit_are_refused_and_every_failure_is_audited() {
+    let app = spawn_app().await;
+    ensure_user(&app, OWNER_EMAIL, true, &[]).await;
+    for _ in 0..SIGN_INS_PER_EMAIL_PER_MINUTE {
+        assert_eq!(try_sign_in(&app, OWNER_EMAIL, "wrong password").await.status(), 401);
+    }
+    let refused = try_sign_in(&app, OWNER_EMAIL, PASSWORD).await;
+    assert_eq!(
+        refused.status(),
+        429,
+        "even the right password, until the limit refills"
+    );
+    assert!((1..=60).contains(&retry_after(&refused)));
+    let store = store_of(&app).await;
+    let audited = store
+        .audit_page(&server::store::directory::AuditQuery {
+            action: Some("sign_in".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = audited.iter().map(|line| line.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "failure").count(),
+        SIGN_INS_PER_EMAIL_PER_MINUTE as usize
+    );
+    assert_eq!(outcomes.iter().filter(|o| **o == "denied").count(), 1, "{outcomes:?}");
+    assert!(audited.iter().all(|line| line.target.as_deref() == Some(OWNER_EMAIL)));
 }
 
 #[tokio::test]

@@ -49,6 +49,23 @@ pub fn verify(app_secret: Option<&str>, token: &str) -> Result<Value, JwtError> 
         .map_err(|error| JwtError::Invalid(error.to_string()))
 }
 
+/// The ServiceM8 account a callback says it is for (`auth.accountUUID`), read before it is verified: it only
+/// chooses whose App Secret verifies it, so a forged claim finds no secret that accepts it.
+pub fn claimed_account_uuid(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims
+        .get("auth")?
+        .get("accountUUID")?
+        .as_str()
+        .filter(|uuid| !uuid.is_empty())
+        .map(str::to_owned)
+}
+
 /// The events of a verified callback received at `received_at` (unix milliseconds).
 pub fn events(claims: Value, received_at: i64) -> Result<Vec<ParsedEvent>, PayloadError> {
     let Value::Object(mut claims) = claims else {
@@ -98,6 +115,16 @@ mod tests {
             &EncodingKey::from_secret(secret.as_bytes()),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_claimed_account_is_read_without_verifying_and_only_when_there() {
+        let signed = token(Algorithm::HS256, "any secret", &claims());
+        assert_eq!(claimed_account_uuid(&signed), Some("acc-1".into()));
+        let without = token(Algorithm::HS256, "any secret", &json!({"eventArgs": {}}));
+        assert_eq!(claimed_account_uuid(&without), None);
+        assert_eq!(claimed_account_uuid("not.a.jwt"), None);
+        assert_eq!(claimed_account_uuid("garbage"), None);
     }
 
     #[test]

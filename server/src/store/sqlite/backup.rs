@@ -92,7 +92,7 @@ mod tests {
 
         let restored = store::connect(&format!("sqlite://{}", to.display())).await.unwrap();
         assert_eq!(
-            restored.stats().await.unwrap().total,
+            restored.stats("default").await.unwrap().total,
             50,
             "the snapshot, not what came after"
         );

@@ -115,7 +115,7 @@ mod tests {
         for finished in join_all(finishing).await {
             finished.unwrap();
         }
-        let by_status = store.stats().await.unwrap().by_status;
+        let by_status = store.stats("default").await.unwrap().by_status;
         assert_eq!(
             (by_status[&EventStatus::Success], by_status[&EventStatus::Skipped]),
             (18, 2)

@@ -146,7 +146,7 @@ impl Engine for SqliteStore {
     }
 
     /// Nothing to lock: the transaction holds the one writer.
-    async fn lock_api_budget(&self, _transaction: &mut SqliteConnection) -> Result<(), StoreError> {
+    async fn lock_api_budget(&self, _transaction: &mut SqliteConnection, _account: &str) -> Result<(), StoreError> {
         Ok(())
     }
 

@@ -20,16 +20,16 @@ pub(super) async fn claim_due_objects(
          SET status = 'processing', locked_until = ?2, attempts = attempts + 1, updated_at = ?1, claimed_by = ?4
          WHERE id IN (
              SELECT e.id FROM (
-                 SELECT DISTINCT object_type, object_uuid FROM (
-                     SELECT object_type, object_uuid FROM webhook_events q INDEXED BY webhook_events_due
+                 SELECT DISTINCT account, object_type, object_uuid FROM (
+                     SELECT account, object_type, object_uuid FROM webhook_events q INDEXED BY webhook_events_due
                      WHERE status = 'queued' AND next_attempt_at <= ?1
                        AND NOT EXISTS (
                            SELECT 1 FROM webhook_events p INDEXED BY webhook_events_in_flight
-                           WHERE p.object_type = q.object_type AND p.object_uuid = q.object_uuid
-                             AND p.status = 'processing')
+                           WHERE p.account = q.account AND p.object_type = q.object_type
+                             AND p.object_uuid = q.object_uuid AND p.status = 'processing')
                      ORDER BY next_attempt_at LIMIT ?3)) due
              CROSS JOIN webhook_events e INDEXED BY webhook_events_object
-             WHERE e.object_type = due.object_type AND e.object_uuid = due.object_uuid
+             WHERE e.account = due.account AND e.object_type = due.object_type AND e.object_uuid = due.object_uuid
                AND e.status = 'queued' AND e.next_attempt_at <= ?1
              LIMIT {MAX_CLAIMED_EVENTS})
          RETURNING {CLAIMED_COLUMNS}"

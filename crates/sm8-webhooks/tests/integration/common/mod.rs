@@ -3,6 +3,7 @@
 pub mod portal;
 pub mod realtime_client;
 pub mod receiver;
+pub mod users;
 
 use std::net::SocketAddr;
 
@@ -16,6 +17,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+/// The account everything of a test belongs to unless it says otherwise: the default one.
+pub const ACCOUNT: &str = server::store::DEFAULT_ACCOUNT;
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// A running server and what is needed to talk to it and to restart it on the same database.
@@ -33,8 +36,38 @@ pub fn serve_args(database_url: &str) -> ServeArgs {
     let mut args = ServeArgs::new("127.0.0.1:0".parse().unwrap(), database_url);
     args.ingest.webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
     args.admin_token = Some(Secret::new(ADMIN_TOKEN));
+    // Given, so that no test writes a key file anywhere (PostgreSQL's would go into the working directory).
+    args.accounts.secret_key = Some(Secret::new(SECRET_KEY));
     args
 }
+
+/// The accounts of `store` as a server would hold them, with the default account reaching ServiceM8 as `api`
+/// says: for tests that run a processor of their own.
+pub async fn accounts_with(
+    store: std::sync::Arc<dyn Store>,
+    api: &server::servicem8::client::ServiceM8Args,
+) -> std::sync::Arc<server::accounts::Accounts> {
+    let sealer = server::sealing::MasterKey::parse(SECRET_KEY).unwrap().sealer();
+    let accounts = server::accounts::Accounts::load(store, sealer, api.clone(), None)
+        .await
+        .unwrap();
+    let processor = server::processor::ProcessorArgs {
+        sync_interval_seconds: 0,
+        retention_days: 0,
+        ..Default::default()
+    };
+    let default = server::startup::default_account(
+        &server::ingest::IngestArgs::default(),
+        api,
+        &processor,
+        &server::accounts::AccountArgs::default(),
+    );
+    accounts.apply_default(&default).await.unwrap();
+    accounts
+}
+
+/// The master key of every test server's sealed secrets (32 bytes, base64).
+pub const SECRET_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE=";
 
 /// Starts a receive-only server (no workers, so events stay queued) on a fresh SQLite database.
 pub async fn spawn_app() -> TestApp {
@@ -109,20 +142,11 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
-    /// Signs in to the dashboard as its page does and returns the session cookie (`name=value`).
+    /// Signs in to the dashboard as an instance owner (created on first use), as its page does, and returns the
+    /// session cookie (`name=value`).
     pub async fn admin_session_cookie(&self) -> String {
-        use leptos::server_fn::ServerFn;
-        let signed_in = self
-            .client
-            .post(self.url(app::api::SignIn::PATH))
-            .header("sec-fetch-site", "same-origin")
-            .json(&serde_json::json!({ "admin_token": ADMIN_TOKEN }))
-            .send()
-            .await
-            .unwrap();
-        assert!(signed_in.status().is_success(), "{}", signed_in.status());
-        let cookie = signed_in.headers()[reqwest::header::SET_COOKIE].to_str().unwrap();
-        cookie.split(';').next().unwrap().to_owned()
+        users::ensure_user(self, users::OWNER_EMAIL, true, &[]).await;
+        users::sign_in(self, users::OWNER_EMAIL, users::PASSWORD).await
     }
 }
 
@@ -228,6 +252,7 @@ pub async fn release_expired(store: &dyn Store, now: i64, max_attempts: i32) -> 
 pub fn queued_event(object_type: &str, object_uuid: &str, received_at: i64) -> NewEvent {
     NewEvent {
         id: uuid::Uuid::now_v7(),
+        account: ACCOUNT.into(),
         dedup_key: format!("test:{object_uuid}:{}", uuid::Uuid::now_v7()),
         format: "seed".into(),
         object_type: object_type.into(),

@@ -2,7 +2,7 @@
 
 use reqwest::header::SET_COOKIE;
 use reqwest::redirect::Policy;
-use server::store::{self, now_millis};
+use server::store::{self, now_millis, CompanyOf};
 
 use super::TestApp;
 
@@ -11,10 +11,19 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(Policy::none()).build().unwrap()
 }
 
-/// Stores a one-time portal link for `company` in the app's database and returns its URL.
+/// Stores a one-time portal link for `company` of the default account in the app's database and returns its URL.
 pub async fn portal_link(app: &TestApp, company: &str) -> String {
+    portal_link_of(app, super::ACCOUNT, company).await
+}
+
+/// Stores a one-time portal link for `company` of `account` in the app's database and returns its URL.
+pub async fn portal_link_of(app: &TestApp, account: &str, company: &str) -> String {
     let store = store::connect(&app.database_url).await.unwrap();
-    let link = server::portal::create_link(store.as_ref(), company, 60_000, &app.url(""), now_millis())
+    let company = CompanyOf {
+        account: account.into(),
+        company_uuid: company.into(),
+    };
+    let link = server::portal::create_link(store.as_ref(), &company, 60_000, &app.url(""), now_millis())
         .await
         .unwrap();
     link.url

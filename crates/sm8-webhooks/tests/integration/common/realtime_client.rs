@@ -349,6 +349,7 @@ impl RelayApp {
 
 pub fn job_update(job_uuid: &str, company_uuid: &str, status: &str) -> PipelineUpdate {
     PipelineUpdate::Record(RecordUpdate {
+        account: super::ACCOUNT.into(),
         event_id: format!("ev-{status}"),
         object_type: "job".into(),
         object_uuid: job_uuid.into(),

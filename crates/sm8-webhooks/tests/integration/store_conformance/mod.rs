@@ -6,14 +6,17 @@ use std::sync::Arc;
 use app::model::{EventQuery, EventStatus};
 use app::objects::{JobLink, ATTACHMENT, JOB_ACTIVITY, OBJECTS};
 use server::store::{
-    self, now_millis, object_spec, AttemptTiming, BudgetLimits, Completion, Insertion, MirrorRecord, MirrorWrite,
-    NewEvent, ReceivedBody, Store,
+    self, now_millis, object_spec, AttemptTiming, BudgetLimits, CompanyOf, Completion, Insertion, MirrorRecord,
+    MirrorWrite, NewEvent, ReceivedBody, Store,
 };
 use tempfile::TempDir;
 
+mod accounts;
 mod queue;
 
 use crate::common::claim;
+use crate::common::ACCOUNT;
+use accounts::*;
 use queue::*;
 
 /// A fresh store and whatever must live as long as it.
@@ -43,6 +46,7 @@ async fn postgres() -> Fresh {
 fn event(object_uuid: &str, dedup_key: &str, received_at: i64) -> NewEvent {
     NewEvent {
         id: uuid::Uuid::now_v7(),
+        account: ACCOUNT.into(),
         dedup_key: dedup_key.into(),
         format: "seed".into(),
         object_type: "job".into(),
@@ -64,7 +68,7 @@ async fn an_inserted_event_is_listed_as_queued(store: Arc<dyn Store>) {
     let new = event("job-1", "k1", now_millis());
     let inserted = store.insert_events(std::slice::from_ref(&new)).await.unwrap();
     assert_eq!(inserted, vec![Insertion::Stored(new.id)]);
-    let listed = store.list_events(&EventQuery::default()).await.unwrap().events;
+    let listed = store.list_events(ACCOUNT, &EventQuery::default()).await.unwrap().events;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, new.id.to_string());
     assert_eq!(listed[0].status, EventStatus::Queued);
@@ -81,7 +85,7 @@ async fn a_repeated_dedup_key_is_a_duplicate_of_the_first_event(store: Arc<dyn S
         inserted,
         vec![Insertion::Duplicate(first.id), Insertion::Duplicate(first.id)]
     );
-    assert_eq!(store.stats().await.unwrap().total, 1);
+    assert_eq!(store.stats(ACCOUNT).await.unwrap().total, 1);
 }
 
 async fn a_delivery_larger_than_one_statement_is_stored_whole_with_its_own_repeats_as_duplicates(
@@ -101,11 +105,11 @@ async fn a_delivery_larger_than_one_statement_is_stored_whole_with_its_own_repea
             assert_eq!(*insertion, Insertion::Duplicate(first_with_key.id));
         }
     }
-    assert_eq!(store.stats().await.unwrap().total, 2_000);
+    assert_eq!(store.stats(ACCOUNT).await.unwrap().total, 2_000);
 }
 
 async fn stats_count_by_status_and_object_type(store: Arc<dyn Store>) {
-    let empty = store.stats().await.unwrap();
+    let empty = store.stats(ACCOUNT).await.unwrap();
     assert_eq!(empty.total, 0);
     assert_eq!(empty.last_received_at, None);
     let mut company = event("co-1", "k3", 3_000);
@@ -114,7 +118,7 @@ async fn stats_count_by_status_and_object_type(store: Arc<dyn Store>) {
         .insert_events(&[event("job-1", "k1", 1_000), event("job-2", "k2", 2_000), company])
         .await
         .unwrap();
-    let stats = store.stats().await.unwrap();
+    let stats = store.stats(ACCOUNT).await.unwrap();
     assert_eq!(stats.total, 3);
     assert_eq!(stats.count(EventStatus::Queued), 3);
     assert_eq!(stats.by_object_type.get("job"), Some(&2));
@@ -132,10 +136,13 @@ async fn events_list_newest_first_within_the_limit_and_status(store: Arc<dyn Sto
         .await
         .unwrap();
     let two = store
-        .list_events(&EventQuery {
-            limit: Some(2),
-            ..EventQuery::default()
-        })
+        .list_events(
+            ACCOUNT,
+            &EventQuery {
+                limit: Some(2),
+                ..EventQuery::default()
+            },
+        )
         .await
         .unwrap()
         .events;
@@ -145,12 +152,12 @@ async fn events_list_newest_first_within_the_limit_and_status(store: Arc<dyn Sto
         status: Some(EventStatus::Queued),
         ..EventQuery::default()
     };
-    assert_eq!(store.list_events(&queued).await.unwrap().events.len(), 3);
+    assert_eq!(store.list_events(ACCOUNT, &queued).await.unwrap().events.len(), 3);
     let failed = EventQuery {
         status: Some(EventStatus::Failed),
         ..EventQuery::default()
     };
-    assert!(store.list_events(&failed).await.unwrap().events.is_empty());
+    assert!(store.list_events(ACCOUNT, &failed).await.unwrap().events.is_empty());
 }
 
 async fn a_setting_keeps_its_first_value(store: Arc<dyn Store>) {
@@ -158,27 +165,22 @@ async fn a_setting_keeps_its_first_value(store: Arc<dyn Store>) {
     assert_eq!(store.setting_or_insert("admin_token", "second").await.unwrap(), "first");
 }
 
-async fn sessions_expire_and_end_when_deleted(store: Arc<dyn Store>) {
-    let now = now_millis();
-    store.create_session("live", now + 60_000).await.unwrap();
-    store.create_session("expired", now - 1).await.unwrap();
-    assert!(store.session_is_active("live", now).await.unwrap());
-    assert!(!store.session_is_active("expired", now).await.unwrap());
-    assert!(!store.session_is_active("unknown", now).await.unwrap());
-    store.delete_session("live").await.unwrap();
-    assert!(!store.session_is_active("live", now).await.unwrap());
-}
-
 async fn the_database_answers_a_ping(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
 
 async fn sync_watermarks_only_move_forward(store: Arc<dyn Store>) {
-    assert_eq!(store.sync_watermark("job").await.unwrap(), None);
-    store.set_sync_watermark("job", "2024-01-02 00:00:00", 1).await.unwrap();
-    store.set_sync_watermark("job", "2024-01-01 00:00:00", 2).await.unwrap();
+    assert_eq!(store.sync_watermark(ACCOUNT, "job").await.unwrap(), None);
+    store
+        .set_sync_watermark(ACCOUNT, "job", "2024-01-02 00:00:00", 1)
+        .await
+        .unwrap();
+    store
+        .set_sync_watermark(ACCOUNT, "job", "2024-01-01 00:00:00", 2)
+        .await
+        .unwrap();
     assert_eq!(
-        store.sync_watermark("job").await.unwrap().as_deref(),
+        store.sync_watermark(ACCOUNT, "job").await.unwrap().as_deref(),
         Some("2024-01-02 00:00:00")
     );
 }
@@ -204,20 +206,23 @@ async fn events_filter_by_type_and_search_and_page_by_cursor(store: Arc<dyn Stor
         ..EventQuery::default()
     };
     assert_eq!(
-        uuids(&store.list_events(&jobs).await.unwrap()),
+        uuids(&store.list_events(ACCOUNT, &jobs).await.unwrap()),
         ["job-abc-2", "job-xyz", "job-abc-1"]
     );
     let created_only = EventQuery {
         event_type: Some("created".into()),
         ..EventQuery::default()
     };
-    assert_eq!(uuids(&store.list_events(&created_only).await.unwrap()), ["job-abc-1"]);
+    assert_eq!(
+        uuids(&store.list_events(ACCOUNT, &created_only).await.unwrap()),
+        ["job-abc-1"]
+    );
     let search = EventQuery {
         search: Some("ABC".into()),
         ..EventQuery::default()
     };
     assert_eq!(
-        uuids(&store.list_events(&search).await.unwrap()),
+        uuids(&store.list_events(ACCOUNT, &search).await.unwrap()),
         ["job-abc-2", "job-abc-1", "Co-ABC"]
     );
     let literal = EventQuery {
@@ -225,7 +230,7 @@ async fn events_filter_by_type_and_search_and_page_by_cursor(store: Arc<dyn Stor
         ..EventQuery::default()
     };
     assert!(
-        store.list_events(&literal).await.unwrap().events.is_empty(),
+        store.list_events(ACCOUNT, &literal).await.unwrap().events.is_empty(),
         "wildcards match literally"
     );
     let window = EventQuery {
@@ -234,15 +239,18 @@ async fn events_filter_by_type_and_search_and_page_by_cursor(store: Arc<dyn Stor
         ..EventQuery::default()
     };
     assert_eq!(
-        uuids(&store.list_events(&window).await.unwrap()),
+        uuids(&store.list_events(ACCOUNT, &window).await.unwrap()),
         ["job-xyz", "job-abc-1"]
     );
 
     let first = store
-        .list_events(&EventQuery {
-            limit: Some(3),
-            ..EventQuery::default()
-        })
+        .list_events(
+            ACCOUNT,
+            &EventQuery {
+                limit: Some(3),
+                ..EventQuery::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(uuids(&first), ["job-abc-2", "job-xyz", "job-abc-1"]);
@@ -251,20 +259,20 @@ async fn events_filter_by_type_and_search_and_page_by_cursor(store: Arc<dyn Stor
         cursor: first.next_cursor.clone(),
         ..EventQuery::default()
     };
-    let second = store.list_events(&next).await.unwrap();
+    let second = store.list_events(ACCOUNT, &next).await.unwrap();
     assert_eq!(uuids(&second), ["Co-ABC"]);
     assert_eq!(second.next_cursor, None);
     let by_id = EventQuery {
         search: Some(first.events[0].id.clone()),
         ..EventQuery::default()
     };
-    assert_eq!(uuids(&store.list_events(&by_id).await.unwrap()), ["job-abc-2"]);
+    assert_eq!(uuids(&store.list_events(ACCOUNT, &by_id).await.unwrap()), ["job-abc-2"]);
 }
 
 async fn an_event_record_holds_every_column(store: Arc<dyn Store>) {
     let new = event("job-1", "k1", 1_000);
     store.insert_events(std::slice::from_ref(&new)).await.unwrap();
-    let record = store.event_record(&new.id.to_string()).await.unwrap().unwrap();
+    let record = store.event_record(ACCOUNT, &new.id.to_string()).await.unwrap().unwrap();
     assert_eq!(record.raw_body.as_ref(), Some(&new.body.raw_body));
     assert_eq!(record.headers.as_ref(), Some(&new.body.headers));
     assert_eq!(record.changes, new.changes);
@@ -272,7 +280,7 @@ async fn an_event_record_holds_every_column(store: Arc<dyn Store>) {
         (record.format.as_str(), record.verification.as_str()),
         ("seed", "hmac-sha256")
     );
-    assert!(store.event_record("missing").await.unwrap().is_none());
+    assert!(store.event_record(ACCOUNT, "missing").await.unwrap().is_none());
 }
 
 async fn health_and_throughput_describe_the_last_hour(store: Arc<dyn Store>) {
@@ -295,16 +303,16 @@ async fn health_and_throughput_describe_the_last_hour(store: Arc<dyn Store>) {
         per_minute: 180,
         per_day: 20_000,
     };
-    store.take_api_budget(now, limits).await.unwrap();
+    store.take_api_budget(ACCOUNT, now, limits).await.unwrap();
 
-    let health = store.pipeline_health(now, limits).await.unwrap();
+    let health = store.pipeline_health(ACCOUNT, now, limits).await.unwrap();
     assert_eq!(health.queue_depth, 1);
     assert_eq!(health.oldest_queued_seconds, Some(4));
     assert_eq!(health.success_rate, Some(1.0));
     assert!(health.mean_processing_ms.unwrap() >= 4_000.0);
     assert_eq!((health.api_budget.minute_used, health.api_budget.day_used), (1, 1));
 
-    let buckets = store.minute_buckets(now - 59 * 60_000, now).await.unwrap();
+    let buckets = store.minute_buckets(ACCOUNT, now - 59 * 60_000, now).await.unwrap();
     assert_eq!(buckets.len(), 60);
     assert_eq!(buckets.iter().map(|b| b.received).sum::<i64>(), 2);
     assert_eq!(buckets.iter().map(|b| b.succeeded).sum::<i64>(), 1);
@@ -325,7 +333,7 @@ async fn every_registered_object_type_is_mirrored_in_its_table_and_found_under_i
             }
             JobLink::Itself | JobLink::None => {}
         }
-        let row = MirrorRecord::from_record(spec, record.clone()).unwrap();
+        let row = MirrorRecord::from_record(ACCOUNT, spec, record.clone()).unwrap();
         assert_eq!(row.key_values().len(), spec.key_columns.len());
         assert_eq!(
             store.upsert_mirror(&row, 1).await.unwrap(),
@@ -333,16 +341,16 @@ async fn every_registered_object_type_is_mirrored_in_its_table_and_found_under_i
             "{}",
             spec.table
         );
-        let stored = store.mirror_record(spec.object_type, &row.uuid).await.unwrap();
+        let stored = store.mirror_record(ACCOUNT, spec.object_type, &row.uuid).await.unwrap();
         assert_eq!(stored, Some(record), "{}", spec.table);
-        let children = store.job_children(spec, "job-1").await.unwrap();
+        let children = store.job_children(ACCOUNT, spec, "job-1").await.unwrap();
         assert_eq!(children.len(), usize::from(spec.is_job_child()), "{}", spec.table);
     }
 }
 
 async fn a_company_sees_its_active_jobs_and_their_records(store: Arc<dyn Store>) {
     let mirror = |object: &str, record: serde_json::Value| {
-        MirrorRecord::from_record(object_spec(object).unwrap(), record).unwrap()
+        MirrorRecord::from_record(ACCOUNT, object_spec(object).unwrap(), record).unwrap()
     };
     for record in [
         mirror(
@@ -368,23 +376,37 @@ async fn a_company_sees_its_active_jobs_and_their_records(store: Arc<dyn Store>)
     ] {
         store.upsert_mirror(&record, 1).await.unwrap();
     }
-    let jobs = store.company_jobs("c1").await.unwrap();
+    let jobs = store.company_jobs(ACCOUNT, "c1").await.unwrap();
     assert_eq!(
         jobs.iter().map(|j| j["uuid"].as_str().unwrap()).collect::<Vec<_>>(),
         ["j1"]
     );
-    assert_eq!(store.job_children(&JOB_ACTIVITY, "j1").await.unwrap()[0]["uuid"], "a1");
-    assert_eq!(store.job_children(&ATTACHMENT, "j1").await.unwrap()[0]["uuid"], "f1");
-    assert!(store.job_children(&JOB_ACTIVITY, "j3").await.unwrap().is_empty());
+    assert_eq!(
+        store.job_children(ACCOUNT, &JOB_ACTIVITY, "j1").await.unwrap()[0]["uuid"],
+        "a1"
+    );
+    assert_eq!(
+        store.job_children(ACCOUNT, &ATTACHMENT, "j1").await.unwrap()[0]["uuid"],
+        "f1"
+    );
+    assert!(store
+        .job_children(ACCOUNT, &JOB_ACTIVITY, "j3")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn a_portal_link_opens_one_session_once(store: Arc<dyn Store>) {
     let now = now_millis();
-    store.create_portal_link("link", "c1", now + 60_000).await.unwrap();
-    store.create_portal_link("stale", "c1", now - 1).await.unwrap();
+    let company = CompanyOf {
+        account: "acme".into(),
+        company_uuid: "c1".into(),
+    };
+    store.create_portal_link("link", &company, now + 60_000).await.unwrap();
+    store.create_portal_link("stale", &company, now - 1).await.unwrap();
     assert_eq!(
-        store.redeem_portal_link("link", now).await.unwrap().as_deref(),
-        Some("c1")
+        store.redeem_portal_link("link", now).await.unwrap(),
+        Some(company.clone())
     );
     assert_eq!(
         store.redeem_portal_link("link", now).await.unwrap(),
@@ -393,12 +415,13 @@ async fn a_portal_link_opens_one_session_once(store: Arc<dyn Store>) {
     );
     assert_eq!(store.redeem_portal_link("stale", now).await.unwrap(), None);
     store
-        .create_portal_session("session", "c1", now + 60_000)
+        .create_portal_session("session", &company, now + 60_000)
         .await
         .unwrap();
     assert_eq!(
-        store.portal_session_company("session", now).await.unwrap().as_deref(),
-        Some("c1")
+        store.portal_session_company("session", now).await.unwrap(),
+        Some(company),
+        "the session opens the company of its account"
     );
     store.delete_portal_session("session").await.unwrap();
     assert_eq!(store.portal_session_company("session", now).await.unwrap(), None);
@@ -435,7 +458,6 @@ conformance!(
     stats_count_by_status_and_object_type,
     events_list_newest_first_within_the_limit_and_status,
     a_setting_keeps_its_first_value,
-    sessions_expire_and_end_when_deleted,
     the_database_answers_a_ping,
     claiming_takes_every_due_event_of_one_object_once,
     one_claim_takes_several_objects_oldest_first_each_with_all_its_due_events,
@@ -457,4 +479,9 @@ conformance!(
     a_company_sees_its_active_jobs_and_their_records,
     every_registered_object_type_is_mirrored_in_its_table_and_found_under_its_job,
     a_portal_link_opens_one_session_once,
+    no_query_of_one_account_returns_anothers_rows,
+    accounts_are_stored_updated_and_versioned,
+    users_hold_roles_tokens_and_sessions_and_leave_nothing_behind,
+    invitations_and_oauth_states_are_used_once_before_they_expire,
+    the_audit_log_pages_newest_first_by_account_and_filter,
 );

@@ -10,6 +10,7 @@ use server::store::{
 };
 
 use super::event;
+use crate::common::ACCOUNT;
 use crate::common::{claim, release_expired};
 
 pub(super) async fn claiming_takes_every_due_event_of_one_object_once(store: Arc<dyn Store>) {
@@ -54,14 +55,14 @@ pub(super) async fn an_interrupted_claim_is_recorded_then_queued_again_or_failed
         "the lease still holds"
     );
     assert_eq!(release_expired(store.as_ref(), now + 11, 2).await, 1);
-    let record = store.event_record(&id).await.unwrap().unwrap();
+    let record = store.event_record(ACCOUNT, &id).await.unwrap().unwrap();
     assert_eq!((record.status.as_str(), record.attempts), ("queued", 1));
     assert_eq!(record.next_attempt_at, now + 11, "due at once");
 
     // The second and last allowed attempt is interrupted too: the event fails, nothing claims it again.
     assert_eq!(claim(store.as_ref(), now + 11, now + 20, 1).await.len(), 1);
     assert_eq!(release_expired(store.as_ref(), now + 21, 2).await, 1);
-    let record = store.event_record(&id).await.unwrap().unwrap();
+    let record = store.event_record(ACCOUNT, &id).await.unwrap().unwrap();
     assert_eq!((record.status.as_str(), record.attempts), ("failed", 2));
     let reason = record.last_error.unwrap_or_default();
     assert!(
@@ -106,8 +107,8 @@ pub(super) async fn a_starting_node_releases_its_own_claims_and_no_one_elses(sto
     };
     assert_eq!(store.release_claims(&release("node-a")).await.unwrap(), 1);
     assert_eq!(store.release_claims(&release("node-a")).await.unwrap(), 0, "once");
-    let mine = store.event_record(&mine[0].id).await.unwrap().unwrap();
-    let theirs = store.event_record(&theirs[0].id).await.unwrap().unwrap();
+    let mine = store.event_record(ACCOUNT, &mine[0].id).await.unwrap().unwrap();
+    let theirs = store.event_record(ACCOUNT, &theirs[0].id).await.unwrap().unwrap();
     assert_eq!((mine.status.as_str(), theirs.status.as_str()), ("queued", "processing"));
 }
 
@@ -167,7 +168,10 @@ pub(super) async fn a_lease_is_renewed_only_by_its_holder(store: Arc<dyn Store>)
         .unwrap();
     let claimed = claim(store.as_ref(), now, now + 10, 3).await;
     assert_eq!(claimed.len(), 3);
-    let renewed = store.renew_lease("job", "job-1", now + 10, now + 500).await.unwrap();
+    let renewed = store
+        .renew_lease(ACCOUNT, "job", "job-1", now + 10, now + 500)
+        .await
+        .unwrap();
     assert_eq!(renewed, 2, "both events of the object, not the other object's");
     assert_eq!(
         release_expired(store.as_ref(), now + 100, 4).await,
@@ -182,7 +186,10 @@ pub(super) async fn a_lease_is_renewed_only_by_its_holder(store: Arc<dyn Store>)
         "the renewed object stays in flight"
     );
     assert_eq!(
-        store.renew_lease("job", "job-1", now + 10, now + 900).await.unwrap(),
+        store
+            .renew_lease(ACCOUNT, "job", "job-1", now + 10, now + 900)
+            .await
+            .unwrap(),
         0,
         "the old lease no longer holds"
     );
@@ -228,7 +235,7 @@ pub(super) async fn a_finish_of_more_events_than_one_statement_takes_records_eac
         .await
         .unwrap();
     assert_eq!(finished, 1_200);
-    assert_eq!(store.stats().await.unwrap().count(EventStatus::Success), 1_200);
+    assert_eq!(store.stats(ACCOUNT).await.unwrap().count(EventStatus::Success), 1_200);
     for event in [&claimed[0], &claimed[1_199]] {
         let attempts = store.event_attempts(&event.id).await.unwrap();
         assert_eq!(attempts.len(), 1);
@@ -253,7 +260,7 @@ pub(super) async fn finishing_records_the_attempt_and_ignores_lost_leases(store:
         error: "boom".into(),
     };
     store.finish_events(&claimed, &retry, &timing).await.unwrap();
-    let listed = store.list_events(&EventQuery::default()).await.unwrap().events;
+    let listed = store.list_events(ACCOUNT, &EventQuery::default()).await.unwrap().events;
     assert_eq!(
         (listed[0].status, listed[0].last_error.as_deref()),
         (EventStatus::Queued, Some("boom"))
@@ -275,7 +282,7 @@ pub(super) async fn finishing_records_the_attempt_and_ignores_lost_leases(store:
         .await
         .unwrap();
     assert_eq!(finished, 1);
-    let listed = store.list_events(&EventQuery::default()).await.unwrap().events;
+    let listed = store.list_events(ACCOUNT, &EventQuery::default()).await.unwrap().events;
     assert_eq!((listed[0].status, listed[0].attempts), (EventStatus::Success, 2));
     let attempts = store.event_attempts(&listed[0].id).await.unwrap();
     let outcomes: Vec<_> = attempts
@@ -298,7 +305,7 @@ pub(super) async fn a_postponed_event_gets_its_attempt_back_and_keeps_its_place(
     store.finish_events(&claimed, &postponed, &timing).await.unwrap();
     // A newer event arrives meanwhile; the postponed one still comes first.
     store.insert_events(&[event("job-2", "k2", now + 1)]).await.unwrap();
-    let record = store.event_record(&claimed[0].id).await.unwrap().unwrap();
+    let record = store.event_record(ACCOUNT, &claimed[0].id).await.unwrap().unwrap();
     assert_eq!((record.status.as_str(), record.attempts), ("queued", 0));
     assert_eq!(record.next_attempt_at, now - 5, "due as before");
     let next = claim(store.as_ref(), now + 2, now + 20, 1).await;
@@ -323,21 +330,24 @@ pub(super) async fn failed_events_can_be_retried_one_or_all(store: Arc<dyn Store
             .await
             .unwrap();
     }
-    let events = store.list_events(&EventQuery::default()).await.unwrap().events;
+    let events = store.list_events(ACCOUNT, &EventQuery::default()).await.unwrap().events;
     assert_eq!(
-        store.retry_event(&events[0].id, now).await.unwrap(),
+        store.retry_event(ACCOUNT, &events[0].id, now).await.unwrap(),
         RetryOutcome::Requeued
     );
     assert_eq!(
-        store.retry_event(&events[0].id, now).await.unwrap(),
+        store.retry_event(ACCOUNT, &events[0].id, now).await.unwrap(),
         RetryOutcome::NotRetryable(EventStatus::Queued)
     );
-    assert_eq!(store.retry_event("unknown", now).await.unwrap(), RetryOutcome::NotFound);
-    assert_eq!(store.retry_failed_events(now, true).await.unwrap(), 1);
-    assert_eq!(store.retry_failed_events(now, false).await.unwrap(), 1);
-    assert_eq!(store.stats().await.unwrap().count(EventStatus::Queued), 2);
     assert_eq!(
-        store.delete_finished_events_before(now + 1).await.unwrap(),
+        store.retry_event(ACCOUNT, "unknown", now).await.unwrap(),
+        RetryOutcome::NotFound
+    );
+    assert_eq!(store.retry_failed_events(ACCOUNT, now, true).await.unwrap(), 1);
+    assert_eq!(store.retry_failed_events(ACCOUNT, now, false).await.unwrap(), 1);
+    assert_eq!(store.stats(ACCOUNT).await.unwrap().count(EventStatus::Queued), 2);
+    assert_eq!(
+        store.delete_finished_events_before(ACCOUNT, now + 1).await.unwrap(),
         0,
         "queued events are kept"
     );
@@ -346,8 +356,7 @@ pub(super) async fn failed_events_can_be_retried_one_or_all(store: Arc<dyn Store
 pub(super) async fn a_mirrored_record_is_only_replaced_by_one_at_least_as_new(store: Arc<dyn Store>) {
     let table = object_spec("job").unwrap();
     let record = |status: &str, edit_date: &str| {
-        MirrorRecord::from_record(
-            table,
+        MirrorRecord::from_record(ACCOUNT, table,
             serde_json::json!({"uuid": "j1", "company_uuid": "c1", "status": status, "edit_date": edit_date, "active": 1}),
         )
         .unwrap()
@@ -373,11 +382,11 @@ pub(super) async fn a_mirrored_record_is_only_replaced_by_one_at_least_as_new(st
             .unwrap(),
         MirrorWrite::Applied
     );
-    let stored = store.mirror_record("job", "j1").await.unwrap().unwrap();
+    let stored = store.mirror_record(ACCOUNT, "job", "j1").await.unwrap().unwrap();
     assert_eq!(stored["status"], "Same");
-    assert_eq!(store.job_company("j1").await.unwrap().as_deref(), Some("c1"));
-    assert_eq!(store.mirror_record("job", "nope").await.unwrap(), None);
-    assert_eq!(store.mirror_record("widget", "j1").await.unwrap(), None);
+    assert_eq!(store.job_company(ACCOUNT, "j1").await.unwrap().as_deref(), Some("c1"));
+    assert_eq!(store.mirror_record(ACCOUNT, "job", "nope").await.unwrap(), None);
+    assert_eq!(store.mirror_record(ACCOUNT, "widget", "j1").await.unwrap(), None);
 }
 
 pub(super) async fn the_api_budget_holds_in_any_rolling_minute_and_per_day(store: Arc<dyn Store>) {
@@ -387,7 +396,7 @@ pub(super) async fn the_api_budget_holds_in_any_rolling_minute_and_per_day(store
     };
     let take = |at: i64| {
         let store = store.clone();
-        async move { store.take_api_budget(at, limits).await.unwrap() }
+        async move { store.take_api_budget(ACCOUNT, at, limits).await.unwrap() }
     };
     // Two requests late in one clock minute: none more until the first is a minute old, even in the next minute.
     let start = 60_000 * 1_000_000 + 59_000;
@@ -413,15 +422,15 @@ pub(super) async fn a_pause_after_a_429_holds_every_request_until_it_ends(store:
         per_day: 1_000,
     };
     let now = 60_000 * 2_000_000;
-    store.pause_api_budget(now + 2_000).await.unwrap();
-    store.pause_api_budget(now + 1_000).await.unwrap();
+    store.pause_api_budget(ACCOUNT, now + 2_000).await.unwrap();
+    store.pause_api_budget(ACCOUNT, now + 1_000).await.unwrap();
     assert_eq!(
-        store.take_api_budget(now, limits).await.unwrap(),
+        store.take_api_budget(ACCOUNT, now, limits).await.unwrap(),
         BudgetGrant::Exhausted { retry_at: now + 2_000 },
         "the longer pause stands"
     );
     assert_eq!(
-        store.take_api_budget(now + 2_000, limits).await.unwrap(),
+        store.take_api_budget(ACCOUNT, now + 2_000, limits).await.unwrap(),
         BudgetGrant::Granted
     );
 }

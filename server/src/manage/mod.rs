@@ -1,0 +1,213 @@
+//! The management API, `/api/webhooks/management`: `Authorization: Bearer` with the instance's `ADMIN_TOKEN` or a
+//! personal API token, or a dashboard session. `?account=` names the account (default: the token's own, the
+//! session's chosen one, or `default` for `ADMIN_TOKEN`); the role each action needs is checked by the backend,
+//! which the dashboard's server functions share. Reads are `GET ?action=…` (here); changes are `POST {"action": …}`
+//! (`actions.rs`).
+
+mod actions;
+
+use app::access::Access;
+use app::api::DashboardBackend;
+use app::directory::api::DirectoryBackend;
+use app::directory::model::AuditFilter;
+use app::model::{EventQuery, EventStatus};
+use app::session::SessionCookie;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::backend::Caller;
+use crate::error::{bad_request, ApiError};
+use crate::state::AppState;
+use crate::throttle::client_address;
+
+/// The largest management request body: an action is a few fields.
+pub const MAX_ACTION_BYTES: usize = 64 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/webhooks/management", get(query_management).post(actions::act))
+        .layer(DefaultBodyLimit::max(MAX_ACTION_BYTES))
+}
+
+/// The caller's access to the account the request names; take it as a handler argument to require one.
+pub struct Authorized(pub Access);
+
+#[derive(Deserialize)]
+struct AccountParameter {
+    account: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let account = Query::<AccountParameter>::try_from_uri(&parts.uri)
+            .ok()
+            .and_then(|Query(parameter)| parameter.account)
+            .filter(|account| !account.trim().is_empty());
+        let client = client_address(&parts.extensions);
+        let address = client.map(|client| client.to_string());
+        if let Some(authorization) = parts.headers.get(AUTHORIZATION) {
+            // A client that sent too many wrong tokens is refused whatever it sends now.
+            if let Some(client) = client {
+                state
+                    .throttles
+                    .bearer_tokens
+                    .admit(client)
+                    .map_err(ApiError::TooManyRequests)?;
+            }
+            let token = authorization
+                .to_str()
+                .ok()
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <token>".into()))?;
+            let caller = Caller::Bearer(token.trim().to_owned());
+            return match state.backend.access_for(&caller, account.as_deref(), address).await {
+                Ok(access) => Ok(Authorized(access)),
+                Err(app::error::AppError::InvalidAdminToken) => {
+                    if let Some(client) = client {
+                        state
+                            .throttles
+                            .bearer_tokens
+                            .failed(client)
+                            .map_err(ApiError::TooManyRequests)?;
+                    }
+                    Err(ApiError::Unauthorized("invalid token".into()))
+                }
+                Err(error) => Err(error.into()),
+            };
+        }
+        if let Some(session) = SessionCookie::Admin.value_in(&parts.headers) {
+            let chosen = account.or_else(|| SessionCookie::Account.value_in(&parts.headers).map(str::to_owned));
+            let caller = Caller::Session(session.to_owned());
+            let access = state.backend.access_for(&caller, chosen.as_deref(), address).await?;
+            return Ok(Authorized(access));
+        }
+        Err(ApiError::Unauthorized(
+            "authentication required: send Authorization: Bearer <ADMIN_TOKEN or API token>".into(),
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ManagementQuery {
+    action: Option<String>,
+    status: Option<String>,
+    object_type: Option<String>,
+    event_type: Option<String>,
+    /// Part of an object uuid, or an event id.
+    #[serde(alias = "uuid")]
+    search: Option<String>,
+    /// RFC 3339: received (or audited) at or after.
+    from: Option<String>,
+    /// RFC 3339: received (or audited) before.
+    to: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+    /// The event of `action=event`.
+    #[serde(alias = "eventId")]
+    id: Option<String>,
+    /// `action=audit`: the action, actor and outcome to show.
+    #[serde(rename = "auditAction", alias = "audit_action")]
+    audit_action: Option<String>,
+    actor: Option<String>,
+    outcome: Option<String>,
+}
+
+const ACTIONS: &str = "stats, health, throughput, events, event, audit, accounts, account, members, tokens or \
+     subscriptions";
+
+/// `?action=stats`, `?action=events&status=...&limit=...`, `?action=audit`, ...
+async fn query_management(
+    Authorized(access): Authorized,
+    State(state): State<AppState>,
+    query: Result<Query<ManagementQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(bad_request)?;
+    let backend = state.backend.as_ref();
+    let answer = match query.action.as_deref() {
+        Some("stats") => json!(DashboardBackend::stats(backend, &access).await?),
+        Some("health") => json!(backend.pipeline_health(&access).await?),
+        Some("throughput") => json!({ "minutes": backend.minute_buckets(&access).await? }),
+        Some("events") => json!(DashboardBackend::list_events(backend, &access, event_query(&query)?).await?),
+        Some("event") => {
+            let id = query
+                .id
+                .as_deref()
+                .ok_or_else(|| ApiError::BadRequest("action=event needs id".into()))?;
+            json!(backend.event_detail(&access, id).await?)
+        }
+        Some("audit") => json!(backend.audit(&access, audit_filter(&query)?).await?),
+        Some("accounts") => json!({ "accounts": backend.accounts_overview(&access).await? }),
+        Some("account") => json!(backend.account(&access).await?),
+        Some("members") => json!({ "members": backend.members(&access).await? }),
+        Some("tokens") => json!({ "tokens": backend.tokens(&access).await? }),
+        Some("subscriptions") => json!({ "subscriptions": backend.subscriptions(&access).await? }),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown action {other:?}: expected {ACTIONS}"
+            )))
+        }
+        None => return Err(ApiError::BadRequest(format!("missing action: expected {ACTIONS}"))),
+    };
+    Ok(Json(answer))
+}
+
+fn event_query(query: &ManagementQuery) -> Result<EventQuery, ApiError> {
+    let status = match query.status.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some(name) => Some(name.parse::<EventStatus>().map_err(bad_request)?),
+    };
+    let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+    Ok(EventQuery {
+        status,
+        object_type: non_empty(&query.object_type).map(|t| crate::ingest::payload::canonical_object_type(&t)),
+        event_type: non_empty(&query.event_type),
+        search: non_empty(&query.search),
+        received_from: time_param("from", &query.from)?,
+        received_to: time_param("to", &query.to)?,
+        cursor: non_empty(&query.cursor),
+        limit: limit_param(&query.limit)?,
+    })
+}
+
+fn audit_filter(query: &ManagementQuery) -> Result<AuditFilter, ApiError> {
+    time_param("from", &query.from)?;
+    time_param("to", &query.to)?;
+    let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+    Ok(AuditFilter {
+        action: non_empty(&query.audit_action),
+        actor: non_empty(&query.actor),
+        outcome: non_empty(&query.outcome),
+        from: non_empty(&query.from),
+        to: non_empty(&query.to),
+        cursor: non_empty(&query.cursor),
+        limit: limit_param(&query.limit)?,
+    })
+}
+
+fn limit_param(limit: &Option<String>) -> Result<Option<u32>, ApiError> {
+    match limit.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => text
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| ApiError::BadRequest(format!("limit must be a positive number, not {text:?}"))),
+    }
+}
+
+/// An RFC 3339 (or ServiceM8 date) query parameter as unix milliseconds.
+fn time_param(name: &str, value: &Option<String>) -> Result<Option<i64>, ApiError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => crate::ingest::payload::parse_timestamp(text)
+            .map(Some)
+            .ok_or_else(|| ApiError::BadRequest(format!("{name} must be an RFC 3339 time, not {text:?}"))),
+    }
+}
