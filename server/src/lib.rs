@@ -20,6 +20,7 @@ pub mod prometheus;
 pub mod queue;
 pub mod realtime;
 pub mod receiver;
+pub mod rules;
 pub mod secret;
 pub mod security_headers;
 pub mod servicem8;
