@@ -1,4 +1,5 @@
 //! The rules engine: what an account's rules decide about each event, as pure logic with no store and no HTTP.
-//! `filter` is the JSON filter language.
+//! `filter` is the JSON filter language; `sandbox` runs JavaScript transforms.
 
 pub mod filter;
+pub mod sandbox;
