@@ -104,6 +104,32 @@ async fn an_infinite_loop_times_out_and_the_worker_carries_on() {
 }
 
 #[tokio::test]
+async fn a_catastrophic_regular_expression_times_out() {
+    let sandbox = sandbox();
+    let error = run(&sandbox, "(input) => /^(a+)+$/.test('a'.repeat(40) + '!')").await;
+    assert_eq!(error, Err(TransformError::Timeout { limit_ms: 100 }));
+    assert_still_works(&sandbox).await;
+}
+
+#[tokio::test]
+async fn a_memory_limit_of_zero_still_limits_memory() {
+    let sandbox = Sandbox::start(SandboxLimits {
+        workers: 1,
+        memory_bytes: 0,
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let error = run(&sandbox, "(input) => 'x'.repeat(2 ** 29).length").await;
+    assert_eq!(
+        error,
+        Err(TransformError::OutOfMemory {
+            limit_bytes: super::MIN_MEMORY_BYTES
+        })
+    );
+    assert_still_works(&sandbox).await;
+}
+
+#[tokio::test]
 async fn a_loop_at_the_top_of_the_script_times_out_too() {
     let sandbox = sandbox();
     let error = run(&sandbox, "for (;;) {}\n(input) => input").await.unwrap_err();
