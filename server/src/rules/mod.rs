@@ -59,14 +59,16 @@
 //! ```json
 //! {"name": "Forward jobs",
 //!  "when": {"stage": "processed", "object_types": ["job"]},
-//!  "transform": "(input) => ({ job: input.record.uuid, status: input.record.status, changed: Object.keys(input.changes) })",
+//!  "transform": "(input) => ({ job: input.record.uuid, status: input.record.status, changed: input.changes })",
 //!  "actions": [{"type": "deliver", "destinations": ["erp-webhook"]}]}
 //! ```
 //!
 //! Drop staff events before they cost an API request:
 //!
 //! ```json
-//! {"name": "Drop staff events", "when": {"stage": "received", "object_types": ["staff"]}, "actions": [{"type": "skip"}]}
+//! {"name": "Drop staff events",
+//!  "when": {"stage": "received", "object_types": ["staff"]},
+//!  "actions": [{"type": "skip"}]}
 //! ```
 
 pub mod filter;
@@ -274,13 +276,9 @@ impl Rule {
                         .as_ref()
                         .map(|template| template.compile().map(Box::new))
                         .transpose()
-                        .map_err(|error| {
-                            let part = error.part.map(|part| format!(".{part}")).unwrap_or_default();
-                            let line = error.line.map(|line| format!(" line {line}")).unwrap_or_default();
-                            InvalidRule {
-                                at: format!("{at}.template{part}{line}"),
-                                reason: error.reason,
-                            }
+                        .map_err(|error| InvalidRule {
+                            at: format!("{at}.{}", error.place()),
+                            reason: error.reason,
                         })?;
                     CompiledAction::Deliver { destinations, template }
                 }

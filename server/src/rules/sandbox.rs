@@ -32,10 +32,10 @@
 //! another rule or account. A worker keeps the runtimes of the transforms it ran last (at most
 //! [`SandboxLimits::cached_transforms`]) with the script already evaluated, so a call costs one function call and
 //! the JSON in and out (about 0.1 ms for a 20-line script); creating a runtime and evaluating the script costs
-//! about a millisecond and happens once per transform and worker, and each kept runtime holds about 100 KB. Calls of the same transform may therefore see the
-//! top-level variables an earlier call left behind, as in a warm serverless function: a transform should keep
-//! no state between calls. A rule saved again compiles to a new [`Transform`], which never shares a runtime with
-//! the one before.
+//! about a millisecond and happens once per transform and worker, and each kept runtime holds about 100 KB.
+//! Calls of the same transform may therefore see the top-level variables an earlier call left behind, as in a
+//! warm serverless function: a transform should keep no state between calls. A rule saved again compiles to a
+//! new [`Transform`], which never shares a runtime with the one before.
 
 use std::collections::VecDeque;
 use std::ffi::CString;

@@ -75,12 +75,21 @@ pub struct RenderedMessage {
 
 /// A template that does not compile or did not render: which part, on which line, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("at template{}{}: {reason}", part.map(|part| format!(".{part}")).unwrap_or_default(), line.map(|line| format!(" line {line}")).unwrap_or_default())]
+#[error("at {}: {reason}", self.place())]
 pub struct TemplateError {
     /// `subject`, `text` or `html`; none for the template as a whole.
     pub part: Option<&'static str>,
     pub line: Option<usize>,
     pub reason: String,
+}
+
+impl TemplateError {
+    /// Where the error is: `template`, `template.html`, `template.text line 3`.
+    pub fn place(&self) -> String {
+        let part = self.part.map(|part| format!(".{part}")).unwrap_or_default();
+        let line = self.line.map(|line| format!(" line {line}")).unwrap_or_default();
+        format!("template{part}{line}")
+    }
 }
 
 const PARTS: [&str; 3] = ["subject", "text", "html"];
