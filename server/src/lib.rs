@@ -23,6 +23,7 @@ pub mod queue;
 pub mod realtime;
 pub mod receiver;
 pub mod sealing;
+pub mod rules;
 pub mod secret;
 pub mod security_headers;
 pub mod servicem8;
