@@ -47,20 +47,25 @@ pub struct PortalLinkArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
 
-    /// Origin under which users reach the server (default http://BIND).
+    /// Origin under which users reach the server (default http://BIND, or https://BIND with TLS_CERT).
     #[arg(long, env = "PUBLIC_URL")]
     pub public_url: Option<String>,
 
     /// The address `serve` listens on, for the default public URL.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:3000")]
     pub bind: SocketAddr,
+
+    /// The certificate `serve` speaks https with, if any: the default public URL's scheme.
+    #[arg(long, env = "TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
 }
 
 impl PortalLinkArgs {
     pub fn public_url(&self) -> String {
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
         self.public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.bind))
+            .unwrap_or_else(|| format!("{scheme}://{}", self.bind))
             .trim_end_matches('/')
             .to_owned()
     }
@@ -278,8 +283,14 @@ mod tests {
             },
             public_url: None,
             bind: "127.0.0.1:3000".parse().unwrap(),
+            tls_cert: None,
         };
         assert_eq!(args.public_url(), "http://127.0.0.1:3000");
+        let args = PortalLinkArgs {
+            tls_cert: Some("cert.pem".into()),
+            ..args
+        };
+        assert_eq!(args.public_url(), "https://127.0.0.1:3000", "serve speaks https itself");
         let args = PortalLinkArgs {
             public_url: Some("https://portal.example.com/".into()),
             ..args

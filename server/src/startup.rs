@@ -15,6 +15,7 @@ use crate::backend::{BackendSettings, RealtimeKeys, ServerBackend};
 use crate::config::ServeArgs;
 use crate::csrf::{self, SameOrigin};
 use crate::ingest::IngestArgs;
+use crate::listen::Listener;
 use crate::processor::{Processor, ProcessorArgs};
 use crate::queue::EventQueue;
 use crate::sealing::{self, KeySource, MasterKey, Sealer, CHECK_SETTING};
@@ -24,10 +25,10 @@ use crate::servicem8::client::ServiceM8Args;
 use crate::servicem8::oauth::OAuthArgs;
 use crate::state::AppState;
 use crate::store::{self, Store, DEFAULT_ACCOUNT};
+use crate::tls::Tls;
 use crate::updates::{self, UpdateSender};
 use crate::{
-    attachments, auth, connect_servicem8, error, health, listen, manage, portal, prometheus, realtime, receiver,
-    throttle, web,
+    attachments, auth, connect_servicem8, error, health, manage, portal, prometheus, realtime, receiver, throttle, web,
 };
 
 /// Where the admin token came from, so start-up can tell the operator.
@@ -40,7 +41,7 @@ pub enum AdminTokenSource {
 
 /// A bound, ready-to-run server.
 pub struct Server {
-    listener: TcpListener,
+    listener: Listener,
     router: Router,
     state: AppState,
     processor: Arc<Processor>,
@@ -156,10 +157,12 @@ impl Server {
         args.processor
             .check_lease(args.servicem8.servicem8_timeout_ms)
             .map_err(anyhow::Error::msg)?;
+        let tls = Tls::load(&args.tls).await.context("setting up https")?;
         let listener = TcpListener::bind(args.bind)
             .await
             .with_context(|| format!("binding {}", args.bind))?;
         let port = listener.local_addr().context("reading the bound address")?.port();
+        let listener = Listener::new(listener, &args.listen, tls);
         let default = default_account(&args.ingest, &args.servicem8, &args.processor, &args.accounts);
         let Directory {
             store,
@@ -303,7 +306,7 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let refresh = self.state.accounts.spawn_refresh(shutdown.clone());
         let mut workers = self.processor.spawn(shutdown.clone()).await;
-        listen::serve(self.listener, self.router, shutdown.clone()).await;
+        self.listener.serve(self.router, shutdown.clone()).await;
         shutdown.cancel();
         while workers.join_next().await.is_some() {}
         let _ = refresh.await;

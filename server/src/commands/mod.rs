@@ -174,8 +174,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// What the operator needs to start: where the server listens, its URLs, and what is not configured.
 pub fn print_banner(args: &ServeArgs, server: &Server, address: SocketAddr) {
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
-    println!("SM8 Webhooks is serving on http://{address}");
+    let scheme = args.scheme();
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{address}"));
+    println!("SM8 Webhooks is serving on {scheme}://{address}");
     println!("  Database:  {}", redact_url(&args.database.database_url));
     println!("  Dashboard: {public_url}/admin/webhook-dashboard");
     println!("  Webhooks:  POST {public_url}/api/webhooks/sm8");

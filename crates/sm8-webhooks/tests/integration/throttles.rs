@@ -136,39 +136,3 @@ async fn one_address_holds_at_most_its_share_of_websockets_and_a_closed_one_free
         }
     }
 }
-
-#[tokio::test]
-async fn a_client_trickling_its_request_head_is_cut_off() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let app = spawn_app().await;
-    let mut stream = tokio::net::TcpStream::connect(app.address).await.unwrap();
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
-    // A header line every half second, never the blank line that ends the head: the server must give up within
-    // its header read timeout, not wait for as long as the bytes keep coming.
-    let deadline = Instant::now() + server::listen::HEADER_READ_TIMEOUT + PATIENCE;
-    let mut answer = [0u8; 256];
-    loop {
-        assert!(Instant::now() < deadline, "the trickling client was never cut off");
-        tokio::select! {
-            read = stream.read(&mut answer) => {
-                // Closed (0 bytes, or an error), or answered with a timeout status: either way, cut off.
-                match read {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let head = String::from_utf8_lossy(&answer[..n]).to_string();
-                        assert!(head.starts_with("HTTP/1.1 408"), "{head}");
-                        break;
-                    }
-                }
-            }
-            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
-                if stream.write_all(b"X-Trickle: 1\r\n").await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    // Everyone else is still served.
-    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
-}
