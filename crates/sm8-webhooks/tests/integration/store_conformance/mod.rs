@@ -13,6 +13,7 @@ use tempfile::TempDir;
 
 mod accounts;
 mod queue;
+mod upgrade;
 
 use crate::common::claim;
 use crate::common::ACCOUNT;
@@ -485,3 +486,19 @@ conformance!(
     invitations_and_oauth_states_are_used_once_before_they_expire,
     the_audit_log_pages_newest_first_by_account_and_filter,
 );
+
+#[tokio::test]
+async fn sqlite_an_old_database_upgrades_in_place_as_the_default_account() {
+    let data = TempDir::new().unwrap();
+    let url = format!("sqlite://{}", data.path().join("sm8.db").display());
+    upgrade::fill_old_database(&url).await;
+    upgrade::an_old_database_upgrades_in_place_as_the_default_account(&url).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: make test-postgres"]
+async fn postgres_an_old_database_upgrades_in_place_as_the_default_account() {
+    let url = crate::common::fresh_postgres_database(&crate::common::test_database_url()).await;
+    upgrade::fill_old_database(&url).await;
+    upgrade::an_old_database_upgrades_in_place_as_the_default_account(&url).await;
+}
