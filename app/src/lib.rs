@@ -75,6 +75,11 @@ pub fn App() -> impl IntoView {
                     view=directory::pages::InvitePage
                     ssr=SsrMode::Async
                 />
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("accounts"))
+                    view=directory::pages::AccountsPage
+                    ssr=SsrMode::Async
+                />
                 <Route path=StaticSegment("portal") view=portal::PortalHomePage ssr=SsrMode::Async/>
                 <Route
                     path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid"))

@@ -2,6 +2,8 @@
 //! and inside it `/admin/accounts`, `/admin/users`, `/admin/tokens` and `/admin/audit`. Every control a role may
 //! not use is left out of the page; the server checks the role again on every call.
 
+mod accounts;
+mod connection;
 mod invite;
 
 use leptos::prelude::*;
@@ -11,6 +13,7 @@ use super::model::ShownOnce;
 use crate::components::ErrorNote;
 use crate::error::AppError;
 
+pub use accounts::AccountsPage;
 pub use invite::InvitePage;
 
 /// The message of `action`'s last failure, until it is dispatched again.
