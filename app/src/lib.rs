@@ -80,6 +80,11 @@ pub fn App() -> impl IntoView {
                     view=directory::pages::AccountsPage
                     ssr=SsrMode::Async
                 />
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("users"))
+                    view=directory::pages::UsersPage
+                    ssr=SsrMode::Async
+                />
                 <Route path=StaticSegment("portal") view=portal::PortalHomePage ssr=SsrMode::Async/>
                 <Route
                     path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid"))

@@ -5,6 +5,7 @@
 mod accounts;
 mod connection;
 mod invite;
+mod users;
 
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
@@ -15,6 +16,7 @@ use crate::error::AppError;
 
 pub use accounts::AccountsPage;
 pub use invite::InvitePage;
+pub use users::UsersPage;
 
 /// The message of `action`'s last failure, until it is dispatched again.
 fn failure<I, O>(action: ServerAction<I>) -> Signal<Option<String>>
