@@ -85,6 +85,11 @@ pub fn App() -> impl IntoView {
                     view=directory::pages::UsersPage
                     ssr=SsrMode::Async
                 />
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("tokens"))
+                    view=directory::pages::TokensPage
+                    ssr=SsrMode::Async
+                />
                 <Route path=StaticSegment("portal") view=portal::PortalHomePage ssr=SsrMode::Async/>
                 <Route
                     path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid"))

@@ -5,6 +5,7 @@
 mod accounts;
 mod connection;
 mod invite;
+mod tokens;
 mod users;
 
 use leptos::prelude::*;
@@ -16,6 +17,7 @@ use crate::error::AppError;
 
 pub use accounts::AccountsPage;
 pub use invite::InvitePage;
+pub use tokens::TokensPage;
 pub use users::UsersPage;
 
 /// The message of `action`'s last failure, until it is dispatched again.
