@@ -90,6 +90,11 @@ pub fn App() -> impl IntoView {
                     view=directory::pages::TokensPage
                     ssr=SsrMode::Async
                 />
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("audit"))
+                    view=directory::pages::AuditLogPage
+                    ssr=SsrMode::Async
+                />
                 <Route path=StaticSegment("portal") view=portal::PortalHomePage ssr=SsrMode::Async/>
                 <Route
                     path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid"))

@@ -3,6 +3,7 @@
 //! not use is left out of the page; the server checks the role again on every call.
 
 mod accounts;
+mod audit;
 mod connection;
 mod invite;
 mod tokens;
@@ -16,6 +17,7 @@ use crate::components::ErrorNote;
 use crate::error::AppError;
 
 pub use accounts::AccountsPage;
+pub use audit::AuditLogPage;
 pub use invite::InvitePage;
 pub use tokens::TokensPage;
 pub use users::UsersPage;
