@@ -54,7 +54,7 @@ pub fn App() -> impl IntoView {
                 <Route path=StaticSegment("") view=Home/>
                 // Every page that can answer an error is rendered whole before the head is sent, so that the
                 // status is the one the page shows on every request: 401 without a session, 404 for an event
-                // that does not exist or a job that is not the visitor's.
+                // that does not exist or a job that is not the visitor's, an invitation link that cannot be used.
                 <Route
                     path=(StaticSegment("admin"), StaticSegment("webhook-dashboard"))
                     view=dashboard::DashboardPage
@@ -68,6 +68,31 @@ pub fn App() -> impl IntoView {
                         ParamSegment("id"),
                     )
                     view=dashboard::EventPage
+                    ssr=SsrMode::Async
+                />
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("invite"), ParamSegment("token"))
+                    view=directory::pages::InvitePage
+                    ssr=SsrMode::Async
+                />
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("accounts"))
+                    view=directory::pages::AccountsPage
+                    ssr=SsrMode::Async
+                />
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("users"))
+                    view=directory::pages::UsersPage
+                    ssr=SsrMode::Async
+                />
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("tokens"))
+                    view=directory::pages::TokensPage
+                    ssr=SsrMode::Async
+                />
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("audit"))
+                    view=directory::pages::AuditLogPage
                     ssr=SsrMode::Async
                 />
                 <Route path=StaticSegment("portal") view=portal::PortalHomePage ssr=SsrMode::Async/>

@@ -1,8 +1,9 @@
-//! Actions on many events at once, and a test event to try the pipeline.
+//! Actions on many events at once, and a test event to try the pipeline: offered to admins and owners only.
 
 use leptos::prelude::*;
 
-use super::Refresh;
+use super::{CurrentVisitor, Refresh};
+use crate::access::Role;
 use crate::api::{CleanupEvents, RetryFailedEvents, SendTestEvent};
 use crate::components::ErrorNote;
 use crate::model::TestEvent;
@@ -10,6 +11,12 @@ use crate::objects::OBJECTS;
 
 #[component]
 pub fn ActionsPanel() -> impl IntoView {
+    let visitor = expect_context::<CurrentVisitor>();
+    move || visitor.may(Role::Admin).then(|| view! { <Actions/> })
+}
+
+#[component]
+fn Actions() -> impl IntoView {
     view! {
         <section aria-labelledby="actions-title">
             <h2 id="actions-title">"Actions"</h2>

@@ -3,7 +3,8 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use super::{AdminShell, LiveUpdates, Refresh};
+use super::{AdminShell, CurrentVisitor, LiveUpdates, Refresh};
+use crate::access::Role;
 use crate::api::{get_event_detail, RetryEvent};
 use crate::components::{ErrorNote, JsonBlock, LocalTime};
 use crate::error::answer_with_status;
@@ -48,10 +49,12 @@ fn EventView() -> impl IntoView {
 #[component]
 fn Detail(detail: EventDetail, retry: ServerAction<RetryEvent>) -> impl IntoView {
     let summary = detail.summary.clone();
-    let retryable = matches!(
-        summary.status,
-        EventStatus::Failed | EventStatus::Skipped | EventStatus::Success
-    );
+    // Viewers see no retry: the server would refuse them.
+    let retryable = expect_context::<CurrentVisitor>().may(Role::Admin)
+        && matches!(
+            summary.status,
+            EventStatus::Failed | EventStatus::Skipped | EventStatus::Success
+        );
     let event_id = summary.id.clone();
     let headers: Vec<(String, String)> = detail
         .headers

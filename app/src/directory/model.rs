@@ -93,6 +93,10 @@ pub struct NewAccountForm {
     pub api_key: Option<String>,
 }
 
+/// The scopes "Connect ServiceM8" asks for unless the owner chooses others.
+pub const DEFAULT_OAUTH_SCOPES: &str =
+    "read_jobs read_customers read_staff read_job_attachments read_schedule manage_jobs";
+
 /// A secret an account holds, to set, replace or clear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
