@@ -10,7 +10,8 @@ use crate::error::AppError;
 pub struct RealtimeCredentials {
     /// The relay's public `apikey` (like Supabase's anon key): it only opens the socket.
     pub apikey: String,
-    /// HS256 JWT: role `admin` (every topic) or `portal` with the company it may watch.
+    /// HS256 JWT for one account: role `admin` or `viewer` (every topic of the account) or `portal` with the
+    /// company it may watch.
     pub access_token: String,
     /// When the token expires, unix seconds; the client fetches a new one before then.
     pub expires_at: i64,
@@ -20,6 +21,8 @@ pub struct RealtimeCredentials {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VisitorSessions<'a> {
     pub admin: Option<&'a str>,
+    /// The account the dashboard shows (its cookie), for an admin session.
+    pub account: Option<&'a str>,
     pub portal: Option<&'a str>,
 }
 
@@ -35,8 +38,8 @@ mod backend {
     /// `Arc<dyn RealtimeBackend>` in the Leptos context.
     #[async_trait::async_trait]
     pub trait RealtimeBackend: Send + Sync + 'static {
-        /// Credentials for an active admin session (every topic), or else for an active portal session (its
-        /// company's topics); `NotSignedIn` without either.
+        /// Credentials for an active admin session (every topic of the account it shows), or else for an active
+        /// portal session (its company's topics); `NotSignedIn` without either.
         async fn realtime_credentials(&self, sessions: VisitorSessions<'_>) -> Result<RealtimeCredentials, AppError>;
     }
 }
@@ -58,6 +61,7 @@ pub async fn realtime_credentials() -> Result<RealtimeCredentials, AppError> {
     let headers = request_headers().await?;
     let sessions = VisitorSessions {
         admin: SessionCookie::Admin.value_in(&headers),
+        account: SessionCookie::Account.value_in(&headers),
         portal: SessionCookie::Portal.value_in(&headers),
     };
     backend.realtime_credentials(sessions).await

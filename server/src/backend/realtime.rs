@@ -13,12 +13,19 @@ impl RealtimeBackend for ServerBackend {
     async fn realtime_credentials(&self, sessions: VisitorSessions<'_>) -> Result<RealtimeCredentials, AppError> {
         if let Some(session) = sessions.admin {
             if self.session_user(session).await?.is_some() {
-                return self.mint(Role::Admin, None);
+                let access = self.session_access(session, sessions.account, None).await?;
+                // Broadcasting on an account's topics is acting in it; reading them is every member's.
+                let role = if access.role >= app::access::Role::Admin {
+                    Role::Admin
+                } else {
+                    Role::Viewer
+                };
+                return self.mint(role, &access.account, None);
             }
         }
         if let Some(session) = sessions.portal {
             if let Some(company) = PortalBackend::portal_session_company(self, session).await? {
-                return self.mint(Role::Portal, Some(&company.company_uuid));
+                return self.mint(Role::Portal, &company.account, Some(&company.company_uuid));
             }
         }
         Err(AppError::NotSignedIn)
@@ -26,8 +33,9 @@ impl RealtimeBackend for ServerBackend {
 }
 
 impl ServerBackend {
-    /// Credentials for `role` (and, for the portal, its company), valid for `REALTIME_TOKEN_TTL_SECONDS`.
-    fn mint(&self, role: Role, company_uuid: Option<&str>) -> Result<RealtimeCredentials, AppError> {
+    /// Credentials for `role` in `account` (and, for the portal, its company), valid for
+    /// `REALTIME_TOKEN_TTL_SECONDS`.
+    fn mint(&self, role: Role, account: &str, company_uuid: Option<&str>) -> Result<RealtimeCredentials, AppError> {
         let realtime = self
             .realtime
             .as_ref()
@@ -35,7 +43,7 @@ impl ServerBackend {
         let now = now_millis() / 1000;
         let access_token = realtime
             .keys
-            .mint(role, company_uuid, REALTIME_TOKEN_TTL_SECONDS, now)
+            .mint(role, account, company_uuid, REALTIME_TOKEN_TTL_SECONDS, now)
             .map_err(|error| {
                 tracing::error!(%error, "minting a realtime access token failed");
                 AppError::Unavailable("realtime access is unavailable".into())

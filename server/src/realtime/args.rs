@@ -74,9 +74,14 @@ impl Default for RealtimeArgs {
 /// `sm8-webhooks token`: prints an access token for the realtime relay.
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {
-    /// What the token grants: admin (every topic) or portal (one company's topics, no broadcasting).
+    /// What the token grants: admin (every topic of the account), viewer (every topic, no broadcasting) or
+    /// portal (one company's topics, no broadcasting).
     #[arg(long, value_enum)]
     pub role: Role,
+
+    /// The account whose topics the token opens.
+    #[arg(long, default_value = crate::store::DEFAULT_ACCOUNT)]
+    pub account: String,
 
     /// The company a portal token is for.
     #[arg(long, required_if_eq("role", "portal"))]
@@ -143,7 +148,7 @@ pub async fn mint_token(args: &TokenArgs) -> anyhow::Result<String> {
         }
     };
     let ttl = i64::try_from(args.ttl.as_secs()).context("the ttl is too long")?;
-    Ok(TokenKeys::new(&secret).mint(args.role, args.company.as_deref(), ttl, now_seconds())?)
+    Ok(TokenKeys::new(&secret).mint(args.role, &args.account, args.company.as_deref(), ttl, now_seconds())?)
 }
 
 #[cfg(test)]
@@ -165,6 +170,7 @@ mod tests {
     async fn a_minted_portal_token_verifies_with_the_configured_secret() {
         let args = TokenArgs {
             role: Role::Portal,
+            account: "acme".into(),
             company: Some("co-1".into()),
             ttl: Duration::from_secs(60),
             jwt_secret: Some(Secret::new("s3cret")),
@@ -177,6 +183,7 @@ mod tests {
         assert_eq!(
             credentials.identity,
             crate::realtime::auth::Identity::Portal {
+                account: "acme".into(),
                 company_uuid: "co-1".into()
             }
         );

@@ -2,9 +2,13 @@
 //!
 //! The `apikey` on the socket URL is public (like Supabase's anon key): it only opens the socket. Channel access
 //! comes from an `access_token`, an HS256 JWT this server signs with `JWT_SECRET`: `role: "admin"` joins every
-//! topic; `role: "portal"` with a `company_uuid` joins only `company:{its company}` and `job:{uuid}` of that
-//! company's jobs, and cannot broadcast; no token joins only the topics configured as public. supabase-js sends the
-//! apikey itself as the token when nobody is signed in, so that counts as no token.
+//! topic of its account and broadcasts; `role: "viewer"` joins every topic of its account and never broadcasts;
+//! `role: "portal"` with a `company_uuid` joins only `company:{its company}` and `job:{uuid}` of that company's
+//! jobs, and cannot broadcast; no token joins only the topics configured as public. supabase-js sends the apikey
+//! itself as the token when nobody is signed in, so that counts as no token.
+//!
+//! Every token is for one account (its `account` claim; `default` without one), and every topic it names is that
+//! account's: clients of two accounts both join `jobs` and never see each other's (see `scope`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,22 +19,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::secrets_match;
 use crate::secret::Secret;
-use crate::store::Store;
+use crate::store::{Store, DEFAULT_ACCOUNT};
 
 /// Every channel topic upstream routes starts with this.
 pub use app::realtime::wire::topic::PREFIX as TOPIC_PREFIX;
 
-/// Answers which company a job belongs to (`None` when unknown); portal users join a job's topic only when it is
-/// their company's. The store will answer this once it mirrors jobs; start-up passes the lookup in.
-pub type JobOwnership = Arc<dyn Fn(String) -> BoxFuture<'static, Option<String>> + Send + Sync>;
+/// Answers which company a job of an account belongs to (`None` when unknown): `(account, job_uuid)`. Portal
+/// users join a job's topic only when it is their company's. Start-up passes the store's lookup in.
+pub type JobOwnership = Arc<dyn Fn(String, String) -> BoxFuture<'static, Option<String>> + Send + Sync>;
 
 /// Job ownership as the store's mirror of jobs knows it; a job not (yet) mirrored belongs to nobody.
 pub fn store_job_ownership(store: Arc<dyn Store>) -> JobOwnership {
-    Arc::new(move |job_uuid: String| {
+    Arc::new(move |account: String, job_uuid: String| {
         let store = store.clone();
         Box::pin(async move {
             store
-                .job_company(crate::store::DEFAULT_ACCOUNT, &job_uuid)
+                .job_company(&account, &job_uuid)
                 .await
                 .unwrap_or_else(|error| {
                     tracing::error!(%error, "looking up the company of a job failed");
@@ -43,8 +47,10 @@ pub fn store_job_ownership(store: Arc<dyn Store>) -> JobOwnership {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Joins and broadcasts on every topic.
+    /// Joins and broadcasts on every topic of its account.
     Admin,
+    /// Joins every topic of its account; never broadcasts.
+    Viewer,
     /// Sees one company's topics; never broadcasts.
     Portal,
 }
@@ -53,19 +59,35 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub role: Role,
+    /// The account whose topics the token opens; `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_uuid: Option<String>,
     /// Expiry, unix seconds.
     pub exp: i64,
-    pub iat: i64,
+    /// Issued at, unix seconds: optional (RFC 7519), as tokens minted elsewhere often leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
 }
 
 /// Who is behind a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     Anonymous,
-    Admin,
-    Portal { company_uuid: String },
+    Admin { account: String },
+    Viewer { account: String },
+    Portal { account: String, company_uuid: String },
+}
+
+impl Identity {
+    /// The account whose topics this identity names; anonymous clients use the default account's public topics.
+    pub fn account(&self) -> &str {
+        match self {
+            Identity::Anonymous => DEFAULT_ACCOUNT,
+            Identity::Admin { account } | Identity::Viewer { account } | Identity::Portal { account, .. } => account,
+        }
+    }
 }
 
 /// A verified identity and when it stops being valid.
@@ -118,10 +140,11 @@ impl TokenKeys {
         }
     }
 
-    /// A token for `role` valid for `ttl_seconds` from `now` (unix seconds).
+    /// A token for `role` in `account` valid for `ttl_seconds` from `now` (unix seconds).
     pub fn mint(
         &self,
         role: Role,
+        account: &str,
         company_uuid: Option<&str>,
         ttl_seconds: i64,
         now: i64,
@@ -131,9 +154,10 @@ impl TokenKeys {
         }
         let claims = Claims {
             role,
+            account: Some(account.to_owned()),
             company_uuid: company_uuid.map(str::to_owned),
             exp: now + ttl_seconds,
-            iat: now,
+            iat: Some(now),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| TokenError::Invalid(e.to_string()))
     }
@@ -148,12 +172,18 @@ impl TokenKeys {
         let claims = decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|error| match error.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid(error.to_string()),
+                // A short reason for the client, never the decoder's internals.
+                ErrorKind::InvalidSignature => TokenError::Invalid("bad signature".into()),
+                ErrorKind::ImmatureSignature => TokenError::Invalid("not valid yet".into()),
+                ErrorKind::Json(json) if json.to_string().contains("`role`") => TokenError::Invalid("no role".into()),
+                _ => TokenError::Invalid("malformed".into()),
             })?
             .claims;
+        let account = claims.account.unwrap_or_else(|| DEFAULT_ACCOUNT.to_owned());
         let identity = match (claims.role, claims.company_uuid) {
-            (Role::Admin, _) => Identity::Admin,
-            (Role::Portal, Some(company_uuid)) if !company_uuid.is_empty() => Identity::Portal { company_uuid },
+            (Role::Admin, _) => Identity::Admin { account },
+            (Role::Viewer, _) => Identity::Viewer { account },
+            (Role::Portal, Some(company_uuid)) if !company_uuid.is_empty() => Identity::Portal { account, company_uuid },
             (Role::Portal, _) => return Err(TokenError::MissingCompany),
         };
         Ok(Credentials {
@@ -205,7 +235,7 @@ impl Authority {
         }
     }
 
-    /// Whether `identity` may join `topic` (a full `realtime:...` topic).
+    /// Whether `identity` may join `topic` (a full `realtime:...` topic, as the client names it) of its account.
     pub async fn authorize_join(&self, identity: &Identity, topic: &str) -> Access {
         let Some(sub_topic) = topic.strip_prefix(TOPIC_PREFIX) else {
             return Access::Denied("unmatched topic".into());
@@ -214,16 +244,17 @@ impl Authority {
             return Access::Granted;
         }
         match identity {
-            Identity::Admin => Access::Granted,
+            Identity::Admin { .. } | Identity::Viewer { .. } => Access::Granted,
             Identity::Anonymous => {
                 Access::Denied(format!("Unauthorized: an access token is required to join {sub_topic}"))
             }
-            Identity::Portal { company_uuid } => {
+            Identity::Portal { account, company_uuid } => {
                 if sub_topic.strip_prefix("company:") == Some(company_uuid) {
                     return Access::Granted;
                 }
                 if let Some(job_uuid) = sub_topic.strip_prefix("job:") {
-                    if (self.job_company)(job_uuid.to_owned()).await.as_ref() == Some(company_uuid) {
+                    let owner = (self.job_company)(account.clone(), job_uuid.to_owned()).await;
+                    if owner.as_ref() == Some(company_uuid) {
                         return Access::Granted;
                     }
                 }
@@ -232,11 +263,13 @@ impl Authority {
         }
     }
 
-    /// Whether `identity` may broadcast on `topic`: admins anywhere, anyone on public topics, portal users never.
+    /// Whether `identity` may broadcast on `topic`: admins anywhere in their account, anyone on public topics,
+    /// viewers and portal users never.
     pub fn authorize_broadcast(&self, identity: &Identity, topic: &str) -> Access {
         let sub_topic = topic.strip_prefix(TOPIC_PREFIX).unwrap_or(topic);
         match identity {
-            Identity::Admin => Access::Granted,
+            Identity::Admin { .. } => Access::Granted,
+            Identity::Viewer { .. } => Access::Denied("Unauthorized: viewer tokens cannot broadcast".into()),
             Identity::Portal { .. } => Access::Denied("Unauthorized: portal tokens cannot broadcast".into()),
             Identity::Anonymous if self.public_topics.contains(sub_topic) => Access::Granted,
             Identity::Anonymous => Access::Denied(format!(
@@ -260,8 +293,9 @@ mod tests {
     }
 
     fn authority() -> Authority {
-        let ownership: JobOwnership =
-            Arc::new(|job_uuid: String| Box::pin(async move { (job_uuid == "job-of-c1").then(|| "c1".to_owned()) }));
+        let ownership: JobOwnership = Arc::new(|account: String, job_uuid: String| {
+            Box::pin(async move { (account == "alpha" && job_uuid == "job-of-c1").then(|| "c1".to_owned()) })
+        });
         Authority::new(
             keys(),
             Secret::new("anon"),
@@ -272,7 +306,14 @@ mod tests {
 
     fn portal(company: &str) -> Identity {
         Identity::Portal {
+            account: "alpha".into(),
             company_uuid: company.into(),
+        }
+    }
+
+    fn admin() -> Identity {
+        Identity::Admin {
+            account: "alpha".into(),
         }
     }
 
@@ -292,7 +333,7 @@ mod tests {
     #[test]
     fn a_minted_token_verifies_to_its_role_and_expiry() {
         let now = now_seconds();
-        let token = keys().mint(Role::Portal, Some("c1"), 60, now).unwrap();
+        let token = keys().mint(Role::Portal, "alpha", Some("c1"), 60, now).unwrap();
         let credentials = keys().verify(&token).unwrap();
         assert_eq!(credentials.identity, portal("c1"));
         assert_eq!(credentials.expires_at, Some(now + 60));
@@ -301,16 +342,44 @@ mod tests {
     #[test]
     fn expired_forged_and_companyless_tokens_are_refused() {
         let now = now_seconds();
-        let expired = keys().mint(Role::Admin, None, -5, now).unwrap();
+        let expired = keys().mint(Role::Admin, "alpha", None, -5, now).unwrap();
         assert_eq!(keys().verify(&expired), Err(TokenError::Expired));
         let forged = TokenKeys::new(&Secret::new("other"))
-            .mint(Role::Admin, None, 60, now)
+            .mint(Role::Admin, "alpha", None, 60, now)
             .unwrap();
         assert!(matches!(keys().verify(&forged), Err(TokenError::Invalid(_))));
         assert_eq!(
-            keys().mint(Role::Portal, None, 60, now),
+            keys().mint(Role::Portal, "alpha", None, 60, now),
             Err(TokenError::MissingCompany)
         );
+    }
+
+    #[test]
+    fn a_token_is_for_its_account_and_one_without_the_claim_for_the_default_account() {
+        let now = now_seconds();
+        let token = keys().mint(Role::Viewer, "bravo", None, 60, now).unwrap();
+        assert_eq!(
+            keys().verify(&token).unwrap().identity,
+            Identity::Viewer { account: "bravo".into() }
+        );
+        // Minted elsewhere: no `iat`, no `account`.
+        let claims = serde_json::json!({"role": "admin", "exp": now + 60});
+        let foreign = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"test-jwt-secret"),
+        )
+        .unwrap();
+        assert_eq!(keys().verify(&foreign).unwrap().identity.account(), DEFAULT_ACCOUNT);
+    }
+
+    #[test]
+    fn viewers_join_but_never_broadcast() {
+        let viewer = Identity::Viewer { account: "alpha".into() };
+        assert!(matches!(
+            authority().authorize_broadcast(&viewer, "realtime:jobs"),
+            Access::Denied(_)
+        ));
     }
 
     #[test]
@@ -326,7 +395,7 @@ mod tests {
         let authority = authority();
         assert_eq!(
             authority
-                .authorize_join(&Identity::Admin, "realtime:admin:webhooks")
+                .authorize_join(&admin(), "realtime:admin:webhooks")
                 .await,
             Access::Granted
         );
@@ -343,7 +412,7 @@ mod tests {
             Access::Denied(_)
         ));
         assert!(matches!(
-            authority.authorize_join(&Identity::Admin, "phoenix").await,
+            authority.authorize_join(&admin(), "phoenix").await,
             Access::Denied(_)
         ));
     }
@@ -384,7 +453,7 @@ mod tests {
             Access::Denied(_)
         ));
         assert_eq!(
-            authority.authorize_broadcast(&Identity::Admin, "realtime:jobs"),
+            authority.authorize_broadcast(&admin(), "realtime:jobs"),
             Access::Granted
         );
         assert_eq!(

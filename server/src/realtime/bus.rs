@@ -17,7 +17,7 @@ use crate::store::now_millis;
 /// A message for the subscribers of one topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Broadcast {
-    /// Full topic, `realtime:...`.
+    /// Full topic in the hub, `realtime:...` with its account (`scope`).
     pub topic: String,
     pub event: String,
     pub payload: BroadcastPayload,
@@ -74,7 +74,7 @@ impl Broadcast {
         let slot = &self.rendered.0[vsn as usize];
         let message = slot.get_or_init(|| {
             vsn.encode(Outgoing::Broadcast {
-                topic: self.topic.clone(),
+                topic: super::scope::unscoped(&self.topic).to_owned(),
                 event: self.event.clone(),
                 payload: self.payload.clone(),
                 binary: self.binary,

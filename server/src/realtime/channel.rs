@@ -8,6 +8,8 @@ use super::auth::{Credentials, TOPIC_PREFIX};
 use super::protocol::{Frame, Outgoing};
 
 pub(super) struct Channel {
+    /// The topic's name in the hub: the client's topic in the account of the token that joined it (`scope`).
+    pub hub_topic: String,
     pub join_ref: Option<String>,
     pub credentials: Credentials,
     /// `config.broadcast.ack`: reply to each broadcast push.

@@ -12,6 +12,7 @@ use app::realtime::wire::{topic, UpdateKind, WebhookUpdate, LIFECYCLE_EVENT, REC
 
 use super::bus::{Broadcast, Publication};
 use super::protocol::BroadcastPayload;
+use super::scope::scoped;
 use crate::updates::{PipelineUpdate, RecordUpdate};
 
 /// The retained broadcasts announcing `update`.
@@ -19,7 +20,7 @@ pub fn publications(update: &PipelineUpdate) -> Vec<Publication> {
     match update {
         PipelineUpdate::Lifecycle(lifecycle) => {
             let payload = serde_json::to_value(lifecycle).expect("a lifecycle update serialises");
-            vec![retained(topic::ADMIN_WEBHOOKS.to_owned(), LIFECYCLE_EVENT, payload)]
+            vec![retained(scoped(&lifecycle.account, topic::ADMIN_WEBHOOKS), LIFECYCLE_EVENT, payload)]
         }
         PipelineUpdate::Record(record) => {
             let Some((kind, topics)) = record_topics(record) else {
@@ -38,7 +39,7 @@ pub fn publications(update: &PipelineUpdate) -> Vec<Publication> {
             let payload = serde_json::to_value(&update).expect("a record update serialises");
             topics
                 .into_iter()
-                .map(|name| retained(name, RECORD_EVENT, payload.clone()))
+                .map(|name| retained(scoped(&record.account, &name), RECORD_EVENT, payload.clone()))
                 .collect()
         }
     }
@@ -157,6 +158,19 @@ mod tests {
                 "type": "job_update", "object_uuid": "obj-1", "event_type": "updated",
                 "changes": {"status": "Completed"}, "company_uuid": "co-1", "job_uuid": null, "event_id": "ev-1",
             }))
+        );
+    }
+
+    #[test]
+    fn another_accounts_updates_go_to_its_own_topics() {
+        let PipelineUpdate::Record(mut other) = record("job", Some("co-1"), None) else {
+            panic!()
+        };
+        other.account = "acme".into();
+        let (topics, _) = topics_and_type(&PipelineUpdate::Record(other));
+        assert_eq!(
+            topics,
+            ["acme/realtime:jobs", "acme/realtime:job:obj-1", "acme/realtime:company:co-1"]
         );
     }
 

@@ -19,6 +19,7 @@ mod pg_delivery;
 pub mod postgres_bus;
 pub mod protocol;
 pub mod rest;
+pub mod scope;
 pub mod session;
 pub mod slots;
 pub mod socket;

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::{Access, Identity, TOPIC_PREFIX};
+use super::scope::scoped;
 use super::bus::{Broadcast, Publication};
 use super::protocol::BroadcastPayload;
 use super::session::SessionContext;
@@ -141,9 +142,12 @@ async fn publish(
         if let Access::Denied(reason) = context.authority.authorize_broadcast(identity, &topic) {
             return Err(match identity {
                 Identity::Anonymous => RestError::Unauthorized(reason),
-                Identity::Admin | Identity::Portal { .. } => RestError::Forbidden(reason),
+                Identity::Admin { .. } | Identity::Viewer { .. } | Identity::Portal { .. } => {
+                    RestError::Forbidden(reason)
+                }
             });
         }
+        let topic = scoped(identity.account(), &topic);
         let broadcast = Broadcast::new(topic, event, BroadcastPayload::Json(payload), None, false);
         publications.push(Publication::Ephemeral(broadcast));
     }

@@ -29,6 +29,7 @@ use super::channel::{close_frame, refetch_frame, reply, system_error_frame, with
 use super::hub::{ConnectionId, Hub, Outlet, Push, SESSION_QUEUE};
 use super::outbox::Replay;
 use super::protocol::{BroadcastPayload, Frame, Incoming, Outgoing, ReplyStatus, Vsn, WireMessage};
+use super::scope::{scoped, unscoped};
 
 /// A connection that sends nothing, not even a heartbeat (every 25 s from realtime-js), for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -172,7 +173,7 @@ impl Session {
         let topic = frame.topic.clone();
         // A second join of a topic replaces the first, as Phoenix does for a duplicate join.
         if let Some(previous) = self.channels.remove(&topic) {
-            self.context.hub.unsubscribe(&topic, self.id);
+            self.context.hub.unsubscribe(&previous.hub_topic, self.id);
             out.push(close_frame(&topic, &previous.join_ref));
         }
         let request = JoinRequest::parse(&frame.payload);
@@ -192,16 +193,17 @@ impl Session {
         if request.access_token.is_some() {
             self.socket_token = request.access_token.clone();
         }
+        let hub_topic = scoped(credentials.identity.account(), &topic);
         self.context
             .hub
-            .subscribe(&topic, self.id, request.receive_own, self.outlet.clone());
+            .subscribe(&hub_topic, self.id, request.receive_own, self.outlet.clone());
         let response = match &request.postgres_changes {
             Some(bindings) => json!({ "postgres_changes": self.number_bindings(bindings) }),
             None => json!({}),
         };
         out.push(Outgoing::Frame(frame.reply(ReplyStatus::Ok, response)));
         if request.presence_enabled {
-            let state = self.context.hub.presence_state(&topic);
+            let state = self.context.hub.presence_state(&hub_topic);
             out.push(Outgoing::Frame(Frame::new(
                 frame.join_ref.clone(),
                 None,
@@ -211,6 +213,7 @@ impl Session {
             )));
         }
         let mut channel = Channel {
+            hub_topic,
             join_ref: frame.join_ref.clone(),
             credentials,
             ack: request.ack,
@@ -237,8 +240,9 @@ impl Session {
             .collect()
     }
 
+    /// What the client missed on `topic` (its name for the channel's topic) after `after`.
     async fn replay(&self, topic: &str, after: i64, channel: &mut Channel) -> Vec<Outgoing> {
-        match self.context.bus.replay(topic, after).await {
+        match self.context.bus.replay(&channel.hub_topic, after).await {
             Ok(Replay::Missed(broadcasts)) => {
                 channel.last_offset = after;
                 broadcasts
@@ -264,7 +268,7 @@ impl Session {
         let Some(channel) = self.channels.remove(&frame.topic) else {
             return Vec::new();
         };
-        self.context.hub.unsubscribe(&frame.topic, self.id);
+        self.context.hub.unsubscribe(&channel.hub_topic, self.id);
         vec![
             Outgoing::Frame(frame.reply_ok()),
             close_frame(&frame.topic, &channel.join_ref),
@@ -289,7 +293,7 @@ impl Session {
             return reply(frame.reply_error(reason));
         }
         let ack = channel.ack;
-        let broadcast = Broadcast::new(&frame.topic, event, payload, Some(self.id), binary);
+        let broadcast = Broadcast::new(&channel.hub_topic, event, payload, Some(self.id), binary);
         match self.context.bus.publish(vec![Publication::Ephemeral(broadcast)]).await {
             Ok(()) if ack => reply(frame.reply_ok()),
             Ok(()) => Vec::new(),
@@ -309,9 +313,9 @@ impl Session {
                 let meta: Map<String, Value> = frame.payload["payload"].as_object().cloned().unwrap_or_default();
                 self.context
                     .hub
-                    .track(&frame.topic, self.id, &channel.presence_key, meta);
+                    .track(&channel.hub_topic, self.id, &channel.presence_key, meta);
             }
-            Some("untrack") => self.context.hub.untrack(&frame.topic, self.id),
+            Some("untrack") => self.context.hub.untrack(&channel.hub_topic, self.id),
             _ => return reply(frame.reply_error("presence event must be track or untrack")),
         }
         reply(frame.reply_ok())
@@ -328,13 +332,19 @@ impl Session {
                     .authorize_join(&credentials.identity, &frame.topic)
                     .await
                 {
-                    Access::Granted => {
+                    // The channel stays on its account's topic: a token for another account cannot move it.
+                    Access::Granted
+                        if self.channels.get(&frame.topic).is_some_and(|channel| {
+                            channel.credentials.identity.account() == credentials.identity.account()
+                        }) =>
+                    {
                         if let Some(channel) = self.channels.get_mut(&frame.topic) {
                             channel.credentials = credentials;
                         }
                         self.socket_token = token.map(str::to_owned);
                         return Vec::new();
                     }
+                    Access::Granted => "Unauthorized: the token is for another account".to_owned(),
                     Access::Denied(reason) => reason,
                 }
             }
@@ -373,7 +383,7 @@ impl Session {
         let Some(channel) = self.channels.remove(topic) else {
             return Vec::new();
         };
-        self.context.hub.unsubscribe(topic, self.id);
+        self.context.hub.unsubscribe(&channel.hub_topic, self.id);
         vec![
             system_error_frame(topic, message),
             close_frame(topic, &channel.join_ref),
@@ -383,7 +393,7 @@ impl Session {
     fn on_push(&mut self, push: Push) -> Vec<Outgoing> {
         match push {
             Push::Broadcast(broadcast) => {
-                let Some(channel) = self.channels.get_mut(&broadcast.topic) else {
+                let Some(channel) = self.joined_mut(&broadcast.topic) else {
                     return Vec::new();
                 };
                 if let Some(offset) = broadcast.offset {
@@ -394,8 +404,8 @@ impl Session {
                 }
                 vec![broadcast.render(self.vsn)]
             }
-            Push::PresenceDiff { topic, diff } if self.channels.contains_key(&topic) => {
-                vec![Outgoing::Frame(Frame::new(None, None, topic, "presence_diff", diff))]
+            Push::PresenceDiff { topic, diff } if self.joined_mut(&topic).is_some() => {
+                vec![Outgoing::Frame(Frame::new(None, None, unscoped(&topic), "presence_diff", diff))]
             }
             Push::PresenceDiff { .. } => Vec::new(),
             Push::Refetch { topic } => self.refetch(&topic).into_iter().collect(),
@@ -408,12 +418,19 @@ impl Session {
         overflowed.iter().filter_map(|topic| self.refetch(topic)).collect()
     }
 
-    /// Tells the client that updates of `topic` were lost, if it is still joined to it.
-    fn refetch(&self, topic: &str) -> Option<Outgoing> {
-        self.channels.contains_key(topic).then(|| {
+    /// Tells the client that updates of `hub_topic` were lost, if it is still joined to it.
+    fn refetch(&mut self, hub_topic: &str) -> Option<Outgoing> {
+        self.joined_mut(hub_topic).map(|_| {
             crate::metrics::count_realtime_refetch();
-            refetch_frame(topic, None)
+            refetch_frame(unscoped(hub_topic), None)
         })
+    }
+
+    /// The channel joined on `hub_topic`, if any.
+    fn joined_mut(&mut self, hub_topic: &str) -> Option<&mut Channel> {
+        self.channels
+            .get_mut(unscoped(hub_topic))
+            .filter(|channel| channel.hub_topic == hub_topic)
     }
 }
 
@@ -456,7 +473,7 @@ mod tests {
             max_bytes: usize::MAX,
         };
         let keys = TokenKeys::new(&Secret::new("secret"));
-        let nobody_owns_jobs: JobOwnership = Arc::new(|_| Box::pin(async { None }));
+        let nobody_owns_jobs: JobOwnership = Arc::new(|_, _| Box::pin(async { None }));
         Arc::new(SessionContext {
             bus: Arc::new(InProcessBus::new(hub.clone(), retention)),
             hub,
@@ -566,7 +583,7 @@ mod tests {
         let context = context();
         let mut client = connect(&context);
         let token = TokenKeys::new(&Secret::new("secret"))
-            .mint(Role::Admin, None, 1, now_seconds())
+            .mint(Role::Admin, crate::store::DEFAULT_ACCOUNT, None, 1, now_seconds())
             .unwrap();
         client.send(json!(["3", "3", "realtime:jobs", "phx_join", {"config": {}, "access_token": token}]));
         assert_eq!(client.next().await[4]["status"], "ok");

@@ -22,6 +22,7 @@ mod portal;
 mod processing;
 mod proxies;
 mod realtime;
+mod realtime_accounts;
 mod realtime_postgres;
 mod realtime_updates;
 mod scheduling;

@@ -33,11 +33,17 @@ pub fn with_realtime(mut args: ServeArgs) -> ServeArgs {
     args
 }
 
-/// An access token signed with the test secret, valid for `ttl_seconds` (negative: already expired).
+/// An access token of the default account signed with the test secret, valid for `ttl_seconds` (negative:
+/// already expired).
 pub fn token(role: Role, company: Option<&str>, ttl_seconds: i64) -> String {
+    account_token(server::store::DEFAULT_ACCOUNT, role, company, ttl_seconds)
+}
+
+/// An access token of `account` signed with the test secret, valid for `ttl_seconds`.
+pub fn account_token(account: &str, role: Role, company: Option<&str>, ttl_seconds: i64) -> String {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     TokenKeys::new(&Secret::new(JWT_SECRET))
-        .mint(role, company, ttl_seconds, now)
+        .mint(role, account, company, ttl_seconds, now)
         .unwrap()
 }
 
