@@ -253,6 +253,7 @@ async fn realtime_credentials_follow_the_session_and_a_portal_token_cannot_join_
     assert_eq!(
         verified.identity,
         Identity::Portal {
+            account: server::store::DEFAULT_ACCOUNT.into(),
             company_uuid: COMPANY.into()
         }
     );
@@ -284,7 +285,33 @@ async fn an_admin_session_gets_an_admin_token() {
     let (status, credentials) = call(&relay.app, "/api/realtime/credentials", None, Some(&cookie)).await;
     assert_eq!(status, 200, "{credentials}");
     let verified = TokenKeys::new(&Secret::new(JWT_SECRET)).verify(credentials["access_token"].as_str().unwrap());
-    assert_eq!(verified.unwrap().identity, Identity::Admin);
+    assert_eq!(
+        verified.unwrap().identity,
+        Identity::Admin {
+            account: server::store::DEFAULT_ACCOUNT.into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_viewers_session_gets_a_viewer_token_for_its_account() {
+    let relay = spawn_relay().await;
+    let cookie = crate::common::users::member_session(
+        &relay.app,
+        "viewer@example.com",
+        server::store::DEFAULT_ACCOUNT,
+        app::access::Role::Viewer,
+    )
+    .await;
+    let (status, credentials) = call(&relay.app, "/api/realtime/credentials", None, Some(&cookie)).await;
+    assert_eq!(status, 200, "{credentials}");
+    let verified = TokenKeys::new(&Secret::new(JWT_SECRET)).verify(credentials["access_token"].as_str().unwrap());
+    assert_eq!(
+        verified.unwrap().identity,
+        Identity::Viewer {
+            account: server::store::DEFAULT_ACCOUNT.into()
+        }
+    );
 }
 
 #[tokio::test]
