@@ -20,7 +20,7 @@ pub const DEFAULT_AUTHORIZE_URL: &str = "https://go.servicem8.com/oauth/authoriz
 pub const DEFAULT_TOKEN_URL: &str = "https://go.servicem8.com/oauth/access_token";
 /// The scopes a connection asks for unless the user chooses: what processing, sync, the portal and subscriptions
 /// need.
-pub const DEFAULT_SCOPES: &str = "read_jobs read_customers read_staff read_job_attachments read_schedule manage_jobs";
+pub use app::directory::model::DEFAULT_OAUTH_SCOPES as DEFAULT_SCOPES;
 /// An access token is refreshed when it has less than this left.
 const REFRESH_AHEAD_MS: i64 = 60_000;
 
