@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { expect, type APIRequestContext, type Page } from '@playwright/test';
+import { OWNER } from '../server';
 
 export const ADMIN_TOKEN = 'e2e-admin-token';
 export const WEBHOOK_SECRET = 'e2e-webhook-secret';
@@ -17,11 +18,18 @@ export async function openHydrated(page: Page, path: string): Promise<void> {
   await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
 }
 
-export async function signIn(page: Page): Promise<void> {
-  await openHydrated(page, '/admin/webhook-dashboard');
-  await page.getByLabel('Admin token').fill(ADMIN_TOKEN);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+/// Signs in to the dashboard of `server` (the shared one unless named) as the instance owner.
+export async function signIn(page: Page, server: string = baseUrl()): Promise<void> {
+  await page.goto(server + '/admin/webhook-dashboard');
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  await fillSignIn(page, OWNER.email, OWNER.password);
   await expect(page.getByRole('heading', { name: 'Statistics' })).toBeVisible();
+}
+
+export async function fillSignIn(page: Page, email: string, password: string): Promise<void> {
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
 }
 
 /// Posts a seed-format webhook signed with the test secret (to the shared server unless `server` names
