@@ -83,9 +83,14 @@ impl ServeArgs {
 
     /// `PUBLIC_URL`, or this server's own address: https when it serves TLS itself.
     pub fn public_url(&self) -> String {
+        self.public_url_at(self.bind)
+    }
+
+    /// `PUBLIC_URL`, or `bound`, the address the listener got (with `--bind …:0`, the port it was given).
+    pub fn public_url_at(&self, bound: SocketAddr) -> String {
         self.public_url
             .clone()
-            .unwrap_or_else(|| format!("{}://{}", self.scheme(), self.bind))
+            .unwrap_or_else(|| format!("{}://{}", self.scheme(), bound))
             .trim_end_matches('/')
             .to_owned()
     }
@@ -121,6 +126,12 @@ mod tests {
     fn public_url_defaults_to_the_bind_address() {
         let args = ServeArgs::new("127.0.0.1:3000".parse().unwrap(), "sqlite::memory:");
         assert_eq!(args.public_url(), "http://127.0.0.1:3000");
+        let any_port = ServeArgs::new("127.0.0.1:0".parse().unwrap(), "sqlite::memory:");
+        assert_eq!(
+            any_port.public_url_at("127.0.0.1:41234".parse().unwrap()),
+            "http://127.0.0.1:41234",
+            "links name the port the listener got"
+        );
     }
 
     #[test]

@@ -161,7 +161,9 @@ impl Server {
         let listener = TcpListener::bind(args.bind)
             .await
             .with_context(|| format!("binding {}", args.bind))?;
-        let port = listener.local_addr().context("reading the bound address")?.port();
+        let bound = listener.local_addr().context("reading the bound address")?;
+        let port = bound.port();
+        let public_url = args.public_url_at(bound);
         let listener = Listener::new(listener, &args.listen, tls);
         let default = default_account(&args.ingest, &args.servicem8, &args.processor, &args.accounts);
         let Directory {
@@ -183,7 +185,7 @@ impl Server {
                 (Secret::new(token), AdminTokenSource::Stored)
             }
         };
-        let secure_cookies = args.public_url().starts_with("https://");
+        let secure_cookies = public_url.starts_with("https://");
         let updates = updates::channel();
         let queue_wakeup = Arc::new(Notify::new());
         let processor = Processor::new(
@@ -197,7 +199,7 @@ impl Server {
         let queue = EventQueue::new(store.clone(), updates.clone(), queue_wakeup.clone());
         let settings = BackendSettings {
             secure_cookies,
-            public_url: args.public_url(),
+            public_url: public_url.clone(),
             new_accounts: default,
         };
         let relay = realtime::Relay::start(
@@ -252,7 +254,7 @@ impl Server {
                 state.throttles.clone(),
             ))
             .layer(axum::middleware::from_fn_with_state(
-                SameOrigin::new(&args.public_url()),
+                SameOrigin::new(&public_url),
                 csrf::refuse_cross_origin,
             ))
             .layer(axum::middleware::from_fn_with_state(

@@ -17,6 +17,8 @@ use subtle::ConstantTimeEq;
 
 use super::filter::Filter;
 use super::limits::{FaultOutcome, Faults, RateDecision};
+use super::oauth::TokenCheck;
+use super::oauth_http;
 use super::records::ObjectKind;
 use super::state::{lock, MockState, MockStats};
 use super::subscriptions;
@@ -35,6 +37,9 @@ pub(crate) enum MockApiError {
     /// 401: no API key, or not the account's.
     #[error("Authentication failed: send the API key as X-API-Key")]
     Unauthorized,
+    /// 401: an OAuth access token that expired or was never issued.
+    #[error("The access token is invalid or has expired")]
+    InvalidToken,
     /// 404: no such object type or record.
     #[error("{0}")]
     NotFound(String),
@@ -56,7 +61,7 @@ impl MockApiError {
     fn status(&self) -> StatusCode {
         match self {
             MockApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            MockApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            MockApiError::Unauthorized | MockApiError::InvalidToken => StatusCode::UNAUTHORIZED,
             MockApiError::NotFound(_) => StatusCode::NOT_FOUND,
             MockApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             MockApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,6 +93,7 @@ pub(crate) fn router(state: Arc<MockState>) -> Router {
         .route("/_mock/faults", get(get_faults).post(set_faults))
         .route("/_mock/stats", get(get_stats));
     api.merge(control)
+        .merge(oauth_http::router())
         .fallback(|| async { MockApiError::NotFound("No such endpoint".into()) })
         .with_state(state)
 }
@@ -99,8 +105,9 @@ async fn gate(State(state): State<Arc<MockState>>, request: Request, next: Next)
     if !faults.latency().is_zero() && !pause(&state, faults.latency()).await {
         return MockApiError::Unavailable.into_response();
     }
-    let Some(key) = presented_key(request.headers()).filter(|key| keys_equal(key, state.api_key.expose())) else {
-        return MockApiError::Unauthorized.into_response();
+    let key = match authenticate(&state, request.headers()) {
+        Ok(key) => key,
+        Err(refusal) => return refusal.into_response(),
     };
     let decision = lock(&state.limiter).check(&key, Instant::now());
     let refusal = match decision {
@@ -145,17 +152,45 @@ async fn pause(state: &MockState, duration: Duration) -> bool {
     }
 }
 
-/// The key from `X-API-Key`, or from `Authorization: Bearer` (the OAuth form).
-fn presented_key(headers: &HeaderMap) -> Option<String> {
+/// What a request authenticates with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Presented {
+    /// `X-API-Key`.
+    ApiKey(String),
+    /// `Authorization: Bearer`: an OAuth access token, or the API key sent that way.
+    Bearer(String),
+}
+
+fn presented_credential(headers: &HeaderMap) -> Option<Presented> {
     if let Some(key) = headers.get("x-api-key").and_then(|value| value.to_str().ok()) {
-        return Some(key.trim().to_owned());
+        return Some(Presented::ApiKey(key.trim().to_owned()));
     }
     let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = authorization.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| Presented::Bearer(token.trim().to_owned()))
 }
 
-fn keys_equal(presented: &str, expected: &str) -> bool {
+/// Whom the request counts against: the API key, or the OAuth application for its access tokens (ServiceM8's
+/// limits are per add-on and account, not per token).
+fn authenticate(state: &MockState, headers: &HeaderMap) -> Result<String, MockApiError> {
+    let api_key = state.api_key.expose();
+    match presented_credential(headers) {
+        Some(Presented::ApiKey(key)) if keys_equal(&key, api_key) => Ok(key),
+        Some(Presented::Bearer(token)) if keys_equal(&token, api_key) => Ok(token),
+        Some(Presented::Bearer(token)) => {
+            let mut grants = lock(&state.grants);
+            match grants.check_access(&token, Instant::now()) {
+                TokenCheck::Valid => Ok(format!("oauth:{}", grants.client_id())),
+                TokenCheck::Expired | TokenCheck::Unknown => Err(MockApiError::InvalidToken),
+            }
+        }
+        Some(Presented::ApiKey(_)) | None => Err(MockApiError::Unauthorized),
+    }
+}
+
+pub(crate) fn keys_equal(presented: &str, expected: &str) -> bool {
     presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
 }
 
@@ -246,16 +281,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_key_is_read_from_x_api_key_or_a_bearer_token() {
+    fn the_credential_is_read_from_x_api_key_or_a_bearer_token() {
         let mut headers = HeaderMap::new();
-        assert_eq!(presented_key(&headers), None);
+        assert_eq!(presented_credential(&headers), None);
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
-        assert_eq!(presented_key(&headers).as_deref(), Some("abc"));
+        assert_eq!(presented_credential(&headers), Some(Presented::Bearer("abc".into())));
         headers.insert("x-api-key", HeaderValue::from_static("xyz"));
-        assert_eq!(presented_key(&headers).as_deref(), Some("xyz"));
+        assert_eq!(presented_credential(&headers), Some(Presented::ApiKey("xyz".into())));
         headers.remove("x-api-key");
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(presented_key(&headers), None);
+        assert_eq!(presented_credential(&headers), None);
+    }
+
+    #[test]
+    fn the_api_key_or_a_live_access_token_is_let_in_and_anything_else_is_a_401() {
+        let state = MockState::new(
+            &crate::MockConfig::default(),
+            "http://mock.test/api_1.0".into(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .unwrap();
+        let headers = |name: &'static str, value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        assert_eq!(authenticate(&state, &HeaderMap::new()), Err(MockApiError::Unauthorized));
+        assert_eq!(
+            authenticate(&state, &headers("x-api-key", "nope")),
+            Err(MockApiError::Unauthorized)
+        );
+        assert!(authenticate(&state, &headers("x-api-key", "mock-api-key")).is_ok());
+        assert!(authenticate(&state, &headers("authorization", "Bearer mock-api-key")).is_ok());
+        assert_eq!(
+            authenticate(&state, &headers("authorization", "Bearer made-up")),
+            Err(MockApiError::InvalidToken)
+        );
+
+        let now = Instant::now();
+        let token = {
+            let mut grants = lock(&state.grants);
+            let code = grants.issue_code("http://app.test/cb", "read_jobs", now);
+            grants
+                .exchange_code("mock-client-id", "mock-client-secret", &code, None, now)
+                .unwrap()
+                .access_token
+        };
+        let bearer = headers("authorization", &format!("Bearer {token}"));
+        assert_eq!(authenticate(&state, &bearer), Ok("oauth:mock-client-id".into()));
+        lock(&state.grants).expire_access_tokens(Instant::now());
+        assert_eq!(authenticate(&state, &bearer), Err(MockApiError::InvalidToken));
+        let stats = lock(&state.grants).stats();
+        assert_eq!((stats.bearer_accepted, stats.bearer_refused), (1, 2));
     }
 
     #[test]

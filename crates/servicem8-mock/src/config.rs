@@ -98,11 +98,25 @@ pub struct MockConfig {
     /// Encoding of the callbacks.
     #[arg(long, value_enum, default_value_t = CallbackFormat::Json)]
     pub callback_format: CallbackFormat,
+
+    /// Client id of the one OAuth application the account knows (`/oauth/authorize`, `/oauth/access_token`).
+    #[arg(long, default_value = MockConfig::DEFAULT_OAUTH_CLIENT_ID)]
+    pub oauth_client_id: String,
+
+    /// Client secret of that application.
+    #[arg(long, default_value = MockConfig::DEFAULT_OAUTH_CLIENT_SECRET)]
+    pub oauth_client_secret: Secret,
+
+    /// Lifetime of the OAuth access tokens it issues, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub oauth_token_ttl_seconds: u64,
 }
 
 impl MockConfig {
     pub const DEFAULT_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3900);
     pub const DEFAULT_API_KEY: &'static str = "mock-api-key";
+    pub const DEFAULT_OAUTH_CLIENT_ID: &'static str = "mock-client-id";
+    pub const DEFAULT_OAUTH_CLIENT_SECRET: &'static str = "mock-client-secret";
 
     /// Defaults on a free port of 127.0.0.1, as tests want them.
     pub fn on_free_port() -> Self {
@@ -162,5 +176,26 @@ mod tests {
         assert_eq!(parsed.targets, ["http://a/hook", "http://b/hook"]);
         assert_eq!(parsed.callback_format, CallbackFormat::Form);
         assert_eq!(parsed.change_interval(), Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn the_oauth_application_and_token_lifetime_are_flags() {
+        let parsed = Cli::try_parse_from([
+            "mock",
+            "--oauth-client-id",
+            "app-1",
+            "--oauth-client-secret",
+            "s3cret",
+            "--oauth-token-ttl-seconds",
+            "30",
+        ])
+        .unwrap()
+        .config;
+        assert_eq!(parsed.oauth_client_id, "app-1");
+        assert_eq!(parsed.oauth_client_secret.expose(), "s3cret");
+        assert_eq!(parsed.oauth_token_ttl_seconds, 30);
+        let defaults = MockConfig::default();
+        assert_eq!(defaults.oauth_client_secret.expose(), "mock-client-secret");
+        assert_eq!(defaults.oauth_token_ttl_seconds, 3600);
     }
 }

@@ -8,6 +8,11 @@
 //! Everything a test needs to steer or observe it is on [`MockHandle`]; the same controls are reachable over HTTP
 //! at `POST /_mock/faults` and `GET /_mock/stats` (unauthenticated: this is a test double, never a production
 //! service).
+//!
+//! It is also the authorization server of one OAuth application (`--oauth-client-id`/`--oauth-client-secret`):
+//! `/oauth/authorize` asks the user to allow it, `/oauth/access_token` exchanges codes and refresh tokens, and the
+//! API takes the access tokens it issued until they expire (`--oauth-token-ttl-seconds`); `POST /_mock/oauth`
+//! makes refreshes fail or ends the tokens issued so far.
 
 mod api;
 mod changes;
@@ -15,6 +20,8 @@ mod config;
 mod filter;
 mod generate;
 mod limits;
+mod oauth;
+mod oauth_http;
 mod records;
 mod state;
 mod subscriptions;
@@ -32,6 +39,7 @@ pub use api::NEXT_CURSOR_HEADER;
 pub use changes::{CallbackDelivery, Change, DeliveryOutcome};
 pub use config::{CallbackFormat, MockConfig};
 pub use limits::Faults;
+pub use oauth::{OAuthStats, TokenAnswer, CODE_LIFETIME};
 pub use records::{ObjectKind, Record, RecordError, UnknownObject};
 pub use state::MockStats;
 pub use subscriptions::{Subscription, Topic};
@@ -87,6 +95,10 @@ pub async fn run_cli(config: MockConfig) -> anyhow::Result<()> {
     println!("Simulated ServiceM8 account on {}", account.origin());
     println!("  SERVICEM8_BASE_URL={}", account.base_url());
     println!("  SERVICEM8_API_KEY={}", account.api_key());
+    println!("  SERVICEM8_OAUTH_CLIENT_ID={}", account.oauth_client_id());
+    println!("  SERVICEM8_OAUTH_CLIENT_SECRET={}", account.oauth_client_secret());
+    println!("  SERVICEM8_OAUTH_AUTHORIZE_URL={}", account.oauth_authorize_url());
+    println!("  SERVICEM8_OAUTH_TOKEN_URL={}", account.oauth_token_url());
     println!(
         "  Records: {} companies, {} jobs, {} staff, with their activities and attachments",
         sizes.0, sizes.1, sizes.2
@@ -127,6 +139,45 @@ impl MockHandle {
 
     pub fn api_key(&self) -> &str {
         self.state.api_key.expose()
+    }
+
+    /// The OAuth application's client id: the value for `SERVICEM8_OAUTH_CLIENT_ID`.
+    pub fn oauth_client_id(&self) -> String {
+        lock(&self.state.grants).client_id().to_owned()
+    }
+
+    /// The value for `SERVICEM8_OAUTH_CLIENT_SECRET`.
+    pub fn oauth_client_secret(&self) -> String {
+        lock(&self.state.grants).client_secret().expose().to_owned()
+    }
+
+    /// `http://ADDR/oauth/authorize`: the value for `SERVICEM8_OAUTH_AUTHORIZE_URL`.
+    pub fn oauth_authorize_url(&self) -> String {
+        format!("{}{}", self.origin(), oauth_http::AUTHORIZE_PATH)
+    }
+
+    /// `http://ADDR/oauth/access_token`: the value for `SERVICEM8_OAUTH_TOKEN_URL`.
+    pub fn oauth_token_url(&self) -> String {
+        format!("{}{}", self.origin(), oauth_http::TOKEN_PATH)
+    }
+
+    /// Makes every refresh fail with `invalid_grant` (as for a revoked refresh token), or succeed again.
+    pub fn set_refresh_failing(&self, failing: bool) {
+        lock(&self.state.grants).set_refresh_failing(failing);
+    }
+
+    /// Ends every access token issued so far: the API answers 401 to them from now on.
+    pub fn expire_access_tokens(&self) {
+        lock(&self.state.grants).expire_access_tokens(std::time::Instant::now());
+    }
+
+    /// The lifetime of access tokens issued from now on.
+    pub fn set_token_ttl(&self, ttl: std::time::Duration) {
+        lock(&self.state.grants).set_token_ttl(ttl);
+    }
+
+    pub fn oauth_stats(&self) -> OAuthStats {
+        lock(&self.state.grants).stats()
     }
 
     /// Stops serving and changing, lets in-flight requests end (hanging ones end at once), and waits for both.

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{CallbackFormat, MockConfig};
 use super::generate::Generator;
 use super::limits::{Faults, RateLimiter};
+use super::oauth::Grants;
 use super::records::{ObjectKind, Records};
 use super::subscriptions::Subscription;
 use server::secret::Secret;
@@ -29,6 +30,8 @@ pub(crate) struct MockState {
     pub faults: Mutex<Faults>,
     pub limiter: Mutex<RateLimiter>,
     pub subscriptions: Mutex<Vec<Subscription>>,
+    /// The OAuth application's codes and tokens.
+    pub grants: Mutex<Grants>,
     /// URLs that receive every callback.
     pub targets: Mutex<Vec<String>>,
     pub counters: Counters,
@@ -56,6 +59,7 @@ impl MockState {
             }),
             limiter: Mutex::new(RateLimiter::new(config.per_minute, config.per_day)),
             subscriptions: Mutex::new(Vec::new()),
+            grants: Mutex::new(Grants::new(config)),
             targets: Mutex::new(config.targets.clone()),
             counters: Counters::default(),
             http: reqwest::Client::builder()

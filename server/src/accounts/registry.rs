@@ -15,7 +15,7 @@ use crate::sealing::{SealError, Sealer};
 use crate::secret::Secret;
 use crate::servicem8::client::{Budget, Credentials, ServiceM8Args, ServiceM8Client};
 use crate::servicem8::oauth::{OAuthApp, OAuthSession, OAuthTokens, RefreshOutcome, TokenKeeper};
-use crate::store::directory::AccountRow;
+use crate::store::directory::{AccountRow, NewAuditEntry};
 use crate::store::{account_secrets_context, now_millis, BudgetLimits, Store, StoreError, DEFAULT_ACCOUNT};
 
 /// How often the registry asks whether another node changed an account.
@@ -338,14 +338,42 @@ impl Accounts {
         .map(|_| ())
     }
 
-    /// Records a failed refresh on the account, for its page.
-    async fn record_refresh_failure(&self, slug: &str, reason: &str) -> Result<(), AccountError> {
+    /// Records a failed refresh on the account, for its page; true when the account was not failing already.
+    async fn record_refresh_failure(&self, slug: &str, reason: &str) -> Result<bool, AccountError> {
+        let mut newly_failing = false;
         self.update(slug, |row, _| {
+            newly_failing = row.oauth_error.is_none();
             row.oauth_error = Some(reason.chars().take(500).collect());
             Ok(())
         })
-        .await
-        .map(|_| ())
+        .await?;
+        Ok(newly_failing)
+    }
+
+    /// Audits a refresh, by the server itself: each success (new tokens are a credential change), and a failure
+    /// when it starts (while failing, every API call tries again; one line says it).
+    async fn audit_refresh(&self, slug: &str, outcome: &RefreshOutcome) {
+        let (result, detail) = match outcome {
+            RefreshOutcome::Refreshed(tokens) => (
+                "success",
+                serde_json::json!({ "scopes": tokens.scopes, "expires_at": tokens.expires_at }),
+            ),
+            RefreshOutcome::Failed(reason) => ("failure", serde_json::json!({ "reason": reason })),
+        };
+        let entry = NewAuditEntry {
+            at: now_millis(),
+            account: Some(slug.to_owned()),
+            actor_kind: "system".into(),
+            actor: None,
+            action: "refresh_oauth".into(),
+            target: Some(slug.to_owned()),
+            outcome: result.into(),
+            client_address: None,
+            detail: Some(detail),
+        };
+        if let Err(error) = self.store.record_audit(&entry).await {
+            tracing::error!(%error, account = %slug, "could not write an audit line");
+        }
     }
 
     fn seal_secrets(&self, slug: &str, secrets: &AccountSecrets) -> String {
@@ -453,12 +481,18 @@ impl Accounts {
             let (accounts, slug) = (accounts.clone(), slug.clone());
             async move {
                 let Some(accounts) = accounts.upgrade() else { return };
-                let kept = match outcome {
-                    RefreshOutcome::Refreshed(tokens) => accounts.store_oauth_tokens(&slug, &tokens).await,
-                    RefreshOutcome::Failed(reason) => accounts.record_refresh_failure(&slug, &reason).await,
+                let kept = match &outcome {
+                    RefreshOutcome::Refreshed(tokens) => {
+                        accounts.store_oauth_tokens(&slug, tokens).await.map(|()| true)
+                    }
+                    RefreshOutcome::Failed(reason) => accounts.record_refresh_failure(&slug, reason).await,
                 };
-                if let Err(error) = kept {
-                    tracing::error!(%error, account = %slug, "could not store the outcome of an OAuth refresh");
+                match kept {
+                    Ok(true) => accounts.audit_refresh(&slug, &outcome).await,
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::error!(%error, account = %slug, "could not store the outcome of an OAuth refresh")
+                    }
                 }
             }
             .boxed()

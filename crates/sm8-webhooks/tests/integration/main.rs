@@ -18,6 +18,7 @@ mod ingest_formats;
 mod leases;
 mod metrics;
 mod mock_servicem8;
+mod oauth;
 mod portal;
 mod processing;
 mod proxies;
