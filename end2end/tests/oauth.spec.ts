@@ -88,6 +88,7 @@ test.describe('with a ServiceM8 OAuth application', () => {
     const landing = `${server.url}/admin/accounts?account=default&oauth=connected`;
     await expect(page).toHaveURL((url) => url.toString().startsWith(landing));
     await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+    await expect(page.getByRole('status').filter({ hasText: 'ServiceM8 is connected.' })).toBeVisible();
     const back = page.locator('section[aria-labelledby="connection-title"]');
     await expect(back.locator('[data-field="credential"]')).toHaveText('OAuth');
     await expect(back).toContainText('read_jobs read_customers');
@@ -107,6 +108,7 @@ test.describe('with a ServiceM8 OAuth application', () => {
 
     await expect(page).toHaveURL(/\/admin\/accounts\?oauth_error=/);
     await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+    await expect(page.getByRole('alert')).toContainText('ServiceM8 did not connect the account');
     await expect(page.locator('section[aria-labelledby="connection-title"] [data-field="credential"]')).toHaveText(
       before ?? '',
     );

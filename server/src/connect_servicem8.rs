@@ -5,7 +5,7 @@
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
@@ -54,7 +54,16 @@ async fn oauth_callback(
             format!("/admin/accounts?oauth_error={reason}")
         }
     };
-    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
+    // Not a redirect: this request comes from ServiceM8's site, so a redirect from it would be cross-site too and
+    // the browser would leave out the SameSite=Strict session cookie. A page of our own moving on is same-site.
+    // `location` holds only URL-safe characters and `&`.
+    let location = location.replace('&', "&amp;");
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"0;url={location}\"><title>ServiceM8 · SM8 Webhooks</title></head>\
+         <body><p><a href=\"{location}\">Back to the account</a></p></body></html>"
+    );
+    let mut response = (StatusCode::OK, Html(page)).into_response();
     // The code is spent; nothing of this answer belongs in a cache or a Referer.
     response
         .headers_mut()

@@ -10,6 +10,7 @@ use app::access::Access;
 use app::api::DashboardBackend;
 use app::directory::api::DirectoryBackend;
 use app::directory::model::AuditFilter;
+use app::error::AppError;
 use app::model::{EventQuery, EventStatus};
 use app::session::SessionCookie;
 use axum::extract::rejection::QueryRejection;
@@ -33,6 +34,17 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/webhooks/management", get(query_management).post(actions::act))
         .layer(DefaultBodyLimit::max(MAX_ACTION_BYTES))
+}
+
+/// `access`, unless the request named another account than the one it opens: a caller who is no member of the
+/// account asked for is refused rather than answered about one of their own.
+fn named_account(access: Access, named: Option<&str>) -> Result<Authorized, ApiError> {
+    match named {
+        Some(named) if named != access.account => {
+            Err(AppError::Forbidden(format!("you have no access to account {named}")).into())
+        }
+        _ => Ok(Authorized(access)),
+    }
 }
 
 /// The caller's access to the account the request names; take it as a handler argument to require one.
@@ -69,8 +81,8 @@ impl FromRequestParts<AppState> for Authorized {
                 .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <token>".into()))?;
             let caller = Caller::Bearer(token.trim().to_owned());
             return match state.backend.access_for(&caller, account.as_deref(), address).await {
-                Ok(access) => Ok(Authorized(access)),
-                Err(app::error::AppError::InvalidAdminToken) => {
+                Ok(access) => named_account(access, account.as_deref()),
+                Err(AppError::InvalidAdminToken) => {
                     if let Some(client) = client {
                         state
                             .throttles
@@ -84,10 +96,14 @@ impl FromRequestParts<AppState> for Authorized {
             };
         }
         if let Some(session) = SessionCookie::Admin.value_in(&parts.headers) {
-            let chosen = account.or_else(|| SessionCookie::Account.value_in(&parts.headers).map(str::to_owned));
+            // The account cookie is a preference, which falls back to another of the caller's accounts; an
+            // account named in the request is not.
+            let chosen = account
+                .clone()
+                .or_else(|| SessionCookie::Account.value_in(&parts.headers).map(str::to_owned));
             let caller = Caller::Session(session.to_owned());
             let access = state.backend.access_for(&caller, chosen.as_deref(), address).await?;
-            return Ok(Authorized(access));
+            return named_account(access, account.as_deref());
         }
         Err(ApiError::Unauthorized(
             "authentication required: send Authorization: Bearer <ADMIN_TOKEN or API token>".into(),

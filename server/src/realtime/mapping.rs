@@ -20,7 +20,11 @@ pub fn publications(update: &PipelineUpdate) -> Vec<Publication> {
     match update {
         PipelineUpdate::Lifecycle(lifecycle) => {
             let payload = serde_json::to_value(lifecycle).expect("a lifecycle update serialises");
-            vec![retained(scoped(&lifecycle.account, topic::ADMIN_WEBHOOKS), LIFECYCLE_EVENT, payload)]
+            vec![retained(
+                scoped(&lifecycle.account, topic::ADMIN_WEBHOOKS),
+                LIFECYCLE_EVENT,
+                payload,
+            )]
         }
         PipelineUpdate::Record(record) => {
             let Some((kind, topics)) = record_topics(record) else {
@@ -170,7 +174,11 @@ mod tests {
         let (topics, _) = topics_and_type(&PipelineUpdate::Record(other));
         assert_eq!(
             topics,
-            ["acme/realtime:jobs", "acme/realtime:job:obj-1", "acme/realtime:company:co-1"]
+            [
+                "acme/realtime:jobs",
+                "acme/realtime:job:obj-1",
+                "acme/realtime:company:co-1"
+            ]
         );
     }
 

@@ -405,7 +405,13 @@ impl Session {
                 vec![broadcast.render(self.vsn)]
             }
             Push::PresenceDiff { topic, diff } if self.joined_mut(&topic).is_some() => {
-                vec![Outgoing::Frame(Frame::new(None, None, unscoped(&topic), "presence_diff", diff))]
+                vec![Outgoing::Frame(Frame::new(
+                    None,
+                    None,
+                    unscoped(&topic),
+                    "presence_diff",
+                    diff,
+                ))]
             }
             Push::PresenceDiff { .. } => Vec::new(),
             Push::Refetch { topic } => self.refetch(&topic).into_iter().collect(),

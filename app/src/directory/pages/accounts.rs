@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
 
 use super::connection::{Connection, Secrets, Subscriptions};
 use super::{failure, succeeded, time_or_dash, Failure, ShownOncePanel};
@@ -29,8 +30,27 @@ pub fn AccountsPage() -> impl IntoView {
 fn Accounts() -> impl IntoView {
     let visitor = expect_context::<CurrentVisitor>();
     view! {
+        <ConnectionOutcome/>
         {move || visitor.instance_owner().then(|| view! { <AllAccounts/> })}
         <CurrentAccount/>
+    }
+}
+
+/// How "Connect ServiceM8" went, when ServiceM8 sent the browser back here (`?oauth=connected` or
+/// `?oauth_error=…`, set by the OAuth callback).
+#[component]
+fn ConnectionOutcome() -> impl IntoView {
+    let query = use_query_map();
+    move || {
+        query.with(|query| {
+            if query.get("oauth").as_deref() == Some("connected") {
+                Some(view! { <p class="notice" role="status">"ServiceM8 is connected."</p> }.into_any())
+            } else {
+                query
+                    .get("oauth_error")
+                    .map(|reason| view! { <ErrorNote message=reason/> }.into_any())
+            }
+        })
     }
 }
 

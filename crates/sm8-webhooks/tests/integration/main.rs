@@ -26,6 +26,7 @@ mod realtime;
 mod realtime_accounts;
 mod realtime_postgres;
 mod realtime_updates;
+mod role_matrix;
 mod scheduling;
 mod secret_logs;
 mod simulate;

@@ -129,11 +129,20 @@ async fn decide(setup: &OAuthSetup, authorize_url: &str, decision: &str) -> Stri
     answer.headers()[LOCATION].to_str().unwrap().to_owned()
 }
 
-/// Follows the way back to the server's callback; returns where the server sends the browser then.
+/// Follows the way back to the server's callback; returns where the server's page sends the browser then. The
+/// page moves on by itself rather than by a redirect, so that the browser sends its SameSite=Strict session
+/// cookie on the next request, which a redirect from ServiceM8's site would not.
 async fn follow_callback(setup: &OAuthSetup, callback_url: &str) -> String {
     let answer = setup.browser.get(callback_url).send().await.unwrap();
-    assert_eq!(answer.status(), 303, "{callback_url}");
-    answer.headers()[LOCATION].to_str().unwrap().to_owned()
+    assert_eq!(answer.status(), 200, "{callback_url}");
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    let page = answer.text().await.unwrap();
+    let target = page
+        .split_once("content=\"0;url=")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(target, _)| target.replace("&amp;", "&"))
+        .unwrap_or_else(|| panic!("the page moves on: {page}"));
+    target
 }
 
 /// The whole connection, as a browser makes it; returns the callback URL the account sent the browser to.

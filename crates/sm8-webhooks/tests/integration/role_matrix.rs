@@ -1,0 +1,135 @@
+//! Every management route against every kind of caller: an owner, an admin and a viewer of the account, nobody,
+//! and the owner of another account. Each route needs a role; below it the answer is `403`, without a session
+//! `401`, and a member of another account gets `403` whatever their role there.
+
+use app::access::Role;
+use reqwest::header::COOKIE;
+use serde_json::{json, Value};
+
+use crate::common::users::member_session;
+use crate::common::{spawn_app, TestApp, ADMIN_TOKEN};
+
+/// One management request and the least role it needs.
+struct Route {
+    name: &'static str,
+    needs: Role,
+    /// `GET ?action=…` when `None`; else the `POST` body.
+    body: Option<Value>,
+}
+
+fn routes() -> Vec<Route> {
+    let read = |action: &'static str| Route {
+        name: action,
+        needs: Role::Viewer,
+        body: None,
+    };
+    let change = |name: &'static str, needs: Role, body: Value| Route {
+        name,
+        needs,
+        body: Some(body),
+    };
+    vec![
+        read("stats"),
+        read("health"),
+        read("throughput"),
+        read("events"),
+        read("audit"),
+        read("account"),
+        read("members"),
+        read("subscriptions"),
+        change(
+            "retry_failed_events",
+            Role::Admin,
+            json!({"action": "retry_failed_events", "dry_run": false}),
+        ),
+        change(
+            "cleanup",
+            Role::Admin,
+            json!({"action": "cleanup", "older_than_days": 3650}),
+        ),
+        change(
+            "send_test_event",
+            Role::Admin,
+            json!({"action": "send_test_event", "event": {"object_type": "job", "object_uuid": "matrix-job",
+                "event_type": "updated", "changes": {}}}),
+        ),
+        change(
+            "generate_account_secret",
+            Role::Owner,
+            json!({"action": "generate_account_secret", "secret": "url_token"}),
+        ),
+        change(
+            "invite_member",
+            Role::Owner,
+            json!({"action": "invite_member", "email": "invited@example.test", "role": "viewer"}),
+        ),
+    ]
+}
+
+/// The status of `route` on the default account, asked with `cookie` (none: no session).
+async fn status_of(app: &TestApp, route: &Route, cookie: Option<&str>) -> u16 {
+    let url = match &route.body {
+        None => app.url(&format!(
+            "/api/webhooks/management?action={}&account=default",
+            route.name
+        )),
+        Some(_) => app.url("/api/webhooks/management?account=default"),
+    };
+    let mut request = match &route.body {
+        None => app.client.get(url),
+        Some(body) => app.client.post(url).json(body),
+    };
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn every_management_route_answers_each_role_and_no_other_accounts_member() {
+    let app = spawn_app().await;
+    let created = app
+        .client
+        .post(app.url("/api/webhooks/management"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"action": "create_account", "slug": "other", "name": "Other Ltd"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let members = [
+        (
+            Role::Owner,
+            member_session(&app, "owner@matrix.test", "default", Role::Owner).await,
+        ),
+        (
+            Role::Admin,
+            member_session(&app, "admin@matrix.test", "default", Role::Admin).await,
+        ),
+        (
+            Role::Viewer,
+            member_session(&app, "viewer@matrix.test", "default", Role::Viewer).await,
+        ),
+    ];
+    let stranger = member_session(&app, "stranger@matrix.test", "other", Role::Owner).await;
+
+    let mut wrong = Vec::new();
+    for route in routes() {
+        for (role, cookie) in &members {
+            let status = status_of(&app, &route, Some(cookie)).await;
+            let allowed = *role >= route.needs;
+            if allowed == (status == 403 || status == 401) || (allowed && status >= 500) {
+                wrong.push(format!("{} as {role:?}: {status}", route.name));
+            }
+        }
+        let status = status_of(&app, &route, None).await;
+        if status != 401 {
+            wrong.push(format!("{} without a session: {status}", route.name));
+        }
+        let status = status_of(&app, &route, Some(&stranger)).await;
+        if status != 403 {
+            wrong.push(format!("{} as another account's owner: {status}", route.name));
+        }
+    }
+    assert!(wrong.is_empty(), "unexpected answers:\n{}", wrong.join("\n"));
+}
