@@ -47,7 +47,7 @@ pub struct Receipt {
     pub event_ids: Vec<Uuid>,
 }
 
-/// The default account's receiver; an add-on callback goes to the account its JWT names, if one has that UUID.
+/// The default account's receiver; an add-on callback goes to the account its JWT names (`addon_account`).
 async fn receive_default(
     State(state): State<AppState>,
     uri: Uri,
@@ -57,17 +57,32 @@ async fn receive_default(
     let body = read_body(&headers, body)
         .await
         .inspect_err(metrics::count_refused_webhook)?;
-    let routed = match formats::read(&body) {
-        DeliveryBody::Jwt(token) => {
-            addon::claimed_account_uuid(&token).and_then(|uuid| state.accounts.by_servicem8_uuid(&uuid))
-        }
-        _ => None,
-    };
-    let account = match routed {
-        Some(account) => open_account(account)?,
-        None => receiving_account(&state, DEFAULT_ACCOUNT)?,
+    let account = match formats::read(&body) {
+        DeliveryBody::Jwt(token) => addon_account(&state, &token)?,
+        _ => receiving_account(&state, DEFAULT_ACCOUNT)?,
     };
     receive(&state, &account, &uri, &headers, &body).await
+}
+
+/// The account an add-on callback is for: the one with the ServiceM8 account UUID its JWT names. The default
+/// account also takes callbacks naming no UUID, or one no account has while it has none of its own (a one-account
+/// deployment need not know its UUID). Otherwise a UUID no account has is refused: every account that installed
+/// the add-on shares its App Secret, so the default account's would verify another account's callback.
+fn addon_account(state: &AppState, token: &str) -> Result<Arc<LiveAccount>, ApiError> {
+    let Some(uuid) = addon::claimed_account_uuid(token) else {
+        return receiving_account(state, DEFAULT_ACCOUNT);
+    };
+    if let Some(account) = state.accounts.by_servicem8_uuid(&uuid) {
+        return open_account(account);
+    }
+    let default = receiving_account(state, DEFAULT_ACCOUNT)?;
+    if default.servicem8_account_uuid.is_some() {
+        tracing::warn!(account_uuid = %uuid, "add-on callback for a ServiceM8 account no account has refused");
+        return Err(ApiError::NotFound(format!(
+            "no account has ServiceM8 account UUID {uuid}"
+        )));
+    }
+    Ok(default)
 }
 
 /// One account's receiver.

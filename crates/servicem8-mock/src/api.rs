@@ -154,14 +154,14 @@ async fn pause(state: &MockState, duration: Duration) -> bool {
 
 /// What a request authenticates with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Presented {
+pub(crate) enum Presented {
     /// `X-API-Key`.
     ApiKey(String),
     /// `Authorization: Bearer`: an OAuth access token, or the API key sent that way.
     Bearer(String),
 }
 
-fn presented_credential(headers: &HeaderMap) -> Option<Presented> {
+pub(crate) fn presented_credential(headers: &HeaderMap) -> Option<Presented> {
     if let Some(key) = headers.get("x-api-key").and_then(|value| value.to_str().ok()) {
         return Some(Presented::ApiKey(key.trim().to_owned()));
     }

@@ -13,11 +13,15 @@
 //! `/oauth/authorize` asks the user to allow it, `/oauth/access_token` exchanges codes and refresh tokens, and the
 //! API takes the access tokens it issued until they expire (`--oauth-token-ttl-seconds`); `POST /_mock/oauth`
 //! makes refreshes fail or ends the tokens issued so far.
+//!
+//! Several simulated accounts, each with its own API key, can sit behind one base URL as ServiceM8's accounts do:
+//! [`start_front`] serves them together and hands each request to the account whose key it carries.
 
 mod api;
 mod changes;
 mod config;
 mod filter;
+mod front;
 mod generate;
 mod limits;
 mod oauth;
@@ -38,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 pub use api::NEXT_CURSOR_HEADER;
 pub use changes::{CallbackDelivery, Change, DeliveryOutcome};
 pub use config::{CallbackFormat, MockConfig};
+pub use front::{start_front, MockFront};
 pub use limits::Faults;
 pub use oauth::{OAuthStats, TokenAnswer, CODE_LIFETIME};
 pub use records::{ObjectKind, Record, RecordError, UnknownObject};

@@ -34,3 +34,4 @@ mod store_conformance;
 mod stored_bodies;
 mod throttles;
 mod tls;
+mod two_accounts;
