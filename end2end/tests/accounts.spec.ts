@@ -77,9 +77,17 @@ test('a viewer sees no action buttons, and the server refuses the action when fo
   expect(status).toBe(403);
 });
 
-test('an owner switches between accounts and each shows its own events', async ({ page }) => {
+test('an owner switches between accounts and each shows its own events', async ({ page, request }) => {
   const slug = `second-${Date.now().toString(36)}`;
   cli(['account', 'add', '--slug', slug, '--name', 'Second account']);
+  // The running server notices accounts added from the shell within seconds.
+  await expect(async () => {
+    const answer = await request.get(`${baseUrl()}/api/webhooks/management?action=accounts`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    const slugs = (await answer.json()).accounts.map((account: { slug: string }) => account.slug);
+    expect(slugs).toContain(slug);
+  }).toPass({ timeout: 15_000 });
   await signIn(page);
   await page.getByLabel('Record UUID').fill('default-account-job');
   await page.getByRole('button', { name: 'Send test event' }).click();

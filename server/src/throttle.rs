@@ -1,13 +1,14 @@
-//! Limits on guessing, per client address: sign-in attempts, portal link redemptions, and failed bearer tokens.
-//! Past a limit the client is answered 429 with `Retry-After`; for bearer tokens, every request it makes is,
-//! right token or wrong, until the limit refills, so a guesser learns nothing from the answers. Addresses are
-//! forgotten once their limit is full again, so the tables stay small.
+//! Limits on guessing, per client address: failed sign-ins, portal link redemptions, and failed bearer tokens.
+//! Past a limit the client is answered 429 with `Retry-After`; after too many failures, every request it makes
+//! is, right credentials or wrong, until the limit refills, so a guesser learns nothing from the answers.
+//! Addresses are forgotten once their limit is full again, so the tables stay small.
 //!
 //! Which address is the client's: the connection's peer, unless the peer is one of the `TrustedProxies`, whose
 //! `X-Forwarded-For` then names it (`TrustedProxies::client_address`). The listener resolves it once per request
 //! and hands it on as a `ClientAddress` extension.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
-/// Sign-in attempts per client address and minute.
+/// Failed sign-ins per client address and minute before the address is refused altogether.
 pub const SIGN_INS_PER_MINUTE: u32 = 10;
 /// Portal link redemptions per client address and minute.
 pub const PORTAL_LINKS_PER_MINUTE: u32 = 30;
@@ -26,7 +27,7 @@ pub const PORTAL_LINKS_PER_MINUTE: u32 = 30;
 pub const BEARER_FAILURES_PER_MINUTE: u32 = 10;
 /// The header in which each reverse proxy appends the address it was connected from.
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
-/// Most addresses refused at once; past it the oldest refusals are forgotten first.
+/// Most addresses (or other keys) refused at once; past it the oldest refusals are forgotten first.
 const MAX_REFUSED_ADDRESSES: usize = 65_536;
 
 /// How long a refused client should wait.
@@ -47,7 +48,7 @@ impl RetryAfter {
 
 /// Every limit of one server.
 pub struct Throttles {
-    pub sign_ins: Attempts,
+    pub sign_ins: Failures,
     pub portal_links: Attempts,
     pub bearer_tokens: Failures,
 }
@@ -55,7 +56,7 @@ pub struct Throttles {
 impl Default for Throttles {
     fn default() -> Self {
         Throttles {
-            sign_ins: Attempts::per_minute(SIGN_INS_PER_MINUTE),
+            sign_ins: Failures::per_minute(SIGN_INS_PER_MINUTE),
             portal_links: Attempts::per_minute(PORTAL_LINKS_PER_MINUTE),
             bearer_tokens: Failures::per_minute(BEARER_FAILURES_PER_MINUTE),
         }
@@ -65,7 +66,7 @@ impl Default for Throttles {
 impl Throttles {
     /// Forgets addresses whose limits are full again; run now and then.
     pub fn forget_idle(&self) {
-        self.sign_ins.limiter.retain_recent();
+        self.sign_ins.forget_idle();
         self.portal_links.limiter.retain_recent();
         self.bearer_tokens.forget_idle();
     }
@@ -194,13 +195,14 @@ impl Attempts {
     }
 }
 
-/// A limit on failures: past it, every request from the address is refused until it refills.
-pub struct Failures {
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
-    refused_until: Mutex<HashMap<IpAddr, Instant>>,
+/// A limit on failures, per client address unless keyed otherwise (an email): past it, every attempt of the key
+/// is refused until it refills.
+pub struct Failures<K: Hash + Eq + Clone = IpAddr> {
+    limiter: DefaultKeyedRateLimiter<K>,
+    refused_until: Mutex<HashMap<K, Instant>>,
 }
 
-impl Failures {
+impl<K: Hash + Eq + Clone> Failures<K> {
     pub fn per_minute(failures: u32) -> Self {
         Failures {
             limiter: RateLimiter::keyed(quota(failures)),
@@ -208,18 +210,18 @@ impl Failures {
         }
     }
 
-    /// Whether `address` may try at all now.
-    pub fn admit(&self, address: IpAddr) -> Result<(), RetryAfter> {
+    /// Whether `key` may try at all now.
+    pub fn admit(&self, key: &K) -> Result<(), RetryAfter> {
         let refused = self.refused_until.lock().expect("refusals lock");
-        match refused.get(&address) {
+        match refused.get(key) {
             Some(until) if *until > Instant::now() => Err(RetryAfter(*until - Instant::now())),
             _ => Ok(()),
         }
     }
 
-    /// Counts a failure from `address`; past the limit the address is refused until the limit refills.
-    pub fn failed(&self, address: IpAddr) -> Result<(), RetryAfter> {
-        let Err(not_until) = self.limiter.check_key(&address) else {
+    /// Counts a failure of `key`; past the limit the key is refused until the limit refills.
+    pub fn failed(&self, key: &K) -> Result<(), RetryAfter> {
+        let Err(not_until) = self.limiter.check_key(key) else {
             return Ok(());
         };
         let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -231,17 +233,18 @@ impl Failures {
                 if let Some(oldest) = refused
                     .iter()
                     .min_by_key(|(_, until)| **until)
-                    .map(|(address, _)| *address)
+                    .map(|(key, _)| key.clone())
                 {
                     refused.remove(&oldest);
                 }
             }
         }
-        refused.insert(address, Instant::now() + wait);
+        refused.insert(key.clone(), Instant::now() + wait);
         Err(RetryAfter(wait))
     }
 
-    fn forget_idle(&self) {
+    /// Forgets keys whose limits are full again; run now and then.
+    pub fn forget_idle(&self) {
         self.limiter.retain_recent();
         let now = Instant::now();
         self.refused_until
@@ -264,28 +267,28 @@ mod tests {
 
     #[test]
     fn attempts_past_the_limit_are_refused_for_that_address_only() {
-        let sign_ins = Attempts::per_minute(3);
+        let portal_links = Attempts::per_minute(3);
         for _ in 0..3 {
-            assert_eq!(sign_ins.attempt(HERE), Ok(()));
+            assert_eq!(portal_links.attempt(HERE), Ok(()));
         }
-        let refused = sign_ins.attempt(HERE).unwrap_err();
+        let refused = portal_links.attempt(HERE).unwrap_err();
         assert!(
             refused.0 > Duration::ZERO && refused.0 <= Duration::from_secs(20),
             "{refused:?}"
         );
         assert!((1..=20).contains(&refused.seconds()));
-        assert_eq!(sign_ins.attempt(THERE), Ok(()));
+        assert_eq!(portal_links.attempt(THERE), Ok(()));
     }
 
     #[test]
     fn past_the_failure_limit_an_address_is_refused_even_before_it_tries() {
         let bearers = Failures::per_minute(2);
-        assert_eq!(bearers.admit(HERE), Ok(()));
-        assert_eq!(bearers.failed(HERE), Ok(()));
-        assert_eq!(bearers.failed(HERE), Ok(()));
-        assert!(bearers.failed(HERE).is_err());
-        assert!(bearers.admit(HERE).is_err(), "refused whatever it sends next");
-        assert_eq!(bearers.admit(THERE), Ok(()));
+        assert_eq!(bearers.admit(&HERE), Ok(()));
+        assert_eq!(bearers.failed(&HERE), Ok(()));
+        assert_eq!(bearers.failed(&HERE), Ok(()));
+        assert!(bearers.failed(&HERE).is_err());
+        assert!(bearers.admit(&HERE).is_err(), "refused whatever it sends next");
+        assert_eq!(bearers.admit(&THERE), Ok(()));
     }
 
     fn proxies(entries: &[&str]) -> TrustedProxies {

@@ -26,7 +26,7 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 
 use crate::backend::ServerBackend;
 use crate::security_headers::ScriptNonce;
-use crate::throttle::{client_address, Throttles};
+use crate::throttle::{client_address, RetryAfter, Throttles};
 
 /// The pages and server functions. Every request's context holds `backend` four times over, as the dashboard's,
 /// the directory's, the portal's and the realtime credentials' backend: each server function finds only the one it
@@ -93,25 +93,38 @@ async fn server_function_status(request: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(encoded))
 }
 
-/// Counts sign-in attempts per client address; past `SIGN_INS_PER_MINUTE` a sign-in is answered 429 with the
-/// `AppError` the dashboard shows, before the token is looked at.
+/// Counts failed sign-ins per client address: past `SIGN_INS_PER_MINUTE` in a minute, the failure that went over
+/// and every sign-in after it, right password or wrong, is answered 429 with the `AppError` the dashboard shows,
+/// until the limit refills.
 async fn throttle_sign_ins(State(throttles): State<Arc<Throttles>>, request: Request, next: Next) -> Response {
-    if request.uri().path() == SignIn::PATH {
-        if let Some(client) = client_address(request.extensions()) {
-            if let Err(wait) = throttles.sign_ins.attempt(client) {
-                tracing::warn!(%client, "sign-in refused: too many attempts");
-                let error = AppError::RateLimited(wait.seconds());
-                let mut response = Response::new(Body::from(error.ser()));
-                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                let headers = response.headers_mut();
-                headers.insert(SERVER_FN_ERROR_HEADER, HeaderValue::from_static(SignIn::PATH));
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                headers.insert(header::RETRY_AFTER, wait.header_value());
-                return response;
-            }
+    let client = (request.uri().path() == SignIn::PATH)
+        .then(|| client_address(request.extensions()))
+        .flatten();
+    let Some(client) = client else {
+        return next.run(request).await;
+    };
+    if let Err(wait) = throttles.sign_ins.admit(&client) {
+        return too_many_sign_ins(client, wait);
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        if let Err(wait) = throttles.sign_ins.failed(&client) {
+            return too_many_sign_ins(client, wait);
         }
     }
-    next.run(request).await
+    response
+}
+
+fn too_many_sign_ins(client: std::net::IpAddr, wait: RetryAfter) -> Response {
+    tracing::warn!(%client, "sign-in refused: too many failures");
+    let error = AppError::RateLimited(wait.seconds());
+    let mut response = Response::new(Body::from(error.ser()));
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    headers.insert(SERVER_FN_ERROR_HEADER, HeaderValue::from_static(SignIn::PATH));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::RETRY_AFTER, wait.header_value());
+    response
 }
 
 /// The most of a server function's error body read to learn its status; errors are a short JSON reason.

@@ -10,7 +10,6 @@ use app::directory::model::{
     SubscriptionView, TokenView, Visitor,
 };
 use app::error::AppError;
-use governor::clock::{Clock, DefaultClock};
 use serde_json::json;
 
 use super::audit::{AuditLine, Outcome};
@@ -152,8 +151,7 @@ impl ServerBackend {
 impl DirectoryBackend for ServerBackend {
     async fn sign_in(&self, email: &str, password: &str, client: Option<String>) -> Result<String, AppError> {
         let email = email.trim().to_lowercase();
-        if let Err(not_until) = self.sign_ins_by_email.check_key(&email) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+        if let Err(wait) = self.sign_ins_by_email.admit(&email) {
             self.audit_line(AuditLine {
                 actor: &Actor::Anonymous,
                 account: None,
@@ -161,10 +159,10 @@ impl DirectoryBackend for ServerBackend {
                 target: Some(&email),
                 outcome: Outcome::Denied,
                 client_address: client.as_deref(),
-                detail: Some(json!({ "reason": "too many attempts for this email" })),
+                detail: Some(json!({ "reason": "too many failures for this email" })),
             })
             .await;
-            return Err(AppError::RateLimited(wait.as_secs().max(1)));
+            return Err(AppError::RateLimited(wait.seconds()));
         }
         let user = self.store.user_by_email(&email).await.map_err(unavailable)?;
         let stored = user.as_ref().and_then(|user| user.password_hash.clone());
@@ -201,7 +199,10 @@ impl DirectoryBackend for ServerBackend {
             Some(user) => self.open_session(&user).await,
             None => {
                 tracing::info!("dashboard sign-in refused: wrong email or password");
-                Err(AppError::InvalidCredentials)
+                match self.sign_ins_by_email.failed(&email) {
+                    Ok(()) => Err(AppError::InvalidCredentials),
+                    Err(wait) => Err(AppError::RateLimited(wait.seconds())),
+                }
             }
         }
     }

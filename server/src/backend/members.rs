@@ -59,7 +59,19 @@ impl ServerBackend {
     }
 
     pub(super) async fn list_members(&self, access: &Access) -> Result<Vec<MemberView>, AppError> {
-        let members = self.store.members(&access.account).await.map_err(unavailable)?;
+        let mut members = self.store.members(&access.account).await.map_err(unavailable)?;
+        // Instance owners own every account without a membership: listed as its owners.
+        for owner in self.store.list_users().await.map_err(unavailable)? {
+            if owner.instance_owner != 0 && !members.iter().any(|member| member.user_id == owner.id) {
+                members.push(crate::store::directory::MembershipRow {
+                    user_id: owner.id,
+                    email: owner.email,
+                    account: access.account.clone(),
+                    role: Role::Owner.as_str().to_owned(),
+                    created_at: owner.created_at,
+                });
+            }
+        }
         let mut views = Vec::with_capacity(members.len());
         for member in members {
             let user = self.store.user(&member.user_id).await.map_err(unavailable)?;
@@ -280,6 +292,8 @@ impl ServerBackend {
         let limit = filter.limit.unwrap_or(50).clamp(1, MAX_AUDIT_PAGE);
         let query = AuditQuery {
             account: Some(access.account.clone()),
+            // Sign-ins and users belong to no account: the instance's owners see them beside each account's.
+            with_instance_lines: access.instance_owner,
             action: non_empty(&filter.action),
             actor: non_empty(&filter.actor),
             outcome: non_empty(&filter.outcome),

@@ -27,6 +27,7 @@ use crate::realtime::TokenKeys;
 use crate::secret::Secret;
 use crate::servicem8::oauth::DEFAULT_SCOPES;
 use crate::store::{Store, StoreError};
+use crate::throttle::Failures;
 
 /// How long a dashboard session lasts.
 const SESSION_TTL_SECONDS: i64 = 12 * 60 * 60;
@@ -48,8 +49,8 @@ pub struct ServerBackend {
     accounts: Arc<Accounts>,
     admin_token: Secret,
     settings: BackendSettings,
-    /// Sign-in attempts per email, whatever address they come from.
-    sign_ins_by_email: governor::DefaultKeyedRateLimiter<String>,
+    /// Failed sign-ins per email, whatever address they come from.
+    sign_ins_by_email: Failures<String>,
     /// Set when the realtime relay runs: browsers get their access tokens here.
     realtime: Option<RealtimeKeys>,
 }
@@ -63,7 +64,7 @@ pub struct RealtimeKeys {
 
 /// How long an access token handed to a browser lasts; the client fetches the next one a minute before.
 const REALTIME_TOKEN_TTL_SECONDS: i64 = 60 * 60;
-/// Sign-in attempts per email and minute.
+/// Failed sign-ins per email and minute before the email is refused altogether.
 pub const SIGN_INS_PER_EMAIL_PER_MINUTE: u32 = 5;
 
 impl ServerBackend {
@@ -74,14 +75,13 @@ impl ServerBackend {
         admin_token: Secret,
         settings: BackendSettings,
     ) -> Self {
-        let per_email = std::num::NonZeroU32::new(SIGN_INS_PER_EMAIL_PER_MINUTE).expect("a positive limit");
         ServerBackend {
             store,
             queue,
             accounts,
             admin_token,
             settings,
-            sign_ins_by_email: governor::RateLimiter::keyed(governor::Quota::per_minute(per_email)),
+            sign_ins_by_email: Failures::per_minute(SIGN_INS_PER_EMAIL_PER_MINUTE),
             realtime: None,
         }
     }
@@ -108,7 +108,7 @@ impl ServerBackend {
 
     /// Forgets emails whose sign-in limit is full again; run now and then.
     pub fn forget_idle_sign_ins(&self) {
-        self.sign_ins_by_email.retain_recent();
+        self.sign_ins_by_email.forget_idle();
     }
 }
 

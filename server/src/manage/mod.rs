@@ -71,7 +71,7 @@ impl FromRequestParts<AppState> for Authorized {
                 state
                     .throttles
                     .bearer_tokens
-                    .admit(client)
+                    .admit(&client)
                     .map_err(ApiError::TooManyRequests)?;
             }
             let token = authorization
@@ -87,7 +87,7 @@ impl FromRequestParts<AppState> for Authorized {
                         state
                             .throttles
                             .bearer_tokens
-                            .failed(client)
+                            .failed(&client)
                             .map_err(ApiError::TooManyRequests)?;
                     }
                     Err(ApiError::Unauthorized("invalid token".into()))

@@ -126,6 +126,8 @@ pub struct AuditRow {
 pub struct AuditQuery {
     /// One account's lines (`None`: every line, for an instance owner).
     pub account: Option<String>,
+    /// With `account`, also the lines of no account (sign-ins, users): what an instance owner sees.
+    pub with_instance_lines: bool,
     pub action: Option<String>,
     /// Part of the actor's label.
     pub actor: Option<String>,

@@ -403,7 +403,7 @@ where
         let actor_pattern = query.actor.as_ref().map(|actor| format!("%{}%", actor.to_lowercase()));
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_log
-             WHERE ($1 IS NULL OR account = $1) AND ($2 IS NULL OR action = $2)
+             WHERE ($1 IS NULL OR account = $1 OR ($9 = 1 AND account IS NULL)) AND ($2 IS NULL OR action = $2)
                AND ($3 IS NULL OR LOWER(COALESCE(actor, '')) LIKE $3) AND ($4 IS NULL OR outcome = $4)
                AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) AND ($7 IS NULL OR id < $7)
              ORDER BY id DESC LIMIT $8"
@@ -417,6 +417,7 @@ where
             .bind(query.to)
             .bind(query.before_id)
             .bind(i64::from(query.limit) + 1)
+            .bind(i64::from(query.with_instance_lines))
             .fetch_all(self.readers())
             .await?)
     }

@@ -19,7 +19,7 @@ fn retry_after(response: &reqwest::Response) -> u64 {
 }
 
 #[tokio::test]
-async fn sign_ins_past_the_limit_are_refused_with_when_to_try_again() {
+async fn failed_sign_ins_past_the_limit_are_refused_with_when_to_try_again() {
     let app = spawn_app().await;
     ensure_user(&app, OWNER_EMAIL, true, &[]).await;
     for attempt in 0..SIGN_INS_PER_MINUTE {
@@ -27,6 +27,8 @@ async fn sign_ins_past_the_limit_are_refused_with_when_to_try_again() {
         let email = format!("guess-{attempt}@example.test");
         assert_eq!(try_sign_in(&app, &email, "wrong password").await.status(), 401);
     }
+    let over = try_sign_in(&app, "one-more@example.test", "wrong password").await;
+    assert_eq!(over.status(), 429, "the failure past the limit");
     let refused = try_sign_in(&app, OWNER_EMAIL, PASSWORD).await;
     assert_eq!(refused.status(), 429);
     assert!((1..=60).contains(&retry_after(&refused)));
@@ -38,12 +40,26 @@ async fn sign_ins_past_the_limit_are_refused_with_when_to_try_again() {
 }
 
 #[tokio::test]
-async fn sign_ins_to_one_email_past_its_limit_are_refused_and_every_failure_is_audited() {
+async fn successful_sign_ins_are_never_limited() {
+    let app = spawn_app().await;
+    ensure_user(&app, OWNER_EMAIL, true, &[]).await;
+    for _ in 0..SIGN_INS_PER_MINUTE + SIGN_INS_PER_EMAIL_PER_MINUTE {
+        assert_eq!(try_sign_in(&app, OWNER_EMAIL, PASSWORD).await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn failed_sign_ins_to_one_email_past_its_limit_are_refused_and_every_failure_is_audited() {
     let app = spawn_app().await;
     ensure_user(&app, OWNER_EMAIL, true, &[]).await;
     for _ in 0..SIGN_INS_PER_EMAIL_PER_MINUTE {
         assert_eq!(try_sign_in(&app, OWNER_EMAIL, "wrong password").await.status(), 401);
     }
+    assert_eq!(
+        try_sign_in(&app, OWNER_EMAIL, "wrong password").await.status(),
+        429,
+        "the failure past the limit"
+    );
     let refused = try_sign_in(&app, OWNER_EMAIL, PASSWORD).await;
     assert_eq!(
         refused.status(),
@@ -63,7 +79,7 @@ async fn sign_ins_to_one_email_past_its_limit_are_refused_and_every_failure_is_a
     let outcomes: Vec<&str> = audited.iter().map(|line| line.outcome.as_str()).collect();
     assert_eq!(
         outcomes.iter().filter(|o| **o == "failure").count(),
-        SIGN_INS_PER_EMAIL_PER_MINUTE as usize
+        SIGN_INS_PER_EMAIL_PER_MINUTE as usize + 1
     );
     assert_eq!(outcomes.iter().filter(|o| **o == "denied").count(), 1, "{outcomes:?}");
     assert!(audited.iter().all(|line| line.target.as_deref() == Some(OWNER_EMAIL)));

@@ -377,5 +377,41 @@ pub async fn the_audit_log_pages_newest_first_by_account_and_filter(store: Arc<d
         .unwrap();
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0].detail, Some(serde_json::json!({ "n": 4 })));
+
+    // A line of no account (a sign-in) shows beside an account's lines only when asked for.
+    store
+        .record_audit(&NewAuditEntry {
+            at: 1_010,
+            account: None,
+            actor_kind: "user".into(),
+            actor: Some("owner@example.test".into()),
+            action: "sign_in".into(),
+            target: Some("owner@example.test".into()),
+            outcome: "success".into(),
+            client_address: None,
+            detail: None,
+        })
+        .await
+        .unwrap();
+    let with_instance = store
+        .audit_page(&AuditQuery {
+            account: Some(A.into()),
+            with_instance_lines: true,
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = with_instance.iter().map(|line| line.action.as_str()).collect();
+    assert_eq!(actions, ["sign_in", "cleanup", "retry_event", "retry_event"]);
+    let only_a = store
+        .audit_page(&AuditQuery {
+            account: Some(A.into()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(only_a.len(), 3);
     assert_eq!(store.delete_audit_before(1_002).await.unwrap(), 2);
 }
