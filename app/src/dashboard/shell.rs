@@ -7,7 +7,7 @@ use super::Refresh;
 use crate::access::Role;
 use crate::components::ErrorNote;
 use crate::directory::api::{current_visitor, ChooseAccount, SignIn, SignOut};
-use crate::directory::model::Visitor;
+use crate::directory::model::{AccountChoice, Visitor};
 use crate::error::{answer_with_status, AppError};
 
 /// The signed-in visitor, for the pages inside `AdminShell`: which account they look at, and with what role.
@@ -50,6 +50,20 @@ pub fn AdminShell(children: ChildrenFn) -> impl IntoView {
     let signed_in = Signal::derive(move || visitor.get().and_then(Result::ok).flatten());
     provide_context(CurrentVisitor(signed_in));
     let children = StoredValue::new(children);
+    // The page is rebuilt only when what it shows changes (another visitor or account), not each time the
+    // visitor's resource reports the same visitor again.
+    let shown = Memo::new(move |_| {
+        visitor.get().map(|found| match found {
+            Ok(Some(visitor)) => match visitor.current {
+                Some(current) => Shown::Page(visitor.user_id, current),
+                None => Shown::NoAccount {
+                    instance_owner: visitor.instance_owner,
+                },
+            },
+            Ok(None) => Shown::SignIn,
+            Err(error) => Shown::Failed(error.to_string()),
+        })
+    });
 
     view! {
         <main class="page">
@@ -70,20 +84,32 @@ pub fn AdminShell(children: ChildrenFn) -> impl IntoView {
                 </Transition>
             </header>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || visitor.get().map(|found| match found {
-                    Ok(Some(visitor)) if visitor.current.is_some() => {
-                        children.with_value(|children| children()).into_any()
-                    }
-                    Ok(Some(visitor)) => view! { <NoAccount instance_owner=visitor.instance_owner/> }.into_any(),
-                    Ok(None) => {
+                {move || shown.get().map(|shown| match shown {
+                    // Untracked: what the page reads while it is built must not rebuild it (and create its
+                    // resources again, which the browser would then not find in the page's data).
+                    Shown::Page(..) => untrack(|| children.with_value(|children| children())).into_any(),
+                    Shown::NoAccount { instance_owner } => view! { <NoAccount instance_owner/> }.into_any(),
+                    Shown::SignIn => {
                         answer_with_status(&AppError::NotSignedIn);
                         view! { <SignInForm action=sign_in/> }.into_any()
                     }
-                    Err(error) => view! { <ErrorNote message=error.to_string()/> }.into_any(),
+                    Shown::Failed(message) => view! { <ErrorNote message/> }.into_any(),
                 })}
             </Transition>
         </main>
     }
+}
+
+/// What the frame shows below its title bar.
+#[derive(Debug, Clone, PartialEq)]
+enum Shown {
+    /// The page, for this user in this account.
+    Page(String, AccountChoice),
+    NoAccount {
+        instance_owner: bool,
+    },
+    SignIn,
+    Failed(String),
 }
 
 /// Chooses the account the dashboard shows, among the visitor's.
