@@ -33,13 +33,10 @@ pub fn store_job_ownership(store: Arc<dyn Store>) -> JobOwnership {
     Arc::new(move |account: String, job_uuid: String| {
         let store = store.clone();
         Box::pin(async move {
-            store
-                .job_company(&account, &job_uuid)
-                .await
-                .unwrap_or_else(|error| {
-                    tracing::error!(%error, "looking up the company of a job failed");
-                    None
-                })
+            store.job_company(&account, &job_uuid).await.unwrap_or_else(|error| {
+                tracing::error!(%error, "looking up the company of a job failed");
+                None
+            })
         })
     })
 }
@@ -183,7 +180,9 @@ impl TokenKeys {
         let identity = match (claims.role, claims.company_uuid) {
             (Role::Admin, _) => Identity::Admin { account },
             (Role::Viewer, _) => Identity::Viewer { account },
-            (Role::Portal, Some(company_uuid)) if !company_uuid.is_empty() => Identity::Portal { account, company_uuid },
+            (Role::Portal, Some(company_uuid)) if !company_uuid.is_empty() => {
+                Identity::Portal { account, company_uuid }
+            }
             (Role::Portal, _) => return Err(TokenError::MissingCompany),
         };
         Ok(Credentials {
@@ -360,7 +359,9 @@ mod tests {
         let token = keys().mint(Role::Viewer, "bravo", None, 60, now).unwrap();
         assert_eq!(
             keys().verify(&token).unwrap().identity,
-            Identity::Viewer { account: "bravo".into() }
+            Identity::Viewer {
+                account: "bravo".into()
+            }
         );
         // Minted elsewhere: no `iat`, no `account`.
         let claims = serde_json::json!({"role": "admin", "exp": now + 60});
@@ -375,7 +376,9 @@ mod tests {
 
     #[test]
     fn viewers_join_but_never_broadcast() {
-        let viewer = Identity::Viewer { account: "alpha".into() };
+        let viewer = Identity::Viewer {
+            account: "alpha".into(),
+        };
         assert!(matches!(
             authority().authorize_broadcast(&viewer, "realtime:jobs"),
             Access::Denied(_)
@@ -394,9 +397,7 @@ mod tests {
     async fn admins_join_everything_and_anonymous_users_only_public_topics() {
         let authority = authority();
         assert_eq!(
-            authority
-                .authorize_join(&admin(), "realtime:admin:webhooks")
-                .await,
+            authority.authorize_join(&admin(), "realtime:admin:webhooks").await,
             Access::Granted
         );
         assert_eq!(

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::auth::{Credentials, TOPIC_PREFIX};
+use super::changes::Binding;
 use super::protocol::{Frame, Outgoing};
 
 pub(super) struct Channel {
@@ -17,6 +18,8 @@ pub(super) struct Channel {
     pub presence_key: String,
     /// The highest offset delivered, so a live broadcast a replay already delivered is not sent again.
     pub last_offset: i64,
+    /// `config.postgres_changes`: the row changes the channel gets.
+    pub bindings: Vec<Binding>,
 }
 
 /// The parts of a `phx_join` payload the relay uses.

@@ -2,7 +2,7 @@
 //! channel protocol, so our Leptos UI and an existing supabase-js frontend both work against it unchanged.
 //!
 //! Pieces: `protocol` (serializers 1.0.0 and 2.0.0), `session` (one connection's loop) and `channel` (one joined
-//! channel), `hub` (this node's topics and presence), `auth` (apikey, access tokens, who joins what), `bus` and
+//! channel), `changes` (`postgres_changes` over the mirror tables), `hub` (this node's topics and presence), `auth` (apikey, access tokens, who joins what), `bus` and
 //! `postgres_bus` (every broadcast reaches every node), `outbox` (per-topic offsets and resume), `mapping`
 //! (pipeline updates → topics), `rest` (REST broadcast), `socket` (the upgrade), `args` (settings and the `token`
 //! command). The wire format is Supabase Realtime's (Phoenix channels, serializers 1.0.0 and 2.0.0); resume and
@@ -11,6 +11,7 @@
 pub mod args;
 pub mod auth;
 pub mod bus;
+pub mod changes;
 mod channel;
 pub mod hub;
 pub mod mapping;
@@ -194,6 +195,7 @@ mod tests {
             company_uuid: None,
             job_uuid: Some("job-1".into()),
             received_at: 0,
+            row: None,
         })
     }
 

@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::{Access, Identity, TOPIC_PREFIX};
-use super::scope::scoped;
 use super::bus::{Broadcast, Publication};
 use super::protocol::BroadcastPayload;
+use super::scope::scoped;
 use super::session::SessionContext;
 
 /// Most messages one request may carry.

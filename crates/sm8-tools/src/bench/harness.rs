@@ -48,7 +48,13 @@ pub fn serve_args(database_url: &str) -> ServeArgs {
 
 /// An admin access token for the realtime relay of a bench server.
 pub fn admin_access_token() -> anyhow::Result<String> {
-    Ok(TokenKeys::new(&Secret::new(JWT_SECRET)).mint(Role::Admin, server::store::DEFAULT_ACCOUNT, None, 3600, now_seconds())?)
+    Ok(TokenKeys::new(&Secret::new(JWT_SECRET)).mint(
+        Role::Admin,
+        server::store::DEFAULT_ACCOUNT,
+        None,
+        3600,
+        now_seconds(),
+    )?)
 }
 
 /// A simulated account that never limits or fails, with `companies × jobs_per_company` jobs and nothing else.

@@ -23,6 +23,7 @@ mod processing;
 mod proxies;
 mod realtime;
 mod realtime_accounts;
+mod realtime_changes;
 mod realtime_postgres;
 mod realtime_updates;
 mod scheduling;

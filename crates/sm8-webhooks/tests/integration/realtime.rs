@@ -43,7 +43,7 @@ async fn a_join_echoes_postgres_changes_bindings_in_order_with_ids(vsn: &str) {
     let relay = spawn_relay().await;
     let mut client = relay.client(vsn).await;
     let bindings = json!([
-        {"event": "INSERT", "schema": "public", "table": "todos", "filter": "id=eq.1"},
+        {"event": "INSERT", "schema": "public", "table": "staff", "filter": "uuid=eq.1"},
         {"event": "*", "schema": "public", "table": "jobs"},
     ]);
     let payload = join_payload(json!({"postgres_changes": bindings}), Some(&admin_token()));

@@ -20,7 +20,10 @@ fn update_of(relay: &RelayApp, account: &str, status: &str) {
         unreachable!("a job update is a record update")
     };
     record.account = account.into();
-    relay.updates.send(PipelineUpdate::Record(record)).expect("the relay listens");
+    relay
+        .updates
+        .send(PipelineUpdate::Record(record))
+        .expect("the relay listens");
 }
 
 async fn clients_of_two_accounts_on_the_same_topic_each_receive_only_their_accounts_updates(vsn: &str) {

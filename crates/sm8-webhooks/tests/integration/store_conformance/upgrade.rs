@@ -25,8 +25,14 @@ const OLD_PORTAL_LINK_HASH: &str = "hash-of-an-old-portal-link";
 
 /// Creates the pre-accounts schema at `url` and fills it the way the release before accounts did.
 pub async fn fill_old_database(url: &str) {
-    let engine = if url.starts_with("sqlite:") { "sqlite" } else { "postgres" };
-    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations").join(engine);
+    let engine = if url.starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../migrations")
+        .join(engine);
     let mut migrator = Migrator::new(directory).await.unwrap();
     migrator.migrations = migrator
         .migrations
@@ -39,7 +45,11 @@ pub async fn fill_old_database(url: &str) {
         format!(
             "INSERT INTO webhook_bodies (id, raw_body, headers, received_at) \
              VALUES ('{OLD_EVENT}', {}, '{{}}', 1714557600000)",
-            if engine == "sqlite" { "X'7B7D'" } else { "'\\x7b7d'::bytea" }
+            if engine == "sqlite" {
+                "X'7B7D'"
+            } else {
+                "'\\x7b7d'::bytea"
+            }
         ),
         format!(
             "INSERT INTO webhook_events (id, dedup_key, format, object_type, object_uuid, event_type, changes, \
@@ -80,12 +90,21 @@ pub async fn fill_old_database(url: &str) {
 pub async fn an_old_database_upgrades_in_place_as_the_default_account(url: &str) {
     let store: Arc<dyn Store> = store::connect(url).await.unwrap();
 
-    let events = store.list_events(DEFAULT_ACCOUNT, &EventQuery::default()).await.unwrap().events;
+    let events = store
+        .list_events(DEFAULT_ACCOUNT, &EventQuery::default())
+        .await
+        .unwrap()
+        .events;
     assert_eq!(events.len(), 1, "the old event is the default account's");
     assert_eq!(events[0].id, OLD_EVENT);
     let record = store.event_record(DEFAULT_ACCOUNT, OLD_EVENT).await.unwrap().unwrap();
     assert_eq!(record.raw_body.as_deref(), Some(&b"{}"[..]), "its body is kept");
-    assert!(store.list_events("other", &EventQuery::default()).await.unwrap().events.is_empty());
+    assert!(store
+        .list_events("other", &EventQuery::default())
+        .await
+        .unwrap()
+        .events
+        .is_empty());
 
     assert_eq!(
         store.job_company(DEFAULT_ACCOUNT, "job-old").await.unwrap().as_deref(),
@@ -120,5 +139,9 @@ pub async fn an_old_database_upgrades_in_place_as_the_default_account(url: &str)
     elsewhere.id = uuid::Uuid::now_v7();
     elsewhere.account = "other".into();
     let inserted = store.insert_events(std::slice::from_ref(&elsewhere)).await.unwrap();
-    assert_eq!(inserted[0], Insertion::Stored(elsewhere.id), "deduplication is per account");
+    assert_eq!(
+        inserted[0],
+        Insertion::Stored(elsewhere.id),
+        "deduplication is per account"
+    );
 }

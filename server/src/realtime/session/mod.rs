@@ -11,7 +11,7 @@
 //! `[null,null,"realtime:jobs","system",{"extension":"system","status":"ok","message":"refetch","channel":"jobs",
 //! "offset":57}]` (`offset` is null when the record could not be read).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use super::auth::{now_seconds, Access, Authority};
 use super::bus::{Broadcast, Bus, Publication};
+use super::changes::ROWS_TOPIC;
 use super::channel::{close_frame, refetch_frame, reply, system_error_frame, with, Channel, JoinRequest};
 use super::hub::{ConnectionId, Hub, Outlet, Push, SESSION_QUEUE};
 use super::outbox::Replay;
@@ -117,6 +118,8 @@ struct Session {
     /// The latest token the client gave, used by joins that carry none (supabase-js's first join often does not).
     socket_token: Option<String>,
     next_binding_id: u64,
+    /// The hub topics of the accounts whose row changes the channels' `postgres_changes` bindings follow.
+    row_topics: BTreeSet<String>,
 }
 
 impl Session {
@@ -129,6 +132,7 @@ impl Session {
             channels: HashMap::new(),
             socket_token: None,
             next_binding_id: 1,
+            row_topics: BTreeSet::new(),
         }
     }
 
@@ -193,14 +197,17 @@ impl Session {
         if request.access_token.is_some() {
             self.socket_token = request.access_token.clone();
         }
+        let (bindings, response) = match &request.postgres_changes {
+            Some(requested) => match self.bindings(requested) {
+                Ok((bindings, echoed)) => (bindings, json!({ "postgres_changes": echoed })),
+                Err(reason) => return with(out, frame.reply_error(format!("postgres_changes: {reason}"))),
+            },
+            None => (Vec::new(), json!({})),
+        };
         let hub_topic = scoped(credentials.identity.account(), &topic);
         self.context
             .hub
             .subscribe(&hub_topic, self.id, request.receive_own, self.outlet.clone());
-        let response = match &request.postgres_changes {
-            Some(bindings) => json!({ "postgres_changes": self.number_bindings(bindings) }),
-            None => json!({}),
-        };
         out.push(Outgoing::Frame(frame.reply(ReplyStatus::Ok, response)));
         if request.presence_enabled {
             let state = self.context.hub.presence_state(&hub_topic);
@@ -219,25 +226,14 @@ impl Session {
             ack: request.ack,
             presence_key: request.presence_key,
             last_offset: 0,
+            bindings,
         };
         if let Some(after) = request.resume_after {
             out.extend(self.replay(&topic, after, &mut channel).await);
         }
         self.channels.insert(topic, channel);
+        self.follow_rows();
         out
-    }
-
-    /// The join reply's bindings: the client's, in order, each with an id.
-    fn number_bindings(&mut self, bindings: &[Value]) -> Vec<Value> {
-        bindings
-            .iter()
-            .map(|binding| {
-                let mut binding = binding.as_object().cloned().unwrap_or_default();
-                binding.insert("id".into(), self.next_binding_id.into());
-                self.next_binding_id += 1;
-                Value::Object(binding)
-            })
-            .collect()
     }
 
     /// What the client missed on `topic` (its name for the channel's topic) after `after`.
@@ -269,6 +265,7 @@ impl Session {
             return Vec::new();
         };
         self.context.hub.unsubscribe(&channel.hub_topic, self.id);
+        self.follow_rows();
         vec![
             Outgoing::Frame(frame.reply_ok()),
             close_frame(&frame.topic, &channel.join_ref),
@@ -384,6 +381,7 @@ impl Session {
             return Vec::new();
         };
         self.context.hub.unsubscribe(&channel.hub_topic, self.id);
+        self.follow_rows();
         vec![
             system_error_frame(topic, message),
             close_frame(topic, &channel.join_ref),
@@ -392,6 +390,7 @@ impl Session {
 
     fn on_push(&mut self, push: Push) -> Vec<Outgoing> {
         match push {
+            Push::Broadcast(broadcast) if unscoped(&broadcast.topic) == ROWS_TOPIC => self.on_row_change(&broadcast),
             Push::Broadcast(broadcast) => {
                 let Some(channel) = self.joined_mut(&broadcast.topic) else {
                     return Vec::new();
@@ -405,7 +404,13 @@ impl Session {
                 vec![broadcast.render(self.vsn)]
             }
             Push::PresenceDiff { topic, diff } if self.joined_mut(&topic).is_some() => {
-                vec![Outgoing::Frame(Frame::new(None, None, unscoped(&topic), "presence_diff", diff))]
+                vec![Outgoing::Frame(Frame::new(
+                    None,
+                    None,
+                    unscoped(&topic),
+                    "presence_diff",
+                    diff,
+                ))]
             }
             Push::PresenceDiff { .. } => Vec::new(),
             Push::Refetch { topic } => self.refetch(&topic).into_iter().collect(),
@@ -434,162 +439,6 @@ impl Session {
     }
 }
 
+mod rows;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::realtime::auth::{JobOwnership, Role, TokenKeys};
-    use crate::realtime::bus::InProcessBus;
-    use crate::realtime::outbox::Retention;
-    use crate::secret::Secret;
-    use tokio_util::sync::PollSender;
-
-    struct Client {
-        to_server: mpsc::UnboundedSender<WireMessage>,
-        from_server: mpsc::Receiver<WireMessage>,
-    }
-
-    impl Client {
-        fn send(&self, frame: Value) {
-            self.to_server.send(WireMessage::Text(frame.to_string())).unwrap();
-        }
-
-        async fn next(&mut self) -> Value {
-            let message = tokio::time::timeout(Duration::from_secs(5), self.from_server.recv())
-                .await
-                .expect("a frame within 5 s")
-                .expect("the session is still open");
-            let WireMessage::Text(text) = message else {
-                panic!("expected a text frame")
-            };
-            serde_json::from_str(&text).unwrap()
-        }
-    }
-
-    fn context() -> Arc<SessionContext> {
-        let hub = Arc::new(Hub::new());
-        let retention = Retention {
-            max_messages: 100,
-            max_age: Duration::from_secs(60),
-            max_bytes: usize::MAX,
-        };
-        let keys = TokenKeys::new(&Secret::new("secret"));
-        let nobody_owns_jobs: JobOwnership = Arc::new(|_, _| Box::pin(async { None }));
-        Arc::new(SessionContext {
-            bus: Arc::new(InProcessBus::new(hub.clone(), retention)),
-            hub,
-            authority: Authority::new(keys, Secret::new("anon"), &["room".into()], nobody_owns_jobs),
-            messages_per_second: 1_000,
-        })
-    }
-
-    #[tokio::test]
-    async fn a_client_sending_faster_than_its_rate_is_disconnected() {
-        let mut context = Arc::into_inner(context()).unwrap();
-        context.messages_per_second = 5;
-        let mut client = connect(&Arc::new(context));
-        for n in 0..40 {
-            client.send(json!([null, n.to_string(), "phoenix", "heartbeat", {}]));
-        }
-        let mut answered = 0;
-        while tokio::time::timeout(Duration::from_secs(5), client.from_server.recv())
-            .await
-            .expect("the session answers or closes within 5 s")
-            .is_some()
-        {
-            answered += 1;
-        }
-        assert!((10..40).contains(&answered), "{answered} answered before the close");
-    }
-
-    fn connect(context: &Arc<SessionContext>) -> Client {
-        let (to_server, mut server_in) = mpsc::unbounded_channel();
-        let (server_out, from_server) = mpsc::channel(64);
-        let stream = futures_util::stream::poll_fn(move |cx| server_in.poll_recv(cx));
-        let sink = PollSender::new(server_out);
-        tokio::spawn(run_session(context.clone(), Vsn::V2, Box::pin(sink), Box::pin(stream)));
-        Client { to_server, from_server }
-    }
-
-    #[tokio::test]
-    async fn a_heartbeat_is_answered_with_its_ref() {
-        let mut client = connect(&context());
-        client.send(json!([null, "7", "phoenix", "heartbeat", {}]));
-        assert_eq!(
-            client.next().await,
-            json!([null, "7", "phoenix", "phx_reply", {"status": "ok", "response": {}}])
-        );
-    }
-
-    #[tokio::test]
-    async fn a_broadcast_reaches_the_other_subscriber_and_is_acked() {
-        let context = context();
-        let (mut alice, mut bob) = (connect(&context), connect(&context));
-        let join = json!({"config": {"broadcast": {"ack": true, "self": false}}});
-        alice.send(json!(["1", "1", "realtime:room", "phx_join", join]));
-        bob.send(json!(["1", "1", "realtime:room", "phx_join", join]));
-        assert_eq!(alice.next().await[4]["status"], "ok");
-        assert_eq!(bob.next().await[4]["status"], "ok");
-        alice.send(
-            json!(["1", "2", "realtime:room", "broadcast", {"type": "broadcast", "event": "hi", "payload": {"n": 1}}]),
-        );
-        assert_eq!(
-            alice.next().await,
-            json!(["1", "2", "realtime:room", "phx_reply", {"status": "ok", "response": {}}])
-        );
-        let received = bob.next().await;
-        assert_eq!(received[3], "broadcast");
-        assert_eq!(
-            received[4],
-            json!({"type": "broadcast", "event": "hi", "payload": {"n": 1}})
-        );
-    }
-
-    #[tokio::test]
-    async fn a_client_too_slow_for_its_queue_is_told_to_refetch_once_it_has_caught_up() {
-        let context = context();
-        let mut slow = connect(&context);
-        slow.send(json!(["1", "1", "realtime:room", "phx_join", {}]));
-        assert_eq!(slow.next().await[4]["status"], "ok");
-        // The client reads nothing while far more is broadcast than its session can hold.
-        let sent = 64 + SESSION_QUEUE + 200;
-        for n in 0..sent {
-            let payload = BroadcastPayload::Json(json!({"n": n}));
-            context
-                .hub
-                .deliver(Arc::new(Broadcast::new("realtime:room", "e", payload, None, false)));
-        }
-        let mut received = 0;
-        let refetch = loop {
-            let frame = slow.next().await;
-            if frame[3] == "system" {
-                break frame;
-            }
-            received += 1;
-        };
-        assert_eq!(refetch[4]["message"], "refetch");
-        assert_eq!(refetch[4]["channel"], "room");
-        assert!(received < sent, "{received} of {sent} arrived: some were dropped");
-    }
-
-    #[tokio::test]
-    async fn pushes_to_a_topic_not_joined_are_refused() {
-        let mut client = connect(&context());
-        client.send(json!(["1", "2", "realtime:room", "broadcast", {"type": "broadcast", "event": "e"}]));
-        assert_eq!(client.next().await[4]["response"]["reason"], "unmatched topic");
-    }
-
-    #[tokio::test]
-    async fn a_token_that_expires_while_joined_closes_the_channel() {
-        let context = context();
-        let mut client = connect(&context);
-        let token = TokenKeys::new(&Secret::new("secret"))
-            .mint(Role::Admin, crate::store::DEFAULT_ACCOUNT, None, 1, now_seconds())
-            .unwrap();
-        client.send(json!(["3", "3", "realtime:jobs", "phx_join", {"config": {}, "access_token": token}]));
-        assert_eq!(client.next().await[4]["status"], "ok");
-        let system = client.next().await;
-        assert_eq!(system[3], "system");
-        assert_eq!(system[4]["message"], "Token has expired");
-        assert_eq!(client.next().await, json!(["3", "3", "realtime:jobs", "phx_close", {}]));
-    }
-}
+mod tests;
