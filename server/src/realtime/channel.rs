@@ -20,6 +20,8 @@ pub(super) struct Channel {
     pub last_offset: i64,
     /// `config.postgres_changes`: the row changes the channel gets.
     pub bindings: Vec<Binding>,
+    /// Whether the connection tracks a presence on the channel.
+    pub tracked: bool,
 }
 
 /// The parts of a `phx_join` payload the relay uses.

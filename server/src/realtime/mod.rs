@@ -17,6 +17,7 @@ pub mod hub;
 pub mod mapping;
 pub mod outbox;
 mod pg_delivery;
+mod pg_presence;
 pub mod postgres_bus;
 pub mod protocol;
 pub mod rest;

@@ -25,6 +25,7 @@ mod realtime;
 mod realtime_accounts;
 mod realtime_changes;
 mod realtime_postgres;
+mod realtime_presence_postgres;
 mod realtime_updates;
 mod scheduling;
 mod secret_logs;

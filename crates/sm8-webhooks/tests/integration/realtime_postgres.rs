@@ -14,16 +14,16 @@ use server::updates::UpdateSender;
 use tempfile::TempDir;
 
 /// Two nodes on one fresh database, and the anon key they agreed on.
-struct Cluster {
-    a: TestApp,
-    b: TestApp,
+pub(crate) struct Cluster {
+    pub a: TestApp,
+    pub b: TestApp,
     updates_a: UpdateSender,
     anon_key: String,
-    database_url: String,
+    pub database_url: String,
 }
 
 impl Cluster {
-    async fn start() -> Cluster {
+    pub async fn start() -> Cluster {
         let database_url = fresh_postgres_database(&test_database_url()).await;
         let mut args = serve_args(&database_url);
         // No anon key configured: the nodes must share the one the first generates and keeps in the database.
@@ -48,7 +48,7 @@ impl Cluster {
         }
     }
 
-    async fn client(&self, node: &TestApp) -> RealtimeClient {
+    pub async fn client(&self, node: &TestApp) -> RealtimeClient {
         RealtimeClient::try_connect(node.address, &self.anon_key, "2.0.0")
             .await
             .expect("the upgrade succeeds")

@@ -74,7 +74,7 @@ where
                 }
                 outgoing
             }
-            () = sleep_until(expiry) => session.expire_tokens(),
+            () = sleep_until(expiry) => session.expire_tokens().await,
             message = stream.next() => match message {
                 Some(message) => {
                     if messages.check().is_err() {
@@ -97,6 +97,7 @@ where
             }
         }
     }
+    session.leave_all().await;
     session.context.hub.disconnect(session.id);
     let _ = sink.close().await;
 }
@@ -156,7 +157,7 @@ impl Session {
             "heartbeat" if frame.topic == "phoenix" => reply(frame.reply_ok()),
             "phx_join" => self.join(frame).await,
             _ if !self.channels.contains_key(&frame.topic) => reply(frame.reply_error("unmatched topic")),
-            "phx_leave" => self.leave(&frame),
+            "phx_leave" => self.leave(&frame).await,
             "broadcast" => {
                 let Some(event) = frame.payload["event"].as_str() else {
                     return reply(frame.reply_error("a broadcast needs an event"));
@@ -165,7 +166,7 @@ impl Session {
                 self.broadcast(&frame, event.to_owned(), BroadcastPayload::Json(payload), false)
                     .await
             }
-            "presence" => self.presence(&frame),
+            "presence" => self.presence(&frame).await,
             "access_token" => self.refresh_token(&frame).await,
             // Upstream ignores events it has no handler for.
             _ => Vec::new(),
@@ -177,7 +178,7 @@ impl Session {
         let topic = frame.topic.clone();
         // A second join of a topic replaces the first, as Phoenix does for a duplicate join.
         if let Some(previous) = self.channels.remove(&topic) {
-            self.context.hub.unsubscribe(&previous.hub_topic, self.id);
+            self.release(&previous).await;
             out.push(close_frame(&topic, &previous.join_ref));
         }
         let request = JoinRequest::parse(&frame.payload);
@@ -210,7 +211,13 @@ impl Session {
             .subscribe(&hub_topic, self.id, request.receive_own, self.outlet.clone());
         out.push(Outgoing::Frame(frame.reply(ReplyStatus::Ok, response)));
         if request.presence_enabled {
-            let state = self.context.hub.presence_state(&hub_topic);
+            let state = match self.context.bus.presence_state(&hub_topic).await {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::error!(%error, topic, "reading who is present failed");
+                    json!({})
+                }
+            };
             out.push(Outgoing::Frame(Frame::new(
                 frame.join_ref.clone(),
                 None,
@@ -227,6 +234,7 @@ impl Session {
             presence_key: request.presence_key,
             last_offset: 0,
             bindings,
+            tracked: false,
         };
         if let Some(after) = request.resume_after {
             out.extend(self.replay(&topic, after, &mut channel).await);
@@ -260,11 +268,11 @@ impl Session {
         }
     }
 
-    fn leave(&mut self, frame: &Frame) -> Vec<Outgoing> {
+    async fn leave(&mut self, frame: &Frame) -> Vec<Outgoing> {
         let Some(channel) = self.channels.remove(&frame.topic) else {
             return Vec::new();
         };
-        self.context.hub.unsubscribe(&channel.hub_topic, self.id);
+        self.release(&channel).await;
         self.follow_rows();
         vec![
             Outgoing::Frame(frame.reply_ok()),
@@ -301,21 +309,48 @@ impl Session {
         }
     }
 
-    fn presence(&mut self, frame: &Frame) -> Vec<Outgoing> {
-        let Some(channel) = self.channels.get(&frame.topic) else {
+    async fn presence(&mut self, frame: &Frame) -> Vec<Outgoing> {
+        let Some(channel) = self.channels.get_mut(&frame.topic) else {
             return Vec::new();
         };
-        match frame.payload["event"].as_str() {
+        let bus = &self.context.bus;
+        let done = match frame.payload["event"].as_str() {
             Some("track") => {
                 let meta: Map<String, Value> = frame.payload["payload"].as_object().cloned().unwrap_or_default();
-                self.context
-                    .hub
-                    .track(&channel.hub_topic, self.id, &channel.presence_key, meta);
+                channel.tracked = true;
+                bus.track(&channel.hub_topic, self.id, &channel.presence_key, meta)
+                    .await
             }
-            Some("untrack") => self.context.hub.untrack(&channel.hub_topic, self.id),
+            Some("untrack") => {
+                channel.tracked = false;
+                bus.untrack(&channel.hub_topic, self.id).await
+            }
             _ => return reply(frame.reply_error("presence event must be track or untrack")),
+        };
+        match done {
+            Ok(()) => reply(frame.reply_ok()),
+            Err(error) => {
+                tracing::error!(%error, "updating presence failed");
+                reply(frame.reply_error("presence failed, retry later"))
+            }
         }
-        reply(frame.reply_ok())
+    }
+
+    /// Ends a channel's subscription and its presence, on every node.
+    async fn release(&self, channel: &Channel) {
+        self.context.hub.unsubscribe(&channel.hub_topic, self.id);
+        if channel.tracked {
+            if let Err(error) = self.context.bus.untrack(&channel.hub_topic, self.id).await {
+                tracing::error!(%error, "removing a presence failed; it expires with its node");
+            }
+        }
+    }
+
+    /// Releases every channel of a connection that is going away.
+    async fn leave_all(&mut self) {
+        for (_, channel) in std::mem::take(&mut self.channels) {
+            self.release(&channel).await;
+        }
     }
 
     /// Re-checks a refreshed token: the channel carries on under it, or is closed when it no longer grants access.
@@ -347,7 +382,7 @@ impl Session {
             }
             Err(error) => error.to_string(),
         };
-        self.close_channel(&frame.topic, &refused)
+        self.close_channel(&frame.topic, &refused).await
     }
 
     fn next_expiry(&self) -> Option<Instant> {
@@ -361,7 +396,7 @@ impl Session {
         Some(Instant::now() + Duration::from_millis(remaining_ms as u64))
     }
 
-    fn expire_tokens(&mut self) -> Vec<Outgoing> {
+    async fn expire_tokens(&mut self) -> Vec<Outgoing> {
         let now = now_seconds();
         let expired: Vec<String> = self
             .channels
@@ -369,18 +404,19 @@ impl Session {
             .filter(|(_, channel)| channel.credentials.expires_at.is_some_and(|at| at < now))
             .map(|(topic, _)| topic.clone())
             .collect();
-        expired
-            .iter()
-            .flat_map(|topic| self.close_channel(topic, "Token has expired"))
-            .collect()
+        let mut out = Vec::new();
+        for topic in &expired {
+            out.extend(self.close_channel(topic, "Token has expired").await);
+        }
+        out
     }
 
     /// Tells the client why, then closes the channel: a `system` error followed by `phx_close`.
-    fn close_channel(&mut self, topic: &str, message: &str) -> Vec<Outgoing> {
+    async fn close_channel(&mut self, topic: &str, message: &str) -> Vec<Outgoing> {
         let Some(channel) = self.channels.remove(topic) else {
             return Vec::new();
         };
-        self.context.hub.unsubscribe(&channel.hub_topic, self.id);
+        self.release(&channel).await;
         self.follow_rows();
         vec![
             system_error_frame(topic, message),
