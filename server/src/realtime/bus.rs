@@ -107,6 +107,9 @@ pub trait Bus: Send + Sync + 'static {
     /// What a client that last saw `after` on `topic` has missed.
     async fn replay(&self, topic: &str, after: i64) -> Result<Replay, BusError>;
 
+    /// The latest `limit` retained broadcasts of `topic` made at or after `since` (unix ms), oldest first.
+    async fn replay_since(&self, topic: &str, since: i64, limit: usize) -> Result<Vec<Broadcast>, BusError>;
+
     /// Tracks `meta` for `connection` under presence `key` on `topic`, replacing what it tracked there, and tells
     /// the topic's subscribers on every node.
     async fn track(
@@ -163,6 +166,14 @@ impl Bus for InProcessBus {
             .lock()
             .expect("retained log lock")
             .replay(topic, after, now_millis()))
+    }
+
+    async fn replay_since(&self, topic: &str, since: i64, limit: usize) -> Result<Vec<Broadcast>, BusError> {
+        Ok(self
+            .log
+            .lock()
+            .expect("retained log lock")
+            .since(topic, since, limit, now_millis()))
     }
 
     async fn track(

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
-use super::bus::{Bus, BusError, Publication};
+use super::bus::{Broadcast, Bus, BusError, Publication};
 use super::hub::{ConnectionId, Hub};
 use super::outbox::{plan_replay, Replay, Retention};
 use super::pg_delivery::{Deliverer, OutboxRow, OUTBOX_COLUMNS};
@@ -106,6 +106,20 @@ impl Bus for PostgresBus {
         .await?;
         let retained_after = rows.into_iter().map(OutboxRow::into_broadcast).collect();
         Ok(plan_replay(after, latest, retained_after, &self.retention))
+    }
+
+    async fn replay_since(&self, topic: &str, since: i64, limit: usize) -> Result<Vec<Broadcast>, BusError> {
+        let rows: Vec<OutboxRow> = sqlx::query_as(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM realtime_outbox
+             WHERE topic = $1 AND topic_offset IS NOT NULL AND created_at >= $2
+             ORDER BY topic_offset DESC LIMIT $3"
+        ))
+        .bind(topic)
+        .bind(since.max(self.retention.cutoff(now_millis())))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().rev().map(OutboxRow::into_broadcast).collect())
     }
 
     async fn track(

@@ -242,3 +242,29 @@ async fn a_row_mirrored_on_one_node_reaches_table_subscribers_on_both_who_may_se
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run make test-postgres"]
+async fn a_broadcast_replay_on_another_node_is_served_from_the_outbox() {
+    let cluster = Cluster::start().await;
+    let mut observer = cluster.client(&cluster.a).await;
+    observer.join_ok("realtime:jobs", Some(&admin_token())).await;
+    for status in ["Quote", "Completed"] {
+        cluster
+            .updates_a
+            .send(job_update("job-1", "co-1", status))
+            .expect("node A's relay listens");
+        observer.broadcast_on("realtime:jobs", "webhook_update").await;
+    }
+    let mut late = cluster.client(&cluster.b).await;
+    let replay = json!({"broadcast": {"replay": {"since": 0, "limit": 1}}});
+    let (_, reply) = late
+        .join("realtime:jobs", join_payload(replay, Some(&admin_token())))
+        .await;
+    assert_eq!(reply.payload["status"], "ok");
+    let replayed = late.broadcast_on("realtime:jobs", "webhook_update").await;
+    assert_eq!(
+        (replayed["offset"].clone(), replayed["changes"]["status"].clone()),
+        (json!(2), json!("Completed"))
+    );
+}

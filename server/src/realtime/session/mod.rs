@@ -5,6 +5,9 @@
 //! with ids, or absent), `presence_state` after a join with presence, broadcasts honouring `self` and `ack`,
 //! `access_token` re-checks, `phx_leave` → reply then `phx_close`, and errors as `phx_reply` errors with a reason.
 //!
+//! Replay as upstream: a join's `config.broadcast.replay` (`{since: unix ms, limit}`) gets the topic's retained
+//! broadcasts since then (the latest `limit`, at most `REPLAY_LIMIT`), oldest first, before anything live.
+//!
 //! Resume: a join may carry the last offset the client saw on that topic, as `config.resume.offset` or a top-level
 //! `offset`. The client then gets every retained broadcast after it, as ordinary broadcast frames, before anything
 //! live; or, when some are no longer retained, one `system` frame telling it to refetch and where the topic now is:
@@ -28,7 +31,6 @@ use super::bus::{Broadcast, Bus, Publication};
 use super::changes::ROWS_TOPIC;
 use super::channel::{close_frame, refetch_frame, reply, system_error_frame, with, Channel, JoinRequest};
 use super::hub::{ConnectionId, Hub, Outlet, Push, SESSION_QUEUE};
-use super::outbox::Replay;
 use super::protocol::{BroadcastPayload, Frame, Incoming, Outgoing, ReplyStatus, Vsn, WireMessage};
 use super::scope::{scoped, unscoped};
 
@@ -238,34 +240,12 @@ impl Session {
         };
         if let Some(after) = request.resume_after {
             out.extend(self.replay(&topic, after, &mut channel).await);
+        } else if let Some(since) = request.replay {
+            out.extend(self.replay_since(&topic, since, &mut channel).await);
         }
         self.channels.insert(topic, channel);
         self.follow_rows();
         out
-    }
-
-    /// What the client missed on `topic` (its name for the channel's topic) after `after`.
-    async fn replay(&self, topic: &str, after: i64, channel: &mut Channel) -> Vec<Outgoing> {
-        match self.context.bus.replay(&channel.hub_topic, after).await {
-            Ok(Replay::Missed(broadcasts)) => {
-                channel.last_offset = after;
-                broadcasts
-                    .iter()
-                    .map(|broadcast| {
-                        channel.last_offset = channel.last_offset.max(broadcast.offset.unwrap_or_default());
-                        broadcast.render(self.vsn)
-                    })
-                    .collect()
-            }
-            Ok(Replay::Refetch { latest }) => {
-                channel.last_offset = latest;
-                vec![refetch_frame(topic, Some(latest))]
-            }
-            Err(error) => {
-                tracing::error!(%error, topic, "reading the retained record for a resume failed");
-                vec![refetch_frame(topic, None)]
-            }
-        }
     }
 
     async fn leave(&mut self, frame: &Frame) -> Vec<Outgoing> {
@@ -475,6 +455,7 @@ impl Session {
     }
 }
 
+mod replay;
 mod rows;
 #[cfg(test)]
 mod tests;
