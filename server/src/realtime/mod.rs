@@ -50,6 +50,8 @@ use session::SessionContext;
 
 /// Most pipeline updates published in one batch (one transaction and one NOTIFY on PostgreSQL).
 const FORWARD_BATCH: usize = 256;
+/// How long a shutdown waits for the websockets to close once they were told to.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The relay of one node, ready to be routed and fed.
 pub struct Relay {
@@ -102,6 +104,7 @@ impl Relay {
                 bus,
                 authority,
                 messages_per_second: args.realtime_max_messages_per_second,
+                closing: CancellationToken::new(),
             }),
             anon_key,
             running: running.drop_guard(),
@@ -123,6 +126,14 @@ impl Relay {
         self.context.authority.token_keys().clone()
     }
 
+    /// What closes this relay's websockets when the server shuts down.
+    pub fn closer(&self) -> RelayCloser {
+        RelayCloser {
+            closing: self.context.closing.clone(),
+            slots: self.slots.clone(),
+        }
+    }
+
     /// Publishes every pipeline update to its topics until the update channel closes.
     pub fn spawn_forwarding(&self, updates: broadcast::Receiver<PipelineUpdate>) -> JoinHandle<()> {
         tokio::spawn(forward_updates(self.context.bus.clone(), updates))
@@ -132,6 +143,24 @@ impl Relay {
     pub fn router(self) -> Router {
         socket::router(self.context.clone(), self.running, self.max_message_bytes, self.slots)
             .merge(rest::router(self.context))
+    }
+}
+
+/// Closes a relay's websockets on shutdown.
+pub struct RelayCloser {
+    closing: CancellationToken,
+    slots: Arc<slots::Slots>,
+}
+
+impl RelayCloser {
+    /// Once `shutdown` is cancelled, tells every session to close (each tells its client, which reconnects to
+    /// another node or to this one restarted) and waits for the sockets to close, at most `DRAIN_TIMEOUT`.
+    pub async fn close_on(self, shutdown: CancellationToken) {
+        shutdown.cancelled().await;
+        self.closing.cancel();
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.slots.emptied()).await.is_err() {
+            tracing::warn!("some realtime connections were still open after the drain timeout");
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::future::ready;
 use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 
 /// Per-connection read buffer of the websocket.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
@@ -108,6 +108,10 @@ async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, socket: WebSocket,
         ready(Ok::<_, axum::Error>(match message {
             WireMessage::Text(text) => Message::Text(text.into()),
             WireMessage::Binary(bytes) => Message::Binary(bytes.into()),
+            WireMessage::Close { code, reason } => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
         }))
     });
     // Pings are answered by the websocket layer itself; a close or an error ends the session.

@@ -12,6 +12,7 @@ use server::realtime::auth::Role;
 use server::store::{self, now_millis, object_spec, MirrorRecord};
 
 under_both_serializers!(
+    a_shutdown_errors_every_channel_so_that_clients_rejoin_and_closes_the_socket,
     a_heartbeat_is_answered_with_its_ref,
     a_join_echoes_postgres_changes_bindings_in_order_with_ids,
     a_join_without_postgres_changes_gets_a_reply_without_the_key,
@@ -476,4 +477,27 @@ async fn a_message_over_the_limit_closes_its_connection_and_others_go_on() {
     // Others are unaffected.
     let mut client = relay.client("2.0.0").await;
     client.join_ok(PUBLIC_TOPIC, None).await;
+}
+
+async fn a_shutdown_errors_every_channel_so_that_clients_rejoin_and_closes_the_socket(vsn: &str) {
+    let relay = spawn_relay().await;
+    let mut client = relay.client(vsn).await;
+    let jobs = client.join_ok("realtime:jobs", Some(&admin_token())).await;
+    let lobby = client.join_ok(PUBLIC_TOPIC, None).await;
+    relay.app.begin_shutdown();
+    let (frames, code) = client.until_closed().await;
+    let mut errored: Vec<(String, Option<String>, Option<String>)> = frames
+        .into_iter()
+        .filter(|frame| frame.event == "phx_error")
+        .map(|frame| (frame.topic, frame.join_ref, frame.msg_ref))
+        .collect();
+    errored.sort();
+    assert_eq!(
+        errored,
+        [
+            ("realtime:jobs".to_owned(), Some(jobs.clone()), Some(jobs)),
+            (PUBLIC_TOPIC.to_owned(), Some(lobby.clone()), Some(lobby)),
+        ]
+    );
+    assert_eq!(code, Some(1012), "service restart: the client reconnects");
 }

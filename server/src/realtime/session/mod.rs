@@ -24,6 +24,7 @@ use governor::{Quota, RateLimiter};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::auth::{now_seconds, Access, Authority};
@@ -44,7 +45,12 @@ pub struct SessionContext {
     pub authority: Authority,
     /// Messages a client may send per second (twice as many in a burst); past it the connection is closed.
     pub messages_per_second: u32,
+    /// Cancelled when the node shuts down: every session tells its client and closes.
+    pub closing: CancellationToken,
 }
+
+/// The close frame's code when the node shuts down: 1012, service restart (the client reconnects).
+const SERVICE_RESTART: u16 = 1012;
 
 /// Serves one connection until the client goes away, stops heartbeating, or the sink fails.
 pub async fn run_session<S, R>(context: Arc<SessionContext>, vsn: Vsn, mut sink: S, mut stream: R)
@@ -60,6 +66,7 @@ where
     let rate = NonZeroU32::new(context.messages_per_second.max(1)).expect("at least one");
     let burst = rate.saturating_mul(NonZeroU32::new(2).expect("two"));
     let messages = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+    let closing = context.closing.clone();
     let mut session = Session::new(context, vsn, outlet);
     let idle = tokio::time::sleep(IDLE_TIMEOUT);
     tokio::pin!(idle);
@@ -90,6 +97,14 @@ where
             },
             () = &mut idle => {
                 tracing::debug!(connection = %session.id, "closing an idle realtime connection");
+                break;
+            }
+            () = closing.cancelled() => {
+                for frame in session.shut_down() {
+                    let _ = sink.send(vsn.encode(frame)).await;
+                }
+                let close = WireMessage::Close { code: SERVICE_RESTART, reason: "the server is restarting".into() };
+                let _ = sink.send(close).await;
                 break;
             }
         };
@@ -324,6 +339,18 @@ impl Session {
                 tracing::error!(%error, "removing a presence failed; it expires with its node");
             }
         }
+    }
+
+    /// What the client is told when the node shuts down: `phx_error` on each channel, so that realtime-js rejoins
+    /// them once it has reconnected (after `phx_close` it would drop them), as it does when a channel crashes.
+    fn shut_down(&self) -> Vec<Outgoing> {
+        self.channels
+            .iter()
+            .map(|(topic, channel)| {
+                let join_ref = channel.join_ref.clone();
+                Outgoing::Frame(Frame::new(join_ref.clone(), join_ref, topic, "phx_error", json!({})))
+            })
+            .collect()
     }
 
     /// Releases every channel of a connection that is going away.

@@ -43,6 +43,7 @@ fn context() -> Arc<SessionContext> {
         hub,
         authority: Authority::new(keys, Secret::new("anon"), &["room".into()], nobody_owns_jobs),
         messages_per_second: 1_000,
+        closing: CancellationToken::new(),
     })
 }
 

@@ -190,6 +190,23 @@ impl RealtimeClient {
         }
     }
 
+    /// Reads until the server's close frame, returning the frames before it and its code.
+    pub async fn until_closed(&mut self) -> (Vec<Frame>, Option<u16>) {
+        let mut before = Vec::new();
+        loop {
+            let message = tokio::time::timeout(FRAME_TIMEOUT, self.socket.next())
+                .await
+                .expect("a frame within the timeout")
+                .expect("a close frame before the end of the stream")
+                .expect("a readable frame");
+            match message {
+                Message::Text(text) => before.push(self.decode(text.as_str())),
+                Message::Close(frame) => return (before, frame.map(|frame| u16::from(frame.code))),
+                _ => continue,
+            }
+        }
+    }
+
     pub async fn frame(&mut self) -> Frame {
         self.receive().await.text()
     }
