@@ -93,7 +93,7 @@ impl Relay {
             Arc::new(InProcessBus::new(hub.clone(), retention))
         };
         let authority = Authority::new(
-            TokenKeys::new(&jwt_secret),
+            TokenKeys::new(&jwt_secret).with_audience(args.realtime_jwt_audience.clone()),
             anon_key.clone(),
             &args.realtime_public_topics,
             job_company,

@@ -61,7 +61,7 @@ async fn open_socket(
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
     };
-    if !param("apikey").is_some_and(|apikey| state.context.authority.apikey_matches(apikey)) {
+    if !param("apikey").is_some_and(|apikey| state.context.authority.accepts_apikey(apikey)) {
         return refuse(StatusCode::UNAUTHORIZED, "a valid apikey is required".into());
     }
     let vsn = match Vsn::from_query(param("vsn")) {
@@ -83,6 +83,7 @@ async fn open_socket(
             )
         }
     };
+    let apikey = param("apikey").map(str::to_owned);
     match upgrade {
         // The default 128 KiB read buffer, allocated for every connection, would dominate the memory of thousands
         // of idle subscribers; channel frames are small.
@@ -90,7 +91,7 @@ async fn open_socket(
             .read_buffer_size(READ_BUFFER_BYTES)
             .max_message_size(state.max_message_bytes)
             .max_frame_size(state.max_message_bytes)
-            .on_upgrade(move |socket| serve_socket(state.context, vsn, socket, slot)),
+            .on_upgrade(move |socket| serve_socket(state.context, vsn, apikey, socket, slot)),
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -100,7 +101,7 @@ fn refuse(status: StatusCode, reason: String) -> Response {
 }
 
 /// Serves one connection, holding its `slot` until it ends.
-async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, socket: WebSocket, _slot: Slot) {
+async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, apikey: Option<String>, socket: WebSocket, _slot: Slot) {
     // Lives in this future, so the connection stops counting even when the session is dropped mid-way.
     let _open = crate::metrics::count_realtime_connection();
     let (sink, stream) = socket.split();
@@ -124,5 +125,5 @@ async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, socket: WebSocket,
                 _ => None,
             })
         });
-    run_session(context, vsn, Box::pin(sink), Box::pin(stream)).await;
+    run_session(context, vsn, apikey, Box::pin(sink), Box::pin(stream)).await;
 }

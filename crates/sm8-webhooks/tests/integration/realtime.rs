@@ -3,15 +3,18 @@
 
 use crate::common::realtime_client::{
     admin_token, join_payload, portal_token, reason, spawn_relay, spawn_relay_with, token, Frame, RealtimeClient,
-    Received, ANON_KEY, PUBLIC_TOPIC,
+    Received, ANON_KEY, JWT_SECRET, PUBLIC_TOPIC,
 };
 use crate::common::ACCOUNT;
 use crate::under_both_serializers;
 use serde_json::json;
-use server::realtime::auth::Role;
+use server::realtime::auth::{Role, TokenKeys};
+use server::secret::Secret;
 use server::store::{self, now_millis, object_spec, MirrorRecord};
 
 under_both_serializers!(
+    an_apikey_that_is_a_token_authorises_joins_that_carry_none,
+    a_configured_audience_refuses_tokens_for_another,
     a_shutdown_errors_every_channel_so_that_clients_rejoin_and_closes_the_socket,
     a_heartbeat_is_answered_with_its_ref,
     a_join_echoes_postgres_changes_bindings_in_order_with_ids,
@@ -500,4 +503,36 @@ async fn a_shutdown_errors_every_channel_so_that_clients_rejoin_and_closes_the_s
         ]
     );
     assert_eq!(code, Some(1012), "service restart: the client reconnects");
+}
+
+async fn an_apikey_that_is_a_token_authorises_joins_that_carry_none(vsn: &str) {
+    let relay = spawn_relay().await;
+    let mut client = RealtimeClient::try_connect(relay.app.address, &admin_token(), vsn)
+        .await
+        .expect("a valid token is an apikey");
+    client.join_ok("realtime:jobs", None).await;
+    relay.send_job_update("job-1", "co-1", "Quote");
+    assert_eq!(
+        client.broadcast_on("realtime:jobs", "webhook_update").await["object_uuid"],
+        "job-1"
+    );
+    assert_eq!(
+        RealtimeClient::try_connect(relay.app.address, &token(Role::Admin, None, -60), vsn)
+            .await
+            .err(),
+        Some(401),
+        "an expired token is no apikey"
+    );
+}
+
+async fn a_configured_audience_refuses_tokens_for_another(vsn: &str) {
+    let relay = spawn_relay_with(|args| args.realtime.realtime_jwt_audience = Some("sm8".into())).await;
+    let mut client = relay.client(vsn).await;
+    let (_, reply) = client
+        .join("realtime:jobs", join_payload(json!({}), Some(&admin_token())))
+        .await;
+    assert_eq!(reason(&reply), "Unauthorized: invalid access token (wrong audience)");
+    let keys = TokenKeys::new(&Secret::new(JWT_SECRET)).with_audience(Some("sm8".into()));
+    let token = keys.mint(Role::Admin, ACCOUNT, None, 60, now_millis() / 1000).unwrap();
+    client.join_ok("realtime:jobs", Some(&token)).await;
 }

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::auth::{now_seconds, Access, Authority};
+use super::auth::{now_seconds, Access, Authority, CLOCK_SKEW_SECONDS};
 use super::bus::{Broadcast, Bus, Publication};
 use super::changes::ROWS_TOPIC;
 use super::channel::{close_frame, refetch_frame, reply, system_error_frame, with, Channel, JoinRequest};
@@ -52,9 +52,14 @@ pub struct SessionContext {
 /// The close frame's code when the node shuts down: 1012, service restart (the client reconnects).
 const SERVICE_RESTART: u16 = 1012;
 
-/// Serves one connection until the client goes away, stops heartbeating, or the sink fails.
-pub async fn run_session<S, R>(context: Arc<SessionContext>, vsn: Vsn, mut sink: S, mut stream: R)
-where
+/// Serves one connection, opened with `apikey`, until the client goes away, stops heartbeating, or the sink fails.
+pub async fn run_session<S, R>(
+    context: Arc<SessionContext>,
+    vsn: Vsn,
+    apikey: Option<String>,
+    mut sink: S,
+    mut stream: R,
+) where
     S: Sink<WireMessage> + Unpin,
     R: Stream<Item = WireMessage> + Unpin,
 {
@@ -68,6 +73,8 @@ where
     let messages = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
     let closing = context.closing.clone();
     let mut session = Session::new(context, vsn, outlet);
+    // An apikey that is a token (as Supabase's anon key is) authorises the joins that carry none.
+    session.socket_token = apikey;
     let idle = tokio::time::sleep(IDLE_TIMEOUT);
     tokio::pin!(idle);
     'connection: loop {
@@ -398,8 +405,8 @@ impl Session {
             .values()
             .filter_map(|channel| channel.credentials.expires_at)
             .min()?;
-        // A token is valid through its `exp` second, and expired once that second is over.
-        let remaining_ms = ((expires_at + 1) * 1000 - crate::store::now_millis()).max(0);
+        // A token is valid through its `exp` second and the allowance for skewed clocks, expired after.
+        let remaining_ms = ((expires_at + 1 + CLOCK_SKEW_SECONDS) * 1000 - crate::store::now_millis()).max(0);
         Some(Instant::now() + Duration::from_millis(remaining_ms as u64))
     }
 
@@ -408,7 +415,12 @@ impl Session {
         let expired: Vec<String> = self
             .channels
             .iter()
-            .filter(|(_, channel)| channel.credentials.expires_at.is_some_and(|at| at < now))
+            .filter(|(_, channel)| {
+                channel
+                    .credentials
+                    .expires_at
+                    .is_some_and(|at| at + CLOCK_SKEW_SECONDS < now)
+            })
             .map(|(topic, _)| topic.clone())
             .collect();
         let mut out = Vec::new();

@@ -71,7 +71,13 @@ fn connect(context: &Arc<SessionContext>) -> Client {
     let (server_out, from_server) = mpsc::channel(64);
     let stream = futures_util::stream::poll_fn(move |cx| server_in.poll_recv(cx));
     let sink = PollSender::new(server_out);
-    tokio::spawn(run_session(context.clone(), Vsn::V2, Box::pin(sink), Box::pin(stream)));
+    tokio::spawn(run_session(
+        context.clone(),
+        Vsn::V2,
+        None,
+        Box::pin(sink),
+        Box::pin(stream),
+    ));
     Client { to_server, from_server }
 }
 
@@ -148,7 +154,7 @@ async fn a_token_that_expires_while_joined_closes_the_channel() {
     let context = context();
     let mut client = connect(&context);
     let token = TokenKeys::new(&Secret::new("secret"))
-        .mint(Role::Admin, crate::store::DEFAULT_ACCOUNT, None, 1, now_seconds())
+        .mint(Role::Admin, crate::store::DEFAULT_ACCOUNT, None, 0, now_seconds())
         .unwrap();
     client.send(json!(["3", "3", "realtime:jobs", "phx_join", {"config": {}, "access_token": token}]));
     assert_eq!(client.next().await[4]["status"], "ok");
