@@ -53,7 +53,7 @@ impl SharedPresence {
         meta: Map<String, Value>,
     ) -> Result<Publication, BusError> {
         let mut tx = self.pool.begin().await?;
-        let leaves = remove(&mut *tx, topic, connection).await?;
+        let leaves = remove(&mut tx, topic, connection).await?;
         let phx_ref = Uuid::new_v4().simple().to_string();
         sqlx::query(
             "INSERT INTO realtime_presence (topic, connection, presence_key, phx_ref, meta, node, expires_at)
@@ -76,7 +76,7 @@ impl SharedPresence {
     /// Stops tracking the connection on `topic`; the diff to publish, if it was tracked.
     pub(super) async fn untrack(&self, topic: &str, connection: ConnectionId) -> Result<Option<Publication>, BusError> {
         let mut connection_db = self.pool.acquire().await?;
-        let leaves = remove(&mut *connection_db, topic, connection).await?;
+        let leaves = remove(&mut connection_db, topic, connection).await?;
         Ok((!leaves.is_empty()).then(|| diff(topic, &[], &leaves)))
     }
 
