@@ -53,6 +53,7 @@ pub struct Server {
     pub key_source: KeySource,
     /// The first-run setup link, while there is no user yet.
     pub setup_link: Option<String>,
+    relay_closer: realtime::RelayCloser,
 }
 
 /// The store and the accounts, opened with the master key: what `serve` and the commands that read accounts
@@ -237,6 +238,7 @@ impl Server {
         };
         relay.spawn_forwarding(state.updates.subscribe());
         let realtime_anon_key = relay.anon_key().clone();
+        let relay_closer = relay.closer();
         let api = Router::new()
             .merge(receiver::router())
             .merge(manage::router())
@@ -273,6 +275,7 @@ impl Server {
             realtime_anon_key,
             key_source,
             setup_link,
+            relay_closer,
         })
     }
 
@@ -308,8 +311,11 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let refresh = self.state.accounts.spawn_refresh(shutdown.clone());
         let mut workers = self.processor.spawn(shutdown.clone()).await;
+        // Upgraded websockets outlive their HTTP connections: the relay closes them itself.
+        let realtime_closed = tokio::spawn(self.relay_closer.close_on(shutdown.clone()));
         self.listener.serve(self.router, shutdown.clone()).await;
         shutdown.cancel();
+        let _ = realtime_closed.await;
         while workers.join_next().await.is_some() {}
         let _ = refresh.await;
         Ok(())

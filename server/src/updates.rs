@@ -3,7 +3,7 @@
 //! `AppState`; a slow listener misses updates rather than slowing the pipeline.
 
 pub use app::realtime::{PipelineEvent, PipelineStage};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 /// Capacity of the in-process update channel.
@@ -41,4 +41,30 @@ pub struct RecordUpdate {
     pub job_uuid: Option<String>,
     /// When the webhook carrying the change was received, unix milliseconds (for end-to-end latency).
     pub received_at: i64,
+    /// The mirror row as written and as it was, for `postgres_changes` subscribers: on the first update of a
+    /// write only (several events may share one write), and `None` when the write changed no visible row.
+    pub row: Option<RowChange>,
+}
+
+/// A write to a mirror table, as a table subscriber sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowChange {
+    /// The mirror table: `sm8_jobs`, `sm8_companies`, ...
+    pub table: String,
+    pub kind: RowChangeKind,
+    /// The row as written: its columns, the ServiceM8 record under `record`.
+    pub new: serde_json::Value,
+    /// The row as it was, for updates and deletes.
+    pub old: Option<serde_json::Value>,
+    /// When the write was made, unix milliseconds.
+    pub committed_at: i64,
+}
+
+/// A record appearing (new, or active again), changing, or turning `active = 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RowChangeKind {
+    Insert,
+    Update,
+    Delete,
 }

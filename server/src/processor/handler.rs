@@ -14,7 +14,7 @@ use crate::store::mirror::text_field;
 use crate::store::{
     now_millis, object_spec, AttemptTiming, ClaimedEvent, Completion, MirrorRecord, ObjectSpec, Store, StoreError,
 };
-use crate::updates::{PipelineEvent, PipelineStage, PipelineUpdate, RecordUpdate, UpdateSender};
+use crate::updates::{PipelineEvent, PipelineStage, PipelineUpdate, RecordUpdate, RowChange, UpdateSender};
 
 pub(super) struct Handler {
     store: Arc<dyn Store>,
@@ -104,11 +104,15 @@ impl Handler {
                 if !self.still_held(work).await? {
                     return Ok(Step::Processed);
                 }
-                self.store.upsert_mirror(&row, now_millis()).await?;
+                let mirrored_at = now_millis();
+                let write = self.store.upsert_mirror(&row, mirrored_at).await?;
                 let owners = self.owners(&row.account, table, &row.uuid, &row.record).await?;
                 if self.finish(work, batch, Completion::Success, Some(200)).await? {
+                    // One write for the whole batch: its row change goes with the first event's update only.
+                    let mut row_change = row.change(&write, mirrored_at);
                     for event in batch {
-                        self.announce_record(event, filled_changes(&event.changes, &row.record), &owners);
+                        let changes = filled_changes(&event.changes, &row.record);
+                        self.announce_record(event, changes, &owners, row_change.take());
                     }
                 }
                 Ok(Step::Processed)
@@ -197,13 +201,15 @@ impl Handler {
             if !self.still_held(work).await? {
                 return Ok(Step::Processed);
             }
-            self.store.upsert_mirror(&row, now_millis()).await?;
+            let mirrored_at = now_millis();
+            let write = self.store.upsert_mirror(&row, mirrored_at).await?;
             let owners = self.owners(&row.account, table, &row.uuid, &row.record).await?;
             if self
                 .finish(work, std::slice::from_ref(event), Completion::Success, None)
                 .await?
             {
-                self.announce_record(event, Value::Object(values), &owners);
+                let row_change = row.change(&write, mirrored_at);
+                self.announce_record(event, Value::Object(values), &owners, row_change);
             }
         }
         Ok(Step::Processed)
@@ -310,7 +316,7 @@ impl Handler {
         }));
     }
 
-    fn announce_record(&self, event: &ClaimedEvent, changes: Value, owners: &Owners) {
+    fn announce_record(&self, event: &ClaimedEvent, changes: Value, owners: &Owners, row: Option<RowChange>) {
         let _ = self.updates.send(PipelineUpdate::Record(RecordUpdate {
             account: event.account.clone(),
             event_id: event.id.clone(),
@@ -321,6 +327,7 @@ impl Handler {
             company_uuid: owners.company_uuid.clone(),
             job_uuid: owners.job_uuid.clone(),
             received_at: event.received_at,
+            row,
         }));
         metrics::record_broadcast(event.received_at);
     }

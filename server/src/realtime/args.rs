@@ -26,6 +26,10 @@ pub struct RealtimeArgs {
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
 
+    /// The `aud` realtime access tokens must name (and minted ones carry); not checked when unset.
+    #[arg(long, env = "REALTIME_JWT_AUDIENCE")]
+    pub realtime_jwt_audience: Option<String>,
+
     /// Realtime topics anyone may join without a token, comma-separated (e.g. `lobby`); none by default.
     #[arg(long, env = "REALTIME_PUBLIC_TOPICS", value_delimiter = ',')]
     pub realtime_public_topics: Vec<String>,
@@ -95,6 +99,10 @@ pub struct TokenArgs {
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
 
+    /// The `aud` the token carries, as `serve` requires it when `REALTIME_JWT_AUDIENCE` is set.
+    #[arg(long, env = "REALTIME_JWT_AUDIENCE")]
+    pub realtime_jwt_audience: Option<String>,
+
     #[command(flatten)]
     pub database: DatabaseArgs,
 }
@@ -148,7 +156,8 @@ pub async fn mint_token(args: &TokenArgs) -> anyhow::Result<String> {
         }
     };
     let ttl = i64::try_from(args.ttl.as_secs()).context("the ttl is too long")?;
-    Ok(TokenKeys::new(&secret).mint(args.role, &args.account, args.company.as_deref(), ttl, now_seconds())?)
+    let keys = TokenKeys::new(&secret).with_audience(args.realtime_jwt_audience.clone());
+    Ok(keys.mint(args.role, &args.account, args.company.as_deref(), ttl, now_seconds())?)
 }
 
 #[cfg(test)]
@@ -174,6 +183,7 @@ mod tests {
             company: Some("co-1".into()),
             ttl: Duration::from_secs(60),
             jwt_secret: Some(Secret::new("s3cret")),
+            realtime_jwt_audience: None,
             database: DatabaseArgs {
                 database_url: "sqlite::memory:".into(),
             },

@@ -1,11 +1,15 @@
 //! Who may join and broadcast on which topic.
 //!
-//! The `apikey` on the socket URL is public (like Supabase's anon key): it only opens the socket. Channel access
-//! comes from an `access_token`, an HS256 JWT this server signs with `JWT_SECRET`: `role: "admin"` joins every
+//! The `apikey` on the socket URL is public (like Supabase's anon key): it only opens the socket. It is the anon
+//! key, or itself a JWT under `JWT_SECRET` (as Supabase's anon key is), whose claims then authorise the joins that
+//! carry no token of their own. Channel access comes from an `access_token`, an HS256 JWT under `JWT_SECRET`,
+//! ours or minted by another service (only `exp`, `nbf` and, when `REALTIME_JWT_AUDIENCE` is set, `aud` are
+//! checked, with `CLOCK_SKEW_SECONDS` of allowance): `role: "admin"` joins every
 //! topic of its account and broadcasts; `role: "viewer"` joins every topic of its account and never broadcasts;
 //! `role: "portal"` with a `company_uuid` joins only `company:{its company}` and `job:{uuid}` of that company's
-//! jobs, and cannot broadcast; no token joins only the topics configured as public. supabase-js sends the apikey
-//! itself as the token when nobody is signed in, so that counts as no token.
+//! jobs, and cannot broadcast; `role: "anon"` (Supabase's anon key) and no token join only the topics configured
+//! as public. supabase-js sends the apikey itself as the token when nobody is signed in, so the anon key counts as
+//! no token.
 //!
 //! Every token is for one account (its `account` claim; `default` without one), and every topic it names is that
 //! account's: clients of two accounts both join `jobs` and never see each other's (see `scope`).
@@ -52,7 +56,10 @@ pub enum Role {
     Portal,
 }
 
-/// The claims of an access token.
+/// How far a token's `exp` and `nbf` may be off: clocks of the services minting tokens disagree a little.
+pub const CLOCK_SKEW_SECONDS: i64 = 2;
+
+/// The claims of an access token this server mints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub role: Role,
@@ -66,6 +73,18 @@ pub struct Claims {
     /// Issued at, unix seconds: optional (RFC 7519), as tokens minted elsewhere often leave it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
+    /// The audience, when `REALTIME_JWT_AUDIENCE` names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// The claims read from any token: every one optional, as RFC 7519 has them.
+#[derive(Deserialize)]
+struct ReadClaims {
+    role: Option<String>,
+    account: Option<String>,
+    company_uuid: Option<String>,
+    exp: Option<i64>,
 }
 
 /// Who is behind a channel.
@@ -127,6 +146,8 @@ pub enum Access {
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// `aud` that tokens must name, and that minted ones carry; not checked when `None`.
+    audience: Option<String>,
 }
 
 impl TokenKeys {
@@ -134,7 +155,14 @@ impl TokenKeys {
         TokenKeys {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            audience: None,
         }
+    }
+
+    /// Keys that require, and mint, the audience `audience` (none: `aud` is not checked).
+    pub fn with_audience(mut self, audience: Option<String>) -> TokenKeys {
+        self.audience = audience.filter(|audience| !audience.trim().is_empty());
+        self
     }
 
     /// A token for `role` in `account` valid for `ttl_seconds` from `now` (unix seconds).
@@ -155,39 +183,53 @@ impl TokenKeys {
             company_uuid: company_uuid.map(str::to_owned),
             exp: now + ttl_seconds,
             iat: Some(now),
+            aud: self.audience.clone(),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| TokenError::Invalid(e.to_string()))
     }
 
     pub fn verify(&self, token: &str) -> Result<Credentials, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
-        // A token refresh is due at expiry exactly; a grace period would keep a revoked portal user listening.
-        validation.leeway = 0;
-        validation.validate_aud = false;
-        // A token that says it is not valid yet is not.
+        // Only a little: a grace period would keep a revoked portal user listening.
+        validation.leeway = CLOCK_SKEW_SECONDS as u64;
+        // Every registered claim is optional (RFC 7519); `exp` and `nbf` are enforced when present.
+        validation.required_spec_claims.clear();
         validation.validate_nbf = true;
-        let claims = decode::<Claims>(token, &self.decoding, &validation)
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                validation.required_spec_claims.insert("aud".to_owned());
+            }
+            None => validation.validate_aud = false,
+        }
+        let claims = decode::<ReadClaims>(token, &self.decoding, &validation)
             .map_err(|error| match error.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 // A short reason for the client, never the decoder's internals.
                 ErrorKind::InvalidSignature => TokenError::Invalid("bad signature".into()),
                 ErrorKind::ImmatureSignature => TokenError::Invalid("not valid yet".into()),
-                ErrorKind::Json(json) if json.to_string().contains("`role`") => TokenError::Invalid("no role".into()),
+                ErrorKind::InvalidAudience | ErrorKind::MissingRequiredClaim(_) => {
+                    TokenError::Invalid("wrong audience".into())
+                }
                 _ => TokenError::Invalid("malformed".into()),
             })?
             .claims;
         let account = claims.account.unwrap_or_else(|| DEFAULT_ACCOUNT.to_owned());
-        let identity = match (claims.role, claims.company_uuid) {
-            (Role::Admin, _) => Identity::Admin { account },
-            (Role::Viewer, _) => Identity::Viewer { account },
-            (Role::Portal, Some(company_uuid)) if !company_uuid.is_empty() => {
+        let identity = match (claims.role.as_deref(), claims.company_uuid) {
+            (None, _) => return Err(TokenError::Invalid("no role".into())),
+            (Some("admin"), _) => Identity::Admin { account },
+            (Some("viewer"), _) => Identity::Viewer { account },
+            (Some("portal"), Some(company_uuid)) if !company_uuid.is_empty() => {
                 Identity::Portal { account, company_uuid }
             }
-            (Role::Portal, _) => return Err(TokenError::MissingCompany),
+            (Some("portal"), _) => return Err(TokenError::MissingCompany),
+            // Supabase's anon key: a public client, like no token.
+            (Some("anon"), _) => Identity::Anonymous,
+            (Some(_), _) => return Err(TokenError::Invalid("unknown role".into())),
         };
         Ok(Credentials {
             identity,
-            expires_at: Some(claims.exp),
+            expires_at: claims.exp,
         })
     }
 }
@@ -221,15 +263,16 @@ impl Authority {
         &self.keys
     }
 
-    pub fn apikey_matches(&self, apikey: &str) -> bool {
-        secrets_match(apikey, self.anon_key.expose())
+    /// Whether `apikey` opens a socket: the anon key, or a JWT under the secret that is valid now.
+    pub fn accepts_apikey(&self, apikey: &str) -> bool {
+        secrets_match(apikey, self.anon_key.expose()) || self.keys.verify(apikey).is_ok()
     }
 
     /// The credentials a token grants; no token, or the anon key in its place, is anonymous access.
     pub fn credentials(&self, token: Option<&str>) -> Result<Credentials, TokenError> {
         match token.map(str::trim).filter(|token| !token.is_empty()) {
             None => Ok(Credentials::anonymous()),
-            Some(token) if self.apikey_matches(token) => Ok(Credentials::anonymous()),
+            Some(token) if secrets_match(token, self.anon_key.expose()) => Ok(Credentials::anonymous()),
             Some(token) => self.keys.verify(token),
         }
     }
@@ -372,6 +415,74 @@ mod tests {
         )
         .unwrap();
         assert_eq!(keys().verify(&foreign).unwrap().identity.account(), DEFAULT_ACCOUNT);
+    }
+
+    fn signed(claims: serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"test-jwt-secret"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn any_valid_token_is_accepted_with_a_little_clock_skew_and_refused_ones_say_why_briefly() {
+        let now = now_seconds();
+        let verify = |claims: serde_json::Value| keys().verify(&signed(claims));
+        assert!(verify(serde_json::json!({"role": "admin"})).is_ok(), "exp is optional");
+        assert!(verify(serde_json::json!({"role": "admin", "exp": now - 1, "nbf": now + 1})).is_ok());
+        assert_eq!(
+            verify(serde_json::json!({"role": "admin", "exp": now - 30})),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            verify(serde_json::json!({"exp": now + 60})),
+            Err(TokenError::Invalid("no role".into()))
+        );
+        assert_eq!(
+            verify(serde_json::json!({"role": "owner"})),
+            Err(TokenError::Invalid("unknown role".into()))
+        );
+        assert_eq!(
+            verify(serde_json::json!({"role": "anon", "iss": "supabase"}))
+                .unwrap()
+                .identity,
+            Identity::Anonymous
+        );
+        assert_eq!(
+            keys().verify("not.a.token"),
+            Err(TokenError::Invalid("malformed".into()))
+        );
+    }
+
+    #[test]
+    fn the_audience_is_checked_only_when_configured_and_minted_tokens_carry_it() {
+        let now = now_seconds();
+        let strict = keys().with_audience(Some("sm8".into()));
+        let claims = |aud: &str| serde_json::json!({"role": "admin", "aud": aud, "exp": now + 60});
+        assert!(strict.verify(&signed(claims("sm8"))).is_ok());
+        assert_eq!(
+            strict.verify(&signed(claims("other"))),
+            Err(TokenError::Invalid("wrong audience".into()))
+        );
+        assert!(strict.verify(&signed(serde_json::json!({"role": "admin"}))).is_err());
+        assert!(
+            keys().verify(&signed(claims("other"))).is_ok(),
+            "not checked when not configured"
+        );
+        let minted = strict.mint(Role::Viewer, "alpha", None, 60, now).unwrap();
+        assert!(strict.verify(&minted).is_ok());
+    }
+
+    #[test]
+    fn the_apikey_is_the_anon_key_or_a_valid_token() {
+        let authority = authority();
+        assert!(authority.accepts_apikey("anon"));
+        assert!(authority.accepts_apikey(&signed(serde_json::json!({"role": "anon"}))));
+        assert!(!authority.accepts_apikey("other"));
+        let expired = signed(serde_json::json!({"role": "anon", "exp": now_seconds() - 60}));
+        assert!(!authority.accepts_apikey(&expired));
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! The bus carries every broadcast to the hub of every node: publish → bus → each node's hub → its sessions.
 //! A node's own subscribers are reached the same way as another node's, so one node and many behave alike.
 //!
-//! Two engines, chosen by the database: `InProcessBus` (SQLite, one process; the retained record is in memory) and
-//! `PostgresBus` (several `serve` processes on one database; see `postgres_bus`).
+//! Two engines, chosen by the database: `InProcessBus` (SQLite, one process; the retained record and presence are
+//! in memory) and `PostgresBus` (several `serve` processes on one database; see `postgres_bus` and `pg_presence`).
 
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::hub::{ConnectionId, Hub};
 use super::outbox::{Replay, RetainedLog, Retention};
@@ -106,6 +106,25 @@ pub trait Bus: Send + Sync + 'static {
 
     /// What a client that last saw `after` on `topic` has missed.
     async fn replay(&self, topic: &str, after: i64) -> Result<Replay, BusError>;
+
+    /// The latest `limit` retained broadcasts of `topic` made at or after `since` (unix ms), oldest first.
+    async fn replay_since(&self, topic: &str, since: i64, limit: usize) -> Result<Vec<Broadcast>, BusError>;
+
+    /// Tracks `meta` for `connection` under presence `key` on `topic`, replacing what it tracked there, and tells
+    /// the topic's subscribers on every node.
+    async fn track(
+        &self,
+        topic: &str,
+        connection: ConnectionId,
+        key: &str,
+        meta: Map<String, Value>,
+    ) -> Result<(), BusError>;
+
+    /// Stops tracking `connection` on `topic`, telling the subscribers on every node if it was tracked.
+    async fn untrack(&self, topic: &str, connection: ConnectionId) -> Result<(), BusError>;
+
+    /// `{key: {metas: [...]}}` for everyone present on `topic`, on every node, as `presence_state` carries it.
+    async fn presence_state(&self, topic: &str) -> Result<Value, BusError>;
 }
 
 /// The single-process bus: delivers straight to this node's hub, keeping retained broadcasts in memory.
@@ -147,6 +166,34 @@ impl Bus for InProcessBus {
             .lock()
             .expect("retained log lock")
             .replay(topic, after, now_millis()))
+    }
+
+    async fn replay_since(&self, topic: &str, since: i64, limit: usize) -> Result<Vec<Broadcast>, BusError> {
+        Ok(self
+            .log
+            .lock()
+            .expect("retained log lock")
+            .since(topic, since, limit, now_millis()))
+    }
+
+    async fn track(
+        &self,
+        topic: &str,
+        connection: ConnectionId,
+        key: &str,
+        meta: Map<String, Value>,
+    ) -> Result<(), BusError> {
+        self.hub.track(topic, connection, key, meta);
+        Ok(())
+    }
+
+    async fn untrack(&self, topic: &str, connection: ConnectionId) -> Result<(), BusError> {
+        self.hub.untrack(topic, connection);
+        Ok(())
+    }
+
+    async fn presence_state(&self, topic: &str) -> Result<Value, BusError> {
+        Ok(self.hub.presence_state(topic))
     }
 }
 

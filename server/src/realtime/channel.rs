@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::auth::{Credentials, TOPIC_PREFIX};
+use super::changes::Binding;
 use super::protocol::{Frame, Outgoing};
 
 pub(super) struct Channel {
@@ -17,6 +18,10 @@ pub(super) struct Channel {
     pub presence_key: String,
     /// The highest offset delivered, so a live broadcast a replay already delivered is not sent again.
     pub last_offset: i64,
+    /// `config.postgres_changes`: the row changes the channel gets.
+    pub bindings: Vec<Binding>,
+    /// Whether the connection tracks a presence on the channel.
+    pub tracked: bool,
 }
 
 /// The parts of a `phx_join` payload the relay uses.
@@ -33,6 +38,19 @@ pub(super) struct JoinRequest {
     pub access_token: Option<String>,
     /// The last offset the client saw: `config.resume.offset`, or a top-level `offset`.
     pub resume_after: Option<i64>,
+    /// `config.broadcast.replay`: retained broadcasts since a time.
+    pub replay: Option<ReplaySince>,
+}
+
+/// Most broadcasts one `config.broadcast.replay` gets, and how many it gets when it names no `limit` (upstream's).
+pub(super) const REPLAY_LIMIT: usize = 25;
+
+/// `config.broadcast.replay`: `{since: unix ms, limit}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ReplaySince {
+    pub since: i64,
+    /// 1 to `REPLAY_LIMIT`.
+    pub limit: usize,
 }
 
 impl JoinRequest {
@@ -57,6 +75,14 @@ impl JoinRequest {
             resume_after: config["resume"]["offset"]
                 .as_i64()
                 .or_else(|| payload["offset"].as_i64()),
+            replay: config["broadcast"]["replay"]["since"]
+                .as_i64()
+                .map(|since| ReplaySince {
+                    since,
+                    limit: config["broadcast"]["replay"]["limit"]
+                        .as_u64()
+                        .map_or(REPLAY_LIMIT, |limit| (limit as usize).clamp(1, REPLAY_LIMIT)),
+                }),
         }
     }
 }
@@ -134,6 +160,27 @@ mod tests {
         assert!(!request.presence_key.is_empty());
         assert_eq!(request.postgres_changes, None);
         assert_eq!(request.access_token, None);
+    }
+
+    #[test]
+    fn a_replay_is_read_from_the_broadcast_config_with_upstreams_limit() {
+        let replay = |config: Value| JoinRequest::parse(&json!({ "config": { "broadcast": config } })).replay;
+        assert_eq!(
+            replay(json!({"replay": {"since": 5, "limit": 3}})),
+            Some(ReplaySince { since: 5, limit: 3 })
+        );
+        assert_eq!(
+            replay(json!({"replay": {"since": 5}})),
+            Some(ReplaySince {
+                since: 5,
+                limit: REPLAY_LIMIT
+            })
+        );
+        assert_eq!(
+            replay(json!({"replay": {"since": 5, "limit": 1000}})).unwrap().limit,
+            REPLAY_LIMIT
+        );
+        assert_eq!(replay(json!({"ack": true})), None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! This node's topics: which connections are subscribed to each, and who is present on it.
 //!
-//! Broadcasts reach the hub from the bus (so every node's hub sees every broadcast); presence is kept per node.
+//! Broadcasts reach the hub from the bus (so every node's hub sees every broadcast). Presence is kept here for a
+//! single process; with several nodes the bus keeps it (`pg_presence`) and sends each diff as a broadcast to the
+//! topic's presence channel (`presence_topic`), which the hub hands to the topic's subscribers as a diff.
 //! Sessions get what concerns them through a bounded queue: a connection too slow to drain it loses messages
 //! rather than slowing everyone else down, and the hub notes on which topics; once the session has caught up it
 //! tells the client to refetch those (`Overflowed`). A broadcast to `EVERY_TOPIC` tells every subscriber of every
@@ -14,6 +16,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::bus::Broadcast;
+use super::protocol::BroadcastPayload;
 
 /// Identifies one websocket connection, across nodes.
 pub type ConnectionId = Uuid;
@@ -24,6 +27,17 @@ pub const SESSION_QUEUE: usize = 1024;
 /// The topic of a broadcast that tells every subscriber of every topic to refetch. No client can name it: every
 /// topic a client joins or sends to starts with `realtime:`.
 pub const EVERY_TOPIC: &str = "*";
+
+/// The event of a presence diff on a presence channel.
+pub const PRESENCE_DIFF: &str = "presence_diff";
+/// Starts the name of a topic's presence channel; no hub topic starts so (`scope`: client topics start with
+/// `realtime:` and account slugs have no `:`).
+const PRESENCE_PREFIX: &str = "presence:";
+
+/// The channel that carries `topic`'s presence diffs between nodes.
+pub fn presence_topic(topic: &str) -> String {
+    format!("{PRESENCE_PREFIX}{topic}")
+}
 
 /// The topics on which a connection's queue overflowed and messages were lost; its session tells the client to
 /// refetch them once it has drained its queue.
@@ -166,6 +180,12 @@ impl Hub {
             }
             return;
         }
+        if let Some(name) = broadcast.topic.strip_prefix(PRESENCE_PREFIX) {
+            if let (Some(topic), BroadcastPayload::Json(diff)) = (topics.get_mut(name), &broadcast.payload) {
+                send_diff(name, topic, diff);
+            }
+            return;
+        }
         let Some(topic) = topics.get_mut(&broadcast.topic) else {
             return;
         };
@@ -255,6 +275,10 @@ fn broadcast_diff(
     leaves: &BTreeMap<String, Vec<Presence>>,
 ) {
     let diff = json!({ "joins": presence_map(joins), "leaves": presence_map(leaves) });
+    send_diff(topic, entry, &diff);
+}
+
+fn send_diff(topic: &str, entry: &mut Topic, diff: &Value) {
     entry.subscribers.retain(|connection, subscriber| {
         let push = Push::PresenceDiff {
             topic: topic.to_owned(),
@@ -268,7 +292,6 @@ fn broadcast_diff(
 mod tests {
     use super::*;
     use crate::realtime::bus::Broadcast;
-    use crate::realtime::protocol::BroadcastPayload;
 
     fn connection() -> (ConnectionId, Outlet, mpsc::Receiver<Push>) {
         connection_with_room(16)
@@ -359,6 +382,29 @@ mod tests {
         assert!(diff["leaves"].get("u1").is_some());
         hub.deliver(broadcast("realtime:room", Some(b)));
         assert!(b_rx.try_recv().is_err(), "b does not receive its own broadcast");
+    }
+
+    #[test]
+    fn a_diff_on_a_topics_presence_channel_reaches_every_subscriber_of_the_topic() {
+        let hub = Hub::new();
+        let (a, a_tx, mut a_rx) = connection();
+        hub.subscribe("realtime:room", a, false, a_tx);
+        let diff = json!({"joins": {"u1": {"metas": [{"phx_ref": "r1"}]}}, "leaves": {}});
+        let payload = BroadcastPayload::Json(diff.clone());
+        hub.deliver(Arc::new(Broadcast::new(
+            presence_topic("realtime:room"),
+            PRESENCE_DIFF,
+            payload,
+            Some(a),
+            false,
+        )));
+        assert_eq!(
+            a_rx.try_recv().unwrap(),
+            Push::PresenceDiff {
+                topic: "realtime:room".into(),
+                diff
+            }
+        );
     }
 
     #[test]

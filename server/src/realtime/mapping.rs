@@ -5,12 +5,14 @@
 //! event_type, changes, company_uuid, job_uuid, event_id}`, plus the topic's `offset`) on: `jobs`, `job:{uuid}` and
 //! `company:{uuid}` for a job; `company:{uuid}` for a company; `job:{uuid}` and `company:{uuid}` for an activity or
 //! attachment; `staff` for staff. An event's lifecycle is event `pipeline` with the `PipelineEvent` on
-//! `admin:webhooks`, for the dashboard.
+//! `admin:webhooks`, for the dashboard. A record update that changed a mirror row also goes, once, to the
+//! account's table subscribers (`changes`).
 
 use app::objects::{object_spec, CompanyLink, JobLink};
 use app::realtime::wire::{topic, UpdateKind, WebhookUpdate, LIFECYCLE_EVENT, RECORD_EVENT};
 
 use super::bus::{Broadcast, Publication};
+use super::changes::RowEvent;
 use super::protocol::BroadcastPayload;
 use super::scope::scoped;
 use crate::updates::{PipelineUpdate, RecordUpdate};
@@ -41,10 +43,18 @@ pub fn publications(update: &PipelineUpdate) -> Vec<Publication> {
                 offset: None,
             };
             let payload = serde_json::to_value(&update).expect("a record update serialises");
-            topics
+            let mut publications: Vec<Publication> = topics
                 .into_iter()
                 .map(|name| retained(scoped(&record.account, &name), RECORD_EVENT, payload.clone()))
-                .collect()
+                .collect();
+            if let Some(change) = &record.row {
+                let event = RowEvent {
+                    change: change.clone(),
+                    company_uuid: record.company_uuid.clone(),
+                };
+                publications.push(event.publication(&record.account));
+            }
+            publications
         }
     }
 }
@@ -100,6 +110,7 @@ mod tests {
             company_uuid: company.map(Into::into),
             job_uuid: job.map(Into::into),
             received_at: 0,
+            row: None,
         })
     }
 
@@ -180,6 +191,29 @@ mod tests {
                 "acme/realtime:company:co-1"
             ]
         );
+    }
+
+    #[test]
+    fn a_changed_row_also_goes_once_to_the_accounts_table_subscribers() {
+        let PipelineUpdate::Record(mut update) = record("job", Some("co-1"), None) else {
+            panic!()
+        };
+        update.account = "acme".into();
+        update.row = Some(crate::updates::RowChange {
+            table: "sm8_jobs".into(),
+            kind: crate::updates::RowChangeKind::Insert,
+            new: json!({"uuid": "obj-1"}),
+            old: None,
+            committed_at: 1,
+        });
+        let publications = publications(&PipelineUpdate::Record(update));
+        let Some(Publication::Ephemeral(rows)) = publications.last() else {
+            panic!("the row change is ephemeral and last")
+        };
+        assert_eq!(rows.topic, "acme/postgres_changes");
+        let event = RowEvent::from_payload(&rows.payload).unwrap();
+        assert_eq!(event.company_uuid.as_deref(), Some("co-1"));
+        assert_eq!(event.change.new["uuid"], "obj-1");
     }
 
     #[test]

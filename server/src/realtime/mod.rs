@@ -2,7 +2,7 @@
 //! channel protocol, so our Leptos UI and an existing supabase-js frontend both work against it unchanged.
 //!
 //! Pieces: `protocol` (serializers 1.0.0 and 2.0.0), `session` (one connection's loop) and `channel` (one joined
-//! channel), `hub` (this node's topics and presence), `auth` (apikey, access tokens, who joins what), `bus` and
+//! channel), `changes` (`postgres_changes` over the mirror tables), `hub` (this node's topics and presence), `auth` (apikey, access tokens, who joins what), `bus` and
 //! `postgres_bus` (every broadcast reaches every node), `outbox` (per-topic offsets and resume), `mapping`
 //! (pipeline updates → topics), `rest` (REST broadcast), `socket` (the upgrade), `args` (settings and the `token`
 //! command). The wire format is Supabase Realtime's (Phoenix channels, serializers 1.0.0 and 2.0.0); resume and
@@ -11,11 +11,13 @@
 pub mod args;
 pub mod auth;
 pub mod bus;
+pub mod changes;
 mod channel;
 pub mod hub;
 pub mod mapping;
 pub mod outbox;
 mod pg_delivery;
+mod pg_presence;
 pub mod postgres_bus;
 pub mod protocol;
 pub mod rest;
@@ -48,6 +50,8 @@ use session::SessionContext;
 
 /// Most pipeline updates published in one batch (one transaction and one NOTIFY on PostgreSQL).
 const FORWARD_BATCH: usize = 256;
+/// How long a shutdown waits for the websockets to close once they were told to.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The relay of one node, ready to be routed and fed.
 pub struct Relay {
@@ -89,7 +93,7 @@ impl Relay {
             Arc::new(InProcessBus::new(hub.clone(), retention))
         };
         let authority = Authority::new(
-            TokenKeys::new(&jwt_secret),
+            TokenKeys::new(&jwt_secret).with_audience(args.realtime_jwt_audience.clone()),
             anon_key.clone(),
             &args.realtime_public_topics,
             job_company,
@@ -100,6 +104,7 @@ impl Relay {
                 bus,
                 authority,
                 messages_per_second: args.realtime_max_messages_per_second,
+                closing: CancellationToken::new(),
             }),
             anon_key,
             running: running.drop_guard(),
@@ -121,6 +126,14 @@ impl Relay {
         self.context.authority.token_keys().clone()
     }
 
+    /// What closes this relay's websockets when the server shuts down.
+    pub fn closer(&self) -> RelayCloser {
+        RelayCloser {
+            closing: self.context.closing.clone(),
+            slots: self.slots.clone(),
+        }
+    }
+
     /// Publishes every pipeline update to its topics until the update channel closes.
     pub fn spawn_forwarding(&self, updates: broadcast::Receiver<PipelineUpdate>) -> JoinHandle<()> {
         tokio::spawn(forward_updates(self.context.bus.clone(), updates))
@@ -130,6 +143,24 @@ impl Relay {
     pub fn router(self) -> Router {
         socket::router(self.context.clone(), self.running, self.max_message_bytes, self.slots)
             .merge(rest::router(self.context))
+    }
+}
+
+/// Closes a relay's websockets on shutdown.
+pub struct RelayCloser {
+    closing: CancellationToken,
+    slots: Arc<slots::Slots>,
+}
+
+impl RelayCloser {
+    /// Once `shutdown` is cancelled, tells every session to close (each tells its client, which reconnects to
+    /// another node or to this one restarted) and waits for the sockets to close, at most `DRAIN_TIMEOUT`.
+    pub async fn close_on(self, shutdown: CancellationToken) {
+        shutdown.cancelled().await;
+        self.closing.cancel();
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.slots.emptied()).await.is_err() {
+            tracing::warn!("some realtime connections were still open after the drain timeout");
+        }
     }
 }
 
@@ -194,6 +225,7 @@ mod tests {
             company_uuid: None,
             job_uuid: Some("job-1".into()),
             received_at: 0,
+            row: None,
         })
     }
 

@@ -198,6 +198,23 @@ impl RetainedLog {
             .collect();
         plan_replay(after, log.latest, retained_after, &self.retention)
     }
+
+    /// The latest `limit` broadcasts of `topic` retained at `now` and made at or after `since`, oldest first.
+    pub fn since(&self, topic: &str, since: i64, limit: usize, now: i64) -> Vec<Broadcast> {
+        let Some(log) = self.topics.get(topic) else {
+            return Vec::new();
+        };
+        let from = since.max(self.retention.cutoff(now));
+        let kept: Vec<&Retained> = log
+            .retained
+            .iter()
+            .filter(|retained| retained.created_at >= from)
+            .collect();
+        kept[kept.len().saturating_sub(limit)..]
+            .iter()
+            .map(|retained| retained.restore())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +247,24 @@ mod tests {
             Replay::Missed(broadcasts) => broadcasts.iter().map(|b| b.offset.unwrap()).collect(),
             Replay::Refetch { latest } => panic!("expected a replay, got refetch at {latest}"),
         }
+    }
+
+    #[test]
+    fn a_replay_since_a_time_gets_the_latest_of_what_was_made_since_oldest_first() {
+        let mut log = RetainedLog::new(retention(10));
+        for at in [NOW - 3_000, NOW - 2_000, NOW - 1_000, NOW] {
+            log.record(update("realtime:jobs"), at);
+        }
+        let offsets = |since, limit| -> Vec<i64> {
+            log.since("realtime:jobs", since, limit, NOW)
+                .iter()
+                .map(|b| b.offset.unwrap())
+                .collect()
+        };
+        assert_eq!(offsets(NOW - 2_000, 25), [2, 3, 4]);
+        assert_eq!(offsets(NOW - 2_000, 2), [3, 4]);
+        assert_eq!(offsets(NOW + 1, 25), Vec::<i64>::new());
+        assert!(log.since("realtime:staff", 0, 25, NOW).is_empty());
     }
 
     #[test]

@@ -13,13 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::{Map, Value};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
-use super::bus::{Bus, BusError, Publication};
-use super::hub::Hub;
+use super::bus::{Broadcast, Bus, BusError, Publication};
+use super::hub::{ConnectionId, Hub};
 use super::outbox::{plan_replay, Replay, Retention};
 use super::pg_delivery::{Deliverer, OutboxRow, OUTBOX_COLUMNS};
+use super::pg_presence::SharedPresence;
 use super::protocol::BroadcastPayload;
 use crate::store::now_millis;
 
@@ -28,14 +30,17 @@ pub(super) const CHANNEL: &str = "realtime_outbox";
 /// Rows per transaction and NOTIFY; their ids stay well under NOTIFY's 8000-byte payload limit.
 const MAX_BATCH: usize = 256;
 
+#[derive(Clone)]
 pub struct PostgresBus {
     pool: PgPool,
     retention: Retention,
+    presence: SharedPresence,
 }
 
 impl PostgresBus {
     /// Connects, LISTENs, and spawns the task that hands notified rows to `hub` until `stop` is cancelled.
-    /// The migrations (`0003_realtime_outbox.sql`) are the store's to run.
+    /// Also keeps this node's presence entries alive (`pg_presence`). The migrations (`0003_realtime_outbox.sql`,
+    /// `0010_realtime_presence.sql`) are the store's to run.
     pub async fn connect(
         url: &str,
         hub: Arc<Hub>,
@@ -53,8 +58,19 @@ impl PostgresBus {
             .fetch_one(&pool)
             .await?;
         let deliverer = Deliverer::new(pool.clone(), hub, retention, last_seen);
-        tokio::spawn(deliverer.run(listener, stop));
-        Ok(PostgresBus { pool, retention })
+        tokio::spawn(deliverer.run(listener, stop.clone()));
+        let bus = PostgresBus {
+            presence: SharedPresence::new(pool.clone()),
+            pool,
+            retention,
+        };
+        let publisher = bus.clone();
+        let publish = move |leaves| {
+            let publisher = publisher.clone();
+            async move { publisher.publish(leaves).await }
+        };
+        tokio::spawn(bus.presence.clone().run(publish, stop));
+        Ok(bus)
     }
 }
 
@@ -90,6 +106,42 @@ impl Bus for PostgresBus {
         .await?;
         let retained_after = rows.into_iter().map(OutboxRow::into_broadcast).collect();
         Ok(plan_replay(after, latest, retained_after, &self.retention))
+    }
+
+    async fn replay_since(&self, topic: &str, since: i64, limit: usize) -> Result<Vec<Broadcast>, BusError> {
+        let rows: Vec<OutboxRow> = sqlx::query_as(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM realtime_outbox
+             WHERE topic = $1 AND topic_offset IS NOT NULL AND created_at >= $2
+             ORDER BY topic_offset DESC LIMIT $3"
+        ))
+        .bind(topic)
+        .bind(since.max(self.retention.cutoff(now_millis())))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().rev().map(OutboxRow::into_broadcast).collect())
+    }
+
+    async fn track(
+        &self,
+        topic: &str,
+        connection: ConnectionId,
+        key: &str,
+        meta: Map<String, Value>,
+    ) -> Result<(), BusError> {
+        let diff = self.presence.track(topic, connection, key, meta).await?;
+        self.publish(vec![diff]).await
+    }
+
+    async fn untrack(&self, topic: &str, connection: ConnectionId) -> Result<(), BusError> {
+        match self.presence.untrack(topic, connection).await? {
+            Some(diff) => self.publish(vec![diff]).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn presence_state(&self, topic: &str) -> Result<Value, BusError> {
+        self.presence.state(topic).await
     }
 }
 

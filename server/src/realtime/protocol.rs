@@ -17,6 +17,11 @@ const ENCODING_JSON: u8 = 1;
 pub enum WireMessage {
     Text(String),
     Binary(Vec<u8>),
+    /// The websocket's close frame, which the server sends when it goes away.
+    Close {
+        code: u16,
+        reason: String,
+    },
 }
 
 /// The serializer a socket negotiated with `?vsn=`.
@@ -42,6 +47,7 @@ impl Vsn {
             (Vsn::V2, WireMessage::Text(text)) => decode_array(&text).map(Incoming::Frame),
             (Vsn::V2, WireMessage::Binary(bytes)) => decode_broadcast_push(&bytes).map(Incoming::BinaryBroadcast),
             (Vsn::V1, WireMessage::Binary(_)) => Err(ProtocolError::Malformed("binary frames need vsn 2.0.0".into())),
+            (_, WireMessage::Close { .. }) => Err(ProtocolError::Malformed("a close frame carries no message".into())),
         }
     }
 

@@ -113,7 +113,7 @@ async fn broadcast_event(
 /// Checks the apikey and returns who the bearer token is.
 fn authenticate(context: &SessionContext, headers: &HeaderMap) -> Result<Identity, RestError> {
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    if !header("apikey").is_some_and(|apikey| context.authority.apikey_matches(apikey)) {
+    if !header("apikey").is_some_and(|apikey| context.authority.accepts_apikey(apikey)) {
         return Err(RestError::Unauthorized("a valid apikey header is required".into()));
     }
     let token = header("authorization").and_then(|value| value.strip_prefix("Bearer "));

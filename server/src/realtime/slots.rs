@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
+
 /// The limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotLimits {
@@ -24,6 +26,8 @@ pub enum Full {
 pub struct Slots {
     limits: SlotLimits,
     held: Mutex<Held>,
+    /// Woken whenever a place is given back.
+    released: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +48,7 @@ impl Slots {
         Arc::new(Slots {
             limits,
             held: Mutex::new(Held::default()),
+            released: Notify::new(),
         })
     }
 
@@ -68,6 +73,22 @@ impl Slots {
     }
 }
 
+impl Slots {
+    /// Returns once every place has been given back.
+    pub async fn emptied(&self) {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before the check, so a place given back in between still wakes it.
+            released.as_mut().enable();
+            if self.held.lock().expect("slots lock").total == 0 {
+                return;
+            }
+            released.await;
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut held = self.slots.held.lock().expect("slots lock");
@@ -80,6 +101,8 @@ impl Drop for Slot {
                 }
             }
         }
+        drop(held);
+        self.slots.released.notify_waiters();
     }
 }
 

@@ -5,7 +5,7 @@ use std::future::ready;
 use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 
 /// Per-connection read buffer of the websocket.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
@@ -61,7 +61,7 @@ async fn open_socket(
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
     };
-    if !param("apikey").is_some_and(|apikey| state.context.authority.apikey_matches(apikey)) {
+    if !param("apikey").is_some_and(|apikey| state.context.authority.accepts_apikey(apikey)) {
         return refuse(StatusCode::UNAUTHORIZED, "a valid apikey is required".into());
     }
     let vsn = match Vsn::from_query(param("vsn")) {
@@ -83,6 +83,7 @@ async fn open_socket(
             )
         }
     };
+    let apikey = param("apikey").map(str::to_owned);
     match upgrade {
         // The default 128 KiB read buffer, allocated for every connection, would dominate the memory of thousands
         // of idle subscribers; channel frames are small.
@@ -90,7 +91,7 @@ async fn open_socket(
             .read_buffer_size(READ_BUFFER_BYTES)
             .max_message_size(state.max_message_bytes)
             .max_frame_size(state.max_message_bytes)
-            .on_upgrade(move |socket| serve_socket(state.context, vsn, socket, slot)),
+            .on_upgrade(move |socket| serve_socket(state.context, vsn, apikey, socket, slot)),
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -100,7 +101,7 @@ fn refuse(status: StatusCode, reason: String) -> Response {
 }
 
 /// Serves one connection, holding its `slot` until it ends.
-async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, socket: WebSocket, _slot: Slot) {
+async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, apikey: Option<String>, socket: WebSocket, _slot: Slot) {
     // Lives in this future, so the connection stops counting even when the session is dropped mid-way.
     let _open = crate::metrics::count_realtime_connection();
     let (sink, stream) = socket.split();
@@ -108,6 +109,10 @@ async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, socket: WebSocket,
         ready(Ok::<_, axum::Error>(match message {
             WireMessage::Text(text) => Message::Text(text.into()),
             WireMessage::Binary(bytes) => Message::Binary(bytes.into()),
+            WireMessage::Close { code, reason } => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
         }))
     });
     // Pings are answered by the websocket layer itself; a close or an error ends the session.
@@ -120,5 +125,5 @@ async fn serve_socket(context: Arc<SessionContext>, vsn: Vsn, socket: WebSocket,
                 _ => None,
             })
         });
-    run_session(context, vsn, Box::pin(sink), Box::pin(stream)).await;
+    run_session(context, vsn, apikey, Box::pin(sink), Box::pin(stream)).await;
 }

@@ -1,6 +1,9 @@
 //! Mirror tables: one per ServiceM8 object type (`app::objects`), with typed key columns copied from the record.
 
 pub use app::objects::{object_spec, ObjectSpec, OBJECTS};
+use serde_json::{Map, Value};
+
+use crate::updates::{RowChange, RowChangeKind};
 
 /// A record ready to be written to its mirror table.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +73,61 @@ impl MirrorRecord {
     }
 }
 
+impl MirrorRecord {
+    /// The row as its table holds it (without `account`), as table subscribers see it.
+    pub fn row(&self, mirrored_at: i64) -> Value {
+        let mut row = Map::new();
+        row.insert("uuid".into(), self.uuid.clone().into());
+        for (column, value) in self.table.key_columns.iter().zip(self.key_values()) {
+            row.insert((*column).into(), value.map_or(Value::Null, Value::String));
+        }
+        row.insert("edit_date".into(), self.edit_date.clone().into());
+        row.insert("active".into(), i32::from(self.active).into());
+        row.insert("record".into(), self.record.clone());
+        row.insert("mirrored_at".into(), mirrored_at.into());
+        Value::Object(row)
+    }
+
+    /// What `write` of this record, at `mirrored_at`, looks like to table subscribers: a record appearing
+    /// (new, or active again) is an insert, one turning `active = 0` a delete; `None` when no visible row changed.
+    pub fn change(&self, write: &MirrorWrite, mirrored_at: i64) -> Option<RowChange> {
+        let (kind, old) = match write {
+            MirrorWrite::Stale => return None,
+            MirrorWrite::Inserted if self.active => (RowChangeKind::Insert, None),
+            MirrorWrite::Inserted => return None,
+            MirrorWrite::Updated { previous } => match (previous.active, self.active) {
+                (true, true) => (RowChangeKind::Update, Some(previous.row.clone())),
+                (true, false) => (RowChangeKind::Delete, Some(previous.row.clone())),
+                (false, true) => (RowChangeKind::Insert, None),
+                (false, false) => return None,
+            },
+        };
+        Some(RowChange {
+            table: self.table.table.to_owned(),
+            kind,
+            new: self.row(mirrored_at),
+            old,
+            committed_at: mirrored_at,
+        })
+    }
+}
+
+/// The columns of `table`'s rows as `MirrorRecord::row` gives them, with their PostgreSQL type names (what
+/// realtime-js converts values by).
+pub fn row_columns(table: &ObjectSpec) -> Vec<(&'static str, &'static str)> {
+    let keys = table.key_columns.iter().map(|column| (*column, "text"));
+    [("uuid", "text")]
+        .into_iter()
+        .chain(keys)
+        .chain([
+            ("edit_date", "text"),
+            ("active", "int4"),
+            ("record", "jsonb"),
+            ("mirrored_at", "int8"),
+        ])
+        .collect()
+}
+
 /// A field as text: strings as they are, numbers and booleans rendered, null and absent as `None`.
 pub fn text_field(record: &serde_json::Value, field: &str) -> Option<String> {
     match record.get(field)? {
@@ -79,12 +137,33 @@ pub fn text_field(record: &serde_json::Value, field: &str) -> Option<String> {
     }
 }
 
-/// Whether a mirror write changed the stored record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a mirror write did to the stored record.
+#[derive(Debug, Clone, PartialEq)]
 pub enum MirrorWrite {
-    Applied,
+    /// There was none: the record is new.
+    Inserted,
+    /// It replaced the stored record, which was `previous`.
+    Updated { previous: StoredRecord },
     /// The stored record has a newer edit_date; nothing was written.
     Stale,
+}
+
+/// A mirrored record as it was stored before a write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// Its `active` column.
+    pub active: bool,
+    /// The row, as `MirrorRecord::row` gives it.
+    pub row: Value,
+}
+
+impl StoredRecord {
+    /// `table`'s stored row of `account`: its `record`, `active` and `mirrored_at` columns.
+    pub fn new(account: &str, table: &'static ObjectSpec, record: Value, active: bool, mirrored_at: i64) -> Self {
+        let row = MirrorRecord::from_record(account, table, record)
+            .map_or(Value::Null, |stored| MirrorRecord { active, ..stored }.row(mirrored_at));
+        StoredRecord { active, row }
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +204,47 @@ mod tests {
             MirrorRecord::from_record("default", object_spec("job").unwrap(), json!({"status": "Quote"})),
             None
         );
+    }
+
+    #[test]
+    fn writes_become_inserts_updates_and_deletes_by_what_was_stored() {
+        let table = object_spec("job").unwrap();
+        let row = |status: &str, active: i32| {
+            MirrorRecord::from_record(
+                "default",
+                table,
+                json!({"uuid": "j1", "company_uuid": "c1", "status": status, "active": active}),
+            )
+            .unwrap()
+        };
+        let stored = |status: &str, active: i32| MirrorWrite::Updated {
+            previous: StoredRecord::new("default", table, row(status, active).record, active == 1, 5),
+        };
+        let insert = row("Quote", 1).change(&MirrorWrite::Inserted, 9).unwrap();
+        assert_eq!((insert.kind, insert.old), (RowChangeKind::Insert, None));
+        assert_eq!(insert.new["status"], "Quote");
+        assert_eq!(insert.new["record"]["status"], "Quote");
+        assert_eq!(
+            (insert.new["active"].clone(), insert.new["mirrored_at"].clone()),
+            (json!(1), json!(9))
+        );
+        let update = row("Completed", 1).change(&stored("Quote", 1), 9).unwrap();
+        assert_eq!(update.kind, RowChangeKind::Update);
+        assert_eq!(update.old.unwrap()["status"], "Quote");
+        let delete = row("Quote", 0).change(&stored("Quote", 1), 9).unwrap();
+        assert_eq!(
+            (delete.kind, delete.old.unwrap()["active"].clone()),
+            (RowChangeKind::Delete, json!(1))
+        );
+        assert_eq!(
+            row("Quote", 1).change(&stored("Quote", 0), 9).unwrap().kind,
+            RowChangeKind::Insert
+        );
+        assert_eq!(row("Quote", 0).change(&stored("Quote", 0), 9), None);
+        assert_eq!(row("Quote", 0).change(&MirrorWrite::Inserted, 9), None);
+        assert_eq!(row("Quote", 1).change(&MirrorWrite::Stale, 9), None);
+        let columns: Vec<&str> = row_columns(table).into_iter().map(|(name, _)| name).collect();
+        assert_eq!(insert.new.as_object().unwrap().keys().count(), columns.len());
     }
 
     #[test]

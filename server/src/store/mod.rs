@@ -27,7 +27,7 @@ use async_trait::async_trait;
 pub use directory::Directory;
 pub use directory_sql::account_secrets_context;
 pub use insight::EventRecord;
-pub use mirror::{object_spec, MirrorRecord, MirrorWrite, ObjectSpec, OBJECTS};
+pub use mirror::{object_spec, row_columns, MirrorRecord, MirrorWrite, ObjectSpec, StoredRecord, OBJECTS};
 pub use postgres::PostgresStore;
 pub use queue::{AttemptRecord, BudgetGrant, BudgetLimits, Claim, ClaimedEvent, Completion, Release, Whose};
 pub use sqlite::{backup_sqlite, Backup, SqliteStore};
@@ -206,7 +206,7 @@ pub trait Store: Directory + Send + Sync + 'static {
     /// to any more; returns how many events.
     async fn delete_finished_events_before(&self, account: &str, cutoff: i64) -> Result<u64, StoreError>;
 
-    /// Writes the record (in its account) unless the stored one has a newer edit_date.
+    /// Writes the record (in its account) unless the stored one has a newer edit_date, saying what it replaced.
     async fn upsert_mirror(&self, record: &MirrorRecord, now: i64) -> Result<MirrorWrite, StoreError>;
 
     /// The mirrored record, if any.

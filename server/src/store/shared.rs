@@ -20,7 +20,7 @@ use super::queue::{take_api_budget_on, Claim, Release, MINUTE_MS, NEXT_DUE_SQL, 
 use super::{
     assemble_stats, batch, into_page, now_millis, object_spec, parse_status, AttemptRecord, AttemptTiming, BudgetGrant,
     BudgetLimits, ClaimedEvent, CompanyOf, Completion, EventRow, Insertion, MirrorRecord, MirrorWrite, NewEvent,
-    ObjectSpec, RetryOutcome, Store, StoreError, ATTEMPT_COLUMNS, EVENT_SUMMARY_COLUMNS,
+    ObjectSpec, RetryOutcome, Store, StoreError, StoredRecord, ATTEMPT_COLUMNS, EVENT_SUMMARY_COLUMNS,
 };
 
 /// Puts a failed, skipped or succeeded event back in the queue (`$1` now, `$2` its account, `$3` its id).
@@ -61,6 +61,7 @@ where
     for<'r> (String,): FromRow<'r, <E::Db as Database>::Row>,
     for<'r> (Option<String>,): FromRow<'r, <E::Db as Database>::Row>,
     for<'r> (serde_json::Value,): FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> (serde_json::Value, i64, i64): FromRow<'r, <E::Db as Database>::Row>,
     for<'r> (String, i64): FromRow<'r, <E::Db as Database>::Row>,
     for<'r> (String, String): FromRow<'r, <E::Db as Database>::Row>,
     for<'r> (i64, i64): FromRow<'r, <E::Db as Database>::Row>,
@@ -325,6 +326,17 @@ where
             query = query.bind(value);
         }
         let mut writer = self.writer().await?;
+        // The row as it was, read just before the write: SQLite has one writer, taken in turn, and on PostgreSQL
+        // one worker holds an object's lease while it writes, so no other write of the record comes in between.
+        let previous_sql = format!(
+            "SELECT record, CAST(active AS BIGINT), mirrored_at FROM {} WHERE account = $1 AND uuid = $2",
+            record.table.table
+        );
+        let previous: Option<(serde_json::Value, i64, i64)> = sqlx::query_as(&previous_sql)
+            .bind(&record.account)
+            .bind(&record.uuid)
+            .fetch_optional(&mut *writer)
+            .await?;
         let written = query
             .bind(&record.edit_date)
             .bind(i32::from(record.active))
@@ -332,10 +344,12 @@ where
             .bind(now)
             .execute(&mut *writer)
             .await?;
-        Ok(if written.rows_affected() == 1 {
-            MirrorWrite::Applied
-        } else {
-            MirrorWrite::Stale
+        Ok(match previous {
+            _ if written.rows_affected() != 1 => MirrorWrite::Stale,
+            None => MirrorWrite::Inserted,
+            Some((stored, active, mirrored_at)) => MirrorWrite::Updated {
+                previous: StoredRecord::new(&record.account, record.table, stored, active != 0, mirrored_at),
+            },
         })
     }
 

@@ -3,15 +3,19 @@
 
 use crate::common::realtime_client::{
     admin_token, join_payload, portal_token, reason, spawn_relay, spawn_relay_with, token, Frame, RealtimeClient,
-    Received, ANON_KEY, PUBLIC_TOPIC,
+    Received, ANON_KEY, JWT_SECRET, PUBLIC_TOPIC,
 };
 use crate::common::ACCOUNT;
 use crate::under_both_serializers;
 use serde_json::json;
-use server::realtime::auth::Role;
+use server::realtime::auth::{Role, TokenKeys};
+use server::secret::Secret;
 use server::store::{self, now_millis, object_spec, MirrorRecord};
 
 under_both_serializers!(
+    an_apikey_that_is_a_token_authorises_joins_that_carry_none,
+    a_configured_audience_refuses_tokens_for_another,
+    a_shutdown_errors_every_channel_so_that_clients_rejoin_and_closes_the_socket,
     a_heartbeat_is_answered_with_its_ref,
     a_join_echoes_postgres_changes_bindings_in_order_with_ids,
     a_join_without_postgres_changes_gets_a_reply_without_the_key,
@@ -43,7 +47,7 @@ async fn a_join_echoes_postgres_changes_bindings_in_order_with_ids(vsn: &str) {
     let relay = spawn_relay().await;
     let mut client = relay.client(vsn).await;
     let bindings = json!([
-        {"event": "INSERT", "schema": "public", "table": "todos", "filter": "id=eq.1"},
+        {"event": "INSERT", "schema": "public", "table": "staff", "filter": "uuid=eq.1"},
         {"event": "*", "schema": "public", "table": "jobs"},
     ]);
     let payload = join_payload(json!({"postgres_changes": bindings}), Some(&admin_token()));
@@ -476,4 +480,59 @@ async fn a_message_over_the_limit_closes_its_connection_and_others_go_on() {
     // Others are unaffected.
     let mut client = relay.client("2.0.0").await;
     client.join_ok(PUBLIC_TOPIC, None).await;
+}
+
+async fn a_shutdown_errors_every_channel_so_that_clients_rejoin_and_closes_the_socket(vsn: &str) {
+    let relay = spawn_relay().await;
+    let mut client = relay.client(vsn).await;
+    let jobs = client.join_ok("realtime:jobs", Some(&admin_token())).await;
+    let lobby = client.join_ok(PUBLIC_TOPIC, None).await;
+    relay.app.begin_shutdown();
+    let (frames, code) = client.until_closed().await;
+    let mut errored: Vec<(String, Option<String>, Option<String>)> = frames
+        .into_iter()
+        .filter(|frame| frame.event == "phx_error")
+        .map(|frame| (frame.topic, frame.join_ref, frame.msg_ref))
+        .collect();
+    errored.sort();
+    assert_eq!(
+        errored,
+        [
+            ("realtime:jobs".to_owned(), Some(jobs.clone()), Some(jobs)),
+            (PUBLIC_TOPIC.to_owned(), Some(lobby.clone()), Some(lobby)),
+        ]
+    );
+    assert_eq!(code, Some(1012), "service restart: the client reconnects");
+}
+
+async fn an_apikey_that_is_a_token_authorises_joins_that_carry_none(vsn: &str) {
+    let relay = spawn_relay().await;
+    let mut client = RealtimeClient::try_connect(relay.app.address, &admin_token(), vsn)
+        .await
+        .expect("a valid token is an apikey");
+    client.join_ok("realtime:jobs", None).await;
+    relay.send_job_update("job-1", "co-1", "Quote");
+    assert_eq!(
+        client.broadcast_on("realtime:jobs", "webhook_update").await["object_uuid"],
+        "job-1"
+    );
+    assert_eq!(
+        RealtimeClient::try_connect(relay.app.address, &token(Role::Admin, None, -60), vsn)
+            .await
+            .err(),
+        Some(401),
+        "an expired token is no apikey"
+    );
+}
+
+async fn a_configured_audience_refuses_tokens_for_another(vsn: &str) {
+    let relay = spawn_relay_with(|args| args.realtime.realtime_jwt_audience = Some("sm8".into())).await;
+    let mut client = relay.client(vsn).await;
+    let (_, reply) = client
+        .join("realtime:jobs", join_payload(json!({}), Some(&admin_token())))
+        .await;
+    assert_eq!(reason(&reply), "Unauthorized: invalid access token (wrong audience)");
+    let keys = TokenKeys::new(&Secret::new(JWT_SECRET)).with_audience(Some("sm8".into()));
+    let token = keys.mint(Role::Admin, ACCOUNT, None, 60, now_millis() / 1000).unwrap();
+    client.join_ok("realtime:jobs", Some(&token)).await;
 }

@@ -2,7 +2,10 @@
 //! subscribers through the outbox and LISTEN/NOTIFY. `#[ignore]`d so that `cargo test` needs no PostgreSQL;
 //! `make test-postgres` runs them with `--ignored` and `TEST_DATABASE_URL` set.
 
-use crate::common::realtime_client::{admin_token, job_update, join_payload, RealtimeClient, JWT_SECRET, PUBLIC_TOPIC};
+use crate::common::realtime_client::{
+    admin_token, job_row_update, job_update, join_payload, portal_token, RealtimeClient, Received, JWT_SECRET,
+    PUBLIC_TOPIC,
+};
 use crate::common::{fresh_postgres_database, run_built, serve_args, test_database_url, TestApp};
 use serde_json::json;
 use server::secret::Secret;
@@ -11,16 +14,16 @@ use server::updates::UpdateSender;
 use tempfile::TempDir;
 
 /// Two nodes on one fresh database, and the anon key they agreed on.
-struct Cluster {
-    a: TestApp,
-    b: TestApp,
+pub(crate) struct Cluster {
+    pub a: TestApp,
+    pub b: TestApp,
     updates_a: UpdateSender,
     anon_key: String,
-    database_url: String,
+    pub database_url: String,
 }
 
 impl Cluster {
-    async fn start() -> Cluster {
+    pub async fn start() -> Cluster {
         let database_url = fresh_postgres_database(&test_database_url()).await;
         let mut args = serve_args(&database_url);
         // No anon key configured: the nodes must share the one the first generates and keeps in the database.
@@ -45,7 +48,7 @@ impl Cluster {
         }
     }
 
-    async fn client(&self, node: &TestApp) -> RealtimeClient {
+    pub async fn client(&self, node: &TestApp) -> RealtimeClient {
         RealtimeClient::try_connect(node.address, &self.anon_key, "2.0.0")
             .await
             .expect("the upgrade succeeds")
@@ -192,4 +195,76 @@ async fn a_node_reads_the_outbox_by_position_so_rows_it_was_not_told_of_still_ar
     // The late row's id was skipped; once its transaction commits it is delivered all the same.
     late.commit().await.unwrap();
     assert_eq!(listener.broadcast_on(PUBLIC_TOPIC, "late").await, json!({"n": 1}));
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run make test-postgres"]
+async fn a_row_mirrored_on_one_node_reaches_table_subscribers_on_both_who_may_see_it() {
+    let cluster = Cluster::start().await;
+    let bindings = json!({"postgres_changes": [{"event": "*", "schema": "public", "table": "jobs"}]});
+    let mut watchers = Vec::new();
+    for (node, topic, token) in [
+        (&cluster.a, "realtime:jobs", admin_token()),
+        (&cluster.b, "realtime:jobs", admin_token()),
+        (&cluster.b, "realtime:company:co-1", portal_token("co-1")),
+    ] {
+        let mut client = cluster.client(node).await;
+        let (_, reply) = client.join(topic, join_payload(bindings.clone(), Some(&token))).await;
+        assert_eq!(reply.payload["status"], "ok", "{reply:?}");
+        watchers.push(client);
+    }
+    let mut stranger = cluster.client(&cluster.b).await;
+    let (_, reply) = stranger
+        .join(
+            "realtime:company:co-2",
+            join_payload(bindings, Some(&portal_token("co-2"))),
+        )
+        .await;
+    assert_eq!(reply.payload["status"], "ok");
+
+    cluster
+        .updates_a
+        .send(job_row_update(server::store::DEFAULT_ACCOUNT, "job-1"))
+        .expect("node A's relay listens");
+    for client in &mut watchers {
+        let frame = client
+            .receive_where(|r| matches!(r, Received::Text(f) if f.event == "postgres_changes"))
+            .await
+            .text();
+        assert_eq!(frame.payload["data"]["type"], "INSERT");
+        assert_eq!(frame.payload["data"]["record"]["uuid"], "job-1");
+    }
+    // The other company's portal saw nothing of it: by the time node B answered the heartbeat, it had been sent.
+    let seen = stranger.drain().await;
+    assert!(
+        seen.iter()
+            .all(|r| !matches!(r, Received::Text(f) if f.event == "postgres_changes")),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run make test-postgres"]
+async fn a_broadcast_replay_on_another_node_is_served_from_the_outbox() {
+    let cluster = Cluster::start().await;
+    let mut observer = cluster.client(&cluster.a).await;
+    observer.join_ok("realtime:jobs", Some(&admin_token())).await;
+    for status in ["Quote", "Completed"] {
+        cluster
+            .updates_a
+            .send(job_update("job-1", "co-1", status))
+            .expect("node A's relay listens");
+        observer.broadcast_on("realtime:jobs", "webhook_update").await;
+    }
+    let mut late = cluster.client(&cluster.b).await;
+    let replay = json!({"broadcast": {"replay": {"since": 0, "limit": 1}}});
+    let (_, reply) = late
+        .join("realtime:jobs", join_payload(replay, Some(&admin_token())))
+        .await;
+    assert_eq!(reply.payload["status"], "ok");
+    let replayed = late.broadcast_on("realtime:jobs", "webhook_update").await;
+    assert_eq!(
+        (replayed["offset"].clone(), replayed["changes"]["status"].clone()),
+        (json!(2), json!("Completed"))
+    );
 }

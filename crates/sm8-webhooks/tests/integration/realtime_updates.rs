@@ -13,6 +13,7 @@ under_both_serializers!(
     record_updates_reach_their_topics_with_the_seed_payload_and_increasing_offsets,
     a_rejoin_with_an_old_offset_replays_what_was_missed,
     a_rejoin_with_an_offset_no_longer_retained_is_told_to_refetch,
+    a_join_with_a_broadcast_replay_gets_the_latest_retained_broadcasts_since_then,
     the_rest_broadcast_is_accepted_and_delivered,
 );
 
@@ -216,5 +217,43 @@ async fn the_rest_broadcast_refuses_bad_keys_portal_tokens_and_bad_input() {
         rest_broadcast(&relay, path, Some(ANON_KEY), public).await.status(),
         202,
         "public topics need no token"
+    );
+}
+
+async fn a_join_with_a_broadcast_replay_gets_the_latest_retained_broadcasts_since_then(vsn: &str) {
+    let relay = spawn_relay().await;
+    let mut observer = relay.client(vsn).await;
+    observer.join_ok("realtime:jobs", Some(&admin_token())).await;
+    for status in ["Quote", "Work Order", "Completed"] {
+        relay.send_job_update("job-1", "co-1", status);
+    }
+    broadcasts(&mut observer, 3).await;
+
+    let mut late = relay.client(vsn).await;
+    let replay = json!({"broadcast": {"replay": {"since": 0, "limit": 2}}});
+    let (_, reply) = late
+        .join("realtime:jobs", join_payload(replay, Some(&admin_token())))
+        .await;
+    assert_eq!(reply.payload["status"], "ok");
+    let replayed: Vec<(Value, Value)> = broadcasts(&mut late, 2)
+        .await
+        .into_iter()
+        .map(|(_, _, p)| (p["offset"].clone(), p["changes"]["status"].clone()))
+        .collect();
+    assert_eq!(
+        replayed,
+        [(json!(2), json!("Work Order")), (json!(3), json!("Completed"))]
+    );
+
+    let mut later = relay.client(vsn).await;
+    let future = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 3_600_000;
+    let replay = json!({"broadcast": {"replay": {"since": future}}});
+    let (_, reply) = later
+        .join("realtime:jobs", join_payload(replay, Some(&admin_token())))
+        .await;
+    assert_eq!(reply.payload["status"], "ok");
+    assert!(
+        later.drain().await.iter().all(|r| r.broadcast().is_none()),
+        "nothing since then"
     );
 }

@@ -99,6 +99,11 @@ impl TestApp {
         format!("http://{}{}", self.address, path)
     }
 
+    /// Starts shutting the server down, as SIGTERM does, without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Stops the server, waits for it to finish, and starts a new one on the same database.
     pub async fn restart(self) -> TestApp {
         self.shutdown.cancel();

@@ -12,7 +12,7 @@ use server::config::ServeArgs;
 use server::realtime::auth::{Role, TokenKeys};
 use server::secret::Secret;
 use server::startup::Server;
-use server::updates::{PipelineUpdate, RecordUpdate, UpdateSender};
+use server::updates::{PipelineUpdate, RecordUpdate, RowChange, RowChangeKind, UpdateSender};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -185,6 +185,23 @@ impl RealtimeClient {
                     return Received::Binary { topic, event, payload };
                 }
                 Message::Close(frame) => panic!("the server closed the socket: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads until the server's close frame, returning the frames before it and its code.
+    pub async fn until_closed(&mut self) -> (Vec<Frame>, Option<u16>) {
+        let mut before = Vec::new();
+        loop {
+            let message = tokio::time::timeout(FRAME_TIMEOUT, self.socket.next())
+                .await
+                .expect("a frame within the timeout")
+                .expect("a close frame before the end of the stream")
+                .expect("a readable frame");
+            match message {
+                Message::Text(text) => before.push(self.decode(text.as_str())),
+                Message::Close(frame) => return (before, frame.map(|frame| u16::from(frame.code))),
                 _ => continue,
             }
         }
@@ -364,7 +381,24 @@ pub fn job_update(job_uuid: &str, company_uuid: &str, status: &str) -> PipelineU
         company_uuid: Some(company_uuid.into()),
         job_uuid: Some(job_uuid.into()),
         received_at: 0,
+        row: None,
     })
+}
+
+/// A new job row of `account`, as the pipeline announces it after mirroring it.
+pub fn job_row_update(account: &str, job_uuid: &str) -> PipelineUpdate {
+    let PipelineUpdate::Record(mut record) = job_update(job_uuid, "co-1", "Quote") else {
+        unreachable!("a job update is a record update")
+    };
+    record.account = account.into();
+    record.row = Some(RowChange {
+        table: "sm8_jobs".into(),
+        kind: RowChangeKind::Insert,
+        new: json!({"uuid": job_uuid, "company_uuid": "co-1", "status": "Quote"}),
+        old: None,
+        committed_at: 1,
+    });
+    PipelineUpdate::Record(record)
 }
 
 pub fn reason(reply: &Frame) -> &str {

@@ -338,7 +338,7 @@ async fn every_registered_object_type_is_mirrored_in_its_table_and_found_under_i
         assert_eq!(row.key_values().len(), spec.key_columns.len());
         assert_eq!(
             store.upsert_mirror(&row, 1).await.unwrap(),
-            MirrorWrite::Applied,
+            MirrorWrite::Inserted,
             "{}",
             spec.table
         );

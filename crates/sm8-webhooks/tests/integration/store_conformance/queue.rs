@@ -355,33 +355,40 @@ pub(super) async fn failed_events_can_be_retried_one_or_all(store: Arc<dyn Store
 
 pub(super) async fn a_mirrored_record_is_only_replaced_by_one_at_least_as_new(store: Arc<dyn Store>) {
     let table = object_spec("job").unwrap();
-    let record = |status: &str, edit_date: &str| {
+    let record = |status: &str, edit_date: &str, active: i32| {
         MirrorRecord::from_record(ACCOUNT, table,
-            serde_json::json!({"uuid": "j1", "company_uuid": "c1", "status": status, "edit_date": edit_date, "active": 1}),
+            serde_json::json!({"uuid": "j1", "company_uuid": "c1", "status": status, "edit_date": edit_date, "active": active}),
         )
         .unwrap()
     };
+    let first = record("Quote", "2024-01-02 00:00:00", 1);
+    assert_eq!(store.upsert_mirror(&first, 1).await.unwrap(), MirrorWrite::Inserted);
     assert_eq!(
         store
-            .upsert_mirror(&record("Quote", "2024-01-02 00:00:00"), 1)
-            .await
-            .unwrap(),
-        MirrorWrite::Applied
-    );
-    assert_eq!(
-        store
-            .upsert_mirror(&record("Old", "2024-01-01 00:00:00"), 2)
+            .upsert_mirror(&record("Old", "2024-01-01 00:00:00", 1), 2)
             .await
             .unwrap(),
         MirrorWrite::Stale
     );
-    assert_eq!(
-        store
-            .upsert_mirror(&record("Same", "2024-01-02 00:00:00"), 3)
-            .await
-            .unwrap(),
-        MirrorWrite::Applied
-    );
+    // The write says what it replaced, so that table subscribers see the row before and after.
+    let MirrorWrite::Updated { previous } = store
+        .upsert_mirror(&record("Same", "2024-01-02 00:00:00", 0), 3)
+        .await
+        .unwrap()
+    else {
+        panic!("an update at the same edit_date is applied")
+    };
+    assert!(previous.active);
+    assert_eq!(previous.row, first.row(1));
+    let MirrorWrite::Updated { previous } = store
+        .upsert_mirror(&record("Same", "2024-01-02 00:00:00", 1), 4)
+        .await
+        .unwrap()
+    else {
+        panic!("an update at the same edit_date is applied")
+    };
+    assert!(!previous.active, "the record was deleted (active = 0) before");
+    assert_eq!(previous.row["mirrored_at"], 3);
     let stored = store.mirror_record(ACCOUNT, "job", "j1").await.unwrap().unwrap();
     assert_eq!(stored["status"], "Same");
     assert_eq!(store.job_company(ACCOUNT, "j1").await.unwrap().as_deref(), Some("c1"));

@@ -5,13 +5,16 @@
 //! with ids, or absent), `presence_state` after a join with presence, broadcasts honouring `self` and `ack`,
 //! `access_token` re-checks, `phx_leave` → reply then `phx_close`, and errors as `phx_reply` errors with a reason.
 //!
+//! Replay as upstream: a join's `config.broadcast.replay` (`{since: unix ms, limit}`) gets the topic's retained
+//! broadcasts since then (the latest `limit`, at most `REPLAY_LIMIT`), oldest first, before anything live.
+//!
 //! Resume: a join may carry the last offset the client saw on that topic, as `config.resume.offset` or a top-level
 //! `offset`. The client then gets every retained broadcast after it, as ordinary broadcast frames, before anything
 //! live; or, when some are no longer retained, one `system` frame telling it to refetch and where the topic now is:
 //! `[null,null,"realtime:jobs","system",{"extension":"system","status":"ok","message":"refetch","channel":"jobs",
 //! "offset":57}]` (`offset` is null when the record could not be read).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,13 +24,14 @@ use governor::{Quota, RateLimiter};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::auth::{now_seconds, Access, Authority};
+use super::auth::{now_seconds, Access, Authority, CLOCK_SKEW_SECONDS};
 use super::bus::{Broadcast, Bus, Publication};
+use super::changes::ROWS_TOPIC;
 use super::channel::{close_frame, refetch_frame, reply, system_error_frame, with, Channel, JoinRequest};
 use super::hub::{ConnectionId, Hub, Outlet, Push, SESSION_QUEUE};
-use super::outbox::Replay;
 use super::protocol::{BroadcastPayload, Frame, Incoming, Outgoing, ReplyStatus, Vsn, WireMessage};
 use super::scope::{scoped, unscoped};
 
@@ -41,11 +45,21 @@ pub struct SessionContext {
     pub authority: Authority,
     /// Messages a client may send per second (twice as many in a burst); past it the connection is closed.
     pub messages_per_second: u32,
+    /// Cancelled when the node shuts down: every session tells its client and closes.
+    pub closing: CancellationToken,
 }
 
-/// Serves one connection until the client goes away, stops heartbeating, or the sink fails.
-pub async fn run_session<S, R>(context: Arc<SessionContext>, vsn: Vsn, mut sink: S, mut stream: R)
-where
+/// The close frame's code when the node shuts down: 1012, service restart (the client reconnects).
+const SERVICE_RESTART: u16 = 1012;
+
+/// Serves one connection, opened with `apikey`, until the client goes away, stops heartbeating, or the sink fails.
+pub async fn run_session<S, R>(
+    context: Arc<SessionContext>,
+    vsn: Vsn,
+    apikey: Option<String>,
+    mut sink: S,
+    mut stream: R,
+) where
     S: Sink<WireMessage> + Unpin,
     R: Stream<Item = WireMessage> + Unpin,
 {
@@ -57,7 +71,10 @@ where
     let rate = NonZeroU32::new(context.messages_per_second.max(1)).expect("at least one");
     let burst = rate.saturating_mul(NonZeroU32::new(2).expect("two"));
     let messages = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+    let closing = context.closing.clone();
     let mut session = Session::new(context, vsn, outlet);
+    // An apikey that is a token (as Supabase's anon key is) authorises the joins that carry none.
+    session.socket_token = apikey;
     let idle = tokio::time::sleep(IDLE_TIMEOUT);
     tokio::pin!(idle);
     'connection: loop {
@@ -73,7 +90,7 @@ where
                 }
                 outgoing
             }
-            () = sleep_until(expiry) => session.expire_tokens(),
+            () = sleep_until(expiry) => session.expire_tokens().await,
             message = stream.next() => match message {
                 Some(message) => {
                     if messages.check().is_err() {
@@ -89,6 +106,14 @@ where
                 tracing::debug!(connection = %session.id, "closing an idle realtime connection");
                 break;
             }
+            () = closing.cancelled() => {
+                for frame in session.shut_down() {
+                    let _ = sink.send(vsn.encode(frame)).await;
+                }
+                let close = WireMessage::Close { code: SERVICE_RESTART, reason: "the server is restarting".into() };
+                let _ = sink.send(close).await;
+                break;
+            }
         };
         for frame in outgoing {
             if sink.send(vsn.encode(frame)).await.is_err() {
@@ -96,6 +121,7 @@ where
             }
         }
     }
+    session.leave_all().await;
     session.context.hub.disconnect(session.id);
     let _ = sink.close().await;
 }
@@ -117,6 +143,8 @@ struct Session {
     /// The latest token the client gave, used by joins that carry none (supabase-js's first join often does not).
     socket_token: Option<String>,
     next_binding_id: u64,
+    /// The hub topics of the accounts whose row changes the channels' `postgres_changes` bindings follow.
+    row_topics: BTreeSet<String>,
 }
 
 impl Session {
@@ -129,6 +157,7 @@ impl Session {
             channels: HashMap::new(),
             socket_token: None,
             next_binding_id: 1,
+            row_topics: BTreeSet::new(),
         }
     }
 
@@ -152,7 +181,7 @@ impl Session {
             "heartbeat" if frame.topic == "phoenix" => reply(frame.reply_ok()),
             "phx_join" => self.join(frame).await,
             _ if !self.channels.contains_key(&frame.topic) => reply(frame.reply_error("unmatched topic")),
-            "phx_leave" => self.leave(&frame),
+            "phx_leave" => self.leave(&frame).await,
             "broadcast" => {
                 let Some(event) = frame.payload["event"].as_str() else {
                     return reply(frame.reply_error("a broadcast needs an event"));
@@ -161,7 +190,7 @@ impl Session {
                 self.broadcast(&frame, event.to_owned(), BroadcastPayload::Json(payload), false)
                     .await
             }
-            "presence" => self.presence(&frame),
+            "presence" => self.presence(&frame).await,
             "access_token" => self.refresh_token(&frame).await,
             // Upstream ignores events it has no handler for.
             _ => Vec::new(),
@@ -173,7 +202,7 @@ impl Session {
         let topic = frame.topic.clone();
         // A second join of a topic replaces the first, as Phoenix does for a duplicate join.
         if let Some(previous) = self.channels.remove(&topic) {
-            self.context.hub.unsubscribe(&previous.hub_topic, self.id);
+            self.release(&previous).await;
             out.push(close_frame(&topic, &previous.join_ref));
         }
         let request = JoinRequest::parse(&frame.payload);
@@ -193,17 +222,26 @@ impl Session {
         if request.access_token.is_some() {
             self.socket_token = request.access_token.clone();
         }
+        let (bindings, response) = match &request.postgres_changes {
+            Some(requested) => match self.bindings(requested) {
+                Ok((bindings, echoed)) => (bindings, json!({ "postgres_changes": echoed })),
+                Err(reason) => return with(out, frame.reply_error(format!("postgres_changes: {reason}"))),
+            },
+            None => (Vec::new(), json!({})),
+        };
         let hub_topic = scoped(credentials.identity.account(), &topic);
         self.context
             .hub
             .subscribe(&hub_topic, self.id, request.receive_own, self.outlet.clone());
-        let response = match &request.postgres_changes {
-            Some(bindings) => json!({ "postgres_changes": self.number_bindings(bindings) }),
-            None => json!({}),
-        };
         out.push(Outgoing::Frame(frame.reply(ReplyStatus::Ok, response)));
         if request.presence_enabled {
-            let state = self.context.hub.presence_state(&hub_topic);
+            let state = match self.context.bus.presence_state(&hub_topic).await {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::error!(%error, topic, "reading who is present failed");
+                    json!({})
+                }
+            };
             out.push(Outgoing::Frame(Frame::new(
                 frame.join_ref.clone(),
                 None,
@@ -219,56 +257,25 @@ impl Session {
             ack: request.ack,
             presence_key: request.presence_key,
             last_offset: 0,
+            bindings,
+            tracked: false,
         };
         if let Some(after) = request.resume_after {
             out.extend(self.replay(&topic, after, &mut channel).await);
+        } else if let Some(since) = request.replay {
+            out.extend(self.replay_since(&topic, since, &mut channel).await);
         }
         self.channels.insert(topic, channel);
+        self.follow_rows();
         out
     }
 
-    /// The join reply's bindings: the client's, in order, each with an id.
-    fn number_bindings(&mut self, bindings: &[Value]) -> Vec<Value> {
-        bindings
-            .iter()
-            .map(|binding| {
-                let mut binding = binding.as_object().cloned().unwrap_or_default();
-                binding.insert("id".into(), self.next_binding_id.into());
-                self.next_binding_id += 1;
-                Value::Object(binding)
-            })
-            .collect()
-    }
-
-    /// What the client missed on `topic` (its name for the channel's topic) after `after`.
-    async fn replay(&self, topic: &str, after: i64, channel: &mut Channel) -> Vec<Outgoing> {
-        match self.context.bus.replay(&channel.hub_topic, after).await {
-            Ok(Replay::Missed(broadcasts)) => {
-                channel.last_offset = after;
-                broadcasts
-                    .iter()
-                    .map(|broadcast| {
-                        channel.last_offset = channel.last_offset.max(broadcast.offset.unwrap_or_default());
-                        broadcast.render(self.vsn)
-                    })
-                    .collect()
-            }
-            Ok(Replay::Refetch { latest }) => {
-                channel.last_offset = latest;
-                vec![refetch_frame(topic, Some(latest))]
-            }
-            Err(error) => {
-                tracing::error!(%error, topic, "reading the retained record for a resume failed");
-                vec![refetch_frame(topic, None)]
-            }
-        }
-    }
-
-    fn leave(&mut self, frame: &Frame) -> Vec<Outgoing> {
+    async fn leave(&mut self, frame: &Frame) -> Vec<Outgoing> {
         let Some(channel) = self.channels.remove(&frame.topic) else {
             return Vec::new();
         };
-        self.context.hub.unsubscribe(&channel.hub_topic, self.id);
+        self.release(&channel).await;
+        self.follow_rows();
         vec![
             Outgoing::Frame(frame.reply_ok()),
             close_frame(&frame.topic, &channel.join_ref),
@@ -304,21 +311,60 @@ impl Session {
         }
     }
 
-    fn presence(&mut self, frame: &Frame) -> Vec<Outgoing> {
-        let Some(channel) = self.channels.get(&frame.topic) else {
+    async fn presence(&mut self, frame: &Frame) -> Vec<Outgoing> {
+        let Some(channel) = self.channels.get_mut(&frame.topic) else {
             return Vec::new();
         };
-        match frame.payload["event"].as_str() {
+        let bus = &self.context.bus;
+        let done = match frame.payload["event"].as_str() {
             Some("track") => {
                 let meta: Map<String, Value> = frame.payload["payload"].as_object().cloned().unwrap_or_default();
-                self.context
-                    .hub
-                    .track(&channel.hub_topic, self.id, &channel.presence_key, meta);
+                channel.tracked = true;
+                bus.track(&channel.hub_topic, self.id, &channel.presence_key, meta)
+                    .await
             }
-            Some("untrack") => self.context.hub.untrack(&channel.hub_topic, self.id),
+            Some("untrack") => {
+                channel.tracked = false;
+                bus.untrack(&channel.hub_topic, self.id).await
+            }
             _ => return reply(frame.reply_error("presence event must be track or untrack")),
+        };
+        match done {
+            Ok(()) => reply(frame.reply_ok()),
+            Err(error) => {
+                tracing::error!(%error, "updating presence failed");
+                reply(frame.reply_error("presence failed, retry later"))
+            }
         }
-        reply(frame.reply_ok())
+    }
+
+    /// Ends a channel's subscription and its presence, on every node.
+    async fn release(&self, channel: &Channel) {
+        self.context.hub.unsubscribe(&channel.hub_topic, self.id);
+        if channel.tracked {
+            if let Err(error) = self.context.bus.untrack(&channel.hub_topic, self.id).await {
+                tracing::error!(%error, "removing a presence failed; it expires with its node");
+            }
+        }
+    }
+
+    /// What the client is told when the node shuts down: `phx_error` on each channel, so that realtime-js rejoins
+    /// them once it has reconnected (after `phx_close` it would drop them), as it does when a channel crashes.
+    fn shut_down(&self) -> Vec<Outgoing> {
+        self.channels
+            .iter()
+            .map(|(topic, channel)| {
+                let join_ref = channel.join_ref.clone();
+                Outgoing::Frame(Frame::new(join_ref.clone(), join_ref, topic, "phx_error", json!({})))
+            })
+            .collect()
+    }
+
+    /// Releases every channel of a connection that is going away.
+    async fn leave_all(&mut self) {
+        for (_, channel) in std::mem::take(&mut self.channels) {
+            self.release(&channel).await;
+        }
     }
 
     /// Re-checks a refreshed token: the channel carries on under it, or is closed when it no longer grants access.
@@ -350,7 +396,7 @@ impl Session {
             }
             Err(error) => error.to_string(),
         };
-        self.close_channel(&frame.topic, &refused)
+        self.close_channel(&frame.topic, &refused).await
     }
 
     fn next_expiry(&self) -> Option<Instant> {
@@ -359,31 +405,38 @@ impl Session {
             .values()
             .filter_map(|channel| channel.credentials.expires_at)
             .min()?;
-        // A token is valid through its `exp` second, and expired once that second is over.
-        let remaining_ms = ((expires_at + 1) * 1000 - crate::store::now_millis()).max(0);
+        // A token is valid through its `exp` second and the allowance for skewed clocks, expired after.
+        let remaining_ms = ((expires_at + 1 + CLOCK_SKEW_SECONDS) * 1000 - crate::store::now_millis()).max(0);
         Some(Instant::now() + Duration::from_millis(remaining_ms as u64))
     }
 
-    fn expire_tokens(&mut self) -> Vec<Outgoing> {
+    async fn expire_tokens(&mut self) -> Vec<Outgoing> {
         let now = now_seconds();
         let expired: Vec<String> = self
             .channels
             .iter()
-            .filter(|(_, channel)| channel.credentials.expires_at.is_some_and(|at| at < now))
+            .filter(|(_, channel)| {
+                channel
+                    .credentials
+                    .expires_at
+                    .is_some_and(|at| at + CLOCK_SKEW_SECONDS < now)
+            })
             .map(|(topic, _)| topic.clone())
             .collect();
-        expired
-            .iter()
-            .flat_map(|topic| self.close_channel(topic, "Token has expired"))
-            .collect()
+        let mut out = Vec::new();
+        for topic in &expired {
+            out.extend(self.close_channel(topic, "Token has expired").await);
+        }
+        out
     }
 
     /// Tells the client why, then closes the channel: a `system` error followed by `phx_close`.
-    fn close_channel(&mut self, topic: &str, message: &str) -> Vec<Outgoing> {
+    async fn close_channel(&mut self, topic: &str, message: &str) -> Vec<Outgoing> {
         let Some(channel) = self.channels.remove(topic) else {
             return Vec::new();
         };
-        self.context.hub.unsubscribe(&channel.hub_topic, self.id);
+        self.release(&channel).await;
+        self.follow_rows();
         vec![
             system_error_frame(topic, message),
             close_frame(topic, &channel.join_ref),
@@ -392,6 +445,7 @@ impl Session {
 
     fn on_push(&mut self, push: Push) -> Vec<Outgoing> {
         match push {
+            Push::Broadcast(broadcast) if unscoped(&broadcast.topic) == ROWS_TOPIC => self.on_row_change(&broadcast),
             Push::Broadcast(broadcast) => {
                 let Some(channel) = self.joined_mut(&broadcast.topic) else {
                     return Vec::new();
@@ -440,162 +494,7 @@ impl Session {
     }
 }
 
+mod replay;
+mod rows;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::realtime::auth::{JobOwnership, Role, TokenKeys};
-    use crate::realtime::bus::InProcessBus;
-    use crate::realtime::outbox::Retention;
-    use crate::secret::Secret;
-    use tokio_util::sync::PollSender;
-
-    struct Client {
-        to_server: mpsc::UnboundedSender<WireMessage>,
-        from_server: mpsc::Receiver<WireMessage>,
-    }
-
-    impl Client {
-        fn send(&self, frame: Value) {
-            self.to_server.send(WireMessage::Text(frame.to_string())).unwrap();
-        }
-
-        async fn next(&mut self) -> Value {
-            let message = tokio::time::timeout(Duration::from_secs(5), self.from_server.recv())
-                .await
-                .expect("a frame within 5 s")
-                .expect("the session is still open");
-            let WireMessage::Text(text) = message else {
-                panic!("expected a text frame")
-            };
-            serde_json::from_str(&text).unwrap()
-        }
-    }
-
-    fn context() -> Arc<SessionContext> {
-        let hub = Arc::new(Hub::new());
-        let retention = Retention {
-            max_messages: 100,
-            max_age: Duration::from_secs(60),
-            max_bytes: usize::MAX,
-        };
-        let keys = TokenKeys::new(&Secret::new("secret"));
-        let nobody_owns_jobs: JobOwnership = Arc::new(|_, _| Box::pin(async { None }));
-        Arc::new(SessionContext {
-            bus: Arc::new(InProcessBus::new(hub.clone(), retention)),
-            hub,
-            authority: Authority::new(keys, Secret::new("anon"), &["room".into()], nobody_owns_jobs),
-            messages_per_second: 1_000,
-        })
-    }
-
-    #[tokio::test]
-    async fn a_client_sending_faster_than_its_rate_is_disconnected() {
-        let mut context = Arc::into_inner(context()).unwrap();
-        context.messages_per_second = 5;
-        let mut client = connect(&Arc::new(context));
-        for n in 0..40 {
-            client.send(json!([null, n.to_string(), "phoenix", "heartbeat", {}]));
-        }
-        let mut answered = 0;
-        while tokio::time::timeout(Duration::from_secs(5), client.from_server.recv())
-            .await
-            .expect("the session answers or closes within 5 s")
-            .is_some()
-        {
-            answered += 1;
-        }
-        assert!((10..40).contains(&answered), "{answered} answered before the close");
-    }
-
-    fn connect(context: &Arc<SessionContext>) -> Client {
-        let (to_server, mut server_in) = mpsc::unbounded_channel();
-        let (server_out, from_server) = mpsc::channel(64);
-        let stream = futures_util::stream::poll_fn(move |cx| server_in.poll_recv(cx));
-        let sink = PollSender::new(server_out);
-        tokio::spawn(run_session(context.clone(), Vsn::V2, Box::pin(sink), Box::pin(stream)));
-        Client { to_server, from_server }
-    }
-
-    #[tokio::test]
-    async fn a_heartbeat_is_answered_with_its_ref() {
-        let mut client = connect(&context());
-        client.send(json!([null, "7", "phoenix", "heartbeat", {}]));
-        assert_eq!(
-            client.next().await,
-            json!([null, "7", "phoenix", "phx_reply", {"status": "ok", "response": {}}])
-        );
-    }
-
-    #[tokio::test]
-    async fn a_broadcast_reaches_the_other_subscriber_and_is_acked() {
-        let context = context();
-        let (mut alice, mut bob) = (connect(&context), connect(&context));
-        let join = json!({"config": {"broadcast": {"ack": true, "self": false}}});
-        alice.send(json!(["1", "1", "realtime:room", "phx_join", join]));
-        bob.send(json!(["1", "1", "realtime:room", "phx_join", join]));
-        assert_eq!(alice.next().await[4]["status"], "ok");
-        assert_eq!(bob.next().await[4]["status"], "ok");
-        alice.send(
-            json!(["1", "2", "realtime:room", "broadcast", {"type": "broadcast", "event": "hi", "payload": {"n": 1}}]),
-        );
-        assert_eq!(
-            alice.next().await,
-            json!(["1", "2", "realtime:room", "phx_reply", {"status": "ok", "response": {}}])
-        );
-        let received = bob.next().await;
-        assert_eq!(received[3], "broadcast");
-        assert_eq!(
-            received[4],
-            json!({"type": "broadcast", "event": "hi", "payload": {"n": 1}})
-        );
-    }
-
-    #[tokio::test]
-    async fn a_client_too_slow_for_its_queue_is_told_to_refetch_once_it_has_caught_up() {
-        let context = context();
-        let mut slow = connect(&context);
-        slow.send(json!(["1", "1", "realtime:room", "phx_join", {}]));
-        assert_eq!(slow.next().await[4]["status"], "ok");
-        // The client reads nothing while far more is broadcast than its session can hold.
-        let sent = 64 + SESSION_QUEUE + 200;
-        for n in 0..sent {
-            let payload = BroadcastPayload::Json(json!({"n": n}));
-            context
-                .hub
-                .deliver(Arc::new(Broadcast::new("realtime:room", "e", payload, None, false)));
-        }
-        let mut received = 0;
-        let refetch = loop {
-            let frame = slow.next().await;
-            if frame[3] == "system" {
-                break frame;
-            }
-            received += 1;
-        };
-        assert_eq!(refetch[4]["message"], "refetch");
-        assert_eq!(refetch[4]["channel"], "room");
-        assert!(received < sent, "{received} of {sent} arrived: some were dropped");
-    }
-
-    #[tokio::test]
-    async fn pushes_to_a_topic_not_joined_are_refused() {
-        let mut client = connect(&context());
-        client.send(json!(["1", "2", "realtime:room", "broadcast", {"type": "broadcast", "event": "e"}]));
-        assert_eq!(client.next().await[4]["response"]["reason"], "unmatched topic");
-    }
-
-    #[tokio::test]
-    async fn a_token_that_expires_while_joined_closes_the_channel() {
-        let context = context();
-        let mut client = connect(&context);
-        let token = TokenKeys::new(&Secret::new("secret"))
-            .mint(Role::Admin, crate::store::DEFAULT_ACCOUNT, None, 1, now_seconds())
-            .unwrap();
-        client.send(json!(["3", "3", "realtime:jobs", "phx_join", {"config": {}, "access_token": token}]));
-        assert_eq!(client.next().await[4]["status"], "ok");
-        let system = client.next().await;
-        assert_eq!(system[3], "system");
-        assert_eq!(system[4]["message"], "Token has expired");
-        assert_eq!(client.next().await, json!(["3", "3", "realtime:jobs", "phx_close", {}]));
-    }
-}
+mod tests;
