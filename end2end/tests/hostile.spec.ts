@@ -107,11 +107,12 @@ test('pages hydrate under a script policy that names a fresh nonce, and an injec
   await expect(page.locator('#event-title')).toContainText('csp-test-job');
   expect(violations).toEqual([]);
 
-  // Markup smuggled into the page as stored data might be, with the server's headers kept: the page still
-  // hydrates, and the smuggled script, which has no nonce, is blocked.
+  // A script smuggled into the page as stored data might be (into the head, where the page's own markup is not
+  // hydrated), with the server's headers kept: the page still hydrates, and the smuggled script, which has no
+  // nonce, is blocked.
   await page.route('**/admin/webhook-dashboard', async (route) => {
     const response = await route.fetch();
-    const body = (await response.text()).replace('<body>', '<body><script>window.__injected = true;</script>');
+    const body = (await response.text()).replace('</head>', '<script>window.__injected = true;</script></head>');
     await route.fulfill({ response, body });
   });
   await page.goto(`${baseUrl()}/admin/webhook-dashboard`);
