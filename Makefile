@@ -82,14 +82,15 @@ postgres:
 
 e2e-deps:
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
-	@test -d end2end/node_modules/@playwright/test || (cd end2end && npm ci --no-audit --no-fund)
+	@# Installed again whenever package-lock.json changed since the last install.
+	@test end2end/node_modules/.package-lock.json -nt end2end/package-lock.json || \
+		(cd end2end && npm ci --no-audit --no-fund)
 
 test-e2e: build e2e-deps
 	cd end2end && npx playwright test
 
 ## test-realtime-js: the real @supabase/realtime-js client (Node, `ws` transport) against the release server
 test-realtime-js: build e2e-deps
-	@test -d end2end/node_modules/@supabase/realtime-js || (cd end2end && npm ci --no-audit --no-fund)
 	cd end2end && node --test realtime/*.test.mjs
 
 ## bench: measure ingest, end to end, fan-out, processing, the bundle and a 5-minute soak against their targets,
