@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 pub mod access;
+pub mod admin;
 pub mod api;
 pub mod components;
 pub mod dashboard;
@@ -72,27 +73,27 @@ pub fn App() -> impl IntoView {
                 />
                 <Route
                     path=(StaticSegment("admin"), StaticSegment("invite"), ParamSegment("token"))
-                    view=directory::pages::InvitePage
+                    view=admin::InvitePage
                     ssr=SsrMode::Async
                 />
                 <Route
                     path=(StaticSegment("admin"), StaticSegment("accounts"))
-                    view=directory::pages::AccountsPage
+                    view=admin::AccountsPage
                     ssr=SsrMode::Async
                 />
                 <Route
                     path=(StaticSegment("admin"), StaticSegment("users"))
-                    view=directory::pages::UsersPage
+                    view=admin::UsersPage
                     ssr=SsrMode::Async
                 />
                 <Route
                     path=(StaticSegment("admin"), StaticSegment("tokens"))
-                    view=directory::pages::TokensPage
+                    view=admin::TokensPage
                     ssr=SsrMode::Async
                 />
                 <Route
                     path=(StaticSegment("admin"), StaticSegment("audit"))
-                    view=directory::pages::AuditLogPage
+                    view=admin::AuditLogPage
                     ssr=SsrMode::Async
                 />
                 <Route path=StaticSegment("portal") view=portal::PortalHomePage ssr=SsrMode::Async/>

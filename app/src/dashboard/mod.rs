@@ -5,48 +5,12 @@ mod actions;
 mod detail;
 mod events;
 mod health;
-mod shell;
-
-use std::time::Duration;
 
 use leptos::prelude::*;
 
+pub use crate::admin::{AdminShell, CurrentVisitor, Refresh};
 use crate::realtime::{use_webhook_updates, ConnectionStatus, PipelineEvent, UseWebhookUpdatesOptions};
 pub use detail::EventPage;
-pub use shell::{AdminShell, CurrentVisitor};
-
-/// The longest the dashboard lags behind the pipeline: live events within this window share one refresh.
-const LIVE_REFRESH_DELAY: Duration = Duration::from_millis(400);
-
-/// Bumped to make every view of the dashboard fetch again.
-#[derive(Clone, Copy)]
-pub struct Refresh(pub RwSignal<u64>);
-
-impl Refresh {
-    pub fn now(self) {
-        self.0.update(|n| *n += 1);
-    }
-
-    /// Refreshes once after a short delay, however many times this is called meanwhile: a busy pipeline
-    /// sends hundreds of events a second, the page needs a few refreshes a second at most.
-    pub fn soon(self, pending: RwSignal<bool>) {
-        if pending.get_untracked() {
-            return;
-        }
-        pending.set(true);
-        set_timeout(
-            move || {
-                pending.set(false);
-                self.now();
-            },
-            LIVE_REFRESH_DELAY,
-        );
-    }
-
-    pub fn get(self) -> u64 {
-        self.0.get()
-    }
-}
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {

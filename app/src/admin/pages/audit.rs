@@ -7,8 +7,8 @@ use leptos_router::hooks::{use_navigate, use_query_map};
 use leptos_router::params::ParamsMap;
 
 use super::time_or_dash;
+use crate::admin::{AdminShell, Refresh};
 use crate::components::ErrorNote;
-use crate::dashboard::{AdminShell, Refresh};
 use crate::directory::api::get_audit;
 use crate::directory::model::{AuditEntryView, AuditFilter, AuditPage};
 

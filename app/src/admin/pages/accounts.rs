@@ -8,8 +8,8 @@ use leptos_router::hooks::use_query_map;
 use super::connection::{Connection, Secrets, Subscriptions};
 use super::{failure, succeeded, time_or_dash, Failure, ShownOncePanel};
 use crate::access::Role;
+use crate::admin::{AdminShell, CurrentVisitor, Refresh};
 use crate::components::ErrorNote;
-use crate::dashboard::{AdminShell, CurrentVisitor, Refresh};
 use crate::directory::api::{
     accounts_overview, get_account, CreateAccount, GenerateAccountSecret, SetAccountDisabled, SetAccountSecret,
     StartOauth, UpdateAccount,

@@ -6,8 +6,8 @@ use leptos_meta::Title;
 
 use super::{failure, succeeded, Failure, RoleBadge};
 use crate::access::Role;
+use crate::admin::{AdminShell, CurrentVisitor, Refresh};
 use crate::components::{ErrorNote, LocalTime};
-use crate::dashboard::{AdminShell, CurrentVisitor, Refresh};
 use crate::directory::api::{list_members, ChangePassword, InviteMember, RemoveMember, SetMemberRole};
 use crate::directory::model::MemberView;
 

@@ -6,8 +6,8 @@ use leptos::prelude::*;
 use super::accounts::AccountActions;
 use super::{failure, succeeded, time_or_dash, Failure, ShownOncePanel};
 use crate::access::Role;
+use crate::admin::{CurrentVisitor, Refresh};
 use crate::components::ErrorNote;
-use crate::dashboard::{CurrentVisitor, Refresh};
 use crate::directory::api::{
     list_subscriptions, GenerateAccountSecret, SetAccountSecret, StartOauth, Subscribe, Unsubscribe,
 };

@@ -6,8 +6,8 @@ use leptos_meta::Title;
 
 use super::{failure, time_or_dash, Failure, RoleBadge, ShownOncePanel};
 use crate::access::Role;
+use crate::admin::{AdminShell, CurrentVisitor, Refresh};
 use crate::components::ErrorNote;
-use crate::dashboard::{AdminShell, CurrentVisitor, Refresh};
 use crate::directory::api::{list_tokens, CreateToken, RevokeToken};
 use crate::directory::model::{ShownOnce, TokenView};
 

@@ -12,8 +12,8 @@ mod users;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 
-use super::model::ShownOnce;
 use crate::components::ErrorNote;
+use crate::directory::model::ShownOnce;
 use crate::error::AppError;
 
 pub use accounts::AccountsPage;
