@@ -120,3 +120,20 @@ test('the admin pages render for the owner', async ({ page }) => {
   // The owner's own sign-in is in the audit log.
   await expect(page.getByText(OWNER.email).first()).toBeVisible();
 });
+
+test('an owner makes a client portal link on the users page, and it opens the portal once', async ({ page, browser }) => {
+  await signIn(page);
+  await openHydrated(page, '/admin/users');
+  await page.getByLabel('Company UUID').fill('portal-link-company');
+  await page.getByRole('button', { name: 'Create portal link' }).click();
+  const link = await page.getByLabel('Portal link').textContent();
+  expect(link).toContain('/portal/enter?token=');
+  await page.screenshot({ path: 'screenshots/portal-link.png', fullPage: true });
+
+  const client = await browser.newContext();
+  const portal = await client.newPage();
+  await portal.goto(link!);
+  await expect(portal).toHaveURL(`${baseUrl()}/portal`);
+  await expect(portal.getByRole('heading', { level: 1, name: 'Your jobs' })).toBeVisible();
+  await client.close();
+});

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::{random_token, token_hash};
+use crate::backend::create_link;
 use crate::realtime::args::parse_ttl;
 use crate::state::AppState;
 use crate::store::DatabaseArgs;
@@ -101,36 +102,6 @@ pub async fn run_cli(args: PortalLinkArgs) -> anyhow::Result<()> {
         millis_to_rfc3339(link.expires_at)
     );
     Ok(())
-}
-
-/// A stored portal link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortalLink {
-    /// `{public_url}/portal/enter?token=...`
-    pub url: String,
-    pub token: String,
-    /// Unix milliseconds.
-    pub expires_at: i64,
-}
-
-/// Stores a new one-time link for a company of an account, valid for `ttl_ms` from `now`.
-pub async fn create_link(
-    store: &dyn Store,
-    company: &CompanyOf,
-    ttl_ms: i64,
-    public_url: &str,
-    now: i64,
-) -> Result<PortalLink, StoreError> {
-    let token = random_token();
-    let expires_at = now.saturating_add(ttl_ms);
-    store
-        .create_portal_link(&token_hash(&token), company, expires_at)
-        .await?;
-    Ok(PortalLink {
-        url: format!("{}/portal/enter?token={token}", public_url.trim_end_matches('/')),
-        token,
-        expires_at,
-    })
 }
 
 /// Uses up a link: a new session token for its company, or `None` when the link is unknown, used or expired.

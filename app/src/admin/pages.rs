@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 mod connection;
 mod invite;
+mod portal_links;
 mod tokens;
 mod users;
 
@@ -13,7 +14,7 @@ use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 
 use crate::components::ErrorNote;
-use crate::directory::model::ShownOnce;
+use crate::directory::model::{OneTimeLink, ShownOnce};
 use crate::error::AppError;
 
 pub use accounts::AccountsPage;
@@ -60,6 +61,21 @@ fn ShownOncePanel(secret: ShownOnce, #[prop(into)] title: String) -> impl IntoVi
                 <p class="muted">"Use it as:"</p>
                 <code class="secret" aria-label=format!("{} usage", secret.name) tabindex="0">{usage}</code>
             })}
+        </div>
+    }
+}
+
+/// A one-time link just made: its only showing, with who it is for (`title`) and what to do with it.
+#[component]
+fn OneTimeLinkPanel(link: OneTimeLink, #[prop(into)] title: String, #[prop(into)] advice: String) -> impl IntoView {
+    view! {
+        <div class="shown-once" role="status">
+            <p>
+                <strong>{title.clone()}</strong>
+                {format!(" — {advice} It works once, until ")}
+                <crate::components::LocalTime iso=link.expires_at/>", and won't be shown again."
+            </p>
+            <code class="secret" aria-label=title tabindex="0">{link.url}</code>
         </div>
     }
 }

@@ -6,7 +6,7 @@ use leptos::server_fn::codec::Json;
 
 use super::model::{
     AccountOverview, AccountSecretKind, AccountSettings, AccountView, AuditFilter, AuditPage, CreatedAccount,
-    CreatedToken, InviteInfo, InviteLink, MemberView, NewAccountForm, ShownOnce, SubscriptionView, TokenView, Visitor,
+    CreatedToken, InviteInfo, MemberView, NewAccountForm, OneTimeLink, ShownOnce, SubscriptionView, TokenView, Visitor,
 };
 use crate::access::Role;
 use crate::error::AppError;
@@ -88,7 +88,7 @@ mod backend {
 
         async fn members(&self, access: &Access) -> Result<Vec<MemberView>, AppError>;
         /// A one-time link inviting `email` (or whoever holds it) into the account with `role`.
-        async fn invite(&self, access: &Access, email: Option<String>, role: Role) -> Result<InviteLink, AppError>;
+        async fn invite(&self, access: &Access, email: Option<String>, role: Role) -> Result<OneTimeLink, AppError>;
         async fn set_role(&self, access: &Access, user_id: &str, role: Role) -> Result<(), AppError>;
         async fn remove_member(&self, access: &Access, user_id: &str) -> Result<(), AppError>;
 
@@ -104,6 +104,14 @@ mod backend {
         async fn revoke_token(&self, access: &Access, id: &str) -> Result<(), AppError>;
 
         async fn audit(&self, access: &Access, filter: AuditFilter) -> Result<AuditPage, AppError>;
+
+        /// A one-time link into the client portal for a company of the account, valid `ttl_days`.
+        async fn create_portal_link(
+            &self,
+            access: &Access,
+            company_uuid: &str,
+            ttl_days: u32,
+        ) -> Result<OneTimeLink, AppError>;
     }
 
     pub(super) fn backend() -> Result<Arc<dyn DirectoryBackend>, AppError> {
@@ -286,7 +294,7 @@ pub async fn list_members() -> Result<Vec<MemberView>, AppError> {
 }
 
 #[server(input = Json)]
-pub async fn invite_member(email: Option<String>, role: Role) -> Result<InviteLink, AppError> {
+pub async fn invite_member(email: Option<String>, role: Role) -> Result<OneTimeLink, AppError> {
     let (backend, access) = backend::require_access().await?;
     backend.invite(&access, email, role).await
 }
@@ -320,6 +328,18 @@ pub async fn revoke_token(id: String) -> Result<(), AppError> {
     let (backend, access) = backend::require_access().await?;
     backend.revoke_token(&access, &id).await
 }
+
+/// A one-time client portal link for `company_uuid` of the visitor's account, valid `ttl_days` (default 7).
+#[server(input = Json)]
+pub async fn create_portal_link(company_uuid: String, ttl_days: Option<u32>) -> Result<OneTimeLink, AppError> {
+    let (backend, access) = backend::require_access().await?;
+    backend
+        .create_portal_link(&access, &company_uuid, ttl_days.unwrap_or(DEFAULT_PORTAL_LINK_DAYS))
+        .await
+}
+
+/// How long a portal link made from the dashboard stays usable unless the maker chooses.
+pub const DEFAULT_PORTAL_LINK_DAYS: u32 = 7;
 
 #[server(input = Json)]
 pub async fn get_audit(filter: AuditFilter) -> Result<AuditPage, AppError> {

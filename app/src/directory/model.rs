@@ -164,9 +164,9 @@ pub struct MemberView {
     pub instance_owner: bool,
 }
 
-/// A one-time link inviting someone into an account with a role.
+/// A one-time link: an invitation into an account with a role, or a client portal link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InviteLink {
+pub struct OneTimeLink {
     pub url: String,
     /// RFC 3339.
     pub expires_at: String,

@@ -6,7 +6,7 @@ use app::access::{Access, Actor, Role};
 use app::directory::api::DirectoryBackend;
 use app::directory::model::{
     AccountChoice, AccountOverview, AccountSecretKind, AccountSettings, AccountView, AuditFilter, AuditPage,
-    CreatedAccount, CreatedToken, InviteInfo, InviteLink, MemberView, NewAccountForm, SecretsSet, ShownOnce,
+    CreatedAccount, CreatedToken, InviteInfo, MemberView, NewAccountForm, OneTimeLink, SecretsSet, ShownOnce,
     SubscriptionView, TokenView, Visitor,
 };
 use app::error::AppError;
@@ -605,7 +605,7 @@ impl DirectoryBackend for ServerBackend {
         self.list_members(access).await
     }
 
-    async fn invite(&self, access: &Access, email: Option<String>, role: Role) -> Result<InviteLink, AppError> {
+    async fn invite(&self, access: &Access, email: Option<String>, role: Role) -> Result<OneTimeLink, AppError> {
         self.invite_member(access, email, role).await
     }
 
@@ -633,6 +633,15 @@ impl DirectoryBackend for ServerBackend {
 
     async fn revoke_token(&self, access: &Access, id: &str) -> Result<(), AppError> {
         self.withdraw_token(access, id).await
+    }
+
+    async fn create_portal_link(
+        &self,
+        access: &Access,
+        company_uuid: &str,
+        ttl_days: u32,
+    ) -> Result<OneTimeLink, AppError> {
+        self.mint_portal_link(access, company_uuid, ttl_days).await
     }
 
     async fn audit(&self, access: &Access, filter: AuditFilter) -> Result<AuditPage, AppError> {

@@ -3,7 +3,7 @@
 
 use app::access::{Access, Role};
 use app::directory::model::{
-    AuditEntryView, AuditFilter, AuditPage, CreatedToken, InviteLink, MemberView, SubscriptionView, TokenView,
+    AuditEntryView, AuditFilter, AuditPage, CreatedToken, MemberView, OneTimeLink, SubscriptionView, TokenView,
 };
 use app::error::AppError;
 use serde_json::{json, Value};
@@ -91,7 +91,7 @@ impl ServerBackend {
         access: &Access,
         email: Option<String>,
         role: Role,
-    ) -> Result<InviteLink, AppError> {
+    ) -> Result<OneTimeLink, AppError> {
         self.require(access, Role::Owner, "invite_member").await?;
         let email = email
             .map(|email| email.trim().to_lowercase())
@@ -108,7 +108,7 @@ impl ServerBackend {
                 .await
             }
         };
-        let link = invited.map(|url| InviteLink {
+        let link = invited.map(|url| OneTimeLink {
             url,
             expires_at: millis_to_rfc3339(now_millis() + INVITE_TTL_MS),
         });

@@ -20,6 +20,7 @@ use app::error::AppError;
 pub use access::Caller;
 pub use audit::Outcome;
 pub use directory::check_new_password;
+pub use portal::{create_link, PortalLink};
 
 use crate::accounts::{Accounts, DefaultAccount};
 use crate::queue::EventQueue;

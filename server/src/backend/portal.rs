@@ -7,12 +7,17 @@ use app::error::AppError;
 use app::portal::api::PortalBackend;
 use app::portal::model::{PortalCompany, PortalJobDetail, PortalOverview};
 
-use super::{portal_views, unavailable, ServerBackend};
-use crate::auth::token_hash;
-use crate::store::mirror::text_field;
+use app::access::{Access, Role};
+use app::directory::model::OneTimeLink;
 use app::objects::{ATTACHMENT, JOB_ACTIVITY};
 
-use crate::store::now_millis;
+use super::{portal_views, unavailable, ServerBackend};
+use crate::auth::{random_token, token_hash};
+use crate::store::mirror::text_field;
+use crate::store::{millis_to_rfc3339, now_millis, CompanyOf, Store, StoreError};
+
+/// The longest a portal link made from the dashboard or the API may stay usable.
+const MAX_PORTAL_LINK_DAYS: u32 = 90;
 
 #[async_trait::async_trait]
 impl PortalBackend for ServerBackend {
@@ -118,6 +123,48 @@ impl PortalBackend for ServerBackend {
 }
 
 impl ServerBackend {
+    /// A one-time portal link for a company of the caller's account (admins and owners), audited.
+    pub(super) async fn mint_portal_link(
+        &self,
+        access: &Access,
+        company_uuid: &str,
+        ttl_days: u32,
+    ) -> Result<OneTimeLink, AppError> {
+        self.require(access, Role::Admin, "create_portal_link").await?;
+        let company_uuid = company_uuid.trim();
+        let minted = if company_uuid.is_empty() {
+            Err(AppError::InvalidInput(
+                "a portal link needs the uuid of a ServiceM8 company".into(),
+            ))
+        } else if !(1..=MAX_PORTAL_LINK_DAYS).contains(&ttl_days) {
+            Err(AppError::InvalidInput(format!(
+                "a portal link lasts 1 to {MAX_PORTAL_LINK_DAYS} days"
+            )))
+        } else {
+            let company = CompanyOf {
+                account: access.account.clone(),
+                company_uuid: company_uuid.to_owned(),
+            };
+            let ttl_ms = i64::from(ttl_days) * 24 * 60 * 60 * 1000;
+            create_link(
+                self.store.as_ref(),
+                &company,
+                ttl_ms,
+                &self.settings.public_url,
+                now_millis(),
+            )
+            .await
+            .map(|link| OneTimeLink {
+                url: link.url,
+                expires_at: millis_to_rfc3339(link.expires_at),
+            })
+            .map_err(unavailable)
+        };
+        let detail = serde_json::json!({ "ttl_days": ttl_days });
+        self.audited(access, "create_portal_link", Some(company_uuid), Some(detail), minted)
+            .await
+    }
+
     async fn company_name(&self, account: &str, company_uuid: &str) -> Result<Option<String>, AppError> {
         let company = self
             .store
@@ -126,4 +173,34 @@ impl ServerBackend {
             .map_err(unavailable)?;
         Ok(company.and_then(|company| text_field(&company, "name")))
     }
+}
+
+/// A stored portal link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalLink {
+    /// `{public_url}/portal/enter?token=...`
+    pub url: String,
+    pub token: String,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// Stores a new one-time link for a company of an account, valid for `ttl_ms` from `now`.
+pub async fn create_link(
+    store: &dyn Store,
+    company: &CompanyOf,
+    ttl_ms: i64,
+    public_url: &str,
+    now: i64,
+) -> Result<PortalLink, StoreError> {
+    let token = random_token();
+    let expires_at = now.saturating_add(ttl_ms);
+    store
+        .create_portal_link(&token_hash(&token), company, expires_at)
+        .await?;
+    Ok(PortalLink {
+        url: format!("{}/portal/enter?token={token}", public_url.trim_end_matches('/')),
+        token,
+        expires_at,
+    })
 }

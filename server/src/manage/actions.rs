@@ -101,11 +101,17 @@ enum Action {
         kind: String,
         name: String,
     },
+    CreatePortalLink {
+        #[serde(rename = "companyUuid", alias = "company_uuid")]
+        company_uuid: String,
+        #[serde(default, rename = "ttlDays", alias = "ttl_days")]
+        ttl_days: Option<u32>,
+    },
 }
 
 const EXPECTED: &str = "expected an action: retry_event, retry_failed_events, cleanup, send_test_event, \
      create_account, update_account, set_account_secret, generate_account_secret, disable_account, enable_account, \
-     invite_member, set_role, remove_member, create_token, revoke_token, subscribe or unsubscribe";
+     invite_member, set_role, remove_member, create_token, revoke_token, subscribe, unsubscribe or create_portal_link";
 
 pub(super) async fn act(
     Authorized(access): Authorized,
@@ -199,6 +205,10 @@ pub(super) async fn act(
         }
         Action::Unsubscribe { kind, name } => {
             json!({ "subscriptions": backend.unsubscribe(&access, &kind, &name).await? })
+        }
+        Action::CreatePortalLink { company_uuid, ttl_days } => {
+            let ttl_days = ttl_days.unwrap_or(app::directory::api::DEFAULT_PORTAL_LINK_DAYS);
+            json!(backend.create_portal_link(&access, &company_uuid, ttl_days).await?)
         }
     };
     Ok(Json(answer))

@@ -4,10 +4,11 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use super::{failure, succeeded, Failure, RoleBadge};
+use super::portal_links::PortalLinkForm;
+use super::{failure, succeeded, Failure, OneTimeLinkPanel, RoleBadge};
 use crate::access::Role;
 use crate::admin::{AdminShell, CurrentVisitor, Refresh};
-use crate::components::{ErrorNote, LocalTime};
+use crate::components::ErrorNote;
 use crate::directory::api::{list_members, ChangePassword, InviteMember, RemoveMember, SetMemberRole};
 use crate::directory::model::MemberView;
 
@@ -17,6 +18,7 @@ pub fn UsersPage() -> impl IntoView {
         <Title text="Users · SM8 Webhooks"/>
         <AdminShell>
             <Members/>
+            <PortalLinkForm/>
             <ChangePasswordForm/>
         </AdminShell>
     }
@@ -163,14 +165,7 @@ fn InviteForm() -> impl IntoView {
             <Failure error=failure(invite)/>
             {move || match invite.value().get() {
                 Some(Ok(link)) => Some(view! {
-                    <div class="shown-once" role="status">
-                        <p>
-                            <strong>"Invitation link"</strong>
-                            " — send it to the person you invite. It works once, until "
-                            <LocalTime iso=link.expires_at/>", and won't be shown again."
-                        </p>
-                        <code class="secret" aria-label="Invitation link" tabindex="0">{link.url}</code>
-                    </div>
+                    <OneTimeLinkPanel link title="Invitation link" advice="send it to the person you invite."/>
                 }),
                 _ => None,
             }}

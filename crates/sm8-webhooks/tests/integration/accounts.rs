@@ -159,3 +159,57 @@ async fn a_viewer_reads_but_its_retry_is_forbidden_and_audited_while_an_admin_ma
         "newest first: the admin's conflict, the viewer's refusal"
     );
 }
+
+#[tokio::test]
+async fn an_admin_mints_a_portal_link_that_opens_its_accounts_company_once_and_the_minting_is_audited() {
+    let app = spawn_app().await;
+    create_account(&app, "acme").await;
+    let minted = app
+        .client
+        .post(app.url("/api/webhooks/management?account=acme"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"action": "create_portal_link", "companyUuid": "acme-company", "ttlDays": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(minted.status(), 200);
+    let minted: Value = minted.json().await.unwrap();
+    let url = minted["url"].as_str().unwrap();
+    assert!(url.starts_with(&app.url("/portal/enter?token=")), "{url}");
+
+    let store = crate::common::users::store_of(&app).await;
+    let token = url.split("token=").nth(1).unwrap();
+    let company = store
+        .redeem_portal_link(&server::auth::token_hash(token), server::store::now_millis())
+        .await
+        .unwrap();
+    assert_eq!(
+        company,
+        Some(server::store::CompanyOf {
+            account: "acme".into(),
+            company_uuid: "acme-company".into()
+        }),
+        "the link is for the account's company"
+    );
+
+    let too_long = app
+        .client
+        .post(app.url("/api/webhooks/management?account=acme"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"action": "create_portal_link", "companyUuid": "acme-company", "ttlDays": 365}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_long.status(), 400);
+
+    let audit = app
+        .manage_json("action=audit&account=acme&auditAction=create_portal_link")
+        .await;
+    let outcomes: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["failure", "success"]);
+}

@@ -54,6 +54,11 @@ fn routes() -> Vec<Route> {
                 "event_type": "updated", "changes": {}}}),
         ),
         change(
+            "create_portal_link",
+            Role::Admin,
+            json!({"action": "create_portal_link", "company_uuid": "matrix-company"}),
+        ),
+        change(
             "generate_account_secret",
             Role::Owner,
             json!({"action": "generate_account_secret", "secret": "url_token"}),

@@ -23,7 +23,7 @@ pub async fn portal_link_of(app: &TestApp, account: &str, company: &str) -> Stri
         account: account.into(),
         company_uuid: company.into(),
     };
-    let link = server::portal::create_link(store.as_ref(), &company, 60_000, &app.url(""), now_millis())
+    let link = server::backend::create_link(store.as_ref(), &company, 60_000, &app.url(""), now_millis())
         .await
         .unwrap();
     link.url
