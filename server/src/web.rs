@@ -52,9 +52,34 @@ pub fn router(site_root: &Path, backend: Arc<ServerBackend>, throttles: Arc<Thro
             shell,
         ))
         .layer(axum::middleware::from_fn(server_function_status))
+        .layer(axum::middleware::from_fn(page_render_deadline))
         .layer(axum::middleware::from_fn_with_state(throttles, throttle_sign_ins))
         .layer(axum::middleware::from_fn(note_client_address))
         .with_state(options)
+}
+
+/// The longest a page may take to render before its head is sent. Pages wait for their data first (so that the
+/// status is the one they show); past this the visitor is told to try again, and the render is dropped, so a page
+/// whose data never comes holds no connection for ever.
+const PAGE_RENDER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+async fn page_render_deadline(request: Request, next: Next) -> Response {
+    if request.method() != axum::http::Method::GET {
+        return next.run(request).await;
+    }
+    let path = request.uri().path().to_owned();
+    match tokio::time::timeout(PAGE_RENDER_DEADLINE, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(%path, "a page took too long to render: answered 503");
+            let mut response = Response::new(Body::from("The page took too long to render: try again."));
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
 }
 
 /// Puts the client's address where the pages' server functions find it (`app::access::ClientAddress`), for the

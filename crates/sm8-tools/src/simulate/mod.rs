@@ -43,6 +43,10 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "http://127.0.0.1:3000/api/webhooks/sm8")]
     pub target: String,
 
+    /// Send to this account's own receiver, `{target}/{account}`, instead of the default account's.
+    #[arg(long)]
+    pub account: Option<String>,
+
     /// Format of the deliveries.
     #[arg(long, value_enum, default_value_t = WebhookFormat::Seed)]
     pub format: WebhookFormat,
@@ -102,10 +106,29 @@ pub struct SimulateArgs {
 }
 
 impl SimulateArgs {
+    /// Where the deliveries go: `target`, or with `account` its own receiver beneath it (the query kept).
+    pub fn receiver_url(&self) -> Result<String, SimulateError> {
+        let Some(account) = self
+            .account
+            .as_deref()
+            .map(str::trim)
+            .filter(|account| !account.is_empty())
+        else {
+            return Ok(self.target.clone());
+        };
+        let mut url = reqwest::Url::parse(&self.target).map_err(|_| SimulateError::BadTarget(self.target.clone()))?;
+        url.path_segments_mut()
+            .map_err(|()| SimulateError::BadTarget(self.target.clone()))?
+            .pop_if_empty()
+            .push(account);
+        Ok(url.to_string())
+    }
+
     /// Defaults for sending `count` seed-format deliveries to `target`.
     pub fn new(target: impl Into<String>, count: usize) -> Self {
         SimulateArgs {
             target: target.into(),
+            account: None,
             format: WebhookFormat::Seed,
             count,
             rate: 0.0,
@@ -143,6 +166,8 @@ pub enum SimulateError {
     Plan(String),
     #[error("{0} must be a fraction between 0 and 1")]
     NotAFraction(&'static str),
+    #[error("--target {0:?} is not an http(s) URL")]
+    BadTarget(String),
     #[error("the HTTP client could not be built: {0}")]
     Client(#[from] reqwest::Error),
 }
@@ -199,7 +224,7 @@ pub async fn run(args: &SimulateArgs, progress: Progress) -> Result<SimulationSu
     };
     let mut latencies = Latencies::new();
     let started = Instant::now();
-    let target = Arc::new(args.target.clone());
+    let target = Arc::new(args.receiver_url()?);
     // Delivery i leaves at start + i / rate, so the rate holds on average whatever the answer times.
     let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
     let start = tokio::time::Instant::now();
@@ -285,6 +310,23 @@ pub async fn run_cli(args: SimulateArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_account_sends_to_its_own_receiver_beneath_the_target_with_the_query_kept() {
+        let args = SimulateArgs {
+            account: Some("acme".into()),
+            ..SimulateArgs::new("http://127.0.0.1:3000/api/webhooks/sm8?token=t", 1)
+        };
+        assert_eq!(
+            args.receiver_url().unwrap(),
+            "http://127.0.0.1:3000/api/webhooks/sm8/acme?token=t"
+        );
+        let default = SimulateArgs::new("http://127.0.0.1:3000/api/webhooks/sm8", 1);
+        assert_eq!(
+            default.receiver_url().unwrap(),
+            "http://127.0.0.1:3000/api/webhooks/sm8"
+        );
+    }
 
     #[tokio::test]
     async fn fractions_outside_zero_to_one_are_refused() {

@@ -101,3 +101,43 @@ async fn simulate_sends_addon_jwts_that_the_receiver_accepts() {
 async fn simulate_sends_standard_webhooks_that_the_receiver_accepts() {
     simulate_format(WebhookFormat::Standard).await;
 }
+
+#[tokio::test]
+async fn simulate_with_an_account_delivers_to_that_accounts_receiver() {
+    let app = crate::common::spawn_app().await;
+    for (path, body) in [
+        (
+            "/api/webhooks/management",
+            serde_json::json!({"action": "create_account", "slug": "acme", "name": "Acme Ltd"}),
+        ),
+        (
+            "/api/webhooks/management?account=acme",
+            serde_json::json!({"action": "set_account_secret", "secret": "webhook_secret",
+                "value": crate::common::WEBHOOK_SECRET}),
+        ),
+    ] {
+        let answer = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(crate::common::ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+    }
+    let args = SimulateArgs {
+        account: Some("acme".into()),
+        secret: Some(Secret::new(crate::common::WEBHOOK_SECRET)),
+        seed: Some(3),
+        ..SimulateArgs::new(app.url("/api/webhooks/sm8"), 5)
+    };
+    let summary = simulate::run(&args, Progress::Hidden).await.unwrap();
+    assert!(summary.is_clean(), "{summary}");
+    assert_eq!(app.manage_json("action=stats&account=acme").await["total"], 5);
+    assert_eq!(
+        app.manage_json("action=stats").await["total"],
+        0,
+        "nothing for the default account"
+    );
+}
