@@ -126,7 +126,7 @@ test('an owner makes a client portal link on the users page, and it opens the po
   await openHydrated(page, '/admin/users');
   await page.getByLabel('Company UUID').fill('portal-link-company');
   await page.getByRole('button', { name: 'Create portal link' }).click();
-  const link = await page.getByLabel('Portal link').textContent();
+  const link = await page.getByLabel('Portal link', { exact: true }).textContent();
   expect(link).toContain('/portal/enter?token=');
   await page.screenshot({ path: 'screenshots/portal-link.png', fullPage: true });
 

@@ -108,7 +108,7 @@ test.describe('with a ServiceM8 OAuth application', () => {
 
     await expect(page).toHaveURL(/\/admin\/accounts\?oauth_error=/);
     await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
-    await expect(page.getByRole('alert')).toContainText('ServiceM8 did not connect the account');
+    await expect(page.getByRole('alert').filter({ hasText: 'ServiceM8 did not connect the account' })).toBeVisible();
     await expect(page.locator('section[aria-labelledby="connection-title"] [data-field="credential"]')).toHaveText(
       before ?? '',
     );
