@@ -29,9 +29,12 @@ pub fn AccountsPage() -> impl IntoView {
 #[component]
 fn Accounts() -> impl IntoView {
     let visitor = expect_context::<CurrentVisitor>();
+    // Read once, untracked: the frame rebuilds the page when the visitor changes, and a closure here would build
+    // the overview (and its resource) again whenever the visitor's resource reported the same visitor.
+    let instance_owner = untrack(move || visitor.instance_owner());
     view! {
         <ConnectionOutcome/>
-        {move || visitor.instance_owner().then(|| view! { <AllAccounts/> })}
+        {instance_owner.then(|| view! { <AllAccounts/> })}
         <CurrentAccount/>
     }
 }
