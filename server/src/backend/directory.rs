@@ -1,6 +1,7 @@
 //! Signing in and out, one-time links (the first-run setup and invitations), and accounts: their settings,
 //! secrets (set, generated and shown once, never shown again), disabling, OAuth connection and webhook
-//! subscriptions. Members, API tokens and the audit log are in `members.rs`.
+//! subscriptions. Members, API tokens and the audit log are in `members.rs`; passwords and the use of one-time
+//! links in `passwords.rs`.
 
 use app::access::{Access, Actor, Role};
 use app::directory::api::DirectoryBackend;
@@ -13,24 +14,13 @@ use app::error::AppError;
 use serde_json::json;
 
 use super::audit::{AuditLine, Outcome};
+use super::passwords::check_password;
 use super::{unavailable, ServerBackend, SESSION_TTL_SECONDS};
 use crate::accounts::{AccountSecrets, LiveAccount, NewAccount};
-use crate::auth::{
-    decoy_password_hash, hash_password, password_matches, random_token, token_hash, MAX_PASSWORD_CHARS,
-    MIN_PASSWORD_CHARS,
-};
-use crate::store::directory::{OAuthStateRow, UserRow};
+use crate::auth::{decoy_password_hash, password_matches, random_token, token_hash};
 use crate::store::{millis_to_rfc3339, now_millis};
 
-/// How long an OAuth authorization may take before its `state` expires.
-const OAUTH_STATE_TTL_MS: i64 = 15 * 60 * 1000;
-
 impl ServerBackend {
-    /// Where ServiceM8 sends the browser back after an OAuth authorization.
-    pub fn oauth_redirect_uri(&self) -> String {
-        format!("{}/oauth/servicem8/callback", self.settings.public_url)
-    }
-
     pub(super) fn account_view(&self, account: &LiveAccount) -> AccountView {
         let secrets = account.secrets();
         let set = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.is_empty());
@@ -65,17 +55,6 @@ impl ServerBackend {
         format!("{}/api/webhooks/sm8/{slug}", self.settings.public_url)
     }
 
-    /// Opens a session for `user`; returns the cookie value.
-    async fn open_session(&self, user: &UserRow) -> Result<String, AppError> {
-        let session = random_token();
-        let expires_at = now_millis() + SESSION_TTL_SECONDS * 1000;
-        self.store
-            .create_session(&token_hash(&session), &user.id, expires_at)
-            .await
-            .map_err(unavailable)?;
-        Ok(session)
-    }
-
     /// Changes account `access.account` with `change` (owner only), auditing `action` with `detail`.
     async fn change_account<F>(
         &self,
@@ -99,51 +78,6 @@ impl ServerBackend {
         };
         let target = access.account.clone();
         self.audited(access, action, Some(&target), Some(detail), changed).await
-    }
-
-    /// Completes an OAuth connection: checks `state`, exchanges `code`, stores the tokens; returns the account.
-    pub async fn finish_oauth(&self, state: &str, code: &str, client: Option<String>) -> Result<String, AppError> {
-        let app = self
-            .accounts
-            .oauth_app()
-            .ok_or_else(|| AppError::NotFound("no ServiceM8 OAuth application is configured".into()))?;
-        let issued = self
-            .store
-            .take_oauth_state(&token_hash(state), now_millis())
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| {
-                AppError::InvalidInput("unknown or expired OAuth state: start the connection again".into())
-            })?;
-        let actor = match issued.user_id.as_deref() {
-            Some(user_id) => match self.store.user(user_id).await.map_err(unavailable)? {
-                Some(user) => Actor::User {
-                    id: user.id,
-                    email: user.email,
-                },
-                None => Actor::Anonymous,
-            },
-            None => Actor::Anonymous,
-        };
-        let connected = match app.exchange_code(code, &self.oauth_redirect_uri()).await {
-            Ok(tokens) => self
-                .accounts
-                .store_oauth_tokens(&issued.account, &tokens)
-                .await
-                .map_err(|error| AppError::Unavailable(error.to_string())),
-            Err(error) => Err(AppError::InvalidInput(error.to_string())),
-        };
-        self.audit_line(AuditLine {
-            actor: &actor,
-            account: Some(&issued.account),
-            action: "connect_oauth",
-            target: Some(&issued.account),
-            outcome: Outcome::of(&connected),
-            client_address: client.as_deref(),
-            detail: Some(json!({ "scopes": issued.scopes })),
-        })
-        .await;
-        connected.map(|()| issued.account)
     }
 }
 
@@ -544,37 +478,7 @@ impl DirectoryBackend for ServerBackend {
     }
 
     async fn start_oauth(&self, access: &Access, scopes: &str) -> Result<String, AppError> {
-        self.require(access, Role::Owner, "start_oauth").await?;
-        let app = self
-            .accounts
-            .oauth_app()
-            .ok_or_else(|| AppError::NotFound("no ServiceM8 OAuth application is configured".into()))?;
-        let scopes = match scopes.split_whitespace().collect::<Vec<_>>() {
-            chosen if chosen.is_empty() => self.default_scopes().to_owned(),
-            chosen => chosen.join(" "),
-        };
-        if !scopes
-            .split(' ')
-            .all(|scope| scope.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
-        {
-            return Err(AppError::InvalidInput(
-                "scopes are words of a-z and _, separated by spaces".into(),
-            ));
-        }
-        let state = random_token();
-        let now = now_millis();
-        self.store
-            .insert_oauth_state(&OAuthStateRow {
-                state_hash: token_hash(&state),
-                account: access.account.clone(),
-                user_id: access.actor.user_id().map(str::to_owned),
-                scopes: scopes.clone(),
-                created_at: now,
-                expires_at: now + OAUTH_STATE_TTL_MS,
-            })
-            .await
-            .map_err(unavailable)?;
-        Ok(app.authorize_url(&state, &scopes, &self.oauth_redirect_uri()))
+        self.begin_oauth(access, scopes).await
     }
 
     async fn subscriptions(&self, access: &Access) -> Result<Vec<SubscriptionView>, AppError> {
@@ -647,115 +551,6 @@ impl DirectoryBackend for ServerBackend {
     async fn audit(&self, access: &Access, filter: AuditFilter) -> Result<AuditPage, AppError> {
         self.read_audit(access, filter).await
     }
-}
-
-impl ServerBackend {
-    /// Validates and uses a one-time link: the user (created, or an existing one whose password matches) and the
-    /// account they joined.
-    async fn accept(&self, token: &str, email: &str, password: &str) -> Result<(UserRow, Option<String>), AppError> {
-        let invite = self
-            .store
-            .invite(&token_hash(token), now_millis())
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| AppError::NotFound("this link is used up, expired or unknown".into()))?;
-        let email = email.trim().to_lowercase();
-        if !email.contains('@') || email.len() > 254 {
-            return Err(AppError::InvalidInput("enter an email address".into()));
-        }
-        if invite.email.as_deref().is_some_and(|invited| invited != email) {
-            return Err(AppError::InvalidInput(format!(
-                "this invitation is for {}",
-                invite.email.unwrap_or_default()
-            )));
-        }
-        let existing = self.store.user_by_email(&email).await.map_err(unavailable)?;
-        if let Some(user) = &existing {
-            let matches = match user.password_hash.as_deref() {
-                Some(stored) => check_password(password, stored).await,
-                None => false,
-            };
-            if !matches {
-                return Err(AppError::InvalidCredentials);
-            }
-        } else {
-            check_new_password(password)?;
-        }
-        // Used up only now: a mistyped password does not waste the link.
-        let invite = self
-            .store
-            .redeem_invite(&token_hash(token), now_millis())
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| AppError::NotFound("this link is used up, expired or unknown".into()))?;
-        let user = match existing {
-            Some(user) => user,
-            None => {
-                let now = now_millis();
-                let password = password.to_owned();
-                let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-                    .await
-                    .map_err(|_| AppError::Unavailable("hashing the password failed".into()))?;
-                let user = UserRow {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    email: email.clone(),
-                    password_hash: Some(hash),
-                    instance_owner: i64::from(invite.account.is_none()),
-                    created_at: now,
-                    updated_at: now,
-                };
-                if !self.store.insert_user(&user).await.map_err(unavailable)? {
-                    return Err(AppError::Conflict(format!("a user {email} exists already")));
-                }
-                user
-            }
-        };
-        if let Some(account) = &invite.account {
-            self.store
-                .set_membership(&user.id, account, &invite.role, now_millis())
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok((user, invite.account))
-    }
-
-    /// Hashes and stores a new password for `user_id`, after checking it is acceptable.
-    pub(super) async fn store_password(&self, user_id: &str, password: &str) -> Result<(), AppError> {
-        check_new_password(password)?;
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|_| AppError::Unavailable("hashing the password failed".into()))?;
-        self.store
-            .set_password(user_id, &hash, now_millis())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-}
-
-/// Whether `password` matches `stored`, checked off the async workers.
-async fn check_password(password: &str, stored: &str) -> bool {
-    let (password, stored) = (password.to_owned(), stored.to_owned());
-    tokio::task::spawn_blocking(move || password_matches(&password, &stored))
-        .await
-        .unwrap_or(false)
-}
-
-/// Why a password may not be chosen, if it may not.
-pub fn check_new_password(password: &str) -> Result<(), AppError> {
-    let length = password.chars().count();
-    if length < MIN_PASSWORD_CHARS {
-        return Err(AppError::InvalidInput(format!(
-            "a password needs at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
-    if length > MAX_PASSWORD_CHARS {
-        return Err(AppError::InvalidInput(format!(
-            "a password may have at most {MAX_PASSWORD_CHARS} characters"
-        )));
-    }
-    Ok(())
 }
 
 /// Sets or clears one secret; a Standard Webhooks secret is added beside the others (rotation).

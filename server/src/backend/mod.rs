@@ -8,6 +8,8 @@ mod access;
 mod audit;
 mod directory;
 mod members;
+mod oauth;
+mod passwords;
 mod pipeline;
 mod portal;
 mod portal_views;
@@ -19,7 +21,7 @@ use app::error::AppError;
 
 pub use access::Caller;
 pub use audit::Outcome;
-pub use directory::check_new_password;
+pub use passwords::check_new_password;
 pub use portal::{create_link, PortalLink};
 
 use crate::accounts::{Accounts, DefaultAccount};
