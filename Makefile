@@ -17,7 +17,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 RUST_PACKAGES := -p app -p server -p servicem8-mock -p sm8-tools -p sm8-webhooks
 CARGO_TEST := cargo test --locked $(RUST_PACKAGES)
 
-.PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js bench tools wasm-target e2e-deps postgres lint fmt clean FORCE
+.PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js test-contract contract-deps bench tools wasm-target e2e-deps postgres lint fmt clean FORCE
 
 all: build
 
@@ -63,8 +63,9 @@ run: build
 		exec $(BIN) demo; \
 	fi
 
-## test: every test of the project: Rust suites on SQLite and PostgreSQL (started if it is down), browser tests
-test: test-rust test-postgres test-e2e test-realtime-js
+## test: every test of the project: Rust suites on SQLite and PostgreSQL (started if it is down), browser tests,
+## and the API contract
+test: test-rust test-postgres test-e2e test-realtime-js test-contract
 
 test-rust:
 	$(CARGO_TEST)
@@ -92,6 +93,17 @@ test-e2e: build e2e-deps
 ## test-realtime-js: the real @supabase/realtime-js client (Node, `ws` transport) against the release server
 test-realtime-js: build e2e-deps
 	cd end2end && node --test realtime/*.test.mjs
+
+SCHEMATHESIS_VERSION := 4.32.5
+
+contract-deps:
+	@schemathesis --version 2>/dev/null | grep -q "$(SCHEMATHESIS_VERSION)" || \
+		python3 -m pip install --quiet "schemathesis==$(SCHEMATHESIS_VERSION)"
+
+## test-contract: schemathesis against the release server's /api/openapi.json: no 5xx, no undocumented status,
+## no response that breaks the document (CONTRACT_EXAMPLES per operation, default 100)
+test-contract: build contract-deps
+	CONTRACT_EXAMPLES=$${CONTRACT_EXAMPLES:-100} end2end/contract/run.sh $(BIN)
 
 ## bench: measure ingest, end to end, fan-out, processing, the bundle and a 5-minute soak against their targets,
 ## within 15 minutes;

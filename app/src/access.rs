@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::AppError;
 
 /// A role in one account, weakest first: each can do what the ones before it can.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

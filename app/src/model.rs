@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Where an event is in the pipeline.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventStatus {
@@ -60,6 +61,7 @@ impl FromStr for EventStatus {
 }
 
 /// One stored webhook event as listed by the API and the dashboard.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventSummary {
     pub id: String,
@@ -74,6 +76,7 @@ pub struct EventSummary {
 }
 
 /// Counts over all stored events.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub total: i64,
@@ -112,6 +115,7 @@ pub struct EventQuery {
 }
 
 /// A page of events, newest first.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventPage {
     pub events: Vec<EventSummary>,
@@ -151,6 +155,7 @@ impl EventQuery {
 }
 
 /// Everything stored about one event, for the detail view.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventDetail {
     pub summary: EventSummary,
@@ -174,6 +179,7 @@ pub struct EventDetail {
 }
 
 /// One attempt in an event's timeline.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptView {
     pub attempt: i32,
@@ -186,6 +192,7 @@ pub struct AttemptView {
 }
 
 /// An event an admin sends from the dashboard to try the pipeline.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestEvent {
     pub object_type: String,
@@ -196,6 +203,7 @@ pub struct TestEvent {
 }
 
 /// How the pipeline is doing now.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PipelineHealth {
     /// Events queued or processing.
@@ -211,6 +219,7 @@ pub struct PipelineHealth {
 }
 
 /// Requests made to the ServiceM8 API in the current windows.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiBudgetUse {
     pub minute_used: i64,
@@ -220,6 +229,7 @@ pub struct ApiBudgetUse {
 }
 
 /// One minute of the last hour.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MinuteBucket {
     /// Start of the minute, unix ms.

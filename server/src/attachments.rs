@@ -10,18 +10,33 @@ use app::session::SessionCookie;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::servicem8::client::ApiCallError;
 use crate::state::AppState;
 use crate::store::mirror::text_field;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/portal/attachments/{uuid}", get(download_attachment))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(download_attachment))
 }
 
+#[utoipa::path(
+    get,
+    path = "/portal/attachments/{uuid}",
+    tag = "portal",
+    summary = "Download an attachment of one of the portal company's jobs",
+    params(("uuid" = String, Path, description = "The attachment's ServiceM8 uuid")),
+    security(("portal_session" = [])),
+    responses(
+        (status = 200, description = "The file, as a download", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, description = "No portal session, or it has ended", body = ErrorBody),
+        (status = 404, description = "No such attachment among the company's jobs", body = ErrorBody),
+        (status = 502, description = "ServiceM8 did not return the file", body = ErrorBody),
+        (status = 503, description = "The ServiceM8 request budget is spent, or no credentials; see Retry-After", body = ErrorBody),
+    )
+)]
 async fn download_attachment(
     State(state): State<AppState>,
     headers: HeaderMap,

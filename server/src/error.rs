@@ -10,6 +10,20 @@ use crate::store::StoreError;
 use crate::throttle::RetryAfter;
 use app::error::AppError;
 
+/// The body of every error answer: a short reason.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+impl ErrorBody {
+    pub fn json(reason: impl ToString) -> Json<ErrorBody> {
+        Json(ErrorBody {
+            error: reason.to_string(),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: the request cannot be understood; the reason says why.
@@ -77,7 +91,7 @@ impl IntoResponse for ApiError {
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        let body = ErrorBody::json(&self);
         match self {
             ApiError::Unavailable(_) => {
                 (status, [(header::RETRY_AFTER, HeaderValue::from_static("5"))], body).into_response()

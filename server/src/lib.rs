@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod listen;
 pub mod manage;
 pub mod metrics;
+pub mod openapi;
 pub mod portal;
 pub mod processor;
 pub mod prometheus;

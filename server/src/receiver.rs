@@ -8,13 +8,15 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::accounts::LiveAccount;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::ingest::decode::{Decoded, Delivery, IngestError};
 use crate::ingest::formats::{self, addon, Body as DeliveryBody};
 use crate::ingest::{self, SIGNATURE_HEADER};
@@ -27,17 +29,14 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Headers never stored with an event.
 const UNSTORED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/webhooks/sm8", post(receive_default).get(default_status))
-        .route(
-            "/api/webhooks/sm8/{account}",
-            post(receive_for_account).get(account_status),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(receive_default, default_status))
+        .routes(routes!(receive_for_account, account_status))
 }
 
 /// What the receiver answers for an accepted delivery.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Receipt {
     /// Events in the delivery.
     pub received: usize,
@@ -48,6 +47,37 @@ pub struct Receipt {
 }
 
 /// The default account's receiver; an add-on callback goes to the account its JWT names (`addon_account`).
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/sm8",
+    tag = "receiver",
+    summary = "Receive a delivery for the default account (add-on callbacks: for the account their JWT names)",
+    params(
+        ("x-servicem8-signature" = Option<String>, Header, description = "Seed format: hex HMAC-SHA256 of the body under WEBHOOK_SECRET"),
+        ("webhook-id" = Option<String>, Header, description = "Standard Webhooks: the message id"),
+        ("webhook-timestamp" = Option<String>, Header, description = "Standard Webhooks: unix seconds"),
+        ("webhook-signature" = Option<String>, Header, description = "Standard Webhooks: `v1,<base64>` signatures"),
+        ("token" = Option<String>, Query, description = "The account's URL token (WEBHOOK_URL_TOKEN), for unsigned callbacks"),
+    ),
+    request_body(content(
+        ("application/json"),
+        ("application/x-www-form-urlencoded"),
+        ("text/plain"),
+        ("application/jwt"),
+    ), description = "An object or event callback, the seed format, a Standard Webhooks message, an add-on JWT, \
+                      or the `mode=subscribe&challenge=…` handshake"),
+    responses(
+        (status = 200, description = "Stored as queued: the events and their ids; or, for a subscription \
+                                        handshake, the challenge echoed as text",
+            content((Receipt = "application/json"), (String = "text/plain"))),
+        (status = 400, description = "The delivery cannot be understood", body = ErrorBody),
+        (status = 401, description = "The delivery is not authentic", body = ErrorBody),
+        (status = 404, description = "No account has the ServiceM8 account an add-on JWT names", body = ErrorBody),
+        (status = 410, description = "The account is disabled", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB, more events than MAX_EVENTS_PER_DELIVERY, or an event over MAX_EVENT_BYTES", body = ErrorBody),
+        (status = 503, description = "The receiver is saturated or storage is unavailable: nothing was stored, retry after Retry-After", body = ErrorBody),
+    )
+)]
 async fn receive_default(
     State(state): State<AppState>,
     uri: Uri,
@@ -86,6 +116,38 @@ fn addon_account(state: &AppState, token: &str) -> Result<Arc<LiveAccount>, ApiE
 }
 
 /// One account's receiver.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/sm8/{account}",
+    tag = "receiver",
+    summary = "Receive a delivery for one account",
+    params(
+        ("account" = String, Path, description = "The account's slug"),
+        ("x-servicem8-signature" = Option<String>, Header, description = "Seed format: hex HMAC-SHA256 of the body under WEBHOOK_SECRET"),
+        ("webhook-id" = Option<String>, Header, description = "Standard Webhooks: the message id"),
+        ("webhook-timestamp" = Option<String>, Header, description = "Standard Webhooks: unix seconds"),
+        ("webhook-signature" = Option<String>, Header, description = "Standard Webhooks: `v1,<base64>` signatures"),
+        ("token" = Option<String>, Query, description = "The account's URL token (WEBHOOK_URL_TOKEN), for unsigned callbacks"),
+    ),
+    request_body(content(
+        ("application/json"),
+        ("application/x-www-form-urlencoded"),
+        ("text/plain"),
+        ("application/jwt"),
+    ), description = "An object or event callback, the seed format, a Standard Webhooks message, an add-on JWT, \
+                      or the `mode=subscribe&challenge=…` handshake"),
+    responses(
+        (status = 200, description = "Stored as queued: the events and their ids; or, for a subscription \
+                                        handshake, the challenge echoed as text",
+            content((Receipt = "application/json"), (String = "text/plain"))),
+        (status = 400, description = "The delivery cannot be understood", body = ErrorBody),
+        (status = 401, description = "The delivery is not authentic", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 410, description = "The account is disabled", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB, more events than MAX_EVENTS_PER_DELIVERY, or an event over MAX_EVENT_BYTES", body = ErrorBody),
+        (status = 503, description = "The receiver is saturated or storage is unavailable: nothing was stored, retry after Retry-After", body = ErrorBody),
+    )
+)]
 async fn receive_for_account(
     State(state): State<AppState>,
     Path(account): Path<String>,
@@ -212,40 +274,85 @@ async fn store_delivery(
     })
 }
 
-async fn default_status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/sm8",
+    tag = "receiver",
+    summary = "The default account's receiver is up, and how it checks deliveries",
+    responses(
+        (status = 200, body = ReceiverStatus),
+        (status = 404, description = "No default account", body = ErrorBody),
+        (status = 410, description = "The account is disabled", body = ErrorBody),
+    )
+)]
+async fn default_status(State(state): State<AppState>) -> Result<Json<ReceiverStatus>, ApiError> {
     let account = receiving_account(&state, DEFAULT_ACCOUNT)?;
     Ok(webhook_status(&account, "/api/webhooks/sm8"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/sm8/{account}",
+    tag = "receiver",
+    summary = "One account's receiver is up, and how it checks deliveries",
+    params(("account" = String, Path, description = "The account's slug")),
+    responses(
+        (status = 200, body = ReceiverStatus),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 410, description = "The account is disabled", body = ErrorBody),
+    )
+)]
 async fn account_status(
     State(state): State<AppState>,
     Path(account): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ReceiverStatus>, ApiError> {
     let account = receiving_account(&state, &account)?;
     let endpoint = format!("/api/webhooks/sm8/{}", account.slug);
     Ok(webhook_status(&account, &endpoint))
 }
 
 /// The seed's test endpoint: tells a sender the receiver is up and how it checks deliveries.
-fn webhook_status(account: &LiveAccount, endpoint: &str) -> Json<serde_json::Value> {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiverStatus {
+    /// Always `ok`.
+    status: &'static str,
+    endpoint: String,
+    /// `enabled` when WEBHOOK_SECRET is set.
+    signature_verification: &'static str,
+    signature_header: &'static str,
+    formats: Vec<&'static str>,
+    handshake: &'static str,
+    verification: Verifications,
+    max_body_bytes: usize,
+}
+
+/// Which checks are configured, never the secrets themselves.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Verifications {
+    hmac_sha256: bool,
+    url_token: bool,
+    addon_jwt: bool,
+    standard_webhooks: bool,
+}
+
+fn webhook_status(account: &LiveAccount, endpoint: &str) -> Json<ReceiverStatus> {
     let secrets = &account.delivery;
     let hmac_enabled = ingest::decode::configured(&secrets.webhook_secret).is_some();
-    Json(serde_json::json!({
-        "status": "ok",
-        "endpoint": endpoint,
-        "signature_verification": if hmac_enabled { "enabled" } else { "disabled" },
-        "signature_header": SIGNATURE_HEADER,
-        "formats": ingest::formats::format_names(),
-        "handshake": "mode=subscribe&challenge=...",
-        // Which checks are configured, never the secrets themselves.
-        "verification": {
-            "hmac_sha256": hmac_enabled,
-            "url_token": ingest::decode::configured(&secrets.webhook_url_token).is_some(),
-            "addon_jwt": ingest::decode::configured(&secrets.servicem8_app_secret).is_some(),
-            "standard_webhooks": secrets.standard_webhook_secrets.iter().any(|secret| !secret.expose().is_empty()),
+    Json(ReceiverStatus {
+        status: "ok",
+        endpoint: endpoint.to_owned(),
+        signature_verification: if hmac_enabled { "enabled" } else { "disabled" },
+        signature_header: SIGNATURE_HEADER,
+        formats: ingest::formats::format_names(),
+        handshake: "mode=subscribe&challenge=...",
+        verification: Verifications {
+            hmac_sha256: hmac_enabled,
+            url_token: ingest::decode::configured(&secrets.webhook_url_token).is_some(),
+            addon_jwt: ingest::decode::configured(&secrets.servicem8_app_secret).is_some(),
+            standard_webhooks: secrets.standard_webhook_secrets.iter().any(|secret| !secret.expose().is_empty()),
         },
-        "max_body_bytes": MAX_BODY_BYTES,
-    }))
+        max_body_bytes: MAX_BODY_BYTES,
+    })
 }
 
 /// Reads the whole body, refusing more than `MAX_BODY_BYTES` without buffering it.

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +30,8 @@ use crate::store::{self, Store, DEFAULT_ACCOUNT};
 use crate::tls::Tls;
 use crate::updates::{self, UpdateSender};
 use crate::{
-    attachments, auth, connect_servicem8, error, health, manage, portal, prometheus, realtime, receiver, throttle, web,
+    attachments, auth, connect_servicem8, error, health, manage, openapi, portal, prometheus, realtime, receiver, throttle,
+    web,
 };
 
 /// Where the admin token came from, so start-up can tell the operator.
@@ -239,17 +242,22 @@ impl Server {
         relay.spawn_forwarding(state.updates.subscribe());
         let realtime_anon_key = relay.anon_key().clone();
         let relay_closer = relay.closer();
-        let api = Router::new()
+        let (documented, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
             .merge(receiver::router())
             .merge(manage::router())
             .merge(health::router())
-            .merge(portal::router())
             .merge(attachments::router())
+            .split_for_parts();
+        let (relay_routes, relay_document) = relay.router().split_for_parts();
+        document.merge(relay_document);
+        let api = documented
+            .merge(portal::router())
             .merge(connect_servicem8::router())
             .with_state(state.clone());
         let router = api
             .merge(prometheus::router(backend.clone(), args.metrics_token.clone()))
-            .merge(relay.router())
+            .merge(relay_routes)
+            .merge(openapi::router(&document)?)
             .merge(web::router(
                 &args.resolved_site_root(),
                 backend,

@@ -37,6 +37,7 @@ pub struct InviteInfo {
 }
 
 /// An account as its page shows it: settings, which secrets are set (never their values), its connection.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountView {
     pub slug: String,
@@ -63,6 +64,7 @@ pub struct AccountView {
 }
 
 /// Which secrets an account holds.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretsSet {
     pub api_key: bool,
@@ -98,6 +100,7 @@ pub const DEFAULT_OAUTH_SCOPES: &str =
     "read_jobs read_customers read_staff read_job_attachments read_schedule manage_jobs";
 
 /// A secret an account holds, to set, replace or clear.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountSecretKind {
@@ -122,6 +125,7 @@ impl AccountSecretKind {
 }
 
 /// A secret the server generated, shown in this answer and never again.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShownOnce {
     /// Which secret.
@@ -132,6 +136,7 @@ pub struct ShownOnce {
 }
 
 /// A new account, with the URL token generated for it.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedAccount {
     pub account: AccountView,
@@ -139,6 +144,7 @@ pub struct CreatedAccount {
 }
 
 /// One account on the instance owners' overview.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountOverview {
     pub slug: String,
@@ -154,6 +160,7 @@ pub struct AccountOverview {
 }
 
 /// A member of an account.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberView {
     pub user_id: String,
@@ -165,6 +172,7 @@ pub struct MemberView {
 }
 
 /// A one-time link: an invitation into an account with a role, or a client portal link.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OneTimeLink {
     pub url: String,
@@ -173,6 +181,7 @@ pub struct OneTimeLink {
 }
 
 /// A personal API token (never its value).
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenView {
     pub id: String,
@@ -187,6 +196,7 @@ pub struct TokenView {
 }
 
 /// A token just created: its value, shown once.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedToken {
     pub token: TokenView,
@@ -210,6 +220,7 @@ pub struct AuditFilter {
 }
 
 /// One audited action.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntryView {
     pub id: i64,
@@ -225,6 +236,7 @@ pub struct AuditEntryView {
     pub detail: Option<serde_json::Value>,
 }
 
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditPage {
     pub entries: Vec<AuditEntryView>,
@@ -232,6 +244,7 @@ pub struct AuditPage {
 }
 
 /// A webhook subscription of the account at ServiceM8.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionView {
     /// `object` or `event`.

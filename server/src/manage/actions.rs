@@ -12,15 +12,20 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::answers::{
+    ChangeAnswer, CleanedUp, MemberRemoved, Requeued, RetriedFailed, RoleSet, Subscriptions, TestEventSent,
+    TokenRevoked,
+};
 use super::{Authorized, MAX_ACTION_BYTES};
-use crate::error::{bad_request, ApiError};
+use crate::error::{bad_request, ApiError, ErrorBody};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+/// A change, named by `action`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
-enum Action {
+pub(super) enum Action {
     RetryEvent {
         #[serde(rename = "eventId", alias = "event_id")]
         event_id: String,
@@ -113,11 +118,36 @@ const EXPECTED: &str = "expected an action: retry_event, retry_failed_events, cl
      create_account, update_account, set_account_secret, generate_account_secret, disable_account, enable_account, \
      invite_member, set_role, remove_member, create_token, revoke_token, subscribe, unsubscribe or create_portal_link";
 
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/management",
+    operation_id = "management_change",
+    tag = "management",
+    summary = "Retry, clean up, send a test event, or change the account, its members, tokens or subscriptions",
+    params(
+        ("account" = Option<String>, Query, description = "The account to change (default: the token's own, the \
+                                                            session's chosen one, or `default`)"),
+    ),
+    request_body(content = Action, content_type = "application/json"),
+    security(("bearer" = []), ("dashboard_session" = [])),
+    responses(
+        (status = 200, description = "What the action did", body = ChangeAnswer),
+        (status = 400, description = "Unknown action, malformed body, or not `application/json`", body = ErrorBody),
+        (status = 401, description = "No valid credentials", body = ErrorBody),
+        (status = 403, description = "The caller's role or account does not allow it", body = ErrorBody),
+        (status = 404, description = "No such event, member, token or account", body = ErrorBody),
+        (status = 409, description = "Conflicts with the current state (a slug taken, the last owner)", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 429, description = "Too many wrong tokens from this client; see Retry-After", body = ErrorBody),
+        (status = 502, description = "ServiceM8 refused a subscription change", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; see Retry-After", body = ErrorBody),
+    )
+)]
 pub(super) async fn act(
     Authorized(access): Authorized,
     State(state): State<AppState>,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChangeAnswer>, ApiError> {
     let Json(body) = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(MAX_ACTION_BYTES),
         _ => bad_request(rejection),
@@ -128,24 +158,30 @@ pub(super) async fn act(
     let answer = match action {
         Action::RetryEvent { event_id } => {
             backend.retry_event(&access, &event_id).await?;
-            json!({ "success": true, "eventId": event_id, "status": "queued" })
+            ChangeAnswer::Requeued(Requeued {
+                success: true,
+                event_id,
+                status: "queued",
+            })
         }
         Action::RetryFailedEvents { dry_run } => {
             let count = backend.retry_failed_events(&access, dry_run).await?;
-            if dry_run {
-                json!({ "success": true, "dryRun": true, "wouldRetry": count })
-            } else {
-                json!({ "success": true, "retried": count })
-            }
+            ChangeAnswer::RetriedFailed(RetriedFailed {
+                success: true,
+                dry_run: dry_run.then_some(true),
+                would_retry: dry_run.then_some(count),
+                retried: (!dry_run).then_some(count),
+            })
         }
-        Action::Cleanup { older_than_days } => {
-            let deleted = backend.cleanup(&access, older_than_days).await?;
-            json!({ "success": true, "deleted": deleted, "olderThanDays": older_than_days })
-        }
-        Action::SendTestEvent { event } => {
-            let id = backend.send_test_event(&access, event).await?;
-            json!({ "success": true, "eventId": id })
-        }
+        Action::Cleanup { older_than_days } => ChangeAnswer::CleanedUp(CleanedUp {
+            success: true,
+            deleted: backend.cleanup(&access, older_than_days).await?,
+            older_than_days,
+        }),
+        Action::SendTestEvent { event } => ChangeAnswer::TestEventSent(TestEventSent {
+            success: true,
+            event_id: backend.send_test_event(&access, event).await?,
+        }),
         Action::CreateAccount {
             slug,
             name,
@@ -158,7 +194,7 @@ pub(super) async fn act(
                 servicem8_account_uuid,
                 api_key,
             };
-            json!(backend.create_account(&access, form).await?)
+            ChangeAnswer::CreatedAccount(backend.create_account(&access, form).await?)
         }
         Action::UpdateAccount {
             name,
@@ -176,39 +212,50 @@ pub(super) async fn act(
                 sync_interval_seconds,
                 retention_days,
             };
-            json!(backend.update_account(&access, settings).await?)
+            ChangeAnswer::Account(backend.update_account(&access, settings).await?)
         }
-        Action::SetAccountSecret { secret, value } => json!(backend.set_account_secret(&access, secret, value).await?),
-        Action::GenerateAccountSecret { secret } => json!(backend.generate_account_secret(&access, secret).await?),
-        Action::DisableAccount => json!(backend.set_account_disabled(&access, true).await?),
-        Action::EnableAccount => json!(backend.set_account_disabled(&access, false).await?),
-        Action::InviteMember { email, role } => json!(backend.invite(&access, email, role).await?),
+        Action::SetAccountSecret { secret, value } => {
+            ChangeAnswer::Account(backend.set_account_secret(&access, secret, value).await?)
+        }
+        Action::GenerateAccountSecret { secret } => {
+            ChangeAnswer::SecretShown(backend.generate_account_secret(&access, secret).await?)
+        }
+        Action::DisableAccount => ChangeAnswer::Account(backend.set_account_disabled(&access, true).await?),
+        Action::EnableAccount => ChangeAnswer::Account(backend.set_account_disabled(&access, false).await?),
+        Action::InviteMember { email, role } => ChangeAnswer::Link(backend.invite(&access, email, role).await?),
         Action::SetRole { user_id, role } => {
             backend.set_role(&access, &user_id, role).await?;
-            json!({ "success": true, "userId": user_id, "role": role })
+            ChangeAnswer::RoleSet(RoleSet {
+                success: true,
+                user_id,
+                role,
+            })
         }
         Action::RemoveMember { user_id } => {
             backend.remove_member(&access, &user_id).await?;
-            json!({ "success": true, "userId": user_id })
+            ChangeAnswer::MemberRemoved(MemberRemoved { success: true, user_id })
         }
         Action::CreateToken {
             name,
             role,
             expires_in_days,
-        } => json!(backend.create_token(&access, &name, role, expires_in_days).await?),
+        } => ChangeAnswer::CreatedToken(backend.create_token(&access, &name, role, expires_in_days).await?),
         Action::RevokeToken { token_id } => {
             backend.revoke_token(&access, &token_id).await?;
-            json!({ "success": true, "tokenId": token_id })
+            ChangeAnswer::TokenRevoked(TokenRevoked {
+                success: true,
+                token_id,
+            })
         }
-        Action::Subscribe { kind, name, fields } => {
-            json!({ "subscriptions": backend.subscribe(&access, &kind, &name, fields).await? })
-        }
-        Action::Unsubscribe { kind, name } => {
-            json!({ "subscriptions": backend.unsubscribe(&access, &kind, &name).await? })
-        }
+        Action::Subscribe { kind, name, fields } => ChangeAnswer::Subscriptions(Subscriptions {
+            subscriptions: backend.subscribe(&access, &kind, &name, fields).await?,
+        }),
+        Action::Unsubscribe { kind, name } => ChangeAnswer::Subscriptions(Subscriptions {
+            subscriptions: backend.unsubscribe(&access, &kind, &name).await?,
+        }),
         Action::CreatePortalLink { company_uuid, ttl_days } => {
             let ttl_days = ttl_days.unwrap_or(app::directory::api::DEFAULT_PORTAL_LINK_DAYS);
-            json!(backend.create_portal_link(&access, &company_uuid, ttl_days).await?)
+            ChangeAnswer::Link(backend.create_portal_link(&access, &company_uuid, ttl_days).await?)
         }
     };
     Ok(Json(answer))

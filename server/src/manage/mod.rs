@@ -5,6 +5,7 @@
 //! (`actions.rs`).
 
 mod actions;
+mod answers;
 
 use app::access::Access;
 use app::api::DashboardBackend;
@@ -17,22 +18,24 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::backend::Caller;
-use crate::error::{bad_request, ApiError};
+use crate::error::{bad_request, ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::throttle::client_address;
+use answers::{Accounts, Members, Minutes, ReadAnswer, Subscriptions, Tokens};
 
 /// The largest management request body: an action is a few fields.
 pub const MAX_ACTION_BYTES: usize = 64 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/webhooks/management", get(query_management).post(actions::act))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(query_management, actions::act))
         .layer(DefaultBodyLimit::max(MAX_ACTION_BYTES))
 }
 
@@ -111,9 +114,30 @@ impl FromRequestParts<AppState> for Authorized {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// What a read asks for.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ReadAction {
+    Stats,
+    Health,
+    Throughput,
+    Events,
+    Event,
+    Audit,
+    Accounts,
+    Account,
+    Members,
+    Tokens,
+    Subscriptions,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ManagementQuery {
-    action: Option<String>,
+    /// What to read.
+    #[param(required = true, inline)]
+    action: Option<ReadAction>,
+    /// `action=events`: queued, processing, success, failed, skipped or all.
     status: Option<String>,
     object_type: Option<String>,
     event_type: Option<String>,
@@ -140,37 +164,70 @@ const ACTIONS: &str = "stats, health, throughput, events, event, audit, accounts
      subscriptions";
 
 /// `?action=stats`, `?action=events&status=...&limit=...`, `?action=audit`, ...
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/management",
+    operation_id = "management_read",
+    tag = "management",
+    summary = "Read the pipeline, the account, its members, tokens, subscriptions or audit log",
+    params(
+        ManagementQuery,
+        ("account" = Option<String>, Query, description = "The account to read (default: the token's own, the \
+                                                            session's chosen one, or `default`)"),
+    ),
+    security(("bearer" = []), ("dashboard_session" = [])),
+    responses(
+        (status = 200, description = "The answer of the action asked for", body = ReadAnswer),
+        (status = 400, description = "Unknown action or malformed parameter", body = ErrorBody),
+        (status = 401, description = "No valid credentials", body = ErrorBody),
+        (status = 403, description = "The caller's role or account does not allow it", body = ErrorBody),
+        (status = 404, description = "No such event or account", body = ErrorBody),
+        (status = 409, description = "Subscriptions: the account has no ServiceM8 credentials", body = ErrorBody),
+        (status = 429, description = "Too many wrong tokens from this client; see Retry-After", body = ErrorBody),
+        (status = 502, description = "Subscriptions: ServiceM8 did not answer usefully", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; see Retry-After", body = ErrorBody),
+    )
+)]
 async fn query_management(
     Authorized(access): Authorized,
     State(state): State<AppState>,
     query: Result<Query<ManagementQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(bad_request)?;
+) -> Result<Json<ReadAnswer>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::BadRequest(format!("{rejection}: expected {ACTIONS}")))?;
     let backend = state.backend.as_ref();
-    let answer = match query.action.as_deref() {
-        Some("stats") => json!(DashboardBackend::stats(backend, &access).await?),
-        Some("health") => json!(backend.pipeline_health(&access).await?),
-        Some("throughput") => json!({ "minutes": backend.minute_buckets(&access).await? }),
-        Some("events") => json!(DashboardBackend::list_events(backend, &access, event_query(&query)?).await?),
-        Some("event") => {
+    let action = query
+        .action
+        .ok_or_else(|| ApiError::BadRequest(format!("missing action: expected {ACTIONS}")))?;
+    let answer = match action {
+        ReadAction::Stats => ReadAnswer::Stats(DashboardBackend::stats(backend, &access).await?),
+        ReadAction::Health => ReadAnswer::Health(backend.pipeline_health(&access).await?),
+        ReadAction::Throughput => ReadAnswer::Throughput(Minutes {
+            minutes: backend.minute_buckets(&access).await?,
+        }),
+        ReadAction::Events => {
+            ReadAnswer::Events(DashboardBackend::list_events(backend, &access, event_query(&query)?).await?)
+        }
+        ReadAction::Event => {
             let id = query
                 .id
                 .as_deref()
                 .ok_or_else(|| ApiError::BadRequest("action=event needs id".into()))?;
-            json!(backend.event_detail(&access, id).await?)
+            ReadAnswer::Event(backend.event_detail(&access, id).await?)
         }
-        Some("audit") => json!(backend.audit(&access, audit_filter(&query)?).await?),
-        Some("accounts") => json!({ "accounts": backend.accounts_overview(&access).await? }),
-        Some("account") => json!(backend.account(&access).await?),
-        Some("members") => json!({ "members": backend.members(&access).await? }),
-        Some("tokens") => json!({ "tokens": backend.tokens(&access).await? }),
-        Some("subscriptions") => json!({ "subscriptions": backend.subscriptions(&access).await? }),
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown action {other:?}: expected {ACTIONS}"
-            )))
-        }
-        None => return Err(ApiError::BadRequest(format!("missing action: expected {ACTIONS}"))),
+        ReadAction::Audit => ReadAnswer::Audit(backend.audit(&access, audit_filter(&query)?).await?),
+        ReadAction::Accounts => ReadAnswer::Accounts(Accounts {
+            accounts: backend.accounts_overview(&access).await?,
+        }),
+        ReadAction::Account => ReadAnswer::Account(backend.account(&access).await?),
+        ReadAction::Members => ReadAnswer::Members(Members {
+            members: backend.members(&access).await?,
+        }),
+        ReadAction::Tokens => ReadAnswer::Tokens(Tokens {
+            tokens: backend.tokens(&access).await?,
+        }),
+        ReadAction::Subscriptions => ReadAnswer::Subscriptions(Subscriptions {
+            subscriptions: backend.subscriptions(&access).await?,
+        }),
     };
     Ok(Json(answer))
 }

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -139,10 +139,16 @@ impl Relay {
         tokio::spawn(forward_updates(self.context.bus.clone(), updates))
     }
 
-    /// The websocket and REST routes; the relay stops its background work when they are dropped.
-    pub fn router(self) -> Router {
-        socket::router(self.context.clone(), self.running, self.max_message_bytes, self.slots)
-            .merge(rest::router(self.context))
+    /// The websocket and REST routes (the REST broadcast documented); the relay stops its background work when
+    /// they are dropped.
+    pub fn router(self) -> OpenApiRouter {
+        OpenApiRouter::from(socket::router(
+            self.context.clone(),
+            self.running,
+            self.max_message_bytes,
+            self.slots,
+        ))
+        .merge(rest::router(self.context))
     }
 }
 

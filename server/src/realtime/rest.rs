@@ -10,27 +10,26 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Access, Identity, TOPIC_PREFIX};
 use super::bus::{Broadcast, Publication};
 use super::protocol::BroadcastPayload;
 use super::scope::scoped;
 use super::session::SessionContext;
+use crate::error::ErrorBody;
 
 /// Most messages one request may carry.
 const MAX_MESSAGES: usize = 1000;
 
-pub fn router(context: Arc<SessionContext>) -> Router {
-    Router::new()
-        .route("/realtime/v1/api/broadcast", post(broadcast_messages))
-        .route(
-            "/realtime/v1/api/broadcast/{topic}/events/{event}",
-            post(broadcast_event),
-        )
+pub fn router(context: Arc<SessionContext>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(broadcast_messages))
+        .routes(routes!(broadcast_event))
         .with_state(context)
 }
 
@@ -58,23 +57,41 @@ impl IntoResponse for RestError {
             RestError::Forbidden(_) => StatusCode::FORBIDDEN,
             RestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        (status, ErrorBody::json(&self)).into_response()
     }
 }
 
-#[derive(Deserialize)]
+/// Messages to broadcast, between 1 and 1,000.
+#[derive(Deserialize, ToSchema)]
 struct BroadcastRequest {
     messages: Vec<Message>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Message {
+    /// The topic, with or without the `realtime:` prefix.
     topic: String,
     event: String,
     #[serde(default)]
     payload: Option<Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/realtime/v1/api/broadcast",
+    tag = "realtime",
+    summary = "Broadcast messages to their topics' subscribers",
+    request_body(content = BroadcastRequest, content_type = "application/json"),
+    security(("realtime_apikey" = [])),
+    params(("authorization" = Option<String>, Header, description = "`Bearer <access token>`: an admin's token may broadcast anywhere, others on public topics only")),
+    responses(
+        (status = 202, description = "Published"),
+        (status = 400, description = "Not a broadcast request", body = ErrorBody),
+        (status = 401, description = "No valid apikey or access token", body = ErrorBody),
+        (status = 403, description = "The token may not broadcast on a topic", body = ErrorBody),
+        (status = 503, description = "The bus could not take the messages; retry", body = ErrorBody),
+    )
+)]
 async fn broadcast_messages(
     State(context): State<Arc<SessionContext>>,
     headers: HeaderMap,
@@ -95,6 +112,26 @@ async fn broadcast_messages(
     publish(&context, &identity, messages.collect()).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/realtime/v1/api/broadcast/{topic}/events/{event}",
+    tag = "realtime",
+    summary = "Broadcast one message, its payload the body",
+    params(
+        ("topic" = String, Path, description = "The topic, with or without the `realtime:` prefix"),
+        ("event" = String, Path, description = "The event name"),
+        ("authorization" = Option<String>, Header, description = "`Bearer <access token>`"),
+    ),
+    request_body(content = Value, content_type = "application/json", description = "The payload (empty: `{}`)"),
+    security(("realtime_apikey" = [])),
+    responses(
+        (status = 202, description = "Published"),
+        (status = 400, description = "The payload is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid apikey or access token", body = ErrorBody),
+        (status = 403, description = "The token may not broadcast on this topic", body = ErrorBody),
+        (status = 503, description = "The bus could not take the message; retry", body = ErrorBody),
+    )
+)]
 async fn broadcast_event(
     State(context): State<Arc<SessionContext>>,
     Path((topic, event)): Path<(String, String)>,

@@ -19,6 +19,7 @@ mod leases;
 mod metrics;
 mod mock_servicem8;
 mod oauth;
+mod openapi;
 mod portal;
 mod processing;
 mod proxies;
