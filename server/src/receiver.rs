@@ -349,7 +349,10 @@ fn webhook_status(account: &LiveAccount, endpoint: &str) -> Json<ReceiverStatus>
             hmac_sha256: hmac_enabled,
             url_token: ingest::decode::configured(&secrets.webhook_url_token).is_some(),
             addon_jwt: ingest::decode::configured(&secrets.servicem8_app_secret).is_some(),
-            standard_webhooks: secrets.standard_webhook_secrets.iter().any(|secret| !secret.expose().is_empty()),
+            standard_webhooks: secrets
+                .standard_webhook_secrets
+                .iter()
+                .any(|secret| !secret.expose().is_empty()),
         },
         max_body_bytes: MAX_BODY_BYTES,
     })

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::accounts::{AccountArgs, AccountSecrets, Accounts, DefaultAccount, ProcessingMode};
 use crate::backend::{BackendSettings, RealtimeKeys, ServerBackend};
@@ -30,8 +30,8 @@ use crate::store::{self, Store, DEFAULT_ACCOUNT};
 use crate::tls::Tls;
 use crate::updates::{self, UpdateSender};
 use crate::{
-    attachments, auth, connect_servicem8, error, health, manage, openapi, portal, prometheus, realtime, receiver, throttle,
-    web,
+    attachments, auth, connect_servicem8, error, health, manage, openapi, portal, prometheus, realtime, receiver,
+    throttle, web,
 };
 
 /// Where the admin token came from, so start-up can tell the operator.

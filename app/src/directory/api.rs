@@ -28,7 +28,7 @@ mod backend {
         /// Checks an email and password and opens a session; returns the session's cookie value. Limited per
         /// address and per email; every failure is audited.
         async fn sign_in(&self, email: &str, password: &str, client: Option<String>) -> Result<String, AppError>;
-        async fn sign_out(&self, session: &str) -> Result<(), AppError>;
+        async fn sign_out(&self, session: &str, client_address: Option<String>) -> Result<(), AppError>;
         /// The signed-in user and their accounts (`None` without an active session); `account` is the one they
         /// chose, if any.
         async fn visitor(&self, session: &str, account: Option<&str>) -> Result<Option<Visitor>, AppError>;
@@ -168,7 +168,7 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
 pub async fn sign_out() -> Result<(), AppError> {
     let backend = backend::backend()?;
     if let Some(session) = crate::session::current(SessionCookie::Admin).await? {
-        backend.sign_out(&session).await?;
+        backend.sign_out(&session, backend::client_address()).await?;
     }
     set_on_response(SessionCookie::Admin, "", 0, backend.secure_cookies());
     Ok(())

@@ -141,7 +141,7 @@ impl DirectoryBackend for ServerBackend {
         }
     }
 
-    async fn sign_out(&self, session: &str) -> Result<(), AppError> {
+    async fn sign_out(&self, session: &str, client_address: Option<String>) -> Result<(), AppError> {
         if let Some(user) = self.session_user(session).await? {
             self.audit_line(AuditLine {
                 actor: &Actor::User {
@@ -152,7 +152,7 @@ impl DirectoryBackend for ServerBackend {
                 action: "sign_out",
                 target: None,
                 outcome: Outcome::Success,
-                client_address: None,
+                client_address: client_address.as_deref(),
                 detail: None,
             })
             .await;

@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use utoipa_axum::router::OpenApiRouter;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::secret::Secret;
 use crate::store::Store;

@@ -68,7 +68,11 @@ async fn every_documented_operation_is_a_route_that_answers_json() {
             .replace("{event}", "changed");
         let request = match method {
             "GET" => app.client.get(app.url(&path)),
-            "POST" => app.client.post(app.url(&path)).header(CONTENT_TYPE, "application/json").body("{}"),
+            "POST" => app
+                .client
+                .post(app.url(&path))
+                .header(CONTENT_TYPE, "application/json")
+                .body("{}"),
             other => panic!("an undocumented method {other}"),
         };
         let response = request.send().await.unwrap();
@@ -79,9 +83,12 @@ async fn every_documented_operation_is_a_route_that_answers_json() {
             content_type.starts_with("application/json"),
             "{operation} answered {status} {content_type}: not a route of the API"
         );
-        let documented = &document["paths"][operation.split_once(' ').unwrap().1][method.to_lowercase()]
-            ["responses"][status.to_string()];
-        assert!(documented.is_object(), "{operation} answered {status}, which it does not document");
+        let documented = &document["paths"][operation.split_once(' ').unwrap().1][method.to_lowercase()]["responses"]
+            [status.to_string()];
+        assert!(
+            documented.is_object(),
+            "{operation} answered {status}, which it does not document"
+        );
     }
 }
 
@@ -89,16 +96,25 @@ async fn every_documented_operation_is_a_route_that_answers_json() {
 async fn reads_and_changes_answer_the_shapes_the_document_names() {
     let app = spawn_app_with(with_realtime(serve_args("sqlite::memory:"))).await;
     let document = document(&app).await;
-    let read_shapes = document["components"]["schemas"]["ReadAnswer"]["anyOf"].as_array().unwrap().len();
+    let read_shapes = document["components"]["schemas"]["ReadAnswer"]["anyOf"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(read_shapes, 11, "one shape per read action");
-    let change_shapes = document["components"]["schemas"]["ChangeAnswer"]["anyOf"].as_array().unwrap().len();
+    let change_shapes = document["components"]["schemas"]["ChangeAnswer"]["anyOf"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(change_shapes, 13, "one shape per kind of change answer");
 
     let stats = app.manage_json("action=stats").await;
     assert!(stats["by_status"].is_object(), "{stats}");
     let stats_schema = &document["components"]["schemas"]["Stats"];
     for field in stats_schema["required"].as_array().unwrap() {
-        assert!(stats.get(field.as_str().unwrap()).is_some(), "Stats.{field} documented, not answered");
+        assert!(
+            stats.get(field.as_str().unwrap()).is_some(),
+            "Stats.{field} documented, not answered"
+        );
     }
 
     let response = app

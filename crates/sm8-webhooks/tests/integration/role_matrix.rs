@@ -1,6 +1,7 @@
-//! Every management route against every kind of caller: an owner, an admin and a viewer of the account, nobody,
-//! and the owner of another account. Each route needs a role; below it the answer is `403`, without a session
-//! `401`, and a member of another account gets `403` whatever their role there.
+//! Every management action against every kind of caller: an owner, an admin and a viewer of the account, nobody,
+//! and the owner of another account. Each action needs a role; below it the answer is `403`, without a session
+//! `401`, and a member of another account gets `403` whatever their role there. (The dashboard's server functions
+//! get the same matrix in `server_function_roles`.)
 
 use app::access::Role;
 use reqwest::header::COOKIE;
@@ -11,15 +12,19 @@ use crate::common::{spawn_app, TestApp, ADMIN_TOKEN};
 
 /// One management request and the least role it needs.
 struct Route {
+    /// The read's query (`action=…`), or the change's name.
     name: &'static str,
     needs: Role,
-    /// `GET ?action=…` when `None`; else the `POST` body.
+    /// `GET ?{name}` when `None`; else the `POST` body.
     body: Option<Value>,
 }
 
+/// A user id and a token id no one has: the change is allowed or refused before it finds nothing.
+const NOBODY: &str = "00000000-0000-7000-8000-000000000000";
+
 fn routes() -> Vec<Route> {
-    let read = |action: &'static str| Route {
-        name: action,
+    let read = |query: &'static str| Route {
+        name: query,
         needs: Role::Viewer,
         body: None,
     };
@@ -29,14 +34,22 @@ fn routes() -> Vec<Route> {
         body: Some(body),
     };
     vec![
-        read("stats"),
-        read("health"),
-        read("throughput"),
-        read("events"),
-        read("audit"),
-        read("account"),
-        read("members"),
-        read("subscriptions"),
+        read("action=stats"),
+        read("action=health"),
+        read("action=throughput"),
+        read("action=events"),
+        read("action=event&id=00000000-0000-7000-8000-000000000000"),
+        read("action=audit"),
+        read("action=accounts"),
+        read("action=account"),
+        read("action=members"),
+        read("action=tokens"),
+        read("action=subscriptions"),
+        change(
+            "retry_event",
+            Role::Admin,
+            json!({"action": "retry_event", "event_id": NOBODY}),
+        ),
         change(
             "retry_failed_events",
             Role::Admin,
@@ -68,16 +81,56 @@ fn routes() -> Vec<Route> {
             Role::Owner,
             json!({"action": "invite_member", "email": "invited@example.test", "role": "viewer"}),
         ),
+        change(
+            "subscribe",
+            Role::Owner,
+            json!({"action": "subscribe", "kind": "object", "name": "job", "fields": ["status"]}),
+        ),
+        change(
+            "unsubscribe",
+            Role::Owner,
+            json!({"action": "unsubscribe", "kind": "object", "name": "job"}),
+        ),
+        change(
+            "update_account",
+            Role::Owner,
+            json!({"action": "update_account", "name": "Default", "requests_per_minute": 180,
+                "requests_per_day": 20000, "sync_interval_seconds": 300, "retention_days": 30}),
+        ),
+        change(
+            "set_account_secret",
+            Role::Owner,
+            json!({"action": "set_account_secret", "secret": "api_key", "value": "matrix-api-key"}),
+        ),
+        change("disable_account", Role::Owner, json!({"action": "disable_account"})),
+        change("enable_account", Role::Owner, json!({"action": "enable_account"})),
+        change(
+            "set_role",
+            Role::Owner,
+            json!({"action": "set_role", "user_id": NOBODY, "role": "viewer"}),
+        ),
+        change(
+            "remove_member",
+            Role::Owner,
+            json!({"action": "remove_member", "user_id": NOBODY}),
+        ),
+        change(
+            "create_token",
+            Role::Viewer,
+            json!({"action": "create_token", "name": "matrix", "role": "viewer"}),
+        ),
+        change(
+            "revoke_token",
+            Role::Viewer,
+            json!({"action": "revoke_token", "token_id": NOBODY}),
+        ),
     ]
 }
 
 /// The status of `route` on the default account, asked with `cookie` (none: no session).
 async fn status_of(app: &TestApp, route: &Route, cookie: Option<&str>) -> u16 {
     let url = match &route.body {
-        None => app.url(&format!(
-            "/api/webhooks/management?action={}&account=default",
-            route.name
-        )),
+        None => app.url(&format!("/api/webhooks/management?{}&account=default", route.name)),
         Some(_) => app.url("/api/webhooks/management?account=default"),
     };
     let mut request = match &route.body {
@@ -137,4 +190,27 @@ async fn every_management_route_answers_each_role_and_no_other_accounts_member()
         }
     }
     assert!(wrong.is_empty(), "unexpected answers:\n{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn only_an_instance_owner_creates_accounts_whatever_role_a_member_holds() {
+    let app = spawn_app().await;
+    for role in [Role::Owner, Role::Admin, Role::Viewer] {
+        let email = format!("{}@creator.test", role.as_str());
+        let cookie = member_session(&app, &email, "default", role).await;
+        let route = Route {
+            name: "create_account",
+            needs: Role::Owner,
+            body: Some(json!({"action": "create_account", "slug": "made-by-member", "name": "Made"})),
+        };
+        assert_eq!(status_of(&app, &route, Some(&cookie)).await, 403, "{role:?}");
+    }
+    let accounts = app.manage_json("action=accounts").await;
+    let slugs: Vec<&str> = accounts["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|account| account["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["default"]);
 }
