@@ -13,6 +13,7 @@ pub mod directory;
 pub mod error;
 pub mod model;
 pub mod objects;
+pub mod outbound;
 pub mod portal;
 pub mod realtime;
 pub mod session;

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod connect_servicem8;
 pub mod csrf;
+pub mod deliveries;
 pub mod error;
 pub mod flags;
 pub mod group_commit;
