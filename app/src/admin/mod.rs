@@ -1,6 +1,8 @@
 //! The admin frame and the admin pages: `AdminShell` (the title bar, the account switcher, sign-in) around every
-//! admin page, `Refresh`, and the directory's pages (`pages`).
+//! admin page, `Refresh` and the pipeline's live events that bump it (`LiveUpdates`), and the directory's pages
+//! (`pages`).
 
+mod live;
 mod pages;
 mod shell;
 
@@ -8,6 +10,7 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 
+pub use live::LiveUpdates;
 pub use pages::{AccountsPage, AuditLogPage, InvitePage, TokensPage, UsersPage};
 pub use shell::{AdminShell, CurrentVisitor};
 
