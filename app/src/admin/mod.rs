@@ -1,6 +1,6 @@
 //! The admin frame and the admin pages: `AdminShell` (the title bar, the account switcher, sign-in) around every
-//! admin page, `Refresh` and the pipeline's live events that bump it (`LiveUpdates`), and the directory's pages
-//! (`pages`).
+//! admin page, `Refresh` and the pipeline's live events that bump it (`LiveUpdates`), the directory's pages, and
+//! the destinations page with its delivery log (`pages`).
 
 mod live;
 mod pages;
@@ -11,7 +11,9 @@ use std::time::Duration;
 use leptos::prelude::*;
 
 pub use live::LiveUpdates;
-pub use pages::{AccountsPage, AuditLogPage, InvitePage, TokensPage, UsersPage};
+pub use pages::{
+    delivery_log_href, AccountsPage, AuditLogPage, DeliveryStatus, DestinationsPage, InvitePage, TokensPage, UsersPage,
+};
 pub use shell::{AdminShell, CurrentVisitor};
 
 /// The longest the dashboard lags behind the pipeline: live events within this window share one refresh.

@@ -1,10 +1,14 @@
-//! The directory's pages: `/admin/invite/:token` (the first-run setup and invitations, outside the admin frame),
-//! and inside it `/admin/accounts`, `/admin/users`, `/admin/tokens` and `/admin/audit`. Every control a role may
-//! not use is left out of the page; the server checks the role again on every call.
+//! The admin pages: `/admin/invite/:token` (the first-run setup and invitations, outside the admin frame), and
+//! inside it the directory's `/admin/accounts`, `/admin/users`, `/admin/tokens` and `/admin/audit`, and
+//! `/admin/destinations` with each destination's delivery log. Every control a role may not use is left out of
+//! the page; the server checks the role again on every call.
 
 mod accounts;
 mod audit;
 mod connection;
+mod deliveries;
+mod destination_form;
+mod destinations;
 mod invite;
 mod portal_links;
 mod tokens;
@@ -19,6 +23,8 @@ use crate::error::AppError;
 
 pub use accounts::AccountsPage;
 pub use audit::AuditLogPage;
+pub use deliveries::{delivery_log_href, DeliveryStatus};
+pub use destinations::DestinationsPage;
 pub use invite::InvitePage;
 pub use tokens::TokensPage;
 pub use users::UsersPage;
