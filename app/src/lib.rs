@@ -78,6 +78,11 @@ pub fn App() -> impl IntoView {
                     ssr=SsrMode::Async
                 />
                 <Route
+                    path=(StaticSegment("admin"), StaticSegment("rules"))
+                    view=admin::RulesPage
+                    ssr=SsrMode::Async
+                />
+                <Route
                     path=(StaticSegment("admin"), StaticSegment("destinations"))
                     view=admin::DestinationsPage
                     ssr=SsrMode::Async

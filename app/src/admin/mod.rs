@@ -1,6 +1,6 @@
 //! The admin frame and the admin pages: `AdminShell` (the title bar, the account switcher, sign-in) around every
 //! admin page, `Refresh` and the pipeline's live events that bump it (`LiveUpdates`), the directory's pages, and
-//! the destinations page with its delivery log (`pages`).
+//! the pages of rules and destinations with their deliveries (`pages`).
 
 mod live;
 mod pages;
@@ -12,7 +12,8 @@ use leptos::prelude::*;
 
 pub use live::LiveUpdates;
 pub use pages::{
-    delivery_log_href, AccountsPage, AuditLogPage, DeliveryStatus, DestinationsPage, InvitePage, TokensPage, UsersPage,
+    delivery_log_href, AccountsPage, AuditLogPage, DeliveryStatus, DestinationsPage, InvitePage, RulesPage, TokensPage,
+    UsersPage,
 };
 pub use shell::{AdminShell, CurrentVisitor};
 

@@ -1,7 +1,7 @@
 //! The admin pages: `/admin/invite/:token` (the first-run setup and invitations, outside the admin frame), and
 //! inside it the directory's `/admin/accounts`, `/admin/users`, `/admin/tokens` and `/admin/audit`, and
-//! `/admin/destinations` with each destination's delivery log. Every control a role may not use is left out of
-//! the page; the server checks the role again on every call.
+//! `/admin/rules` and `/admin/destinations` with each destination's delivery log. Every control a role may not
+//! use is left out of the page; the server checks the role again on every call.
 
 mod accounts;
 mod audit;
@@ -11,6 +11,8 @@ mod destination_form;
 mod destinations;
 mod invite;
 mod portal_links;
+mod rule_editor;
+mod rules;
 mod tokens;
 mod users;
 
@@ -26,6 +28,7 @@ pub use audit::AuditLogPage;
 pub use deliveries::{delivery_log_href, DeliveryStatus};
 pub use destinations::DestinationsPage;
 pub use invite::InvitePage;
+pub use rules::RulesPage;
 pub use tokens::TokensPage;
 pub use users::UsersPage;
 

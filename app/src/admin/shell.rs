@@ -146,6 +146,7 @@ fn AdminNav(instance_owner: bool) -> impl IntoView {
     view! {
         <nav class="admin-nav" aria-label="Administration">
             <a href="/admin/webhook-dashboard">"Events"</a>
+            <a href="/admin/rules">"Rules"</a>
             <a href="/admin/destinations">"Destinations"</a>
             <a href="/admin/accounts">{if instance_owner { "Accounts" } else { "Account" }}</a>
             <a href="/admin/users">"Users"</a>
