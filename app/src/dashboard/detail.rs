@@ -1,14 +1,20 @@
-//! One event in full: what arrived, how it was verified, every attempt, and the record as mirrored now.
+//! One event in full: what arrived, how it was verified, every attempt, the deliveries its rules made, and the
+//! record as mirrored now.
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use super::{AdminShell, CurrentVisitor, LiveUpdates, Refresh};
 use crate::access::Role;
+use crate::admin::{delivery_log_href, DeliveryStatus};
 use crate::api::{get_event_detail, RetryEvent};
 use crate::components::{ErrorNote, JsonBlock, LocalTime};
-use crate::error::answer_with_status;
+use crate::error::{answer_with_status, AppError};
 use crate::model::{EventDetail, EventStatus};
+use crate::outbound::api::list_event_deliveries;
+use crate::outbound::model::DeliveryView;
+
+type EventDeliveries = Resource<Result<Vec<DeliveryView>, AppError>>;
 
 #[component]
 pub fn EventPage() -> impl IntoView {
@@ -29,6 +35,11 @@ fn EventView() -> impl IntoView {
         move || (event_id(), refresh.get(), retry.version().get()),
         |(event_id, _, _)| get_event_detail(event_id),
     );
+    // Made here rather than in the detail, which is built again on every refresh.
+    let deliveries: EventDeliveries = Resource::new(
+        move || (event_id(), refresh.get()),
+        |(event_id, _)| list_event_deliveries(event_id),
+    );
     view! {
         <div class="section-head">
             <p><a href="/admin/webhook-dashboard">"← All events"</a></p>
@@ -36,7 +47,7 @@ fn EventView() -> impl IntoView {
         </div>
         <Transition fallback=|| view! { <p class="muted">"Loading event…"</p> }>
             {move || detail.get().map(|result| match result {
-                Ok(detail) => view! { <Detail detail retry/> }.into_any(),
+                Ok(detail) => view! { <Detail detail retry deliveries/> }.into_any(),
                 Err(error) => {
                     answer_with_status(&error);
                     view! { <ErrorNote message=error.to_string()/> }.into_any()
@@ -47,7 +58,7 @@ fn EventView() -> impl IntoView {
 }
 
 #[component]
-fn Detail(detail: EventDetail, retry: ServerAction<RetryEvent>) -> impl IntoView {
+fn Detail(detail: EventDetail, retry: ServerAction<RetryEvent>, deliveries: EventDeliveries) -> impl IntoView {
     let summary = detail.summary.clone();
     // Viewers see no retry: the server would refuse them.
     let retryable = expect_context::<CurrentVisitor>().may(Role::Admin)
@@ -115,6 +126,7 @@ fn Detail(detail: EventDetail, retry: ServerAction<RetryEvent>) -> impl IntoView
                 }.into_any()
             }}
         </section>
+        <Deliveries deliveries event_id=summary.id.clone()/>
         <div class="detail-grid">
             <section class="card" aria-labelledby="changes-title">
                 <h2 id="changes-title">"Changes"</h2>
@@ -142,5 +154,62 @@ fn Detail(detail: EventDetail, retry: ServerAction<RetryEvent>) -> impl IntoView
                 </table>
             </div>
         </section>
+    }
+}
+
+/// The messages the account's rules sent for this event: to which destination, through which rule, and how it
+/// went; each opens in its destination's delivery log.
+#[component]
+fn Deliveries(deliveries: EventDeliveries, event_id: String) -> impl IntoView {
+    view! {
+        <section class="card" aria-labelledby="deliveries-title">
+            <div class="section-head">
+                <h2 id="deliveries-title">"Deliveries"</h2>
+                <a href=format!("/admin/rules?event={event_id}")>"Test a rule against this event"</a>
+            </div>
+            <Transition fallback=|| view! { <p class="muted">"Loading deliveries…"</p> }>
+                {move || deliveries.get().map(|found| match found {
+                    Ok(list) if list.is_empty() => view! {
+                        <p class="empty">"No deliveries: no rule sent this event anywhere."</p>
+                    }.into_any(),
+                    Ok(list) => view! { <DeliveriesTable list/> }.into_any(),
+                    Err(error) => view! { <ErrorNote message=error.to_string()/> }.into_any(),
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn DeliveriesTable(list: Vec<DeliveryView>) -> impl IntoView {
+    view! {
+        <div class="table-wrap">
+            <table class="event-deliveries">
+                <thead>
+                    <tr>
+                        <th scope="col">"Destination"</th>
+                        <th scope="col">"Rule"</th>
+                        <th scope="col">"Status"</th>
+                        <th scope="col">"Attempts"</th>
+                        <th scope="col">"Last error"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {list.into_iter().map(|delivery| view! {
+                        <tr data-delivery-id=delivery.id.clone()>
+                            <td>
+                                <a href=delivery_log_href(&delivery.destination_id, Some(&delivery.id))>
+                                    {delivery.destination_name}
+                                </a>
+                            </td>
+                            <td>{delivery.rule_name.unwrap_or_else(|| "–".into())}</td>
+                            <td><DeliveryStatus status=delivery.status/></td>
+                            <td>{delivery.attempts}</td>
+                            <td class="error-cell">{delivery.last_error.unwrap_or_default()}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
     }
 }
