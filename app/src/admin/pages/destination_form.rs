@@ -150,7 +150,8 @@ impl DestinationFields {
                 put_text(&mut settings, "url", &self.url);
                 settings.insert("headers".into(), Value::Object(parse_headers(&self.headers)?));
                 if !self.timeout_ms.trim().is_empty() {
-                    let timeout = whole_number("The timeout", &self.timeout_ms, 1, 300_000)?;
+                    // The server bounds it; the form only makes sure it is a number.
+                    let timeout = whole_number("The timeout", &self.timeout_ms, 1, u32::MAX.into())?;
                     settings.insert("timeout_ms".into(), timeout.into());
                 }
             }
@@ -174,7 +175,10 @@ impl DestinationFields {
                 put_secret(&mut secrets, "password", &self.password);
             }
             "sms" => {
-                put_text(&mut settings, "base_url", &self.base_url);
+                // Without one, the server sends to Twilio.
+                if !self.base_url.trim().is_empty() {
+                    put_text(&mut settings, "base_url", &self.base_url);
+                }
                 put_text(&mut settings, "account_sid", &self.account_sid);
                 put_text(&mut settings, "from", &self.sms_from);
                 put_text(&mut settings, "to", &self.sms_to);
@@ -398,7 +402,7 @@ pub(super) fn DestinationEditor(
                 on:input=move |event| fields.headers.set(event_target_value(&event))></textarea>
             <p id=id("headers-hint") class="muted">"One "<code>"Name: value"</code>" a line, sent with every message."</p>
             <label for=id("timeout")>"Timeout (ms)"</label>
-            <input id=id("timeout") type="number" min="1" max="300000" bind:value=fields.timeout_ms/>
+            <input id=id("timeout") type="number" min="1" bind:value=fields.timeout_ms/>
             <p class="muted">
                 "Every message is signed the Standard Webhooks way ("<code>"webhook-id"</code>", "
                 <code>"webhook-timestamp"</code>", "<code>"webhook-signature"</code>"), with a signing secret made \
@@ -435,8 +439,10 @@ pub(super) fn DestinationEditor(
         }
         .into_any(),
         "sms" => view! {
-            <label for=id("base-url")>"API base URL"</label>
-            <input id=id("base-url") type="url" required placeholder="https://api.twilio.com" bind:value=fields.base_url/>
+            <label for=id("base-url")>"API base URL (optional)"</label>
+            <input id=id("base-url") type="url" placeholder="https://api.twilio.com" aria-describedby=id("base-url-hint")
+                bind:value=fields.base_url/>
+            <p id=id("base-url-hint") class="muted">"Twilio's API unless another service of its shape is named."</p>
             <label for=id("account-sid")>"Account SID"</label>
             <input id=id("account-sid") type="text" required bind:value=fields.account_sid/>
             {secret_input("auth_token", "Auth token", fields.auth_token, true)}
@@ -569,7 +575,6 @@ mod tests {
 
         let sms = DestinationFields {
             kind: "sms".into(),
-            base_url: "https://api.twilio.com".into(),
             account_sid: "AC1".into(),
             sms_from: "+611".into(),
             sms_to: "+612".into(),
@@ -579,7 +584,7 @@ mod tests {
         let form = sms.form().unwrap();
         assert_eq!(
             form.settings,
-            json!({"base_url": "https://api.twilio.com", "account_sid": "AC1", "from": "+611", "to": "+612"})
+            json!({"account_sid": "AC1", "from": "+611", "to": "+612"})
         );
         assert_eq!(form.secrets, json!({"auth_token": "token"}));
     }

@@ -89,6 +89,10 @@ fn Destinations() -> impl IntoView {
     Effect::new(move |previous: Option<Option<String>>| {
         let current = chosen.get();
         if previous.is_some_and(|previous| previous != current) {
+            // Choosing one after a deletion: the deletion's notice goes too.
+            if current.is_some() {
+                actions.delete.value().set(None);
+            }
             editing.form.set(None);
             editing.confirming_delete.set(false);
             actions.test.value().set(None);
@@ -319,8 +323,8 @@ fn DestinationCard(
                 view! {
                     <div class="confirm" role="group" aria-labelledby="confirm-delete-text">
                         <p id="confirm-delete-text">
-                            {format!("Delete destination “{name}”? This cannot be undone; rules that deliver to it \
-                                      need another destination.")}
+                            {format!("Delete destination “{name}”? Its unfinished deliveries fail, and rules that name \
+                                      it have nowhere to deliver. This cannot be undone.")}
                         </p>
                         <div class="row-actions">
                             <button type="button" class="danger" disabled=move || delete.pending().get()
@@ -407,14 +411,26 @@ fn TestReport(report: TestSendReport) -> impl IntoView {
 /// The form for a new destination, and the signing secret a new webhook gets, shown once.
 #[component]
 fn NewDestination(create: ServerAction<CreateDestination>) -> impl IntoView {
+    // Each destination created empties the form for the next.
+    let created = RwSignal::new(0_u32);
+    Effect::new(move |_| {
+        if matches!(create.value().get(), Some(Ok(_))) {
+            created.update(|n| *n += 1);
+        }
+    });
     view! {
         <section class="card">
-            <DestinationEditor
-                existing=None
-                on_submit=Callback::new(move |form| { create.dispatch(CreateDestination { form }); })
-                pending=create.pending()
-                error=failure(create)
-            />
+            {move || {
+                created.track();
+                view! {
+                    <DestinationEditor
+                        existing=None
+                        on_submit=Callback::new(move |form| { create.dispatch(CreateDestination { form }); })
+                        pending=create.pending()
+                        error=failure(create)
+                    />
+                }
+            }}
             {move || match create.value().get() {
                 Some(Ok(created)) => Some(view! {
                     <p role="status">

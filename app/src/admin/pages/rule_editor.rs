@@ -68,6 +68,8 @@ pub(super) struct ActionFields {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// Slack's Block Kit blocks: a template that renders to a JSON array.
+    pub blocks: String,
 }
 
 impl Default for ActionFields {
@@ -78,6 +80,7 @@ impl Default for ActionFields {
             subject: String::new(),
             text: String::new(),
             html: String::new(),
+            blocks: String::new(),
         }
     }
 }
@@ -181,6 +184,7 @@ impl ActionFields {
                     subject: part("subject"),
                     text: part("text"),
                     html: part("html"),
+                    blocks: part("blocks"),
                 })
             }
             _ => Err(format!(
@@ -194,11 +198,16 @@ impl ActionFields {
             return json!({"type": "skip"});
         }
         let mut action = json!({"type": "deliver", "destinations": self.destinations});
-        let parts: Map<String, Value> = [("subject", &self.subject), ("text", &self.text), ("html", &self.html)]
-            .into_iter()
-            .filter(|(_, source)| !source.trim().is_empty())
-            .map(|(part, source)| (part.to_owned(), Value::String(source.clone())))
-            .collect();
+        let parts: Map<String, Value> = [
+            ("subject", &self.subject),
+            ("text", &self.text),
+            ("html", &self.html),
+            ("blocks", &self.blocks),
+        ]
+        .into_iter()
+        .filter(|(_, source)| !source.trim().is_empty())
+        .map(|(part, source)| (part.to_owned(), Value::String(source.clone())))
+        .collect();
         if !parts.is_empty() {
             action["template"] = Value::Object(parts);
         }
@@ -218,6 +227,7 @@ struct ActionSignals {
     subject: RwSignal<String>,
     text: RwSignal<String>,
     html: RwSignal<String>,
+    blocks: RwSignal<String>,
 }
 
 impl ActionSignals {
@@ -229,6 +239,7 @@ impl ActionSignals {
             subject: RwSignal::new(fields.subject),
             text: RwSignal::new(fields.text),
             html: RwSignal::new(fields.html),
+            blocks: RwSignal::new(fields.blocks),
         }
     }
 
@@ -239,6 +250,7 @@ impl ActionSignals {
             subject: self.subject.get_untracked(),
             text: self.text.get_untracked(),
             html: self.html.get_untracked(),
+            blocks: self.blocks.get_untracked(),
         }
     }
 }
@@ -527,7 +539,7 @@ fn ActionEditor(
     let id = move |field: &str| format!("action-{key}-{field}");
     let deliver = move || {
         (action.kind.get() == "deliver").then(|| {
-            let open = [action.subject, action.text, action.html]
+            let open = [action.subject, action.text, action.html, action.blocks]
                 .iter()
                 .any(|part| !part.get_untracked().is_empty());
             view! {
@@ -554,12 +566,20 @@ fn ActionEditor(
                     <label for=id("html")>"HTML (email)"</label>
                     <textarea id=id("html") class="code-input" rows="3" prop:value=move || action.html.get()
                         on:input=move |event| action.html.set(event_target_value(&event))></textarea>
+                    <label for=id("blocks")>"Blocks (Slack)"</label>
+                    <textarea id=id("blocks") class="code-input" rows="4" aria-describedby=id("blocks-hint")
+                        prop:value=move || action.blocks.get()
+                        on:input=move |event| action.blocks.set(event_target_value(&event))></textarea>
+                    <p id=id("blocks-hint") class="muted">
+                        "Block Kit blocks: renders to a JSON array, and prints each value as JSON: "
+                        <code>"[{\"type\": \"section\", \"text\": {\"type\": \"mrkdwn\", \"text\": {{ record.job_description }}}}]"</code>
+                    </p>
                 </details>
             }
         })
     };
     view! {
-        <div class="action-editor" role="group" aria-label=move || format!("Action {}", number())>
+        <div class="action-editor">
             <div class="section-head">
                 <label for=id("type")>{move || format!("Action {}", number())}</label>
                 <button type="button" class="secondary" aria-label=move || format!("Remove action {}", number())
@@ -828,7 +848,8 @@ mod tests {
             "filter": {"changes.status": {"$exist": true}},
             "actions": [{"type": "skip"},
                         {"type": "deliver", "destinations": ["office-email"],
-                         "template": {"subject": "Quote {{ record.uuid }}", "html": "<p>Accepted</p>"}}]
+                         "template": {"subject": "Quote {{ record.uuid }}", "html": "<p>Accepted</p>",
+                                     "blocks": "[{\"type\": \"divider\"}]"}}]
         });
         let fields = RuleFields::of(&definition).unwrap();
         assert_eq!(fields.stage, "received");
