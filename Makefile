@@ -12,9 +12,9 @@ TOOLS := target/tools
 WASM_OPT := $(TOOLS)/node_modules/.bin/wasm-opt
 WASM_RAW := target/wasm32-unknown-unknown/wasm-release/frontend.wasm
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
-# The product (app, server), the simulated ServiceM8 account, the tools, and the binary with the system's
-# integration tests.
-RUST_PACKAGES := -p app -p server -p servicem8-mock -p sm8-tools -p sm8-webhooks
+# The product (app, server, the wire formats), the simulated ServiceM8 account, the tools, and the binary with the
+# system's integration tests.
+RUST_PACKAGES := -p app -p server -p sm8-wire -p servicem8-mock -p sm8-tools -p sm8-webhooks
 CARGO_TEST := cargo test --locked $(RUST_PACKAGES)
 
 .PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js test-contract contract-deps bench tools wasm-target e2e-deps postgres lint fmt clean FORCE

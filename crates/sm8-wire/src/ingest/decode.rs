@@ -8,15 +8,13 @@
 //! processor validates it by fetching the object. A signature that is present and wrong is refused with 401 and
 //! never falls back to a weaker check.
 
-use axum::http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
 use super::formats::{self, addon, event, Body, Shape};
 use super::payload::{ParsedEvent, PayloadError};
 use super::signature::{self, Rejection, Verification};
-use super::{form, standard, SIGNATURE_HEADER};
-use crate::ingest::DeliverySecrets;
+use super::{form, standard, DeliverySecrets, SIGNATURE_HEADER};
 use crate::secret::Secret;
-use crate::store::now_millis;
 
 /// What a delivery turned out to be.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,8 +69,9 @@ pub fn decode(
     decode_at(secrets, headers, query, body, now_millis())
 }
 
-/// `decode` for a delivery received at `now` (unix milliseconds).
-fn decode_at(
+/// `decode` for a delivery received at `now` (unix milliseconds): what the tests and the fuzzer call, so that a
+/// Standard Webhooks timestamp means the same on every run.
+pub fn decode_at(
     secrets: &DeliverySecrets,
     headers: &HeaderMap,
     query: Option<&str>,
@@ -175,6 +174,11 @@ fn accept(verification: Verification) -> Result<Verification, IngestError> {
         Verification::Rejected(rejection) => Err(rejection.into()),
         accepted => Ok(accepted),
     }
+}
+
+/// The current time in unix milliseconds, as the server stamps what it receives.
+fn now_millis() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// A secret's value, treating an empty value as not configured.
