@@ -406,6 +406,19 @@ mod tests {
     }
 
     #[test]
+    fn a_number_reaches_subscribers_as_the_sender_wrote_it() {
+        // The relay re-encodes what it decodes, so a number parsed one unit in the last place off would reach
+        // subscribers changed, and change again at every hop.
+        let text = r#"[null,null,"realtime:x","broadcast",{"n":555555555555555555555555555500000000000000000000000000000000}]"#;
+        let Incoming::Frame(frame) = Vsn::V2.decode(WireMessage::Text(text.into())).unwrap() else {
+            panic!()
+        };
+        assert_eq!(frame.payload["n"].as_f64(), Some(5.555555555555556e59));
+        let relayed = Vsn::V2.encode(Outgoing::Frame(frame.clone()));
+        assert_eq!(Vsn::V2.decode(relayed), Ok(Incoming::Frame(frame)));
+    }
+
+    #[test]
     fn truncated_binary_frames_are_malformed() {
         let bytes = broadcast_push("8", "10", "realtime:room1", "e", json!({}));
         assert!(Vsn::V2.decode(WireMessage::Binary(bytes[..12].to_vec())).is_err());
