@@ -3,6 +3,7 @@
 //! (`realtime::protocol`). Pure functions over bytes, headers and secrets: no I/O, no clock but where a function
 //! says so.
 
+pub mod fuzzing;
 pub mod ingest;
 pub mod secret;
 
