@@ -36,6 +36,11 @@ pub enum Verification {
 }
 
 impl Verification {
+    /// Whether a credential vouched for the delivery (a signature, the URL token, the add-on's JWT, a session).
+    pub fn is_authenticated(&self) -> bool {
+        !matches!(self, Verification::Unsigned | Verification::Rejected(_))
+    }
+
     /// The name stored with the event.
     pub fn as_str(&self) -> &'static str {
         match self {
