@@ -26,7 +26,7 @@ FUZZ_SMOKE_SECONDS := 15
 FUZZ_FLAGS := --fuzz-dir fuzz --sanitizer none --debug-assertions
 
 .PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js test-contract contract-deps fuzz \
-	fuzz-smoke fuzz-deps bench tools wasm-target e2e-deps postgres lint fmt clean FORCE
+	fuzz-smoke fuzz-deps smtp-test-deps bench tools wasm-target e2e-deps postgres lint fmt clean FORCE
 
 all: build
 
@@ -76,8 +76,15 @@ run: build
 ## every fuzz target, browser tests, and the API contract
 test: test-rust fuzz-smoke test-postgres test-e2e test-realtime-js test-contract
 
-test-rust:
+test-rust: smtp-test-deps
 	$(CARGO_TEST)
+
+AIOSMTPD_VERSION := 1.4.6
+
+## smtp-test-deps: aiosmtpd, the SMTP server the email destination's tests send to
+smtp-test-deps:
+	@python3 -c 'import aiosmtpd' 2>/dev/null || \
+		python3 -m pip install --quiet "aiosmtpd==$(AIOSMTPD_VERSION)"
 
 ## test-postgres: the store conformance suite against the local PostgreSQL server
 test-postgres: postgres
