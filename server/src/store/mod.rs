@@ -208,7 +208,8 @@ pub trait Store: Directory + Outbound + Send + Sync + 'static {
     async fn retry_failed_events(&self, account: &str, now: i64, dry_run: bool) -> Result<u64, StoreError>;
 
     /// Deletes finished (success, skipped, failed) events received before `cutoff`, and the bodies no event refers
-    /// to any more; returns how many events.
+    /// to any more; returns how many events. The account's finished deliveries created before `cutoff` go too
+    /// (`Outbound::delete_finished_deliveries_before`).
     async fn delete_finished_events_before(&self, account: &str, cutoff: i64) -> Result<u64, StoreError>;
 
     /// Writes the record (in its account) unless the stored one has a newer edit_date, saying what it replaced.

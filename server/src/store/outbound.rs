@@ -476,7 +476,7 @@ pub trait Outbound: Send + Sync {
     /// How many of the account's deliveries stand at each status, per destination (no row for a count of none).
     async fn delivery_counts(&self, account: &str) -> Result<Vec<DeliveryCount>, StoreError>;
     /// Deletes the account's delivered and failed deliveries created before `cutoff`, with their attempts;
-    /// returns how many deliveries.
+    /// returns how many deliveries. Retention of events calls it too.
     async fn delete_finished_deliveries_before(&self, account: &str, cutoff: i64) -> Result<u64, StoreError>;
 }
 

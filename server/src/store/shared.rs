@@ -316,6 +316,7 @@ where
         .execute(&mut *writer)
         .await?;
         self.synced(writer).await?;
+        self.delete_finished_deliveries_before(account, cutoff).await?;
         Ok(deleted.rows_affected())
     }
 
