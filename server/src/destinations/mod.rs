@@ -139,6 +139,17 @@ impl Destination {
     }
 }
 
+/// The HTTP client every attempt shares. Redirects are not followed: a destination answers for itself, and a
+/// redirect must not carry a signed message somewhere its owner did not name.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("sm8-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
 /// One attempt at one delivery.
 #[derive(Debug, Clone, Copy)]
 pub struct Attempt<'a> {

@@ -57,15 +57,8 @@ impl InvalidDestination {
     }
 }
 
-/// The four kinds of destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DestinationKind {
-    Webhook,
-    Slack,
-    Email,
-    Sms,
-}
+/// The four kinds of destination, as the store names them.
+pub use crate::store::outbound::DestinationKind;
 
 impl std::str::FromStr for DestinationKind {
     type Err = InvalidDestination;
@@ -77,17 +70,6 @@ impl std::str::FromStr for DestinationKind {
             "email" => Ok(DestinationKind::Email),
             "sms" => Ok(DestinationKind::Sms),
             _ => Err(InvalidDestination::new("kind", "must be webhook, slack, email or sms")),
-        }
-    }
-}
-
-impl DestinationKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DestinationKind::Webhook => "webhook",
-            DestinationKind::Slack => "slack",
-            DestinationKind::Email => "email",
-            DestinationKind::Sms => "sms",
         }
     }
 }

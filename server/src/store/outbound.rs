@@ -219,6 +219,9 @@ pub struct NewDelivery {
     pub created_at: i64,
     /// When it may first be sent.
     pub next_attempt_at: i64,
+    /// Stored as failed with this error, never sent: the rule's transform or template failed to make the
+    /// message.
+    pub failed: Option<String>,
 }
 
 /// A delivery as stored.

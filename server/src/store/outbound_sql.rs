@@ -317,8 +317,8 @@ where
         for delivery in deliveries {
             let inserted = sqlx::query(
                 "INSERT INTO deliveries (id, account, destination_id, event_id, rule_id, rule_name, dedup_key,
-                     message, status, attempts, next_attempt_at, created_at)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, 'queued', 0, $9, $10
+                     message, status, attempts, next_attempt_at, created_at, last_error, finished_at)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $11, 0, $9, $10, $12, $13
                  WHERE EXISTS (SELECT 1 FROM destinations WHERE account = $2 AND id = $3)
                  ON CONFLICT (account, dedup_key) DO NOTHING",
             )
@@ -332,6 +332,12 @@ where
             .bind(&delivery.message)
             .bind(delivery.next_attempt_at)
             .bind(delivery.created_at)
+            .bind(match delivery.failed {
+                Some(_) => DeliveryStatus::Failed.as_str(),
+                None => DeliveryStatus::Queued.as_str(),
+            })
+            .bind(&delivery.failed)
+            .bind(delivery.failed.as_ref().map(|_| delivery.created_at))
             .execute(&mut *transaction)
             .await?;
             stored += inserted.rows_affected();

@@ -56,6 +56,7 @@ fn delivery(destination: &DestinationRow, dedup_key: Option<&str>, created_at: i
         message: json!({ "destination": destination.name, "body": { "json": { "job": 1 } } }),
         created_at,
         next_attempt_at: created_at,
+        failed: None,
     }
 }
 
@@ -130,6 +131,7 @@ conformance!(
     no_outbound_query_of_one_account_returns_anothers_rows,
     rules_apply_in_position_order_and_reorder_only_by_a_permutation,
     enqueueing_stores_each_dedup_key_once,
+    a_delivery_enqueued_as_failed_is_kept_with_its_error_and_never_claimed,
     concurrent_claims_take_each_due_delivery_once,
     a_delivery_whose_lease_ran_out_is_claimed_again_with_its_attempt_interrupted,
     only_the_holder_of_a_lease_finishes_or_postpones_its_delivery,

@@ -441,3 +441,16 @@ pub(super) async fn deleting_a_destination_fails_its_unfinished_deliveries_and_k
     );
     assert_eq!(store.retry_failed_deliveries(A, &ops.id, 6_000).await.unwrap(), 0);
 }
+
+pub(super) async fn a_delivery_enqueued_as_failed_is_kept_with_its_error_and_never_claimed(store: Arc<dyn Store>) {
+    let ops = stored_destination(store.as_ref(), A, "ops").await;
+    let mut broken = delivery(&ops, Some("event-9:rule-1:0:0"), 5);
+    broken.failed = Some("rule \"Jobs to ops\": at transform: boom".into());
+    assert_eq!(store.enqueue_deliveries(&[broken.clone()]).await.unwrap(), 1);
+    assert!(claim(store.as_ref(), "worker-1", 100, 1_000, 10).await.is_empty());
+    let stored = store.delivery(A, &broken.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, DeliveryStatus::Failed);
+    assert_eq!(stored.last_error.as_deref(), broken.failed.as_deref());
+    assert_eq!(stored.finished_at, Some(5));
+    assert_eq!(stored.attempts, 0);
+}
