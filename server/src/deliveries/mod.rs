@@ -38,6 +38,10 @@ pub struct DeliveryArgs {
     #[arg(long, env = "DELIVERY_CONCURRENCY_PER_DESTINATION", default_value_t = 4)]
     pub delivery_concurrency_per_destination: usize,
 
+    /// Sends to one destination per second, per node (a burst of as many is allowed).
+    #[arg(long, env = "DELIVERY_RATE_PER_DESTINATION", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub delivery_rate_per_destination: u32,
+
     /// How often idle delivery workers look for due deliveries, in milliseconds (new ones wake them at once).
     #[arg(long, env = "DELIVERY_POLL_INTERVAL_MS", default_value_t = 1_000)]
     pub delivery_poll_interval_ms: u64,

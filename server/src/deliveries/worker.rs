@@ -1,12 +1,14 @@
 //! Delivery workers: each claims due deliveries under a lease, sends them (several at once, at most
-//! `per_destination` to one destination at a time), records every attempt, schedules the next or gives up, and
-//! keeps each destination's circuit.
+//! `per_destination` to one destination at a time and `DELIVERY_RATE_PER_DESTINATION` a second), records every
+//! attempt, schedules the next or gives up, and keeps each destination's circuit.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +40,8 @@ pub struct Deliverer {
     poll: Duration,
     wake: Notify,
     sending: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Sends per second to each destination.
+    pace: DefaultKeyedRateLimiter<String>,
 }
 
 impl Deliverer {
@@ -57,6 +61,9 @@ impl Deliverer {
             poll: Duration::from_millis(args.delivery_poll_interval_ms.max(10)),
             wake: Notify::new(),
             sending: Mutex::new(HashMap::new()),
+            pace: RateLimiter::keyed(Quota::per_second(
+                NonZeroU32::new(args.delivery_rate_per_destination).unwrap_or(NonZeroU32::MIN),
+            )),
         })
     }
 
@@ -187,6 +194,7 @@ impl Deliverer {
         };
         let lane = self.lane(&row.id);
         let _turn = lane.acquire().await.expect("lanes are never closed");
+        self.pace.until_key_ready(&row.id).await;
         let report = destinations::send(
             &self.client,
             &destination,

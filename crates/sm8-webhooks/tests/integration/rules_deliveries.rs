@@ -16,7 +16,9 @@ use servicem8_mock::{self as mock, MockConfig};
 use sha2::Sha256;
 
 use crate::common::outbound::{Received, Receiver};
-use crate::common::{serve_args, spawn_app_with, TestApp, ADMIN_TOKEN};
+use crate::common::{
+    fresh_postgres_database, serve_args, spawn_app_with, spawn_with, test_database_url, TestApp, ADMIN_TOKEN,
+};
 
 fn quick() -> ServeArgs {
     let mut args = serve_args("sqlite::memory:");
@@ -116,8 +118,19 @@ fn signature_is_valid(request: &Received, secret: &str) -> bool {
 
 #[tokio::test]
 async fn a_processed_rule_forwards_a_jobs_completion_to_a_webhook_signed_with_standard_webhooks() {
+    forwards_a_jobs_completion(spawn_app_with(quick()).await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run make test-postgres"]
+async fn on_postgresql_a_processed_rule_forwards_a_jobs_completion_to_a_signed_webhook() {
+    let mut args = quick();
+    args.database.database_url = fresh_postgres_database(&test_database_url()).await;
+    forwards_a_jobs_completion(spawn_with(args, tempfile::TempDir::new().unwrap()).await).await;
+}
+
+async fn forwards_a_jobs_completion(app: TestApp) {
     let erp = Receiver::answering(200).await;
-    let app = spawn_app_with(quick()).await;
     let created = changed(
         &app,
         json!({"action": "create_destination", "name": "erp", "kind": "webhook", "settings": {"url": erp.url("/hook")}}),
