@@ -25,7 +25,7 @@ FUZZ_SMOKE_SECONDS := 15
 # four minutes on a clean clone.
 FUZZ_FLAGS := --fuzz-dir fuzz --sanitizer none --debug-assertions
 
-.PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js test-contract contract-deps fuzz \
+.PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js test-contract contract-deps test-ops ops-deps fuzz \
 	fuzz-smoke fuzz-deps smtp-test-deps bench tools wasm-target e2e-deps postgres lint fmt clean FORCE
 
 all: build
@@ -74,7 +74,7 @@ run: build
 
 ## test: every test of the project: Rust suites on SQLite and PostgreSQL (started if it is down), a short run of
 ## every fuzz target, browser tests, and the API contract
-test: test-rust fuzz-smoke test-postgres test-e2e test-realtime-js test-contract
+test: test-rust fuzz-smoke test-postgres test-e2e test-realtime-js test-contract test-ops
 
 test-rust: smtp-test-deps
 	$(CARGO_TEST)
@@ -153,6 +153,14 @@ fuzz-smoke: fuzz-deps
 ## fuzz: each fuzz target for FUZZ_SECONDS (default 300 s)
 fuzz: fuzz-deps
 	$(call run_fuzz_targets,$(FUZZ_SECONDS))
+
+ops-deps:
+	@command -v promtool >/dev/null || { apt-get update && apt-get install -y --no-install-recommends prometheus; }
+
+## test-ops: the Prometheus alerting rules (promtool check and unit tests) and the Grafana dashboard's queries in
+## ops/, against the metrics the server exports
+test-ops: ops-deps
+	ops/check.sh
 
 ## bench: measure ingest, end to end, fan-out, processing, the bundle and a 5-minute soak against their targets,
 ## within 15 minutes;
