@@ -12,12 +12,21 @@ TOOLS := target/tools
 WASM_OPT := $(TOOLS)/node_modules/.bin/wasm-opt
 WASM_RAW := target/wasm32-unknown-unknown/wasm-release/frontend.wasm
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
-# The product (app, server), the simulated ServiceM8 account, the tools, and the binary with the system's
-# integration tests.
-RUST_PACKAGES := -p app -p server -p servicem8-mock -p sm8-tools -p sm8-webhooks
+# The product (app, server, the wire formats), the simulated ServiceM8 account, the tools, and the binary with the
+# system's integration tests.
+RUST_PACKAGES := -p app -p server -p sm8-wire -p servicem8-mock -p sm8-tools -p sm8-webhooks
 CARGO_TEST := cargo test --locked $(RUST_PACKAGES)
+FUZZ_TARGETS := delivery_decoder signature_checks form_parser realtime_frames
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS := 15
+# One build serves every target: optimised, with debug assertions and overflow checks on (an overflow is a finding),
+# and no sanitizer. The fuzzed code is safe Rust, so AddressSanitizer would catch nothing that does not already
+# panic, while it lengthens the build and slows every execution; without it `fuzz-deps` and `fuzz-smoke` take about
+# four minutes on a clean clone.
+FUZZ_FLAGS := --fuzz-dir fuzz --sanitizer none --debug-assertions
 
-.PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js test-contract contract-deps bench tools wasm-target e2e-deps postgres lint fmt clean FORCE
+.PHONY: all build run test test-rust test-postgres test-e2e test-realtime-js test-contract contract-deps test-ops ops-deps fuzz \
+	fuzz-smoke fuzz-deps smtp-test-deps bench tools wasm-target e2e-deps postgres lint fmt clean FORCE
 
 all: build
 
@@ -63,12 +72,19 @@ run: build
 		exec $(BIN) demo; \
 	fi
 
-## test: every test of the project: Rust suites on SQLite and PostgreSQL (started if it is down), browser tests,
-## and the API contract
-test: test-rust test-postgres test-e2e test-realtime-js test-contract
+## test: every test of the project: Rust suites on SQLite and PostgreSQL (started if it is down), a short run of
+## every fuzz target, browser tests, and the API contract
+test: test-rust fuzz-smoke test-postgres test-e2e test-realtime-js test-contract test-ops
 
-test-rust:
+test-rust: smtp-test-deps
 	$(CARGO_TEST)
+
+AIOSMTPD_VERSION := 1.4.6
+
+## smtp-test-deps: aiosmtpd, the SMTP server the email destination's tests send to
+smtp-test-deps:
+	@python3 -c 'import aiosmtpd' 2>/dev/null || \
+		python3 -m pip install --quiet "aiosmtpd==$(AIOSMTPD_VERSION)"
 
 ## test-postgres: the store conformance suite against the local PostgreSQL server
 test-postgres: postgres
@@ -104,6 +120,47 @@ contract-deps:
 ## no response that breaks the document (CONTRACT_EXAMPLES per operation, default 100)
 test-contract: build contract-deps
 	CONTRACT_EXAMPLES=$${CONTRACT_EXAMPLES:-100} end2end/contract/run.sh $(BIN)
+
+# The fuzz targets need nightly and cargo-fuzz; the machine's image carries nightly, and rustup fetches it where not.
+fuzz-deps:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+
+# Builds the targets once, then runs each for $(1) seconds on a copy of its seed corpus (fuzz/corpus/<target>), so
+# that what the fuzzer adds stays out of the repository. A failing input is saved in fuzz/artifacts/<target>/: fix
+# the bug, then keep the input in fuzz/regressions/<target>/, where `cargo test -p sm8-wire` replays it.
+# `-verbosity=0` drops libFuzzer's line per new input (tens of thousands in a smoke run); the final statistics and
+# a failure's report still print.
+define run_fuzz_targets
+	cargo +nightly fuzz build $(FUZZ_FLAGS)
+	@for target in $(FUZZ_TARGETS); do \
+		corpus=$$(mktemp -d); cp fuzz/corpus/$$target/* $$corpus/; \
+		echo "fuzzing $$target for $(1) s"; \
+		if ! cargo +nightly fuzz run $(FUZZ_FLAGS) $$target $$corpus -- \
+			-max_total_time=$(1) -timeout=10 -verbosity=0 -print_final_stats=1; then \
+			rm -rf $$corpus; \
+			echo "FUZZING FAILED in $$target: a failing input is saved in fuzz/artifacts/$$target/" >&2; \
+			exit 1; \
+		fi; \
+		rm -rf $$corpus; \
+	done
+endef
+
+## fuzz-smoke: each fuzz target for $(FUZZ_SMOKE_SECONDS) s (part of `make test`)
+fuzz-smoke: fuzz-deps
+	$(call run_fuzz_targets,$(FUZZ_SMOKE_SECONDS))
+
+## fuzz: each fuzz target for FUZZ_SECONDS (default 300 s)
+fuzz: fuzz-deps
+	$(call run_fuzz_targets,$(FUZZ_SECONDS))
+
+ops-deps:
+	@command -v promtool >/dev/null || { apt-get update && apt-get install -y --no-install-recommends prometheus; }
+
+## test-ops: the Prometheus alerting rules (promtool check and unit tests) and the Grafana dashboard's queries in
+## ops/, against the metrics the server exports
+test-ops: ops-deps
+	ops/check.sh
 
 ## bench: measure ingest, end to end, fan-out, processing, the bundle and a 5-minute soak against their targets,
 ## within 15 minutes;

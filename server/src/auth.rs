@@ -4,15 +4,7 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-/// Compares two secrets in constant time, whatever their lengths.
-pub fn secrets_match(candidate: &str, expected: &str) -> bool {
-    // Comparing digests keeps the time independent of where, or whether, the lengths differ.
-    Sha256::digest(candidate.as_bytes())
-        .ct_eq(&Sha256::digest(expected.as_bytes()))
-        .into()
-}
+pub use sm8_wire::secret::secrets_match;
 
 /// A new random token: 32 bytes, hex encoded.
 pub fn random_token() -> String {
@@ -64,14 +56,6 @@ mod tests {
         assert_ne!(stored, hash_password("correct horse battery"), "a fresh salt each time");
         assert!(!password_matches("anything", "not a hash"));
         assert!(!password_matches("anything", decoy_password_hash()));
-    }
-
-    #[test]
-    fn secrets_match_only_when_equal() {
-        assert!(secrets_match("abc", "abc"));
-        assert!(!secrets_match("abc", "abd"));
-        assert!(!secrets_match("", "abc"));
-        assert!(!secrets_match("abcd", "abc"));
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct ServeArgs {
     pub processor: ProcessorArgs,
 
     #[command(flatten)]
+    pub deliveries: crate::deliveries::DeliveryArgs,
+
+    #[command(flatten)]
     pub realtime: crate::realtime::RealtimeArgs,
 
     #[command(flatten)]

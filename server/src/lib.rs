@@ -9,6 +9,7 @@ pub mod config;
 pub mod connect_servicem8;
 pub mod csrf;
 pub mod deliveries;
+pub mod destinations;
 pub mod error;
 pub mod flags;
 pub mod group_commit;

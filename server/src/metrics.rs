@@ -14,6 +14,7 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::error::ApiError;
+use crate::store::outbound::DeliveryOutcome;
 use crate::store::{now_millis, Completion, Insertion};
 
 const WEBHOOKS_RECEIVED: &str = "sm8_webhooks_received_total";
@@ -30,6 +31,9 @@ const REALTIME_DROPPED: &str = "sm8_realtime_updates_dropped_total";
 const REALTIME_REFETCHES: &str = "sm8_realtime_refetches_total";
 const REALTIME_RETAINED_BYTES: &str = "sm8_realtime_retained_bytes";
 const REALTIME_RETAINED_BROADCASTS: &str = "sm8_realtime_retained_broadcasts";
+const DELIVERY_ATTEMPTS: &str = "sm8_delivery_attempts_total";
+const DELIVERY_DURATION: &str = "sm8_delivery_duration_seconds";
+const DESTINATION_CIRCUIT_OPEN: &str = "sm8_destination_circuit_open";
 
 /// Upper bounds of the latency histograms' buckets, in seconds: from a fast local batch to a retried one.
 const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
@@ -147,6 +151,33 @@ fn describe_metrics() {
         Unit::Count,
         "Updates kept in memory for resuming realtime clients, over all topics"
     );
+    describe_counter!(
+        DELIVERY_ATTEMPTS,
+        Unit::Count,
+        "Attempts to send rules' deliveries, by destination kind and outcome: delivered, retry or failed"
+    );
+    describe_histogram!(
+        DELIVERY_DURATION,
+        Unit::Seconds,
+        "How long one attempt to send a delivery took, by destination kind"
+    );
+    describe_gauge!(
+        DESTINATION_CIRCUIT_OPEN,
+        Unit::Count,
+        "1 while a destination's circuit is open (its deliveries wait after consecutive failures), else 0"
+    );
+}
+
+/// Counts an attempt at a delivery to a destination of `kind` and how long it took.
+pub fn record_delivery(kind: &'static str, outcome: &DeliveryOutcome, took: Duration) {
+    counter!(DELIVERY_ATTEMPTS, "kind" => kind, "outcome" => outcome.attempt_outcome().as_str()).increment(1);
+    histogram!(DELIVERY_DURATION, "kind" => kind).record(took.as_secs_f64());
+}
+
+/// Whether `destination`'s circuit is open.
+pub fn set_circuit(account: &str, destination: &str, open: bool) {
+    gauge!(DESTINATION_CIRCUIT_OPEN, "account" => account.to_owned(), "destination" => destination.to_owned())
+        .set(if open { 1.0 } else { 0.0 });
 }
 
 /// Sets the gauges read from the store at scrape time.
@@ -465,6 +496,8 @@ mod tests {
             set_realtime_retained(10, 1);
             count_dropped_realtime_updates("relay_lag", 1);
             count_realtime_refetch();
+            record_delivery("webhook", &DeliveryOutcome::Delivered, Duration::from_millis(3));
+            set_circuit("acme", "ops", false);
         });
         for (name, kind) in [
             (WEBHOOKS_RECEIVED, "counter"),
@@ -481,6 +514,9 @@ mod tests {
             (REALTIME_REFETCHES, "counter"),
             (REALTIME_RETAINED_BYTES, "gauge"),
             (REALTIME_RETAINED_BROADCASTS, "gauge"),
+            (DELIVERY_ATTEMPTS, "counter"),
+            (DELIVERY_DURATION, "histogram"),
+            (DESTINATION_CIRCUIT_OPEN, "gauge"),
         ] {
             assert!(name.starts_with("sm8_"), "{name}");
             assert!(

@@ -16,10 +16,12 @@ use crate::accounts::{AccountArgs, AccountSecrets, Accounts, DefaultAccount, Pro
 use crate::backend::{BackendSettings, RealtimeKeys, ServerBackend};
 use crate::config::ServeArgs;
 use crate::csrf::{self, SameOrigin};
+use crate::deliveries::Deliverer;
 use crate::ingest::IngestArgs;
 use crate::listen::Listener;
-use crate::processor::{Processor, ProcessorArgs};
+use crate::processor::{Processor, ProcessorArgs, RuleBook, RuleHooks};
 use crate::queue::EventQueue;
+use crate::rules::sandbox::{Sandbox, SandboxLimits};
 use crate::sealing::{self, KeySource, MasterKey, Sealer, CHECK_SETTING};
 use crate::secret::Secret;
 use crate::security_headers::{self, Https};
@@ -48,6 +50,8 @@ pub struct Server {
     router: Router,
     state: AppState,
     processor: Arc<Processor>,
+    deliverer: Arc<Deliverer>,
+    delivery_workers: usize,
     pub admin_token: Secret,
     pub admin_token_source: AdminTokenSource,
     /// The public key realtime clients pass as `apikey`.
@@ -192,6 +196,18 @@ impl Server {
         let secure_cookies = public_url.starts_with("https://");
         let updates = updates::channel();
         let queue_wakeup = Arc::new(Notify::new());
+        let deliverer = Deliverer::new(
+            store.clone(),
+            accounts.sealer().clone(),
+            &args.deliveries,
+            args.processor.node(port),
+        );
+        let sandbox = Sandbox::start(SandboxLimits::default()).context("starting the rules' JavaScript sandbox")?;
+        let rule_book = Arc::new(RuleBook::new(store.clone(), sandbox));
+        let rule_hooks = RuleHooks {
+            book: rule_book.clone(),
+            deliverer: deliverer.clone(),
+        };
         let processor = Processor::new(
             store.clone(),
             accounts.clone(),
@@ -199,6 +215,7 @@ impl Server {
             args.processor.clone(),
             queue_wakeup.clone(),
             args.processor.node(port),
+            Some(rule_hooks.clone()),
         );
         let queue = EventQueue::new(store.clone(), updates.clone(), queue_wakeup.clone());
         let settings = BackendSettings {
@@ -226,7 +243,8 @@ impl Server {
                 admin_token.clone(),
                 settings,
             )
-            .with_realtime(realtime_keys),
+            .with_realtime(realtime_keys)
+            .with_outbound(rule_hooks),
         );
         let setup_link = backend.setup_link().await.map_err(|error| anyhow::anyhow!("{error}"))?;
         let state = AppState {
@@ -278,6 +296,8 @@ impl Server {
             router,
             state,
             processor,
+            deliverer,
+            delivery_workers: args.deliveries.delivery_workers,
             admin_token,
             admin_token_source,
             realtime_anon_key,
@@ -319,12 +339,14 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let refresh = self.state.accounts.spawn_refresh(shutdown.clone());
         let mut workers = self.processor.spawn(shutdown.clone()).await;
+        let mut delivery_workers = self.deliverer.spawn(self.delivery_workers, shutdown.clone());
         // Upgraded websockets outlive their HTTP connections: the relay closes them itself.
         let realtime_closed = tokio::spawn(self.relay_closer.close_on(shutdown.clone()));
         self.listener.serve(self.router, shutdown.clone()).await;
         shutdown.cancel();
         let _ = realtime_closed.await;
         while workers.join_next().await.is_some() {}
+        while delivery_workers.join_next().await.is_some() {}
         let _ = refresh.await;
         Ok(())
     }

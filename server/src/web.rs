@@ -7,6 +7,7 @@ use app::access::ClientAddress;
 use app::api::DashboardBackend;
 use app::directory::api::{DirectoryBackend, SignIn};
 use app::error::AppError;
+use app::outbound::api::OutboundBackend;
 use app::portal::api::PortalBackend;
 use app::realtime::RealtimeBackend;
 use app::{shell, App, OUTPUT_NAME};
@@ -28,9 +29,9 @@ use crate::backend::ServerBackend;
 use crate::security_headers::ScriptNonce;
 use crate::throttle::{client_address, RetryAfter, Throttles};
 
-/// The pages and server functions. Every request's context holds `backend` four times over, as the dashboard's,
-/// the directory's, the portal's and the realtime credentials' backend: each server function finds only the one it
-/// is for.
+/// The pages and server functions. Every request's context holds `backend` five times over, as the dashboard's,
+/// the directory's, the portal's, the rules and destinations' and the realtime credentials' backend: each server
+/// function finds only the one it is for.
 pub fn router(site_root: &Path, backend: Arc<ServerBackend>, throttles: Arc<Throttles>) -> Router {
     let options = LeptosOptions::builder()
         .output_name(OUTPUT_NAME)
@@ -167,4 +168,5 @@ fn provide_backends(backend: &Arc<ServerBackend>) {
     provide_context::<Arc<dyn DirectoryBackend>>(backend.clone());
     provide_context::<Arc<dyn PortalBackend>>(backend.clone());
     provide_context::<Arc<dyn RealtimeBackend>>(backend.clone());
+    provide_context::<Arc<dyn OutboundBackend>>(backend.clone());
 }

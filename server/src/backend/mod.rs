@@ -6,14 +6,17 @@
 
 mod access;
 mod audit;
+mod destinations;
 mod directory;
 mod members;
 mod oauth;
+mod outbound;
 mod passwords;
 mod pipeline;
 mod portal;
 mod portal_views;
 mod realtime;
+mod rules;
 
 use std::sync::Arc;
 
@@ -25,6 +28,7 @@ pub use passwords::check_new_password;
 pub use portal::{create_link, PortalLink};
 
 use crate::accounts::{Accounts, DefaultAccount};
+use crate::processor::RuleHooks;
 use crate::queue::EventQueue;
 use crate::realtime::TokenKeys;
 use crate::secret::Secret;
@@ -56,6 +60,9 @@ pub struct ServerBackend {
     sign_ins_by_email: Failures<String>,
     /// Set when the realtime relay runs: browsers get their access tokens here.
     realtime: Option<RealtimeKeys>,
+    /// Set where rules run: the rule book to refresh on changes, the sandbox rule tests run in, and the delivery
+    /// workers to wake.
+    outbound: Option<RuleHooks>,
 }
 
 /// What minting realtime access tokens takes: the relay's signing keys and its public anon key.
@@ -86,7 +93,14 @@ impl ServerBackend {
             settings,
             sign_ins_by_email: Failures::per_minute(SIGN_INS_PER_EMAIL_PER_MINUTE),
             realtime: None,
+            outbound: None,
         }
+    }
+
+    /// Lets the backend manage rules and destinations, with the pipeline's rule book and delivery workers.
+    pub fn with_outbound(mut self, hooks: RuleHooks) -> Self {
+        self.outbound = Some(hooks);
+        self
     }
 
     /// Lets the backend hand out realtime access tokens signed with `keys`.

@@ -1,10 +1,13 @@
 //! When a delivery is tried again, and when a destination is given a rest: the retry schedule with jitter, and
-//! the circuit breaker that pauses a destination after consecutive failures and lets one probe through after a
-//! cool-down.
+//! the circuit breaker that opens a destination's circuit after consecutive failures. While it is open the store
+//! holds the destination's deliveries for the cool-down; then one goes as the probe, and its outcome closes the
+//! circuit or opens it for another cool-down.
 
 use std::time::Duration;
 
 use rand::Rng;
+
+pub use crate::store::outbound::Circuit;
 
 /// The delays before each retry of a delivery, in order; after the last the delivery fails. The default follows
 /// Svix's: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h.
@@ -82,23 +85,6 @@ impl RetrySchedule {
     }
 }
 
-/// A destination's circuit, as the store keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CircuitState {
-    pub consecutive_failures: i64,
-    /// When the circuit opened (unix ms); `None` while it is closed.
-    pub opened_at: Option<i64>,
-}
-
-/// What the breaker allows for a destination now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Send.
-    Send,
-    /// The circuit is open: wait until `until` (unix ms), then one probe may go.
-    Wait { until: i64 },
-}
-
 /// After how many consecutive failures a destination is paused, and for how long before a probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CircuitBreaker {
@@ -118,7 +104,7 @@ impl Default for CircuitBreaker {
 /// How an attempt changes a destination's circuit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CircuitChange {
-    pub state: CircuitState,
+    pub state: Circuit,
     /// The circuit opened with this attempt (an alert is raised).
     pub opened: bool,
     /// The circuit closed with this attempt (a probe succeeded).
@@ -126,27 +112,11 @@ pub struct CircuitChange {
 }
 
 impl CircuitBreaker {
-    /// Whether a delivery to a destination in `state` may be sent at `now`. Once the cool-down has passed the
-    /// circuit is half-open: a delivery goes as the probe, and its outcome closes or re-opens the circuit.
-    pub fn admit(&self, state: CircuitState, now: i64) -> Admission {
-        match state.opened_at {
-            Some(opened_at) => {
-                let until = opened_at + self.cool_down.as_millis() as i64;
-                if now >= until {
-                    Admission::Send
-                } else {
-                    Admission::Wait { until }
-                }
-            }
-            None => Admission::Send,
-        }
-    }
-
     /// The circuit after an attempt that `succeeded` at `now`.
-    pub fn after_attempt(&self, state: CircuitState, succeeded: bool, now: i64) -> CircuitChange {
+    pub fn after_attempt(&self, state: Circuit, succeeded: bool, now: i64) -> CircuitChange {
         if succeeded {
             return CircuitChange {
-                state: CircuitState {
+                state: Circuit {
                     consecutive_failures: 0,
                     opened_at: None,
                 },
@@ -163,7 +133,7 @@ impl CircuitBreaker {
             None => None,
         };
         CircuitChange {
-            state: CircuitState {
+            state: Circuit {
                 consecutive_failures: failures,
                 opened_at,
             },
@@ -211,7 +181,7 @@ mod tests {
         failure_threshold: 3,
         cool_down: Duration::from_secs(60),
     };
-    const CLOSED: CircuitState = CircuitState {
+    const CLOSED: Circuit = Circuit {
         consecutive_failures: 0,
         opened_at: None,
     };
@@ -244,20 +214,14 @@ mod tests {
     }
 
     #[test]
-    fn an_open_circuit_holds_deliveries_until_the_cool_down_then_a_probe_closes_or_reopens_it() {
-        let open = CircuitState {
+    fn a_failed_probe_reopens_the_circuit_for_another_cool_down_and_a_good_one_closes_it() {
+        let open = Circuit {
             consecutive_failures: 3,
             opened_at: Some(1_000),
         };
-        assert_eq!(BREAKER.admit(open, 30_000), Admission::Wait { until: 61_000 });
-        assert_eq!(BREAKER.admit(open, 61_000), Admission::Send);
         let failed_probe = BREAKER.after_attempt(open, false, 61_500);
         assert_eq!(failed_probe.state.opened_at, Some(61_500));
         assert!(!failed_probe.opened, "it was already open: no second alert");
-        assert_eq!(
-            BREAKER.admit(failed_probe.state, 62_000),
-            Admission::Wait { until: 121_500 }
-        );
         let good_probe = BREAKER.after_attempt(failed_probe.state, true, 121_600);
         assert!(good_probe.closed);
         assert_eq!(good_probe.state, CLOSED);

@@ -1,8 +1,9 @@
 //! The receiver's settings: the secrets the default account's deliveries are verified with, and how much one
-//! delivery may hold; and `DeliverySecrets`, one account's verification secrets.
+//! delivery may hold.
 
 use clap::Args;
 
+use super::DeliverySecrets;
 use crate::secret::Secret;
 
 /// Secrets the receiver checks deliveries against, and its limits.
@@ -51,19 +52,6 @@ impl IngestArgs {
             standard_webhook_secrets: self.standard_webhook_secrets.clone(),
         }
     }
-}
-
-/// The secrets one account's deliveries are verified with (each account has its own).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeliverySecrets {
-    /// The seed format's `x-servicem8-signature` HMAC secret.
-    pub webhook_secret: Option<Secret>,
-    /// The `?token=` unsigned ServiceM8 callbacks must carry.
-    pub webhook_url_token: Option<Secret>,
-    /// The add-on App Secret its JWT callbacks are signed with.
-    pub servicem8_app_secret: Option<Secret>,
-    /// Standard Webhooks secrets (`whsec_…`), several during a rotation.
-    pub standard_webhook_secrets: Vec<Secret>,
 }
 
 impl Default for IngestArgs {

@@ -1,25 +1,19 @@
 //! Ingest: what a delivery from ServiceM8 means. Each delivery format is detected and decoded (`decode`,
 //! `formats`), verified (`signature`, `standard`), and turned into the events the store keeps (`new_events`). The
 //! receiver route that uses it is `receiver.rs`.
+//!
+//! The decoding and verification are the `sm8-wire` crate's, re-exported here under their old paths; this module
+//! adds the receiver's settings (`IngestArgs`) and what needs the store.
 
 mod args;
-pub mod decode;
-mod form;
-pub mod formats;
-mod json;
-pub mod payload;
-pub mod signature;
-pub mod standard;
 
-pub use args::{DeliverySecrets, IngestArgs};
+pub use args::IngestArgs;
+pub use sm8_wire::ingest::{decode, formats, payload, signature, standard, DeliverySecrets, SIGNATURE_HEADER};
 
 use uuid::Uuid;
 
 use crate::store::{NewEvent, ReceivedBody};
 use decode::Delivery;
-
-/// Header carrying the seed format's HMAC-SHA256 signature.
-pub const SIGNATURE_HEADER: &str = "x-servicem8-signature";
 
 /// The events of a delivery to `account` as they are stored: one per parsed event, all referring to the one body
 /// and headers.

@@ -7,6 +7,8 @@ use app::api::DashboardBackend;
 use app::directory::api::DirectoryBackend;
 use app::directory::model::{AccountSecretKind, AccountSettings, NewAccountForm};
 use app::model::TestEvent;
+use app::outbound::api::OutboundBackend;
+use app::outbound::model::{DestinationForm, RuleForm};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,8 +17,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::answers::{
-    ChangeAnswer, CleanedUp, MemberRemoved, Requeued, RetriedFailed, RoleSet, Subscriptions, TestEventSent,
-    TokenRevoked,
+    ChangeAnswer, CleanedUp, Done, MemberRemoved, Requeued, RetriedDeliveries, RetriedFailed, RoleSet, Rules,
+    Subscriptions, TestEventSent, TokenRevoked,
 };
 use super::{Authorized, MAX_ACTION_BYTES};
 use crate::error::{bad_request, ApiError, ErrorBody};
@@ -112,11 +114,65 @@ pub(super) enum Action {
         #[serde(default, rename = "ttlDays", alias = "ttl_days")]
         ttl_days: Option<u32>,
     },
+    CreateDestination {
+        #[serde(flatten)]
+        form: DestinationForm,
+    },
+    UpdateDestination {
+        id: String,
+        #[serde(flatten)]
+        form: DestinationForm,
+    },
+    DeleteDestination {
+        id: String,
+    },
+    RotateDestinationSecret {
+        id: String,
+    },
+    PauseDestination {
+        id: String,
+    },
+    ResumeDestination {
+        id: String,
+    },
+    SendTestMessage {
+        id: String,
+    },
+    CreateRule {
+        #[serde(flatten)]
+        form: RuleForm,
+    },
+    UpdateRule {
+        id: String,
+        #[serde(flatten)]
+        form: RuleForm,
+    },
+    DeleteRule {
+        id: String,
+    },
+    ReorderRules {
+        ids: Vec<String>,
+    },
+    TestRule {
+        definition: Value,
+        #[serde(rename = "eventId", alias = "event_id")]
+        event_id: String,
+    },
+    RetryDelivery {
+        id: String,
+    },
+    RetryDestinationDeliveries {
+        #[serde(rename = "destinationId", alias = "destination_id")]
+        destination_id: String,
+    },
 }
 
 const EXPECTED: &str = "expected an action: retry_event, retry_failed_events, cleanup, send_test_event, \
      create_account, update_account, set_account_secret, generate_account_secret, disable_account, enable_account, \
-     invite_member, set_role, remove_member, create_token, revoke_token, subscribe, unsubscribe or create_portal_link";
+     invite_member, set_role, remove_member, create_token, revoke_token, subscribe, unsubscribe, create_portal_link, \
+     create_destination, update_destination, delete_destination, rotate_destination_secret, pause_destination, \
+     resume_destination, send_test_message, create_rule, update_rule, delete_rule, reorder_rules, test_rule, \
+     retry_delivery or retry_destination_deliveries";
 
 #[utoipa::path(
     post,
@@ -257,6 +313,46 @@ pub(super) async fn act(
             let ttl_days = ttl_days.unwrap_or(app::directory::api::DEFAULT_PORTAL_LINK_DAYS);
             ChangeAnswer::Link(backend.create_portal_link(&access, &company_uuid, ttl_days).await?)
         }
+        Action::CreateDestination { form } => {
+            ChangeAnswer::CreatedDestination(backend.create_destination(&access, form).await?)
+        }
+        Action::UpdateDestination { id, form } => {
+            ChangeAnswer::Destination(backend.update_destination(&access, &id, form).await?)
+        }
+        Action::DeleteDestination { id } => {
+            backend.delete_destination(&access, &id).await?;
+            ChangeAnswer::Done(Done { success: true, id })
+        }
+        Action::RotateDestinationSecret { id } => {
+            ChangeAnswer::SecretShown(backend.rotate_destination_secret(&access, &id).await?)
+        }
+        Action::PauseDestination { id } => {
+            ChangeAnswer::Destination(backend.set_destination_paused(&access, &id, true).await?)
+        }
+        Action::ResumeDestination { id } => {
+            ChangeAnswer::Destination(backend.set_destination_paused(&access, &id, false).await?)
+        }
+        Action::SendTestMessage { id } => ChangeAnswer::TestSent(backend.send_test_message(&access, &id).await?),
+        Action::CreateRule { form } => ChangeAnswer::Rule(backend.create_rule(&access, form).await?),
+        Action::UpdateRule { id, form } => ChangeAnswer::Rule(backend.update_rule(&access, &id, form).await?),
+        Action::DeleteRule { id } => {
+            backend.delete_rule(&access, &id).await?;
+            ChangeAnswer::Done(Done { success: true, id })
+        }
+        Action::ReorderRules { ids } => ChangeAnswer::Rules(Rules {
+            rules: backend.reorder_rules(&access, ids).await?,
+        }),
+        Action::TestRule { definition, event_id } => {
+            ChangeAnswer::RuleTest(backend.test_rule(&access, definition, &event_id).await?)
+        }
+        Action::RetryDelivery { id } => {
+            backend.retry_delivery(&access, &id).await?;
+            ChangeAnswer::Done(Done { success: true, id })
+        }
+        Action::RetryDestinationDeliveries { destination_id } => ChangeAnswer::RetriedDeliveries(RetriedDeliveries {
+            success: true,
+            retried: backend.retry_destination_deliveries(&access, &destination_id).await?,
+        }),
     };
     Ok(Json(answer))
 }

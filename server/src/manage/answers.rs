@@ -8,6 +8,9 @@ use app::directory::model::{
     SubscriptionView, TokenView,
 };
 use app::model::{EventDetail, EventPage, MinuteBucket, PipelineHealth, Stats};
+use app::outbound::model::{
+    CreatedDestination, DeliveryDetail, DeliveryPage, DestinationView, RuleTest, RuleView, TestSendReport,
+};
 use serde::Serialize;
 use utoipa::openapi::schema::AnyOfBuilder;
 use utoipa::openapi::{Ref, RefOr, Schema};
@@ -41,6 +44,32 @@ pub struct Tokens {
 #[derive(Serialize, ToSchema)]
 pub struct Subscriptions {
     pub subscriptions: Vec<SubscriptionView>,
+}
+
+/// `action=rules`, and what `reorder_rules` leaves.
+#[derive(Serialize, ToSchema)]
+pub struct Rules {
+    pub rules: Vec<RuleView>,
+}
+
+/// `action=destinations`.
+#[derive(Serialize, ToSchema)]
+pub struct Destinations {
+    pub destinations: Vec<DestinationView>,
+}
+
+/// A change that answers nothing but that it was done (a deletion, a retry): what it was done to.
+#[derive(Serialize, ToSchema)]
+pub struct Done {
+    pub success: bool,
+    pub id: String,
+}
+
+/// `retry_destination_deliveries`: how many failed deliveries were queued again.
+#[derive(Serialize, ToSchema)]
+pub struct RetriedDeliveries {
+    pub success: bool,
+    pub retried: u64,
 }
 
 /// `retry_event`: the event is queued again.
@@ -150,6 +179,10 @@ any_of_answers! {
         Members(Members),
         Tokens(Tokens),
         Subscriptions(Subscriptions),
+        Rules(Rules),
+        Destinations(Destinations),
+        Deliveries(DeliveryPage),
+        Delivery(DeliveryDetail),
     }
 }
 
@@ -169,5 +202,13 @@ any_of_answers! {
         CreatedToken(CreatedToken),
         TokenRevoked(TokenRevoked),
         Subscriptions(Subscriptions),
+        CreatedDestination(CreatedDestination),
+        Destination(DestinationView),
+        TestSent(TestSendReport),
+        Rule(RuleView),
+        Rules(Rules),
+        RuleTest(RuleTest),
+        Done(Done),
+        RetriedDeliveries(RetriedDeliveries),
     }
 }

@@ -13,6 +13,8 @@ use app::directory::api::DirectoryBackend;
 use app::directory::model::AuditFilter;
 use app::error::AppError;
 use app::model::{EventQuery, EventStatus};
+use app::outbound::api::OutboundBackend;
+use app::outbound::model::DeliveryQuery;
 use app::session::SessionCookie;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, State};
@@ -28,7 +30,7 @@ use crate::backend::Caller;
 use crate::error::{bad_request, ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::throttle::client_address;
-use answers::{Accounts, Members, Minutes, ReadAnswer, Subscriptions, Tokens};
+use answers::{Accounts, Destinations, Members, Minutes, ReadAnswer, Rules, Subscriptions, Tokens};
 
 /// The largest management request body: an action is a few fields.
 pub const MAX_ACTION_BYTES: usize = 64 * 1024;
@@ -129,6 +131,10 @@ enum ReadAction {
     Members,
     Tokens,
     Subscriptions,
+    Rules,
+    Destinations,
+    Deliveries,
+    Delivery,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -150,9 +156,14 @@ struct ManagementQuery {
     to: Option<String>,
     cursor: Option<String>,
     limit: Option<String>,
-    /// The event of `action=event`.
+    /// The event of `action=event`, the delivery of `action=delivery`.
     #[serde(alias = "eventId")]
     id: Option<String>,
+    /// `action=deliveries`: one destination's.
+    #[serde(rename = "destinationId", alias = "destination_id")]
+    destination_id: Option<String>,
+    /// `action=deliveries`: those one event caused.
+    event: Option<String>,
     /// `action=audit`: the action, actor and outcome to show.
     #[serde(rename = "auditAction", alias = "audit_action")]
     audit_action: Option<String>,
@@ -160,8 +171,8 @@ struct ManagementQuery {
     outcome: Option<String>,
 }
 
-const ACTIONS: &str = "stats, health, throughput, events, event, audit, accounts, account, members, tokens or \
-     subscriptions";
+const ACTIONS: &str = "stats, health, throughput, events, event, audit, accounts, account, members, tokens, \
+     subscriptions, rules, destinations, deliveries or delivery";
 
 /// `?action=stats`, `?action=events&status=...&limit=...`, `?action=audit`, ...
 #[utoipa::path(
@@ -228,6 +239,29 @@ async fn query_management(
         ReadAction::Subscriptions => ReadAnswer::Subscriptions(Subscriptions {
             subscriptions: backend.subscriptions(&access).await?,
         }),
+        ReadAction::Rules => ReadAnswer::Rules(Rules {
+            rules: OutboundBackend::rules(backend, &access).await?,
+        }),
+        ReadAction::Destinations => ReadAnswer::Destinations(Destinations {
+            destinations: backend.destinations(&access).await?,
+        }),
+        ReadAction::Deliveries => {
+            let query = DeliveryQuery {
+                destination_id: query.destination_id.clone(),
+                status: query.status.clone(),
+                event_id: query.event.clone(),
+                cursor: query.cursor.clone(),
+                limit: limit_param(&query.limit)?,
+            };
+            ReadAnswer::Deliveries(backend.deliveries(&access, query).await?)
+        }
+        ReadAction::Delivery => {
+            let id = query
+                .id
+                .as_deref()
+                .ok_or_else(|| ApiError::BadRequest("action=delivery needs id".into()))?;
+            ReadAnswer::Delivery(backend.delivery_detail(&access, id).await?)
+        }
     };
     Ok(Json(answer))
 }

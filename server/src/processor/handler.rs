@@ -6,11 +6,14 @@ use app::objects::{CompanyLink, JobLink, JOB};
 use serde_json::{Map, Value};
 
 use super::lease::Lease;
-use super::{RetryPolicy, Step};
+use super::rules::{account_facts, event_facts, AccountRules};
+use super::{RetryPolicy, RuleHooks, Step};
 use crate::accounts::Accounts;
 use crate::metrics;
+use crate::rules::{AccountFacts, Document, Stage};
 use crate::servicem8::client::{ApiCallError, Fetched, ServiceM8Client};
 use crate::store::mirror::text_field;
+use crate::store::outbound::NewDelivery;
 use crate::store::{
     now_millis, object_spec, AttemptTiming, ClaimedEvent, Completion, MirrorRecord, ObjectSpec, Store, StoreError,
 };
@@ -21,6 +24,7 @@ pub(super) struct Handler {
     accounts: Arc<Accounts>,
     updates: UpdateSender,
     policy: RetryPolicy,
+    rules: Option<RuleHooks>,
 }
 
 /// Which job and company a record belongs to, for routing its update.
@@ -36,12 +40,14 @@ impl Handler {
         accounts: Arc<Accounts>,
         updates: UpdateSender,
         policy: RetryPolicy,
+        rules: Option<RuleHooks>,
     ) -> Self {
         Handler {
             store,
             accounts,
             updates,
             policy,
+            rules,
         }
     }
 
@@ -52,11 +58,6 @@ impl Handler {
             self.announce(event, PipelineStage::Processing, None);
         }
         let first = &batch[0];
-        let work = Work {
-            batch,
-            lease,
-            started_at,
-        };
         let account = match self.accounts.get(&first.account) {
             Some(account) if !account.disabled => account,
             found => {
@@ -66,19 +67,114 @@ impl Handler {
                     "no longer exists"
                 };
                 let reason = format!("account {} {state}: not processed", first.account);
+                let work = Work::new(batch, lease, started_at, None, account_facts(&first.account, ""));
                 self.finish(&work, batch, Completion::Skipped(reason), None).await?;
                 return Ok(Step::Processed);
             }
         };
+        let rules = match &self.rules {
+            Some(hooks) => Some(hooks.book.of(&account.slug).await?),
+            None => None,
+        };
+        let facts = account_facts(&account.slug, &account.name);
+        let received = Work::new(batch, lease, started_at, rules.clone(), facts.clone());
+        let remaining = self.apply_received_rules(&received).await?;
+        if remaining.is_empty() {
+            return Ok(Step::Processed);
+        }
+        let work = Work::new(&remaining, lease, started_at, rules, facts);
         let Some(table) = object_spec(&first.object_type) else {
             let reason = format!("unknown object type {:?}: not mirrored", first.object_type);
-            self.finish(&work, batch, Completion::Skipped(reason), None).await?;
+            self.finish(&work, &remaining, Completion::Skipped(reason), None)
+                .await?;
             return Ok(Step::Processed);
         };
         match &account.client {
             Some(client) => self.fetch_and_mirror(client, table, &work).await,
             None => self.apply_payloads(table, &work).await,
         }
+    }
+
+    /// Applies the account's rules of stage `received` to each event: queues the deliveries they ask for and
+    /// finishes the events they skip (no API request is spent on those); returns the events left to process.
+    async fn apply_received_rules(&self, work: &Work<'_>) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let (Some(hooks), Some(rules)) = (&self.rules, &work.rules) else {
+            return Ok(work.batch.to_vec());
+        };
+        if !rules.any_at(Stage::Received) {
+            return Ok(work.batch.to_vec());
+        }
+        let mut deliveries = Vec::new();
+        let mut remaining = Vec::with_capacity(work.batch.len());
+        let mut skipped = Vec::new();
+        for event in work.batch {
+            let document = Document::received(&event_facts(event), event.changes.clone(), &work.account);
+            let decision = hooks.book.decide(rules, event, &document).await;
+            deliveries.extend(decision.deliveries);
+            match decision.skip {
+                Some(reason) => skipped.push((event, reason)),
+                None => remaining.push(event.clone()),
+            }
+        }
+        self.enqueue(deliveries).await?;
+        for (event, reason) in skipped {
+            self.finish(work, std::slice::from_ref(event), Completion::Skipped(reason), None)
+                .await?;
+        }
+        Ok(remaining)
+    }
+
+    /// Applies the account's rules of stage `processed` to each event of the batch, its record now mirrored
+    /// (`previous`: the mirror's record before), and queues the deliveries they ask for. Called before the
+    /// events are finished, so that a crash in between processes them again rather than losing the deliveries
+    /// (which the store keeps once each).
+    async fn apply_processed_rules(
+        &self,
+        work: &Work<'_>,
+        events: &[ClaimedEvent],
+        record: &Value,
+        previous: &Option<Value>,
+    ) -> Result<(), StoreError> {
+        let (Some(hooks), Some(rules)) = (&self.rules, &work.rules) else {
+            return Ok(());
+        };
+        let mut deliveries = Vec::new();
+        for event in events {
+            let changes = filled_changes(&event.changes, record);
+            let document = Document::processed(
+                &event_facts(event),
+                changes,
+                record.clone(),
+                previous.clone(),
+                &work.account,
+            );
+            deliveries.extend(hooks.book.decide(rules, event, &document).await.deliveries);
+        }
+        self.enqueue(deliveries).await
+    }
+
+    /// The mirror's record of the batch's object before this change, when a rule of stage `processed` will
+    /// read it.
+    async fn previous_record(&self, work: &Work<'_>) -> Result<Option<Value>, StoreError> {
+        if !work.rules.as_ref().is_some_and(|rules| rules.any_at(Stage::Processed)) {
+            return Ok(None);
+        }
+        let event = &work.batch[0];
+        self.store
+            .mirror_record(&event.account, &event.object_type, &event.object_uuid)
+            .await
+    }
+
+    async fn enqueue(&self, deliveries: Vec<NewDelivery>) -> Result<(), StoreError> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        if self.store.enqueue_deliveries(&deliveries).await? > 0 {
+            if let Some(hooks) = &self.rules {
+                hooks.deliverer.wake();
+            }
+        }
+        Ok(())
     }
 
     async fn fetch_and_mirror(
@@ -104,9 +200,11 @@ impl Handler {
                 if !self.still_held(work).await? {
                     return Ok(Step::Processed);
                 }
+                let previous = self.previous_record(work).await?;
                 let mirrored_at = now_millis();
                 let write = self.store.upsert_mirror(&row, mirrored_at).await?;
                 let owners = self.owners(&row.account, table, &row.uuid, &row.record).await?;
+                self.apply_processed_rules(work, batch, &row.record, &previous).await?;
                 if self.finish(work, batch, Completion::Success, Some(200)).await? {
                     // One write for the whole batch: its row change goes with the first event's update only.
                     let mut row_change = row.change(&write, mirrored_at);
@@ -178,6 +276,7 @@ impl Handler {
                 .store
                 .mirror_record(&event.account, table.object_type, &event.object_uuid)
                 .await?;
+            let previous = stored.clone();
             let mut record = match stored {
                 Some(Value::Object(record)) => record,
                 _ => Map::from_iter([
@@ -204,6 +303,8 @@ impl Handler {
             let mirrored_at = now_millis();
             let write = self.store.upsert_mirror(&row, mirrored_at).await?;
             let owners = self.owners(&row.account, table, &row.uuid, &row.record).await?;
+            self.apply_processed_rules(work, std::slice::from_ref(event), &row.record, &previous)
+                .await?;
             if self
                 .finish(work, std::slice::from_ref(event), Completion::Success, None)
                 .await?
@@ -333,11 +434,31 @@ impl Handler {
     }
 }
 
-/// One object's claimed events being worked on.
+/// One object's claimed events being worked on, and the account's rules.
 struct Work<'a> {
     batch: &'a [ClaimedEvent],
     lease: &'a Lease,
     started_at: i64,
+    rules: Option<Arc<AccountRules>>,
+    account: AccountFacts,
+}
+
+impl<'a> Work<'a> {
+    fn new(
+        batch: &'a [ClaimedEvent],
+        lease: &'a Lease,
+        started_at: i64,
+        rules: Option<Arc<AccountRules>>,
+        account: AccountFacts,
+    ) -> Work<'a> {
+        Work {
+            batch,
+            lease,
+            started_at,
+            rules,
+            account,
+        }
+    }
 }
 
 fn lost_lease(events: &[ClaimedEvent]) {

@@ -9,6 +9,7 @@
 mod handler;
 mod lease;
 mod retry;
+mod rules;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,20 @@ use crate::store::{now_millis, Claim, ClaimedEvent, Release, Store, StoreError, 
 use crate::updates::UpdateSender;
 use lease::Lease;
 pub use retry::RetryPolicy;
+pub use rules::{AccountRules, Decision, RuleBook};
+
+/// What rules know of events and accounts, for trying a rule outside the pipeline.
+pub mod rules_facts {
+    pub use super::rules::{account_facts, event_facts_of};
+}
+
+/// What the pipeline hands rules' deliveries to: the account's rules, and the workers to wake when they queue
+/// deliveries.
+#[derive(Clone)]
+pub struct RuleHooks {
+    pub book: Arc<RuleBook>,
+    pub deliverer: Arc<crate::deliveries::Deliverer>,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct ProcessorArgs {
@@ -143,8 +158,9 @@ impl Processor {
         args: ProcessorArgs,
         wakeup: Arc<Notify>,
         node: String,
+        rules: Option<RuleHooks>,
     ) -> Arc<Processor> {
-        let handler = handler::Handler::new(store.clone(), accounts.clone(), updates, args.retry_policy());
+        let handler = handler::Handler::new(store.clone(), accounts.clone(), updates, args.retry_policy(), rules);
         Arc::new(Processor {
             store,
             node,

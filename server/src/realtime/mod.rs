@@ -19,7 +19,8 @@ pub mod outbox;
 mod pg_delivery;
 mod pg_presence;
 pub mod postgres_bus;
-pub mod protocol;
+/// The wire format, the `sm8-wire` crate's (so that it can be fuzzed apart from the server).
+pub use sm8_wire::realtime::protocol;
 pub mod rest;
 pub mod scope;
 pub mod session;

@@ -1,7 +1,8 @@
 //! Message templates for Slack, email and SMS: minijinja (Jinja2 syntax) rendered from a rule's document.
 //!
-//! A [`MessageTemplate`] has up to three parts: `subject` (an email's subject line), `text` (Slack's message, the
-//! SMS, an email's plain-text part) and `html` (an email's HTML part). Each part sees the document's `event`,
+//! A [`MessageTemplate`] has up to four parts: `subject` (an email's subject line), `text` (Slack's message, the
+//! SMS, an email's plain-text part), `html` (an email's HTML part) and `blocks` (Slack's Block Kit blocks, a
+//! JSON array). Each part sees the document's `event`,
 //! `changes`, `record`, `previous` and `account`, and `message`, the transform's output when the rule has one:
 //!
 //! ```jinja
@@ -14,6 +15,10 @@
 //!   `{{ value or "—" }}` or the `default` filter to show something instead.
 //! - **Escaping.** Only `html` escapes what it prints (`<`, `>`, `&`, quotes); `| safe` prints markup as it is.
 //!   `subject` and `text` print values as they are, and line breaks in a rendered subject become spaces.
+//! - **Blocks are JSON.** `blocks` prints each value as JSON, so a string prints with its quotes and escapes
+//!   and no field of a record can break the array: write `"text": {{ record.job_description }}`, and build a
+//!   longer string with `~` (`"text": {{ "Job " ~ record.generated_job_id ~ " is done" }}`). The rendered
+//!   output must parse as a JSON array, or the rendering fails.
 //! - **Dates.** `date` and `datetime` format ServiceM8's `YYYY-MM-DD HH:MM:SS` and `YYYY-MM-DD`, RFC 3339
 //!   times and unix milliseconds (the event's `received_at`): `{{ record.completion_date | date }}` gives
 //!   `1 May 2024`, `| datetime` gives `1 May 2024 14:05`, and either takes a format in the `time` crate's
@@ -60,6 +65,9 @@ pub struct MessageTemplate {
     /// An email's HTML part; what it prints is HTML-escaped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
+    /// Slack's Block Kit blocks: renders to a JSON array; what it prints is written as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<String>,
 }
 
 /// A rendered message; a part is present when its template is.
@@ -71,13 +79,16 @@ pub struct RenderedMessage {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
+    /// The rendered `blocks`, always a JSON array.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Value>,
 }
 
 /// A template that does not compile or did not render: which part, on which line, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("at {}: {reason}", self.place())]
 pub struct TemplateError {
-    /// `subject`, `text` or `html`; none for the template as a whole.
+    /// `subject`, `text`, `html` or `blocks`; none for the template as a whole.
     pub part: Option<&'static str>,
     pub line: Option<usize>,
     pub reason: String,
@@ -92,14 +103,13 @@ impl TemplateError {
     }
 }
 
-const PARTS: [&str; 3] = ["subject", "text", "html"];
-
 impl MessageTemplate {
-    fn parts(&self) -> [(&'static str, Option<&String>); 3] {
+    fn parts(&self) -> [(&'static str, Option<&String>); 4] {
         [
-            (PARTS[0], self.subject.as_ref()),
-            (PARTS[1], self.text.as_ref()),
-            (PARTS[2], self.html.as_ref()),
+            ("subject", self.subject.as_ref()),
+            ("text", self.text.as_ref()),
+            ("html", self.html.as_ref()),
+            ("blocks", self.blocks.as_ref()),
         ]
     }
 
@@ -132,6 +142,7 @@ impl MessageTemplate {
             subject: self.subject.is_some(),
             text: self.text.is_some(),
             html: self.html.is_some(),
+            blocks: self.blocks.is_some(),
         };
         compiled.check_names()?;
         Ok(compiled)
@@ -145,6 +156,7 @@ pub struct CompiledTemplate {
     subject: bool,
     text: bool,
     html: bool,
+    blocks: bool,
 }
 
 impl CompiledTemplate {
@@ -159,6 +171,9 @@ impl CompiledTemplate {
             subject: render(self.subject, "subject")?.map(|subject| subject.replace(['\r', '\n'], " ")),
             text: render(self.text, "text")?,
             html: render(self.html, "html")?,
+            blocks: render(self.blocks, "blocks")?
+                .map(|blocks| parse_blocks(&blocks))
+                .transpose()?,
         })
     }
 
@@ -186,7 +201,12 @@ impl CompiledTemplate {
     /// misspelt filter is refused on save rather than at the first delivery.
     fn check_names(&self) -> Result<(), TemplateError> {
         let empty = TemplateValue::from(Serde(serde_json::json!({})));
-        let parts = [(self.subject, "subject"), (self.text, "text"), (self.html, "html")];
+        let parts = [
+            (self.subject, "subject"),
+            (self.text, "text"),
+            (self.html, "html"),
+            (self.blocks, "blocks"),
+        ];
         for (_, part) in parts.into_iter().filter(|(present, _)| *present) {
             if let Err(error) = self.render_part(part, &empty) {
                 let unknown = ["unknown filter", "unknown test", "unknown function", "unknown method"];
@@ -202,12 +222,10 @@ impl CompiledTemplate {
 fn environment() -> Environment<'static> {
     let mut environment = Environment::new();
     environment.set_undefined_behavior(UndefinedBehavior::Chainable);
-    environment.set_auto_escape_callback(|name| {
-        if name == "html" {
-            AutoEscape::Html
-        } else {
-            AutoEscape::None
-        }
+    environment.set_auto_escape_callback(|name| match name {
+        "html" => AutoEscape::Html,
+        "blocks" => AutoEscape::Json,
+        _ => AutoEscape::None,
     });
     environment.set_fuel(Some(FUEL));
     environment.set_recursion_limit(RECURSION_LIMIT);
@@ -218,6 +236,20 @@ fn environment() -> Environment<'static> {
         format_time(&value, format.as_deref().unwrap_or(DEFAULT_DATETIME_FORMAT))
     });
     environment
+}
+
+/// The rendered `blocks` part as the JSON array Slack expects.
+fn parse_blocks(rendered: &str) -> Result<Value, TemplateError> {
+    let refuse = |reason: String| TemplateError {
+        part: Some("blocks"),
+        line: None,
+        reason,
+    };
+    match serde_json::from_str(rendered) {
+        Ok(blocks @ Value::Array(_)) => Ok(blocks),
+        Ok(_) => Err(refuse("the rendered blocks are JSON but not an array".into())),
+        Err(error) => Err(refuse(format!("the rendered blocks are not JSON: {error}"))),
+    }
 }
 
 fn template_error(part: &'static str, error: &minijinja::Error) -> TemplateError {

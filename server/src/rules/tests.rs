@@ -84,6 +84,7 @@ async fn slack_hears_when_a_job_becomes_completed_and_not_again() {
         subject: None,
         text: Some(text.into()),
         html: None,
+        blocks: None,
     };
     assert_eq!(
         outcome,
@@ -127,6 +128,7 @@ async fn the_office_gets_an_email_when_a_quote_is_accepted() {
             subject: Some("Quote accepted: job 1042".into()),
             text: Some("Accepted 1 May 2024 14:05: Fix <leak>".into()),
             html: Some("<p>Accepted: <b>Fix &lt;leak&gt;</b></p>".into()),
+            blocks: None,
         })
     );
     let updated = processed_job("updated", "Work Order", Some("Quote"));

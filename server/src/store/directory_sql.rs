@@ -8,6 +8,7 @@ use super::directory::{
     SealedValue, UserRow,
 };
 use super::engine::{Engine, RowsAffected};
+use super::outbound::destination_secrets_context;
 use super::{now_millis, StoreError};
 
 const ACCOUNT_COLUMNS: &str = "slug, name, servicem8_account_uuid, disabled_at, credential_kind, sealed_secrets, \
@@ -23,6 +24,19 @@ const AUDIT_COLUMNS: &str = "id, at, account, actor_kind, actor, action, target,
 /// The sealing context of an account's secrets, `accounts:{slug}:secrets`.
 pub fn account_secrets_context(slug: &str) -> String {
     format!("accounts:{slug}:secrets")
+}
+
+/// Where the sealed secrets of a context live: the statement that replaces them (`$1` the sealed value, `$2` the
+/// key) and the row's key, for an account's (`accounts:{slug}:secrets`) or a destination's
+/// (`destinations:{id}:secrets`).
+fn sealed_secrets_owner(context: &str) -> Option<(&'static str, &str)> {
+    let (table, rest) = context.split_once(':')?;
+    let key = rest.strip_suffix(":secrets")?;
+    match table {
+        "accounts" => Some(("UPDATE accounts SET sealed_secrets = $1 WHERE slug = $2", key)),
+        "destinations" => Some(("UPDATE destinations SET sealed_secrets = $1 WHERE id = $2", key)),
+        _ => None,
+    }
 }
 
 #[async_trait]
@@ -433,19 +447,26 @@ where
     }
 
     async fn sealed_values(&self) -> Result<Vec<SealedValue>, StoreError> {
-        let rows: Vec<(String, Option<String>)> =
-            sqlx::query_as("SELECT slug, sealed_secrets FROM accounts WHERE sealed_secrets IS NOT NULL")
-                .fetch_all(self.readers())
-                .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(slug, sealed)| {
+        let mut values = Vec::new();
+        for (sql, context) in [
+            (
+                "SELECT slug, sealed_secrets FROM accounts WHERE sealed_secrets IS NOT NULL",
+                account_secrets_context as fn(&str) -> String,
+            ),
+            (
+                "SELECT id, sealed_secrets FROM destinations WHERE sealed_secrets IS NOT NULL",
+                destination_secrets_context,
+            ),
+        ] {
+            let rows: Vec<(String, Option<String>)> = sqlx::query_as(sql).fetch_all(self.readers()).await?;
+            values.extend(rows.into_iter().filter_map(|(key, sealed)| {
                 Some(SealedValue {
-                    context: account_secrets_context(&slug),
+                    context: context(&key),
                     sealed: sealed?,
                 })
-            })
-            .collect())
+            }));
+        }
+        Ok(values)
     }
 
     async fn replace_sealed_values(&self, values: &[SealedValue]) -> Result<(), StoreError> {
@@ -460,14 +481,11 @@ where
                     .await?;
                 continue;
             }
-            let slug = value
-                .context
-                .strip_prefix("accounts:")
-                .and_then(|rest| rest.strip_suffix(":secrets"))
+            let (sql, key) = sealed_secrets_owner(&value.context)
                 .ok_or_else(|| StoreError::Corrupt(format!("no sealed value lives at {:?}", value.context)))?;
-            sqlx::query("UPDATE accounts SET sealed_secrets = $1 WHERE slug = $2")
+            sqlx::query(sql)
                 .bind(&value.sealed)
-                .bind(slug)
+                .bind(key)
                 .execute(&mut *transaction)
                 .await?;
         }

@@ -40,6 +40,10 @@ pub trait Engine: Send + Sync + 'static {
         account: &str,
     ) -> Result<(), StoreError>;
 
+    /// What ends a claim's `SELECT` of the rows it takes (`table`: their table's name in the query) so that
+    /// concurrent claims, on any node, skip each other's rows instead of waiting for them or taking them twice.
+    fn skip_locked(&self, table: &str) -> String;
+
     /// See `Store::claim_due_objects`.
     async fn claim_due_objects(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedEvent>, StoreError>;
 

@@ -1,5 +1,6 @@
-//! Durable storage behind one `Store` trait: webhook events, mirrored records, the processing queue, settings, and
-//! (through `Directory`) accounts, users, sessions and the audit log.
+//! Durable storage behind one `Store` trait: webhook events, mirrored records, the processing queue, settings,
+//! (through `Directory`) accounts, users, sessions and the audit log, and (through `Outbound`) rules, destinations
+//! and deliveries.
 //!
 //! SQLite (embedded, the default) and PostgreSQL (scale-out) share one implementation (`shared.rs`), each engine
 //! supplying only what differs (`engine.rs`), and pass the same conformance suite
@@ -7,11 +8,14 @@
 //! so that both answer identically.
 
 mod batch;
+mod delivery_queue;
 pub mod directory;
 mod directory_sql;
 mod engine;
 pub mod insight;
 pub mod mirror;
+pub mod outbound;
+mod outbound_sql;
 pub mod portal;
 mod postgres;
 pub mod queue;
@@ -28,6 +32,7 @@ pub use directory::Directory;
 pub use directory_sql::account_secrets_context;
 pub use insight::EventRecord;
 pub use mirror::{object_spec, row_columns, MirrorRecord, MirrorWrite, ObjectSpec, StoredRecord, OBJECTS};
+pub use outbound::{destination_secrets_context, Outbound};
 pub use postgres::PostgresStore;
 pub use queue::{AttemptRecord, BudgetGrant, BudgetLimits, Claim, ClaimedEvent, Completion, Release, Whose};
 pub use sqlite::{backup_sqlite, Backup, SqliteStore};
@@ -119,10 +124,10 @@ impl Insertion {
     }
 }
 
-/// The store: the pipeline's tables here, and the directory's (accounts, users, tokens, audit) through
-/// `Directory`.
+/// The store: the pipeline's tables here, the directory's (accounts, users, tokens, audit) through `Directory`,
+/// and rules, destinations and deliveries through `Outbound`.
 #[async_trait]
-pub trait Store: Directory + Send + Sync + 'static {
+pub trait Store: Directory + Outbound + Send + Sync + 'static {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -203,7 +208,8 @@ pub trait Store: Directory + Send + Sync + 'static {
     async fn retry_failed_events(&self, account: &str, now: i64, dry_run: bool) -> Result<u64, StoreError>;
 
     /// Deletes finished (success, skipped, failed) events received before `cutoff`, and the bodies no event refers
-    /// to any more; returns how many events.
+    /// to any more; returns how many events. The account's finished deliveries created before `cutoff` go too
+    /// (`Outbound::delete_finished_deliveries_before`).
     async fn delete_finished_events_before(&self, account: &str, cutoff: i64) -> Result<u64, StoreError>;
 
     /// Writes the record (in its account) unless the stored one has a newer edit_date, saying what it replaced.

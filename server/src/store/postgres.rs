@@ -57,6 +57,10 @@ impl Engine for PostgresStore {
         Ok(())
     }
 
+    fn skip_locked(&self, table: &str) -> String {
+        format!("FOR UPDATE OF {table} SKIP LOCKED")
+    }
+
     async fn claim_due_objects(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedEvent>, StoreError> {
         // Every row lock is taken with SKIP LOCKED, so concurrent workers (on any node) never wait on each other
         // and never deadlock; each event is claimed by exactly one of them. Objects with an event in flight are

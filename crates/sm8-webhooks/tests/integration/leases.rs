@@ -62,6 +62,7 @@ async fn processor(
         processor_args,
         Arc::new(Notify::new()),
         TEST_NODE.to_owned(),
+        None,
     );
     (processor, announced)
 }

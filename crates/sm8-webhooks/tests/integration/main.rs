@@ -31,6 +31,7 @@ mod realtime_postgres;
 mod realtime_presence_postgres;
 mod realtime_updates;
 mod role_matrix;
+mod rules_deliveries;
 mod scheduling;
 mod secret_logs;
 mod server_function_roles;

@@ -45,6 +45,26 @@ fn routes() -> Vec<Route> {
         read("action=members"),
         read("action=tokens"),
         read("action=subscriptions"),
+        read("action=rules"),
+        read("action=destinations"),
+        read("action=deliveries"),
+        change(
+            "create_destination",
+            Role::Admin,
+            json!({"action": "create_destination", "name": "matrix", "kind": "webhook",
+                "settings": {"url": "http://127.0.0.1:9/hook"}}),
+        ),
+        change(
+            "create_rule",
+            Role::Admin,
+            json!({"action": "create_rule", "definition": {"name": "matrix", "when": {"stage": "processed"},
+                "actions": []}}),
+        ),
+        change(
+            "retry_delivery",
+            Role::Admin,
+            json!({"action": "retry_delivery", "id": NOBODY}),
+        ),
         change(
             "retry_event",
             Role::Admin,

@@ -105,5 +105,6 @@ async fn idle_processor(store: &Arc<dyn Store>, account: &mock::MockHandle) -> A
         processor_args,
         Arc::new(Notify::new()),
         TEST_NODE.to_owned(),
+        None,
     )
 }

@@ -15,6 +15,9 @@ use app::directory::api::{
 };
 use app::directory::model::AuditFilter;
 use app::model::EventQuery;
+use app::outbound::api::{
+    CreateDestination, CreateRule, ListDeliveries, ListDestinations, ListRules, RetryDelivery, TestRule,
+};
 use app::realtime::FetchRealtimeCredentials;
 use leptos::server_fn::ServerFn;
 use reqwest::header::COOKIE;
@@ -57,6 +60,25 @@ fn functions() -> Vec<Function> {
             json!({"name": "matrix", "role": "viewer", "expires_in_days": null}),
         ),
         function(RevokeToken::PATH, Role::Viewer, json!({ "id": NOBODY })),
+        function(ListDestinations::PATH, Role::Viewer, json!({})),
+        function(ListRules::PATH, Role::Viewer, json!({})),
+        function(ListDeliveries::PATH, Role::Viewer, json!({ "query": {} })),
+        function(
+            TestRule::PATH,
+            Role::Viewer,
+            json!({"definition": {"name": "t", "when": {"stage": "processed"}, "actions": []}, "event_id": NOBODY}),
+        ),
+        function(
+            CreateDestination::PATH,
+            Role::Admin,
+            json!({"form": {"name": "fns", "kind": "webhook", "settings": {"url": "http://127.0.0.1:9/hook"}}}),
+        ),
+        function(
+            CreateRule::PATH,
+            Role::Admin,
+            json!({"form": {"definition": {"name": "fns", "when": {"stage": "processed"}, "actions": []}}}),
+        ),
+        function(RetryDelivery::PATH, Role::Admin, json!({ "id": NOBODY })),
         function(RetryEvent::PATH, Role::Admin, json!({ "event_id": NOBODY })),
         function(RetryFailedEvents::PATH, Role::Admin, json!({ "dry_run": false })),
         function(CleanupEvents::PATH, Role::Admin, json!({ "older_than_days": 3650 })),

@@ -66,6 +66,7 @@ fn only_the_html_part_escapes_what_it_prints() {
         subject: Some("{{ record.job_description }}".into()),
         text: Some("{{ record.job_description }}".into()),
         html: Some("<p>{{ record.job_description }}</p>{{ '<br>' | safe }}".into()),
+        ..MessageTemplate::default()
     };
     let rendered = template.compile().unwrap().render(&document(), None).unwrap();
     assert_eq!(
@@ -74,6 +75,7 @@ fn only_the_html_part_escapes_what_it_prints() {
             subject: Some("Fix <b>leak</b> & check".into()),
             text: Some("Fix <b>leak</b> & check".into()),
             html: Some("<p>Fix &lt;b&gt;leak&lt;&#x2f;b&gt; &amp; check</p><br>".into()),
+            blocks: None,
         }
     );
 }
@@ -215,4 +217,72 @@ fn a_template_round_trips_through_json_without_absent_parts() {
     let template: MessageTemplate = serde_json::from_value(json!({"text": "hi"})).unwrap();
     assert_eq!(serde_json::to_value(&template).unwrap(), json!({"text": "hi"}));
     assert!(serde_json::from_value::<MessageTemplate>(json!({"text": "hi", "body": "x"})).is_err());
+}
+
+fn with_blocks(source: &str) -> MessageTemplate {
+    MessageTemplate {
+        text: Some("Job {{ record.generated_job_id }}".into()),
+        blocks: Some(source.into()),
+        ..MessageTemplate::default()
+    }
+}
+
+#[test]
+fn blocks_print_values_as_json_so_a_record_cannot_break_the_array() {
+    let source = concat!(
+        r#"[{"type": "section", "text": {"type": "mrkdwn", "text": {{ record.job_description }}}},"#,
+        r#" {"type": "context", "elements": [{"type": "mrkdwn", "text": {{ "Job " ~ record.generated_job_id }}}]}"#,
+        r#"{% for line in record.lines %}, {"type": "section", "#,
+        r#""text": {"type": "plain_text", "text": {{ line.item }}}}{% endfor %}]"#,
+    );
+    let rendered = with_blocks(source)
+        .compile()
+        .unwrap()
+        .render(&document(), None)
+        .unwrap();
+    assert_eq!(rendered.text.as_deref(), Some("Job 1042"));
+    assert_eq!(
+        rendered.blocks,
+        Some(json!([
+            {"type": "section", "text": {"type": "mrkdwn", "text": "Fix <b>leak</b> & check"}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "Job 1042"}]},
+            {"type": "section", "text": {"type": "plain_text", "text": "Labour"}},
+            {"type": "section", "text": {"type": "plain_text", "text": "Parts"}}
+        ]))
+    );
+}
+
+#[test]
+fn blocks_that_do_not_render_to_a_json_array_fail_the_rendering() {
+    let object = with_blocks(r#"{"type": "divider"}"#).compile().unwrap();
+    let error = object.render(&document(), None).unwrap_err();
+    assert_eq!(error.part, Some("blocks"));
+    assert_eq!(error.reason, "the rendered blocks are JSON but not an array");
+    let broken = with_blocks(r#"[{"type": "section", "text": "Job {{ record.generated_job_id }}"}]"#)
+        .compile()
+        .unwrap();
+    let error = broken.render(&document(), None).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("at template.blocks: the rendered blocks are not JSON"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_blocks_template_is_checked_on_compile() {
+    let error = with_blocks("[{{ record.status | shout }}]").compile().unwrap_err();
+    assert_eq!(error.part, Some("blocks"));
+    assert!(error.reason.starts_with("unknown filter"), "{error}");
+    let error = with_blocks("[\n{% for %}]").compile().unwrap_err();
+    assert_eq!((error.part, error.line), (Some("blocks"), Some(2)), "{error}");
+    let blocks_alone = MessageTemplate {
+        blocks: Some("[]".into()),
+        ..MessageTemplate::default()
+    };
+    assert!(
+        blocks_alone.compile().is_err(),
+        "Slack needs text beside the blocks for notifications"
+    );
 }

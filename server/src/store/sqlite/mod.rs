@@ -150,6 +150,11 @@ impl Engine for SqliteStore {
         Ok(())
     }
 
+    /// Nothing: a claim runs on the one writer, so no other claim runs beside it.
+    fn skip_locked(&self, _table: &str) -> String {
+        String::new()
+    }
+
     async fn claim_due_objects(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedEvent>, StoreError> {
         let mut writer = self.writer().await?;
         queue::claim_due_objects(&mut writer, claim).await

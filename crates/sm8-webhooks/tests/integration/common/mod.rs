@@ -1,5 +1,6 @@
 //! Test helpers: a real server on port 0 with a fresh database, and request helpers.
 
+pub mod outbound;
 pub mod portal;
 pub mod realtime_client;
 pub mod receiver;

@@ -11,7 +11,35 @@ use server::store::{
 };
 use tempfile::TempDir;
 
+/// Runs each case, an `async fn(Arc<dyn Store>)` of the module invoking it, on a fresh SQLite store
+/// (`sqlite_store::`) and, `#[ignore]`d, on a fresh PostgreSQL database (`postgres_store::`). Defined before the
+/// modules so that they can run their own cases.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite_store {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let fresh = crate::store_conformance::sqlite().await;
+                    super::$case(fresh.store.clone()).await;
+                }
+            )*
+        }
+        mod postgres_store {
+            $(
+                #[tokio::test]
+                #[ignore = "needs PostgreSQL: run `make test-postgres`"]
+                async fn $case() {
+                    let fresh = crate::store_conformance::postgres().await;
+                    super::$case(fresh.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
 mod accounts;
+mod outbound;
 mod queue;
 mod upgrade;
 
@@ -426,30 +454,6 @@ async fn a_portal_link_opens_one_session_once(store: Arc<dyn Store>) {
     );
     store.delete_portal_session("session").await.unwrap();
     assert_eq!(store.portal_session_company("session", now).await.unwrap(), None);
-}
-
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite_store {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let fresh = super::sqlite().await;
-                    super::$case(fresh.store.clone()).await;
-                }
-            )*
-        }
-        mod postgres_store {
-            $(
-                #[tokio::test]
-                #[ignore = "needs PostgreSQL: run `make test-postgres`"]
-                async fn $case() {
-                    let fresh = super::postgres().await;
-                    super::$case(fresh.store.clone()).await;
-                }
-            )*
-        }
-    };
 }
 
 conformance!(

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use crate::ingest::payload::{
-    canonical_object_type, parse_timestamp, required_text, ParsedEvent, PayloadError, MAX_EVENTS_PER_DELIVERY,
+    parse_timestamp, required_object_type, required_text, ParsedEvent, PayloadError, MAX_EVENTS_PER_DELIVERY,
 };
 
 /// Whether a JSON object has the shape of an object callback.
@@ -20,7 +20,7 @@ pub fn parse_object_callback(document: Value, received_at: i64) -> Result<Vec<Pa
     let Value::Object(mut document) = document else {
         return Err(PayloadError::NotAnObject);
     };
-    let object_type = canonical_object_type(&required_text("object", document.remove("object"))?);
+    let object_type = required_object_type("object", document.remove("object"))?;
     let entries = match document.remove("entry") {
         None | Some(Value::Null) => return Err(PayloadError::MissingField("entry")),
         Some(Value::Array(entries)) => entries,
@@ -204,6 +204,13 @@ mod tests {
                 PayloadError::InvalidField {
                     field: "object",
                     reason: "is empty",
+                },
+            ),
+            (
+                callback("_", json!([{"uuid": "u"}])),
+                PayloadError::InvalidField {
+                    field: "object",
+                    reason: "names no object type",
                 },
             ),
             (

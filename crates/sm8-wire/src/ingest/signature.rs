@@ -9,6 +9,7 @@ use sha2::Sha256;
 
 use super::formats::addon::JwtError;
 use super::standard::StandardError;
+use crate::secret::secrets_match;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -35,6 +36,11 @@ pub enum Verification {
 }
 
 impl Verification {
+    /// Whether a credential vouched for the delivery (a signature, the URL token, the add-on's JWT, a session).
+    pub fn is_authenticated(&self) -> bool {
+        !matches!(self, Verification::Unsigned | Verification::Rejected(_))
+    }
+
     /// The name stored with the event.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -103,7 +109,7 @@ pub fn check_url_token(expected: Option<&str>, token: Option<&str>) -> Verificat
     };
     match token.filter(|token| !token.is_empty()) {
         None => Verification::Rejected(TokenError::Missing.into()),
-        Some(token) if crate::auth::secrets_match(token, expected) => Verification::UrlToken,
+        Some(token) if secrets_match(token, expected) => Verification::UrlToken,
         Some(_) => Verification::Rejected(TokenError::Mismatch.into()),
     }
 }

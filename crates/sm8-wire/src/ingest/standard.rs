@@ -5,10 +5,10 @@
 //! matches any configured secret, which lets a sender rotate secrets without losing deliveries. Secrets are
 //! `whsec_<base64 key>`; a secret without the prefix is used as its bytes.
 
-use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use http::HeaderMap;
 use sha2::Sha256;
 
 use super::signature::Verification;
@@ -22,7 +22,7 @@ pub const SIGNATURE_HEADER: &str = "webhook-signature";
 /// How far a delivery's timestamp may be from now, either way, before it is refused as a replay.
 pub const TOLERANCE_SECONDS: i64 = 5 * 60;
 /// The id becomes part of the stored dedup key, so it is bounded.
-const MAX_ID_LEN: usize = 256;
+pub(crate) const MAX_ID_LEN: usize = 256;
 const SECRET_PREFIX: &str = "whsec_";
 /// Length in bytes of an HMAC-SHA256 digest.
 const DIGEST_LEN: usize = 32;
@@ -106,7 +106,7 @@ fn check(secrets: &[Secret], headers: &HeaderMap, body: &[u8], now: i64) -> Resu
 }
 
 /// The signing key of a configured secret; `None` for one that cannot be used (empty, or bad base64).
-fn secret_key(secret: &str) -> Option<Vec<u8>> {
+pub(crate) fn secret_key(secret: &str) -> Option<Vec<u8>> {
     let secret = secret.trim();
     let key = match secret.strip_prefix(SECRET_PREFIX) {
         Some(encoded) => BASE64.decode(encoded).ok()?,
@@ -136,7 +136,7 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use http::HeaderValue;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const OTHER_SECRET: &str = "whsec_c2Vjb25kIHNlY3JldCBmb3Igcm90YXRpb24=";

@@ -117,7 +117,7 @@ fn parse_seed_event(item: Value) -> Result<ParsedEvent, PayloadError> {
         return Err(PayloadError::NotAnObject);
     }
     let event: SeedEvent = serde_json::from_value(item).map_err(|e| PayloadError::NotJson(e.to_string()))?;
-    let object_type = required_text("object_type", event.object_type)?;
+    let object_type = required_object_type("object_type", event.object_type)?;
     let timestamp = required_text("timestamp", event.timestamp)?;
     let changes = match event.changes {
         None | Some(Value::Null) => Value::Object(Default::default()),
@@ -130,7 +130,7 @@ fn parse_seed_event(item: Value) -> Result<ParsedEvent, PayloadError> {
         }
     };
     Ok(ParsedEvent {
-        object_type: canonical_object_type(&object_type),
+        object_type,
         object_uuid: required_text("object_uuid", event.object_uuid)?,
         event_type: required_text("event_type", event.event_type)?.to_ascii_lowercase(),
         occurred_at: Some(parse_timestamp(&timestamp).ok_or(PayloadError::InvalidField {
@@ -166,6 +166,19 @@ pub(crate) fn required_text(field: &'static str, value: Option<Value>) -> Result
             reason: "must be a string",
         }),
     }
+}
+
+/// The canonical object type a required field names; refused when nothing is left of it once canonical (`"_"`),
+/// so that no event is stored against an empty type.
+pub(crate) fn required_object_type(field: &'static str, value: Option<Value>) -> Result<String, PayloadError> {
+    let object_type = canonical_object_type(&required_text(field, value)?);
+    if object_type.is_empty() {
+        return Err(PayloadError::InvalidField {
+            field,
+            reason: "names no object type",
+        });
+    }
+    Ok(object_type)
 }
 
 /// `Job`, `JobActivity`, `job_activity` and `Job Activity` all name `jobactivity`.
@@ -256,6 +269,15 @@ mod tests {
         assert_eq!(canonical_object_type("JobActivity"), "jobactivity");
         assert_eq!(canonical_object_type("job_activity"), "jobactivity");
         assert_eq!(canonical_object_type("Attachment"), "attachment");
+        assert_eq!(
+            parse_seed(
+                br#"{"object_type":"_-_","object_uuid":"u","event_type":"x","timestamp":"2024-01-01 00:00:00"}"#
+            ),
+            Err(PayloadError::InvalidField {
+                field: "object_type",
+                reason: "names no object type"
+            })
+        );
     }
 
     #[test]

@@ -291,6 +291,28 @@ fn decode_broadcast_push(bytes: &[u8]) -> Result<BinaryPush, ProtocolError> {
     })
 }
 
+/// A client's kind 3 frame for `push`, as `@supabase/realtime-js` builds it: the server only decodes these, its
+/// tests and the fuzzer build them. `None` when a string is longer than the 255 bytes its length byte can count.
+pub fn encode_broadcast_push(push: &BinaryPush) -> Option<Vec<u8>> {
+    let join_ref = push.join_ref.as_deref().unwrap_or_default();
+    let msg_ref = push.msg_ref.as_deref().unwrap_or_default();
+    let strings = [join_ref, msg_ref, &push.topic, &push.event];
+    let (encoding, body) = match &push.payload {
+        BroadcastPayload::Json(value) => (ENCODING_JSON, value.to_string().into_bytes()),
+        BroadcastPayload::Raw(bytes) => (ENCODING_RAW, bytes.clone()),
+    };
+    let mut frame = vec![USER_BROADCAST_PUSH];
+    for string in strings {
+        frame.push(u8::try_from(string.len()).ok()?);
+    }
+    frame.extend([0, encoding]);
+    for string in strings {
+        frame.extend_from_slice(string.as_bytes());
+    }
+    frame.extend_from_slice(&body);
+    Some(frame)
+}
+
 /// `04 | len(topic) | len(event) | len(meta) | enc | topic | event | meta | payload`; the caller checks the
 /// lengths fit in a byte.
 fn encode_broadcast(topic: &str, event: &str, payload: &BroadcastPayload) -> Vec<u8> {
@@ -307,25 +329,19 @@ fn encode_broadcast(topic: &str, event: &str, payload: &BroadcastPayload) -> Vec
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    /// A kind 3 frame as realtime-js builds it.
-    pub(crate) fn broadcast_push(join_ref: &str, msg_ref: &str, topic: &str, event: &str, payload: &[u8]) -> Vec<u8> {
-        let mut frame = vec![
-            3,
-            join_ref.len() as u8,
-            msg_ref.len() as u8,
-            topic.len() as u8,
-            event.len() as u8,
-            0,
-            1,
-        ];
-        for part in [join_ref, msg_ref, topic, event] {
-            frame.extend_from_slice(part.as_bytes());
-        }
-        frame.extend_from_slice(payload);
-        frame
+    /// A kind 3 frame with a JSON payload, as realtime-js builds it.
+    fn broadcast_push(join_ref: &str, msg_ref: &str, topic: &str, event: &str, payload: Value) -> Vec<u8> {
+        encode_broadcast_push(&BinaryPush {
+            join_ref: Some(join_ref.into()),
+            msg_ref: Some(msg_ref.into()),
+            topic: topic.into(),
+            event: event.into(),
+            payload: BroadcastPayload::Json(payload),
+        })
+        .expect("short strings")
     }
 
     #[test]
@@ -377,7 +393,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_captured_kind_3_push_decodes() {
-        let bytes = broadcast_push("8", "10", "realtime:room1", "check_relay", br#"{"hello":"world"}"#);
+        let bytes = broadcast_push("8", "10", "realtime:room1", "check_relay", json!({"hello": "world"}));
         assert_eq!(&bytes[..7], &[0x03, 0x01, 0x02, 0x0e, 0x0b, 0x00, 0x01]);
         let Incoming::BinaryBroadcast(push) = Vsn::V2.decode(WireMessage::Binary(bytes)).unwrap() else {
             panic!()
@@ -390,8 +406,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_number_reaches_subscribers_as_the_sender_wrote_it() {
+        // The relay re-encodes what it decodes, so a number parsed one unit in the last place off would reach
+        // subscribers changed, and change again at every hop.
+        let text = r#"[null,null,"realtime:x","broadcast",{"n":555555555555555555555555555500000000000000000000000000000000}]"#;
+        let Incoming::Frame(frame) = Vsn::V2.decode(WireMessage::Text(text.into())).unwrap() else {
+            panic!()
+        };
+        assert_eq!(frame.payload["n"].as_f64(), Some(5.555555555555556e59));
+        let relayed = Vsn::V2.encode(Outgoing::Frame(frame.clone()));
+        assert_eq!(Vsn::V2.decode(relayed), Ok(Incoming::Frame(frame)));
+    }
+
+    #[test]
     fn truncated_binary_frames_are_malformed() {
-        let bytes = broadcast_push("8", "10", "realtime:room1", "e", b"{}");
+        let bytes = broadcast_push("8", "10", "realtime:room1", "e", json!({}));
         assert!(Vsn::V2.decode(WireMessage::Binary(bytes[..12].to_vec())).is_err());
         assert!(Vsn::V2.decode(WireMessage::Binary(vec![4, 0, 0, 0, 1])).is_err());
     }
