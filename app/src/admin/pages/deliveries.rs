@@ -29,7 +29,7 @@ pub fn delivery_log_href(destination_id: &str, delivery: Option<&str>) -> String
     if let Some(delivery) = delivery {
         params.insert("delivery", delivery.to_owned());
     }
-    format!("{DESTINATIONS}{}", params.to_query_string())
+    page_href(&params)
 }
 
 /// The page's URL with `key` set to `value` (or removed when `None`).
@@ -41,7 +41,33 @@ fn href_with(params: &ParamsMap, key: &'static str, value: Option<String>) -> St
             next.remove(key);
         }
     }
-    format!("{DESTINATIONS}{}", next.to_query_string())
+    page_href(&next)
+}
+
+/// The page's URL with `params`. Ids and statuses stay readable: only what a query cannot hold as it is gets
+/// escaped (the router's own `to_query_string` escapes every `-` of an id).
+fn page_href(params: &ParamsMap) -> String {
+    let pairs: Vec<String> = params
+        .into_iter()
+        .map(|(key, value)| format!("{}={}", escape(key), escape(value)))
+        .collect();
+    if pairs.is_empty() {
+        DESTINATIONS.to_owned()
+    } else {
+        format!("{DESTINATIONS}?{}", pairs.join("&"))
+    }
+}
+
+/// Percent-encodes every byte but RFC 3986's unreserved characters.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => escaped.push(char::from(byte)),
+            _ => escaped.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    escaped
 }
 
 /// Whether a delivery has yet to finish.
@@ -126,7 +152,7 @@ pub(super) fn DeliveryLog(destination_id: String, actions: DeliveryActions) -> i
         } else {
             next.replace("status", status);
         }
-        navigate(&format!("{DESTINATIONS}{}", next.to_query_string()), Default::default());
+        navigate(&page_href(&next), Default::default());
     };
     view! {
         <section aria-labelledby="deliveries-title">
@@ -296,8 +322,10 @@ fn DeliveryDetailView(detail: DeliveryDetail, retry: ServerAction<RetryDelivery>
     view! {
         <section class="card detail delivery" aria-labelledby="delivery-title" data-delivery-id=delivery.id.clone()>
             <div class="section-head">
-                <h2 id="delivery-title">{format!("Delivery to {}", delivery.destination_name)}</h2>
-                <DeliveryStatus status=delivery.status.clone()/>
+                <div class="heading-line">
+                    <h2 id="delivery-title">{format!("Delivery to {}", delivery.destination_name)}</h2>
+                    <DeliveryStatus status=delivery.status.clone()/>
+                </div>
                 <a href=close>"Close"</a>
             </div>
             <dl class="facts">
@@ -359,5 +387,20 @@ mod tests {
             delivery_log_href("d1", Some("x2")),
             "/admin/destinations?destination=d1&delivery=x2"
         );
+    }
+
+    #[test]
+    fn ids_stay_readable_in_links_and_anything_else_is_escaped() {
+        assert_eq!(
+            delivery_log_href("01a2-b3", Some("c4-d5")),
+            "/admin/destinations?destination=01a2-b3&delivery=c4-d5"
+        );
+        let mut params = ParamsMap::new();
+        params.insert("destination", "d1".to_owned());
+        assert_eq!(
+            href_with(&params, "cursor", Some("a+b/c=é".to_owned())),
+            "/admin/destinations?destination=d1&cursor=a%2Bb%2Fc%3D%C3%A9"
+        );
+        assert_eq!(href_with(&params, "destination", None), "/admin/destinations");
     }
 }
