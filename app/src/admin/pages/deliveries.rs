@@ -24,37 +24,42 @@ const IN_FLIGHT_RECHECK: Duration = Duration::from_secs(3);
 
 /// The link to a destination's log, with one delivery open when `delivery` names it.
 pub fn delivery_log_href(destination_id: &str, delivery: Option<&str>) -> String {
-    let mut params = ParamsMap::new();
-    params.insert("destination", destination_id.to_owned());
-    if let Some(delivery) = delivery {
-        params.insert("delivery", delivery.to_owned());
-    }
-    page_href(&params)
+    let mut pairs = vec![("destination", destination_id)];
+    pairs.extend(delivery.map(|delivery| ("delivery", delivery)));
+    page_href(&pairs)
 }
 
-/// The page's URL with `key` set to `value` (or removed when `None`).
-fn href_with(params: &ParamsMap, key: &'static str, value: Option<String>) -> String {
-    let mut next = params.clone();
-    match value {
-        Some(value) => next.replace(key, value),
-        None => {
-            next.remove(key);
-        }
-    }
-    page_href(&next)
-}
-
-/// The page's URL with `params`. Ids and statuses stay readable: only what a query cannot hold as it is gets
-/// escaped (the router's own `to_query_string` escapes every `-` of an id).
-fn page_href(params: &ParamsMap) -> String {
-    let pairs: Vec<String> = params
+/// The URL's query parameters in order, as the page read them (unescaped).
+fn query_of(params: &ParamsMap) -> Vec<(String, String)> {
+    params
         .into_iter()
+        .map(|(key, value)| (key.to_string(), value.to_owned()))
+        .collect()
+}
+
+/// The page's URL with the parameters of `query`, `key` set to `value` (or left out when `None`). The router's
+/// `ParamsMap` is not changed for this: it unescapes what it is given, which would change an opaque cursor.
+fn href_with(query: &[(String, String)], key: &str, value: Option<&str>) -> String {
+    let mut pairs: Vec<(&str, &str)> = query
+        .iter()
+        .filter(|(name, _)| name != key)
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    pairs.extend(value.map(|value| (key, value)));
+    page_href(&pairs)
+}
+
+/// The page's URL with `pairs` as its query. Ids and statuses stay readable: only what a query cannot hold as
+/// it is gets escaped (the router's own `to_query_string` escapes every `-` of an id).
+fn page_href(pairs: &[(&str, &str)]) -> String {
+    let query: Vec<String> = pairs
+        .iter()
         .map(|(key, value)| format!("{}={}", escape(key), escape(value)))
         .collect();
-    if pairs.is_empty() {
+    if query.is_empty() {
         DESTINATIONS.to_owned()
     } else {
-        format!("{DESTINATIONS}?{}", pairs.join("&"))
+        format!("{DESTINATIONS}?{}", query.join("&"))
     }
 }
 
@@ -145,14 +150,11 @@ pub(super) fn DeliveryLog(destination_id: String, actions: DeliveryActions) -> i
     });
     let navigate = use_navigate();
     let set_status = move |status: String| {
-        let mut next = params.get_untracked();
-        next.remove("cursor");
-        if status.is_empty() {
-            next.remove("status");
-        } else {
-            next.replace("status", status);
-        }
-        navigate(&page_href(&next), Default::default());
+        // Another status starts at the newest deliveries.
+        let mut query = query_of(&params.get_untracked());
+        query.retain(|(key, _)| key != "cursor");
+        let status = Some(status.as_str()).filter(|status| !status.is_empty());
+        navigate(&href_with(&query, "status", status), Default::default());
     };
     view! {
         <section aria-labelledby="deliveries-title">
@@ -194,10 +196,11 @@ fn DeliveryTable(
     retry: ServerAction<RetryDelivery>,
 ) -> impl IntoView {
     let on_later_page = params.get("cursor").is_some();
+    let query = query_of(&params);
     let older = page
         .next_cursor
-        .map(|cursor| href_with(&params, "cursor", Some(cursor)));
-    let newest = href_with(&params, "cursor", None);
+        .map(|cursor| href_with(&query, "cursor", Some(&cursor)));
+    let newest = href_with(&query, "cursor", None);
     if page.deliveries.is_empty() {
         let message = if params.get("status").is_some() {
             "No deliveries match."
@@ -227,7 +230,7 @@ fn DeliveryTable(
                 </thead>
                 <tbody>
                     {page.deliveries.into_iter().map(|delivery| {
-                        let open = href_with(&params, "delivery", Some(delivery.id.clone()));
+                        let open = href_with(&query, "delivery", Some(&delivery.id));
                         let id = delivery.id.clone();
                         let retryable = admin && delivery.status == "failed";
                         view! {
@@ -311,7 +314,7 @@ fn DeliveryCard(id: String, actions: DeliveryActions) -> impl IntoView {
 fn DeliveryDetailView(detail: DeliveryDetail, retry: ServerAction<RetryDelivery>) -> impl IntoView {
     let visitor = expect_context::<CurrentVisitor>();
     let params = use_query_map();
-    let close = href_with(&params.get_untracked(), "delivery", None);
+    let close = href_with(&query_of(&params.get_untracked()), "delivery", None);
     let DeliveryDetail {
         delivery,
         message,
@@ -395,12 +398,14 @@ mod tests {
             delivery_log_href("01a2-b3", Some("c4-d5")),
             "/admin/destinations?destination=01a2-b3&delivery=c4-d5"
         );
-        let mut params = ParamsMap::new();
-        params.insert("destination", "d1".to_owned());
+        let query = vec![
+            ("destination".to_owned(), "d1".to_owned()),
+            ("cursor".to_owned(), "old".to_owned()),
+        ];
         assert_eq!(
-            href_with(&params, "cursor", Some("a+b/c=é".to_owned())),
-            "/admin/destinations?destination=d1&cursor=a%2Bb%2Fc%3D%C3%A9"
+            href_with(&query, "cursor", Some("a+b/c=%é")),
+            "/admin/destinations?destination=d1&cursor=a%2Bb%2Fc%3D%25%C3%A9"
         );
-        assert_eq!(href_with(&params, "destination", None), "/admin/destinations");
+        assert_eq!(href_with(&query[..1], "destination", None), "/admin/destinations");
     }
 }
