@@ -12,6 +12,7 @@ mod destinations;
 mod invite;
 mod portal_links;
 mod rule_editor;
+mod rule_fields;
 mod rules;
 mod tokens;
 mod users;
