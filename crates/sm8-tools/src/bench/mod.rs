@@ -4,7 +4,9 @@
 //! Scenarios (each on a fresh database, everything on 127.0.0.1, each bounded in time):
 //! `ingest` (receiver against a bare axum handler), `end-to-end` (webhook to websocket broadcast), `fanout` (1,000
 //! and 10,000 subscribers of one topic), `processing` (draining 20,000 queued events), `bundle` (WASM size and
-//! first render in Chromium) and `soak` (five minutes at 200 events/s with workers: log size and memory). Targets are reported, never enforced: the command fails only when it cannot measure.
+//! first render in Chromium), `soak` (five minutes at 200 events/s with workers: log size and memory) and `rules`
+//! (processing with rules against without, deliveries to a local webhook, transform latency). Targets are
+//! reported, never enforced: the command fails only when it cannot measure.
 //! The method behind each figure is in the module of its scenario and in README.md.
 
 mod bundle;
@@ -16,6 +18,7 @@ mod load;
 mod measure;
 mod processing;
 mod report;
+mod rules;
 mod soak;
 mod subscriber;
 
@@ -63,18 +66,20 @@ pub enum Scenario {
     Processing,
     Bundle,
     Soak,
+    Rules,
 }
 
 impl Scenario {
-    /// In the order they run: processing last, because a server it cannot stop (a worker stuck in a slow
-    /// statement) keeps a core busy for a while after its bound.
-    const ALL: [Scenario; 6] = [
+    /// In the order they run: the two that drain queues last, because a server they cannot stop (a worker stuck
+    /// in a slow statement) keeps a core busy for a while after its bound.
+    const ALL: [Scenario; 7] = [
         Scenario::Ingest,
         Scenario::EndToEnd,
         Scenario::Fanout,
         Scenario::Bundle,
         Scenario::Soak,
         Scenario::Processing,
+        Scenario::Rules,
     ];
 
     fn name(self) -> &'static str {
@@ -85,19 +90,21 @@ impl Scenario {
             Scenario::Processing => "processing",
             Scenario::Bundle => "bundle",
             Scenario::Soak => "soak",
+            Scenario::Rules => "rules",
         }
     }
 
-    /// The longest the scenario may take before it is stopped and reported as failed; together well under the
-    /// fifteen minutes `make bench` allows.
+    /// The longest the scenario may take before it is stopped and reported as failed; together under the fifteen
+    /// minutes `make bench` allows, each several times what it takes on two cores.
     fn bound(self) -> Duration {
         Duration::from_secs(match self {
             Scenario::Ingest => 120,
-            Scenario::EndToEnd => 90,
-            Scenario::Fanout => 100,
-            Scenario::Processing => 150,
+            Scenario::EndToEnd => 60,
+            Scenario::Fanout => 80,
+            Scenario::Processing => 120,
             Scenario::Bundle => 90,
             Scenario::Soak => 340,
+            Scenario::Rules => 80,
         })
     }
 
@@ -109,6 +116,7 @@ impl Scenario {
             Scenario::Processing => processing::run(settings, databases, report).await,
             Scenario::Bundle => bundle::run(settings, databases, report).await,
             Scenario::Soak => soak::run(settings, databases, report).await,
+            Scenario::Rules => rules::run(settings, databases, report).await,
         }
     }
 }
@@ -150,7 +158,16 @@ impl Settings {
 
     /// The longest the processing scenario waits for the queue to drain.
     fn drain_bound(&self) -> Duration {
-        Duration::from_secs(if self.quick { 60 } else { 100 })
+        Duration::from_secs(if self.quick { 60 } else { 80 })
+    }
+
+    /// Transform calls the rules scenario times.
+    fn transform_calls(&self) -> usize {
+        if self.quick {
+            1_000
+        } else {
+            5_000
+        }
     }
 }
 
@@ -241,13 +258,15 @@ mod tests {
             "ingest",
             "--only",
             "end-to-end",
+            "--only",
+            "rules",
             "--out",
             "x.json",
         ])
         .unwrap()
         .bench;
         assert!(args.quick && !args.postgres);
-        assert_eq!(args.only, [Scenario::Ingest, Scenario::EndToEnd]);
+        assert_eq!(args.only, [Scenario::Ingest, Scenario::EndToEnd, Scenario::Rules]);
         assert_eq!(args.out, PathBuf::from("x.json"));
         let defaults = Cli::try_parse_from(["bench"]).unwrap().bench;
         assert_eq!(defaults.out, PathBuf::from("bench/results.json"));
@@ -259,7 +278,15 @@ mod tests {
         let names: Vec<&str> = Scenario::ALL.iter().map(|scenario| scenario.name()).collect();
         assert_eq!(
             names,
-            ["ingest", "end-to-end", "fanout", "bundle", "soak", "processing"]
+            [
+                "ingest",
+                "end-to-end",
+                "fanout",
+                "bundle",
+                "soak",
+                "processing",
+                "rules"
+            ]
         );
         let total: Duration = Scenario::ALL.iter().map(|scenario| scenario.bound()).sum();
         assert!(total < Duration::from_secs(900), "{total:?}");
@@ -273,6 +300,7 @@ mod tests {
         assert!(quick.broadcasts() < full.broadcasts());
         assert!(quick.page_loads() < full.page_loads());
         assert!(quick.drain_bound() < full.drain_bound());
+        assert!(quick.transform_calls() < full.transform_calls());
         assert!(quick.soak() < full.soak());
     }
 }

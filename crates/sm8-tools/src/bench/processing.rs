@@ -14,7 +14,7 @@ use super::harness::{self, Databases};
 use super::measure::{per_second, ratio};
 use super::report::{Figure, ScenarioReport, Target};
 use super::Settings;
-use server::store::{self, now_millis, NewEvent, ReceivedBody, DEFAULT_ACCOUNT};
+use server::store::{self, now_millis, NewEvent, ReceivedBody, Store, DEFAULT_ACCOUNT};
 use servicem8_mock::ObjectKind;
 
 pub const EVENTS: usize = 20_000;
@@ -32,22 +32,92 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
     let jobs = account.value.uuids(ObjectKind::Job);
     let database_url = databases.fresh("processing").await?;
     let store = store::connect(&database_url).await?;
-    let now = now_millis();
-    let events: Vec<NewEvent> = (0..EVENTS)
-        .map(|n| queued_event(&jobs[n % jobs.len()], n, now))
-        .collect();
-    for batch in events.chunks(INSERT_BATCH) {
-        store.insert_events(batch).await?;
-    }
-    let queued = store.stats(DEFAULT_ACCOUNT).await?.total;
+    let queued = queue_events(store.as_ref(), &jobs, EVENTS).await?;
 
     let mut args = harness::serve_args(&database_url);
     harness::fetch_from(&mut args, &account.value);
     let workers = args.processor.workers;
     let requests_before = account.value.request_count();
     let server = harness::host_server(args).await?;
+    let drained = drain(store.as_ref(), queued, settings.drain_bound()).await?;
+    let requests = account.value.request_count() - requests_before;
+
+    let events_per_second = drained.events_per_second();
+    let requests_per_event = ratio(requests as f64, drained.finished as f64);
+    println!(
+        "  {} of {queued} events finished in {:.1} s by {workers} workers: {events_per_second:.0} events/s, \
+         {requests_per_event:.3} API requests per event",
+        drained.finished,
+        drained.elapsed.as_secs_f64()
+    );
+    report.push(Figure::against(
+        "events processed per second",
+        events_per_second,
+        "/s",
+        Target::AtLeast(5_000.0),
+    ));
+    report.push(Figure::info("API requests per event", requests_per_event, ""));
+    drained.note_unfinished(report, "");
+    report.detail(
+        "run",
+        json!({
+            "queued": queued,
+            "finished": drained.finished,
+            "objects": jobs.len(),
+            "workers": workers,
+            "seconds": drained.elapsed.as_secs_f64(),
+            "api_requests": requests,
+            "by_status": drained.by_status,
+        }),
+    );
+    server.stop_noting(report).await;
+    account.stop_noting(report).await;
+    Ok(())
+}
+
+/// Queues `count` verified updates of `jobs` (each job in turn), due now, straight into the store; returns how
+/// many events the account then holds.
+pub async fn queue_events(store: &dyn Store, jobs: &[String], count: usize) -> anyhow::Result<i64> {
+    let now = now_millis();
+    let events: Vec<NewEvent> = (0..count)
+        .map(|n| queued_event(&jobs[n % jobs.len()], n, now))
+        .collect();
+    for batch in events.chunks(INSERT_BATCH) {
+        store.insert_events(batch).await?;
+    }
+    Ok(store.stats(DEFAULT_ACCOUNT).await?.total)
+}
+
+/// How far a drain got.
+pub struct Drained {
+    pub queued: i64,
+    pub finished: i64,
+    pub elapsed: Duration,
+    /// The account's events by status when the drain ended.
+    pub by_status: BTreeMap<&'static str, i64>,
+}
+
+impl Drained {
+    pub fn events_per_second(&self) -> f64 {
+        per_second(self.finished.max(0) as u64, self.elapsed)
+    }
+
+    /// Adds a figure for the events the drain's bound left unfinished, if any; `label` tells drains apart.
+    pub fn note_unfinished(&self, report: &mut ScenarioReport, label: &str) {
+        if self.finished < self.queued {
+            report.push(Figure::info(
+                format!("events left unfinished at the time bound{label}"),
+                (self.queued - self.finished) as f64,
+                "",
+            ));
+        }
+    }
+}
+
+/// Waits, from now, until the account's `queued` events are all finished or `bound` has passed.
+pub async fn drain(store: &dyn Store, queued: i64, bound: Duration) -> anyhow::Result<Drained> {
     let started = Instant::now();
-    let deadline = started + settings.drain_bound();
+    let deadline = started + bound;
     let mut finished = 0;
     let mut stats = store.stats(DEFAULT_ACCOUNT).await?;
     let mut next_progress = started + PROGRESS;
@@ -72,50 +142,16 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
         }
         tokio::time::sleep(POLL).await;
     }
-    let elapsed = started.elapsed();
-    let requests = account.value.request_count() - requests_before;
-
-    let events_per_second = per_second(finished as u64, elapsed);
-    let requests_per_event = ratio(requests as f64, finished as f64);
-    println!(
-        "  {finished} of {queued} events finished in {:.1} s by {workers} workers: {events_per_second:.0} events/s, \
-         {requests_per_event:.3} API requests per event",
-        elapsed.as_secs_f64()
-    );
-    report.push(Figure::against(
-        "events processed per second",
-        events_per_second,
-        "/s",
-        Target::AtLeast(5_000.0),
-    ));
-    report.push(Figure::info("API requests per event", requests_per_event, ""));
-    if finished < queued {
-        report.push(Figure::info(
-            "events left unfinished at the time bound",
-            (queued - finished) as f64,
-            "",
-        ));
-    }
-    let by_status: BTreeMap<&str, i64> = stats
-        .by_status
-        .iter()
-        .map(|(status, n)| (status.as_str(), *n))
-        .collect();
-    report.detail(
-        "run",
-        json!({
-            "queued": queued,
-            "finished": finished,
-            "objects": jobs.len(),
-            "workers": workers,
-            "seconds": elapsed.as_secs_f64(),
-            "api_requests": requests,
-            "by_status": by_status,
-        }),
-    );
-    server.stop_noting(report).await;
-    account.stop_noting(report).await;
-    Ok(())
+    Ok(Drained {
+        queued,
+        finished,
+        elapsed: started.elapsed(),
+        by_status: stats
+            .by_status
+            .iter()
+            .map(|(status, n)| (status.as_str(), *n))
+            .collect(),
+    })
 }
 
 /// A verified seed-format update of `job_uuid`, queued and due now.
