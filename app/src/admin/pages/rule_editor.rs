@@ -8,13 +8,13 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 use serde_json::Value;
 
+use super::rule_fields::{pretty, ActionFields, RuleFields, STAGES};
 use super::{failure, Failure};
 use crate::components::{ErrorNote, JsonBlock};
 use crate::error::AppError;
 use crate::objects::OBJECTS;
 use crate::outbound::api::{list_destinations, TestRule};
 use crate::outbound::model::{ActionPreview, DestinationView, RuleForm, RuleTest, RuleView};
-use super::rule_fields::{pretty, ActionFields, RuleFields, STAGES};
 
 /// What the editor is open for.
 #[derive(Debug, Clone, PartialEq)]

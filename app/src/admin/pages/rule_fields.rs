@@ -11,7 +11,6 @@ pub(super) const STAGES: [(&str, &str); 2] = [
 /// The keys of a rule the fields show; a definition with others is edited as JSON.
 const RULE_KEYS: [&str; 5] = ["name", "when", "filter", "transform", "actions"];
 
-
 /// A rule's fields as typed.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct RuleFields {
