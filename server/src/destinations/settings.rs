@@ -64,13 +64,10 @@ impl std::str::FromStr for DestinationKind {
     type Err = InvalidDestination;
 
     fn from_str(kind: &str) -> Result<DestinationKind, InvalidDestination> {
-        match kind {
-            "webhook" => Ok(DestinationKind::Webhook),
-            "slack" => Ok(DestinationKind::Slack),
-            "email" => Ok(DestinationKind::Email),
-            "sms" => Ok(DestinationKind::Sms),
-            _ => Err(InvalidDestination::new("kind", "must be webhook, slack, email or sms")),
-        }
+        DestinationKind::ALL
+            .into_iter()
+            .find(|known| known.as_str() == kind)
+            .ok_or_else(|| InvalidDestination::new("kind", "must be webhook, slack, email or sms"))
     }
 }
 

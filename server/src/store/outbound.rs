@@ -13,111 +13,73 @@ use super::StoreError;
 /// The most of a response an attempt keeps; longer excerpts are cut at a character boundary.
 pub const RESPONSE_EXCERPT_BYTES: usize = 4096;
 
-/// What a destination sends through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DestinationKind {
-    Webhook,
-    Slack,
-    Email,
-    Sms,
-}
-
-impl DestinationKind {
-    pub const ALL: [DestinationKind; 4] = [Self::Webhook, Self::Slack, Self::Email, Self::Sms];
-
-    /// The name stored in `destinations.kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Webhook => "webhook",
-            Self::Slack => "slack",
-            Self::Email => "email",
-            Self::Sms => "sms",
+/// Declares an enum the store keeps by name: its variants and their names, `ALL`, `as_str`, and reading one back
+/// from a row (`TryFrom<String>`: an unknown name is a corrupt row).
+macro_rules! stored_by_name {
+    ($(#[$meta:meta])* $name:ident ($what:literal) { $($(#[$variant_meta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant,)+
         }
-    }
-}
 
-impl TryFrom<String> for DestinationKind {
-    type Error = StoreError;
+        impl $name {
+            pub const ALL: [$name; [$($text),+].len()] = [$(Self::$variant),+];
 
-    fn try_from(name: String) -> Result<Self, StoreError> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown destination kind {name:?}")))
-    }
-}
-
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeliveryStatus {
-    /// Waiting for its `next_attempt_at`.
-    Queued,
-    /// A worker holds it under a lease.
-    Delivering,
-    Delivered,
-    /// Given up, or its destination was deleted; a user may retry it.
-    Failed,
-}
-
-impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 4] = [Self::Queued, Self::Delivering, Self::Delivered, Self::Failed];
-
-    /// The name stored in `deliveries.status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Delivering => "delivering",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
+            /// The name stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
         }
-    }
-}
 
-impl TryFrom<String> for DeliveryStatus {
-    type Error = StoreError;
+        impl TryFrom<String> for $name {
+            type Error = StoreError;
 
-    fn try_from(name: String) -> Result<Self, StoreError> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == name)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown delivery status {name:?}")))
-    }
-}
-
-/// How one attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AttemptOutcome {
-    Delivered,
-    /// Failed; tried again later.
-    Retry,
-    /// Failed; given up.
-    Failed,
-    /// Its lease ran out before its worker finished it, and another claim took the delivery.
-    Interrupted,
-}
-
-impl AttemptOutcome {
-    pub const ALL: [AttemptOutcome; 4] = [Self::Delivered, Self::Retry, Self::Failed, Self::Interrupted];
-
-    /// The name stored in `delivery_attempts.outcome`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Delivered => "delivered",
-            Self::Retry => "retry",
-            Self::Failed => "failed",
-            Self::Interrupted => "interrupted",
+            fn try_from(name: String) -> Result<Self, StoreError> {
+                Self::ALL
+                    .into_iter()
+                    .find(|value| value.as_str() == name)
+                    .ok_or_else(|| StoreError::Corrupt(format!(concat!("unknown ", $what, " {:?}"), name)))
+            }
         }
+    };
+}
+
+stored_by_name! {
+    /// What a destination sends through (`destinations.kind`).
+    DestinationKind("destination kind") {
+        Webhook => "webhook",
+        Slack => "slack",
+        Email => "email",
+        Sms => "sms",
     }
 }
 
-impl TryFrom<String> for AttemptOutcome {
-    type Error = StoreError;
+stored_by_name! {
+    /// Where a delivery stands (`deliveries.status`).
+    DeliveryStatus("delivery status") {
+        /// Waiting for its `next_attempt_at`.
+        Queued => "queued",
+        /// A worker holds it under a lease.
+        Delivering => "delivering",
+        Delivered => "delivered",
+        /// Given up, or its destination was deleted; a user may retry it.
+        Failed => "failed",
+    }
+}
 
-    fn try_from(name: String) -> Result<Self, StoreError> {
-        Self::ALL
-            .into_iter()
-            .find(|outcome| outcome.as_str() == name)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown attempt outcome {name:?}")))
+stored_by_name! {
+    /// How one attempt ended (`delivery_attempts.outcome`).
+    AttemptOutcome("attempt outcome") {
+        Delivered => "delivered",
+        /// Failed; tried again later.
+        Retry => "retry",
+        /// Failed; given up.
+        Failed => "failed",
+        /// Its lease ran out before its worker finished it, and another claim took the delivery.
+        Interrupted => "interrupted",
     }
 }
 
