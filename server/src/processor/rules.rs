@@ -138,39 +138,30 @@ impl RuleBook {
                 continue;
             };
             for (action, outcome) in outcomes.into_iter().enumerate() {
+                let origin = Origin {
+                    rules,
+                    rule,
+                    event,
+                    action,
+                    now,
+                };
                 match outcome {
                     ActionOutcome::Skip { reason } => decision.skip = decision.skip.or(Some(reason)),
                     ActionOutcome::Deliver(messages) => {
                         for (index, message) in messages.into_iter().enumerate() {
                             let body = serde_json::to_value(&message.body).unwrap_or(Value::Null);
-                            decision.deliveries.extend(delivery(
-                                rules,
-                                rule,
-                                event,
-                                action,
-                                index,
-                                &message.destination,
-                                body,
-                                None,
-                                now,
-                            ));
+                            decision
+                                .deliveries
+                                .extend(origin.delivery(index, &message.destination, body, None));
                         }
                     }
                     ActionOutcome::Dropped { .. } => {}
                     ActionOutcome::Failed { destinations, error } => {
                         for destination in destinations {
                             let failure = format!("rule {:?}: {error}", rule.compiled.name());
-                            decision.deliveries.extend(delivery(
-                                rules,
-                                rule,
-                                event,
-                                action,
-                                0,
-                                &destination,
-                                Value::Null,
-                                Some(failure),
-                                now,
-                            ));
+                            decision
+                                .deliveries
+                                .extend(origin.delivery(0, &destination, Value::Null, Some(failure)));
                         }
                     }
                 }
@@ -183,37 +174,41 @@ impl RuleBook {
     }
 }
 
-/// The delivery of one message of a rule's action to `destination`, keyed so that processing the event again
-/// (after a crash, or a retry) queues it once; none when the account has no such destination any more.
-#[allow(clippy::too_many_arguments)]
-fn delivery(
-    rules: &AccountRules,
-    rule: &LoadedRule,
-    event: &ClaimedEvent,
+/// Where an action's deliveries come from: which rule of the account, which of its actions, for which event.
+struct Origin<'a> {
+    rules: &'a AccountRules,
+    rule: &'a LoadedRule,
+    event: &'a ClaimedEvent,
     action: usize,
-    index: usize,
-    destination: &str,
-    message: Value,
-    failed: Option<String>,
     now: i64,
-) -> Option<NewDelivery> {
-    let Some(destination_id) = rules.destinations.get(destination) else {
-        tracing::warn!(account = %event.account, rule = %rule.compiled.name(), destination, "a rule names a destination the account no longer has");
-        return None;
-    };
-    Some(NewDelivery {
-        id: uuid::Uuid::now_v7().to_string(),
-        account: event.account.clone(),
-        destination_id: destination_id.clone(),
-        event_id: Some(event.id.clone()),
-        rule_id: Some(rule.id.clone()),
-        rule_name: Some(rule.compiled.name().to_owned()),
-        dedup_key: Some(format!("{}:{}:{action}:{index}:{destination_id}", event.id, rule.id)),
-        message,
-        created_at: now,
-        next_attempt_at: now,
-        failed,
-    })
+}
+
+impl Origin<'_> {
+    /// The delivery of message `index` of the action to `destination`, keyed so that processing the event again
+    /// (after a crash, or a retry) queues it once; none when the account has no such destination any more.
+    fn delivery(&self, index: usize, destination: &str, message: Value, failed: Option<String>) -> Option<NewDelivery> {
+        let (event, rule) = (self.event, self.rule);
+        let Some(destination_id) = self.rules.destinations.get(destination) else {
+            tracing::warn!(account = %event.account, rule = %rule.compiled.name(), destination, "a rule names a destination the account no longer has");
+            return None;
+        };
+        Some(NewDelivery {
+            id: uuid::Uuid::now_v7().to_string(),
+            account: event.account.clone(),
+            destination_id: destination_id.clone(),
+            event_id: Some(event.id.clone()),
+            rule_id: Some(rule.id.clone()),
+            rule_name: Some(rule.compiled.name().to_owned()),
+            dedup_key: Some(format!(
+                "{}:{}:{}:{index}:{destination_id}",
+                event.id, rule.id, self.action
+            )),
+            message,
+            created_at: self.now,
+            next_attempt_at: self.now,
+            failed,
+        })
+    }
 }
 
 /// What rules know of a stored event (a rule tried against it from the dashboard).
