@@ -7,8 +7,8 @@ use app::access::Role;
 use reqwest::header::COOKIE;
 use serde_json::{json, Value};
 
-use crate::common::users::member_session;
-use crate::common::{spawn_app, TestApp, ADMIN_TOKEN};
+use crate::common::users::{matrix_callers, member_session, MatrixCallers};
+use crate::common::{spawn_app, TestApp};
 
 /// One management request and the least role it needs.
 struct Route {
@@ -166,30 +166,7 @@ async fn status_of(app: &TestApp, route: &Route, cookie: Option<&str>) -> u16 {
 #[tokio::test]
 async fn every_management_route_answers_each_role_and_no_other_accounts_member() {
     let app = spawn_app().await;
-    let created = app
-        .client
-        .post(app.url("/api/webhooks/management"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"action": "create_account", "slug": "other", "name": "Other Ltd"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 200);
-    let members = [
-        (
-            Role::Owner,
-            member_session(&app, "owner@matrix.test", "default", Role::Owner).await,
-        ),
-        (
-            Role::Admin,
-            member_session(&app, "admin@matrix.test", "default", Role::Admin).await,
-        ),
-        (
-            Role::Viewer,
-            member_session(&app, "viewer@matrix.test", "default", Role::Viewer).await,
-        ),
-    ];
-    let stranger = member_session(&app, "stranger@matrix.test", "other", Role::Owner).await;
+    let MatrixCallers { members, stranger } = matrix_callers(&app, "matrix.test").await;
 
     let mut wrong = Vec::new();
     for route in routes() {

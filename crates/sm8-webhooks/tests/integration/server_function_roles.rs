@@ -23,7 +23,7 @@ use leptos::server_fn::ServerFn;
 use reqwest::header::COOKIE;
 use serde_json::{json, Value};
 
-use crate::common::users::member_session;
+use crate::common::users::{matrix_callers, MatrixCallers};
 use crate::common::{spawn_app, TestApp, ADMIN_TOKEN};
 
 /// A server function, the arguments it is called with and the least role it needs.
@@ -144,15 +144,6 @@ async fn call(app: &TestApp, function: &Function, cookie: Option<&str>) -> (u16,
 #[tokio::test]
 async fn every_server_function_answers_each_role_and_serves_another_accounts_owner_only_their_own() {
     let app = spawn_app().await;
-    let created = app
-        .client
-        .post(app.url("/api/webhooks/management"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"action": "create_account", "slug": "other", "name": "Other Ltd"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 200);
     let marked = app
         .client
         .post(app.url("/api/webhooks/management?account=default"))
@@ -165,21 +156,7 @@ async fn every_server_function_answers_each_role_and_serves_another_accounts_own
         .await
         .unwrap();
     assert_eq!(marked.status(), 200);
-    let members = [
-        (
-            Role::Owner,
-            member_session(&app, "owner@fns.test", "default", Role::Owner).await,
-        ),
-        (
-            Role::Admin,
-            member_session(&app, "admin@fns.test", "default", Role::Admin).await,
-        ),
-        (
-            Role::Viewer,
-            member_session(&app, "viewer@fns.test", "default", Role::Viewer).await,
-        ),
-    ];
-    let stranger = member_session(&app, "stranger@fns.test", "other", Role::Owner).await;
+    let MatrixCallers { members, stranger } = matrix_callers(&app, "fns.test").await;
 
     let mut wrong = Vec::new();
     for function in functions() {

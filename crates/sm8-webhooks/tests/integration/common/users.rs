@@ -73,3 +73,36 @@ pub async fn member_session(app: &TestApp, email: &str, account: &str, role: Rol
 pub async fn store_of(app: &TestApp) -> std::sync::Arc<dyn Store> {
     store::connect(&app.database_url).await.unwrap()
 }
+
+/// Who a role matrix asks: an owner, an admin and a viewer of the default account (their session cookies, with
+/// the default account chosen), and the owner of a second account, `other`, made for it (whose cookie also names
+/// its own account).
+pub struct MatrixCallers {
+    pub members: [(Role, String); 3],
+    pub stranger: String,
+}
+
+/// Creates account `other` and the callers of a role matrix, their emails under `domain`.
+pub async fn matrix_callers(app: &TestApp, domain: &str) -> MatrixCallers {
+    let created = app
+        .client
+        .post(app.url("/api/webhooks/management"))
+        .bearer_auth(super::ADMIN_TOKEN)
+        .json(&serde_json::json!({"action": "create_account", "slug": "other", "name": "Other Ltd"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let member = |role: Role| async move {
+        let email = format!("{}@{domain}", role.as_str());
+        (role, member_session(app, &email, "default", role).await)
+    };
+    MatrixCallers {
+        members: [
+            member(Role::Owner).await,
+            member(Role::Admin).await,
+            member(Role::Viewer).await,
+        ],
+        stranger: member_session(app, &format!("stranger@{domain}"), "other", Role::Owner).await,
+    }
+}
