@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod components;
 pub mod dashboard;
@@ -85,6 +86,11 @@ pub fn App() -> impl IntoView {
                 <Route
                     path=(StaticSegment("admin"), StaticSegment("destinations"))
                     view=admin::DestinationsPage
+                    ssr=SsrMode::Async
+                />
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("alerts"))
+                    view=admin::AlertsPage
                     ssr=SsrMode::Async
                 />
                 <Route

@@ -22,6 +22,17 @@ pub enum PipelineUpdate {
     Lifecycle(PipelineEvent),
     /// A mirrored record changed because an event was processed.
     Record(RecordUpdate),
+    /// An alert fired, resolved, or was acknowledged or silenced.
+    Alert(AlertNotice),
+}
+
+/// A change to one of an account's alerts: its dashboards fetch the alerts again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertNotice {
+    pub account: String,
+    pub alert_id: String,
+    pub kind: String,
+    pub transition: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{PipelineEvent, WebhookUpdate};
+use super::wire::ALERT_EVENT;
+use super::{AlertChange, PipelineEvent, WebhookUpdate};
 
 /// The `vsn` query parameter for this serializer.
 pub const VSN: &str = "1.0.0";
@@ -116,6 +117,8 @@ pub enum ServerMessage {
     Webhook { topic: String, update: WebhookUpdate },
     /// An event moved through the pipeline (`pipeline`).
     Pipeline { topic: String, event: PipelineEvent },
+    /// An alert changed (`alert`).
+    Alert { topic: String, change: AlertChange },
     /// What we missed on `topic` is no longer retained; `offset` is where the topic is now.
     Refetch { topic: String, offset: Option<i64> },
     /// The relay is about to close the channel, and says why (e.g. "Token has expired").
@@ -176,6 +179,10 @@ impl ServerMessage {
                     },
                     Some(name) if name.eq_ignore_ascii_case(PIPELINE_EVENT) => match serde_json::from_value(inner) {
                         Ok(event) => ServerMessage::Pipeline { topic, event },
+                        Err(_) => ServerMessage::Ignored,
+                    },
+                    Some(name) if name.eq_ignore_ascii_case(ALERT_EVENT) => match serde_json::from_value(inner) {
+                        Ok(change) => ServerMessage::Alert { topic, change },
                         Err(_) => ServerMessage::Ignored,
                     },
                     _ => ServerMessage::Ignored,

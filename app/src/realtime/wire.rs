@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 pub const RECORD_EVENT: &str = "webhook_update";
 /// Event name of pipeline stages, on [`topic::ADMIN_WEBHOOKS`].
 pub const LIFECYCLE_EVENT: &str = "pipeline";
+/// Event name of an alert's changes (fired, resolved, acknowledged, silenced), on [`topic::ADMIN_WEBHOOKS`]; the
+/// payload names the alert (`alert_id`, `kind`, `transition`).
+pub const ALERT_EVENT: &str = "alert";
 
 /// The topics updates are broadcast on, with the `realtime:` prefix Supabase clients join them by.
 pub mod topic {
@@ -94,6 +97,19 @@ pub enum PipelineStage {
     Retried,
     #[serde(other)]
     Other,
+}
+
+/// A change to one of the account's alerts (event [`ALERT_EVENT`]): the dashboard fetches its alerts again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertChange {
+    pub alert_id: String,
+    #[serde(default)]
+    pub kind: String,
+    /// `fired`, `renotified`, `resolved`, `acknowledged`, `silenced` or `unsilenced`.
+    #[serde(default)]
+    pub transition: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
 }
 
 /// An event entering a stage of the pipeline.

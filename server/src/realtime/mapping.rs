@@ -5,11 +5,11 @@
 //! event_type, changes, company_uuid, job_uuid, event_id}`, plus the topic's `offset`) on: `jobs`, `job:{uuid}` and
 //! `company:{uuid}` for a job; `company:{uuid}` for a company; `job:{uuid}` and `company:{uuid}` for an activity or
 //! attachment; `staff` for staff. An event's lifecycle is event `pipeline` with the `PipelineEvent` on
-//! `admin:webhooks`, for the dashboard. A record update that changed a mirror row also goes, once, to the
-//! account's table subscribers (`changes`).
+//! `admin:webhooks`, for the dashboard, and so is an alert's change, as event `alert`. A record update that
+//! changed a mirror row also goes, once, to the account's table subscribers (`changes`).
 
 use app::objects::{object_spec, CompanyLink, JobLink};
-use app::realtime::wire::{topic, UpdateKind, WebhookUpdate, LIFECYCLE_EVENT, RECORD_EVENT};
+use app::realtime::wire::{topic, UpdateKind, WebhookUpdate, ALERT_EVENT, LIFECYCLE_EVENT, RECORD_EVENT};
 
 use super::bus::{Broadcast, Publication};
 use super::changes::RowEvent;
@@ -25,6 +25,18 @@ pub fn publications(update: &PipelineUpdate) -> Vec<Publication> {
             vec![retained(
                 scoped(&lifecycle.account, topic::ADMIN_WEBHOOKS),
                 LIFECYCLE_EVENT,
+                payload,
+            )]
+        }
+        PipelineUpdate::Alert(notice) => {
+            let payload = serde_json::json!({
+                "alert_id": notice.alert_id,
+                "kind": notice.kind,
+                "transition": notice.transition,
+            });
+            vec![retained(
+                scoped(&notice.account, topic::ADMIN_WEBHOOKS),
+                ALERT_EVENT,
                 payload,
             )]
         }

@@ -7,6 +7,8 @@
 //! (`crates/sm8-webhooks/tests/integration/store_conformance/`). Timestamps are unix milliseconds in both engines
 //! so that both answer identically.
 
+pub mod alerts;
+mod alerts_sql;
 mod batch;
 mod delivery_queue;
 pub mod directory;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use app::model::{EventPage, EventQuery, EventStatus, EventSummary, MinuteBucket, PageCursor, PipelineHealth, Stats};
 use async_trait::async_trait;
 
+pub use alerts::Alerts;
 pub use directory::Directory;
 pub use directory_sql::account_secrets_context;
 pub use insight::EventRecord;
@@ -127,7 +130,7 @@ impl Insertion {
 /// The store: the pipeline's tables here, the directory's (accounts, users, tokens, audit) through `Directory`,
 /// and rules, destinations and deliveries through `Outbound`.
 #[async_trait]
-pub trait Store: Directory + Outbound + Send + Sync + 'static {
+pub trait Store: Directory + Outbound + Alerts + Send + Sync + 'static {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -5,6 +5,7 @@
 mod common;
 
 mod accounts;
+mod alerts;
 mod api;
 mod api_faults;
 mod attachments;

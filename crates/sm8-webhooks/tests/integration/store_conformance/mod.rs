@@ -39,6 +39,7 @@ macro_rules! conformance {
 }
 
 mod accounts;
+mod alerts;
 mod outbound;
 mod queue;
 mod upgrade;
