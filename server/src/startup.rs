@@ -203,6 +203,7 @@ impl Server {
             accounts.sealer().clone(),
             &args.deliveries,
             args.processor.node(port),
+            updates.clone(),
         );
         let sandbox = Sandbox::start(SandboxLimits::default()).context("starting the rules' JavaScript sandbox")?;
         let rule_book = Arc::new(RuleBook::new(store.clone(), sandbox));

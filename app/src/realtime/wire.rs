@@ -10,6 +10,8 @@ pub const LIFECYCLE_EVENT: &str = "pipeline";
 /// Event name of an alert's changes (fired, resolved, acknowledged, silenced), on [`topic::ADMIN_WEBHOOKS`]; the
 /// payload names the alert (`alert_id`, `kind`, `transition`).
 pub const ALERT_EVENT: &str = "alert";
+/// Event name of a delivery's attempt ending, on [`topic::ADMIN_WEBHOOKS`]; the payload is a [`DeliveryChange`].
+pub const DELIVERY_EVENT: &str = "delivery";
 
 /// The topics updates are broadcast on, with the `realtime:` prefix Supabase clients join them by.
 pub mod topic {
@@ -110,6 +112,17 @@ pub struct AlertChange {
     pub transition: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<i64>,
+}
+
+/// Where a delivery stands after an attempt (event [`DELIVERY_EVENT`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryChange {
+    pub delivery_id: String,
+    pub destination_id: String,
+    #[serde(default)]
+    pub event_id: Option<String>,
+    /// `delivered`, `queued` (a retry is due) or `failed`.
+    pub status: String,
 }
 
 /// An event entering a stage of the pipeline.

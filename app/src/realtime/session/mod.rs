@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use super::protocol::{Frame, ReplyOutcome, ServerMessage, PHOENIX_TOPIC};
-use super::{AlertChange, PipelineEvent, WebhookUpdate};
+use super::{AlertChange, DeliveryChange, PipelineEvent, WebhookUpdate};
 
 /// How often the client heartbeats (realtime-js's default); a heartbeat unanswered by the next one means the
 /// connection is dead.
@@ -36,6 +36,7 @@ pub enum Output {
     Update(WebhookUpdate),
     Pipeline(PipelineEvent),
     Alert(AlertChange),
+    Delivery(DeliveryChange),
     /// Updates were missed and cannot be replayed: whoever shows the data should fetch it again.
     Refetch,
 }
@@ -248,6 +249,7 @@ impl Session {
                 self.advance(index, change.offset);
                 vec![Output::Alert(change)]
             }
+            ServerMessage::Delivery { change, .. } => vec![Output::Delivery(change)],
             ServerMessage::Refetch { offset, .. } => {
                 if offset.is_some() {
                     self.channels[index].last_offset = offset;
