@@ -65,8 +65,8 @@ function signedWith(secret: string, request: Received): boolean {
   return String(request.headers['webhook-signature'] ?? '').split(' ').includes(expected);
 }
 
-/// The delivery log of the destination open on the page, reloaded until `check` passes: deliveries announce
-/// nothing on the live channel.
+/// The delivery log of the destination open on the page, reloaded until `check` passes (the live channel
+/// refreshes it as attempts end too; reloading keeps the test from depending on when the socket joined).
 async function reloadLogUntil(page: Page, check: () => Promise<void>): Promise<void> {
   await expect(async () => {
     await page.getByRole('button', { name: 'Reload log' }).click();
