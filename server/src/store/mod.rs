@@ -199,6 +199,18 @@ pub trait Store: Directory + Outbound + Alerts + Send + Sync + 'static {
         events: &[ClaimedEvent],
         completion: &Completion,
         attempt: &AttemptTiming,
+    ) -> Result<u64, StoreError> {
+        self.finish_events_delivering(events, completion, attempt, &[]).await
+    }
+
+    /// `finish_events`, queueing in the same transaction the deliveries the events' rules made (as
+    /// `Outbound::enqueue_deliveries` does), unless no event was finished: one commit for both.
+    async fn finish_events_delivering(
+        &self,
+        events: &[ClaimedEvent],
+        completion: &Completion,
+        attempt: &AttemptTiming,
+        deliveries: &[outbound::NewDelivery],
     ) -> Result<u64, StoreError>;
 
     /// The attempts at an event (of whichever account: look the event up by account first), oldest first.
