@@ -402,3 +402,33 @@ async fn wrong_alert_settings_are_refused_with_the_field_they_are_about() {
     let (status, _) = refused(json!({"action": "acknowledge_alert", "id": id})).await;
     assert_eq!(status, 409, "an alert at rest cannot be acknowledged");
 }
+
+#[tokio::test]
+async fn a_destination_whose_circuit_opens_fires_the_circuit_alert_to_another_destination() {
+    let app = on_sqlite(|args| {
+        args.deliveries.delivery_retry_schedule = "0s,20ms,20ms".parse().unwrap();
+        args.deliveries.delivery_circuit_failures = 3;
+        args.deliveries.delivery_circuit_cool_down_seconds = 3_600;
+    })
+    .await;
+    let slack = Receiver::answering(200).await;
+    alert_to_slack(&app, &slack, "circuit_open", json!({})).await;
+    let down = Receiver::answering(503).await;
+    app.changed(json!({"action": "create_destination", "name": "erp", "kind": "webhook",
+        "settings": {"url": down.url("/erp")}}))
+        .await;
+    app.changed(json!({"action": "create_rule", "definition": {"name": "Every job",
+        "when": {"stage": "processed", "object_types": ["job"]}, "actions": [{"type": "deliver", "destinations": ["erp"]}]}}))
+    .await;
+    post_jobs(&app, &["job-for-erp".to_owned()]).await;
+    let texts = wait_for_messages(&slack, 1, "the circuit alert's message").await;
+    assert!(texts[0].starts_with("Firing: Destination circuit open"), "{texts:?}");
+    assert!(
+        texts[0].contains("circuit open: erp (after 3 failures in a row)"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[0].contains("/admin/destinations"),
+        "the message links to the destinations: {texts:?}"
+    );
+}

@@ -37,6 +37,7 @@ mod scheduling;
 mod secret_logs;
 mod server_function_roles;
 mod simulate;
+mod static_assets;
 mod store_conformance;
 mod stored_bodies;
 mod throttles;
