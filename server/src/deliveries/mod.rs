@@ -1,6 +1,8 @@
 //! Deliveries: the messages rules send to destinations, carried out by delivery workers (`worker`) with retries
-//! on a schedule and a circuit breaker per destination (`policy`).
+//! on a schedule and a circuit breaker per destination (`policy`), their finishes committed together
+//! (`finishing`).
 
+mod finishing;
 mod opened;
 pub mod policy;
 mod worker;

@@ -12,6 +12,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::finishing::Finishes;
 use super::opened::{open_destination, DestinationUnusable};
 use super::policy::{CircuitBreaker, RetrySchedule};
 use super::DeliveryArgs;
@@ -20,7 +21,7 @@ use crate::metrics;
 use crate::rules::MessageBody;
 use crate::sealing::Sealer;
 use crate::store::outbound::{
-    AttemptReport, ClaimedDelivery, DeliveryClaim, DeliveryOutcome, DeliveryStatus, DestinationRow,
+    AttemptReport, ClaimedDelivery, DeliveryClaim, DeliveryFinish, DeliveryOutcome, DeliveryStatus, DestinationRow,
 };
 use crate::store::{now_millis, Store, StoreError};
 use crate::updates::{DeliveryNotice, PipelineUpdate, UpdateSender};
@@ -47,6 +48,7 @@ pub struct Deliverer {
     pace: DefaultKeyedRateLimiter<String>,
     /// Where each attempt's end is announced, for the dashboards' delivery logs.
     updates: UpdateSender,
+    finishes: Finishes,
 }
 
 impl Deliverer {
@@ -76,6 +78,7 @@ impl Deliverer {
                 NonZeroU32::new(args.delivery_rate_per_destination).unwrap_or(NonZeroU32::MIN),
             )),
             updates,
+            finishes: Finishes::default(),
         })
     }
 
@@ -251,7 +254,12 @@ impl Deliverer {
         if let DeliveryOutcome::Failed(reason) = &outcome {
             tracing::warn!(delivery = %delivery.id, destination = %row.name, %reason, "delivery failed");
         }
-        if !self.store.finish_delivery(delivery, &attempt, &outcome).await? {
+        let finish = DeliveryFinish {
+            delivery: delivery.clone(),
+            report: attempt,
+            outcome: outcome.clone(),
+        };
+        if !self.finishes.record(&self.store, finish).await? {
             tracing::warn!(delivery = %delivery.id, "lease lost: another worker has the delivery; nothing recorded");
             return Ok(());
         }

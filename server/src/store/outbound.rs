@@ -272,6 +272,14 @@ impl DeliveryOutcome {
     }
 }
 
+/// An attempt at a claimed delivery that ended, to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryFinish {
+    pub delivery: ClaimedDelivery,
+    pub report: AttemptReport,
+    pub outcome: DeliveryOutcome,
+}
+
 /// What one attempt saw, to be recorded with its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptReport {
@@ -424,7 +432,16 @@ pub trait Outbound: Send + Sync {
         delivery: &ClaimedDelivery,
         report: &AttemptReport,
         outcome: &DeliveryOutcome,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let finish = DeliveryFinish {
+            delivery: delivery.clone(),
+            report: report.clone(),
+            outcome: outcome.clone(),
+        };
+        Ok(self.finish_deliveries(std::slice::from_ref(&finish)).await?[0])
+    }
+    /// `finish_delivery` for each of `finishes`, in one transaction; whether each was still held.
+    async fn finish_deliveries(&self, finishes: &[DeliveryFinish]) -> Result<Vec<bool>, StoreError>;
     /// Gives a claimed delivery back unsent, queued again for `next_attempt_at` with the attempt the claim
     /// started returned and nothing recorded (its destination was paused or its circuit opened since the claim, or
     /// the worker is stopping); false when its lease was lost.

@@ -11,7 +11,7 @@ use super::delivery_queue::{
 };
 use super::engine::{Engine, RowsAffected};
 use super::outbound::{
-    capped_excerpt, AttemptReport, Circuit, ClaimedDelivery, DeliveryAttemptRow, DeliveryClaim, DeliveryCount,
+    capped_excerpt, Circuit, ClaimedDelivery, DeliveryAttemptRow, DeliveryClaim, DeliveryCount, DeliveryFinish,
     DeliveryOutcome, DeliveryPage, DeliveryQuery, DeliveryRetry, DeliveryRow, DeliveryStatus, DestinationRow,
     DestinationSave, NewDelivery, NewRule, Outbound, RuleOrder, RuleRow, DESTINATION_DELETED,
 };
@@ -349,47 +349,54 @@ where
         Ok(claimed)
     }
 
-    async fn finish_delivery(
-        &self,
-        delivery: &ClaimedDelivery,
-        report: &AttemptReport,
-        outcome: &DeliveryOutcome,
-    ) -> Result<bool, StoreError> {
-        let ended_at = report.started_at + report.duration_ms;
-        let (status, next_attempt_at, finished_at) = match outcome {
-            DeliveryOutcome::Delivered => (DeliveryStatus::Delivered, None, Some(ended_at)),
-            DeliveryOutcome::Retry { next_attempt_at, .. } => (DeliveryStatus::Queued, Some(*next_attempt_at), None),
-            DeliveryOutcome::Failed(_) => (DeliveryStatus::Failed, None, Some(ended_at)),
-        };
+    async fn finish_deliveries(&self, finishes: &[DeliveryFinish]) -> Result<Vec<bool>, StoreError> {
         let mut writer = self.writer().await?;
         let mut transaction = writer.begin().await?;
-        let ended = sqlx::query(FINISH_SQL)
-            .bind(status.as_str())
-            .bind(next_attempt_at)
-            .bind(outcome.error())
-            .bind(finished_at)
-            .bind(&delivery.account)
-            .bind(&delivery.id)
-            .bind(&delivery.lease_owner)
-            .bind(delivery.attempts)
-            .execute(&mut *transaction)
-            .await?;
-        if ended.rows_affected() == 0 {
-            return Ok(false);
+        let mut held = Vec::with_capacity(finishes.len());
+        for DeliveryFinish {
+            delivery,
+            report,
+            outcome,
+        } in finishes
+        {
+            let ended_at = report.started_at + report.duration_ms;
+            let (status, next_attempt_at, finished_at) = match outcome {
+                DeliveryOutcome::Delivered => (DeliveryStatus::Delivered, None, Some(ended_at)),
+                DeliveryOutcome::Retry { next_attempt_at, .. } => {
+                    (DeliveryStatus::Queued, Some(*next_attempt_at), None)
+                }
+                DeliveryOutcome::Failed(_) => (DeliveryStatus::Failed, None, Some(ended_at)),
+            };
+            let ended = sqlx::query(FINISH_SQL)
+                .bind(status.as_str())
+                .bind(next_attempt_at)
+                .bind(outcome.error())
+                .bind(finished_at)
+                .bind(&delivery.account)
+                .bind(&delivery.id)
+                .bind(&delivery.lease_owner)
+                .bind(delivery.attempts)
+                .execute(&mut *transaction)
+                .await?;
+            if ended.rows_affected() == 0 {
+                held.push(false);
+                continue;
+            }
+            sqlx::query(RECORD_ATTEMPT_SQL)
+                .bind(&delivery.id)
+                .bind(delivery.attempts)
+                .bind(report.started_at)
+                .bind(report.duration_ms)
+                .bind(report.http_status)
+                .bind(report.response_excerpt.as_deref().map(capped_excerpt))
+                .bind(outcome.error())
+                .bind(outcome.attempt_outcome().as_str())
+                .execute(&mut *transaction)
+                .await?;
+            held.push(true);
         }
-        sqlx::query(RECORD_ATTEMPT_SQL)
-            .bind(&delivery.id)
-            .bind(delivery.attempts)
-            .bind(report.started_at)
-            .bind(report.duration_ms)
-            .bind(report.http_status)
-            .bind(report.response_excerpt.as_deref().map(capped_excerpt))
-            .bind(outcome.error())
-            .bind(outcome.attempt_outcome().as_str())
-            .execute(&mut *transaction)
-            .await?;
         transaction.commit().await?;
-        Ok(true)
+        Ok(held)
     }
 
     async fn postpone_delivery(&self, delivery: &ClaimedDelivery, next_attempt_at: i64) -> Result<bool, StoreError> {

@@ -143,6 +143,7 @@ conformance!(
     paused_destinations_and_open_circuits_hold_their_deliveries,
     destination_secrets_are_resealed_with_every_other_secret,
     a_finish_queues_its_deliveries_only_when_it_finishes_the_events,
+    finishes_committed_together_are_each_recorded_or_refused_alone,
 );
 
 /// Two nodes, each with its own connections to one PostgreSQL database, claim side by side: every due delivery

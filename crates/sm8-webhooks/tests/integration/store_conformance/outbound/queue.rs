@@ -499,3 +499,42 @@ pub(super) async fn a_finish_queues_its_deliveries_only_when_it_finishes_the_eve
     assert_eq!(queued[0].dedup_key.as_deref(), Some("job-1:kept"));
     assert_eq!(queued[0].status, DeliveryStatus::Queued);
 }
+
+/// Several workers' finishes committed together: each recorded as if alone, one whose lease was lost left out.
+pub(super) async fn finishes_committed_together_are_each_recorded_or_refused_alone(store: Arc<dyn Store>) {
+    let ops = stored_destination(store.as_ref(), A, "ops").await;
+    enqueue(store.as_ref(), &ops, 3, 1_000).await;
+    let held = claim(store.as_ref(), "worker", 1_002, 2_000, 3).await;
+    assert_eq!(held.len(), 3);
+    let mut lost = held[1].clone();
+    lost.lease_owner = "someone else".into();
+    let finish = |delivery: &server::store::outbound::ClaimedDelivery, outcome: DeliveryOutcome| {
+        server::store::outbound::DeliveryFinish {
+            delivery: delivery.clone(),
+            report: report(1_000, Some(200)),
+            outcome,
+        }
+    };
+    let answers = store
+        .finish_deliveries(&[
+            finish(&held[0], DeliveryOutcome::Delivered),
+            finish(&lost, DeliveryOutcome::Delivered),
+            finish(&held[2], retry_at(9_000)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, [true, false, true]);
+    let status = |id: String| {
+        let store = store.clone();
+        async move { store.delivery(A, &id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status(held[0].id.clone()).await, DeliveryStatus::Delivered);
+    assert_eq!(
+        status(held[1].id.clone()).await,
+        DeliveryStatus::Delivering,
+        "its holder finishes it"
+    );
+    assert_eq!(status(held[2].id.clone()).await, DeliveryStatus::Queued);
+    assert_eq!(store.delivery_attempts(A, &held[0].id).await.unwrap().len(), 1);
+    assert!(store.delivery_attempts(A, &held[1].id).await.unwrap().is_empty());
+}
