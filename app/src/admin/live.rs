@@ -1,10 +1,12 @@
-//! The pipeline's live events on an admin page: `LiveUpdates` bumps the page's `Refresh` as events move and as
-//! deliveries' attempts end, and shows the connection's state.
+//! The pipeline's live events on an admin page: `LiveUpdates` bumps the page's `Refresh` as events move, as
+//! deliveries' attempts end and as alerts change, and shows the connection's state.
 
 use leptos::prelude::*;
 
 use super::Refresh;
-use crate::realtime::{use_webhook_updates, ConnectionStatus, DeliveryChange, PipelineEvent, UseWebhookUpdatesOptions};
+use crate::realtime::{
+    use_webhook_updates, AlertChange, ConnectionStatus, DeliveryChange, PipelineEvent, UseWebhookUpdatesOptions,
+};
 
 /// Follows the pipeline's live events and deliveries (for every event, or only `event_id`'s), refreshing the
 /// page's views as they arrive, and shows the connection's state.
@@ -25,6 +27,7 @@ pub fn LiveUpdates(#[prop(optional, into)] event_id: Option<String>) -> impl Int
                 refresh.soon(pending);
             }
         })),
+        on_alert: Some(Callback::new(move |_: AlertChange| refresh.soon(pending))),
         on_refetch: Some(Callback::new(move |()| refresh.now())),
         ..Default::default()
     });

@@ -237,8 +237,13 @@ fn AlertEditor(
             }
         }
     };
+    // Closed once a save made from this editor has succeeded (not by the answer to an earlier one).
+    let opened_at = actions.update.version().get_untracked();
     Effect::new(move |_| {
-        if matches!(actions.update.value().get(), Some(Ok(_))) {
+        let saved = actions.update.version().get() > opened_at
+            && !actions.update.pending().get()
+            && matches!(actions.update.value().get(), Some(Ok(_)));
+        if saved {
             editing.set(None);
         }
     });
