@@ -1,12 +1,14 @@
 //! Durable storage behind one `Store` trait: webhook events, mirrored records, the processing queue, settings,
 //! (through `Directory`) accounts, users, sessions and the audit log, and (through `Outbound`) rules, destinations
-//! and deliveries.
+//! and deliveries, and (through `Analytics`) the rollups that outlive events.
 //!
 //! SQLite (embedded, the default) and PostgreSQL (scale-out) share one implementation (`shared.rs`), each engine
 //! supplying only what differs (`engine.rs`), and pass the same conformance suite
 //! (`crates/sm8-webhooks/tests/integration/store_conformance/`). Timestamps are unix milliseconds in both engines
 //! so that both answer identically.
 
+pub mod analytics;
+mod analytics_sql;
 mod batch;
 mod delivery_queue;
 pub mod directory;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use app::model::{EventPage, EventQuery, EventStatus, EventSummary, MinuteBucket, PageCursor, PipelineHealth, Stats};
 use async_trait::async_trait;
 
+pub use analytics::Analytics;
 pub use directory::Directory;
 pub use directory_sql::account_secrets_context;
 pub use insight::EventRecord;
@@ -127,7 +130,7 @@ impl Insertion {
 /// The store: the pipeline's tables here, the directory's (accounts, users, tokens, audit) through `Directory`,
 /// and rules, destinations and deliveries through `Outbound`.
 #[async_trait]
-pub trait Store: Directory + Outbound + Send + Sync + 'static {
+pub trait Store: Directory + Outbound + Analytics + Send + Sync + 'static {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 

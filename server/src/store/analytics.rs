@@ -1,0 +1,247 @@
+//! Analytics that outlive the events: hourly and daily rollups per account (`Analytics`, written once for both
+//! engines in `analytics_sql.rs`). Counts are kept by dimension, key and outcome; latency distributions as
+//! HdrHistogram sketches, which merge exactly, so a week's percentiles from seven daily sketches are those of one
+//! histogram of every sample.
+//!
+//! A rollup pass adds each window of finished events, attempts and deliveries once: the account's watermark moves
+//! by compare-and-set in the transaction that adds the window, so two nodes never add one twice. What a node
+//! counts in memory (`HourTally`) is added beside it. Daily rows are recomputed from the hours they hold.
+
+use async_trait::async_trait;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use hdrhistogram::Histogram;
+
+use super::StoreError;
+
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// Declares an enum the analytics tables keep by name, with `ALL`, `as_str` and `parse`.
+macro_rules! named {
+    ($(#[$meta:meta])* $name:ident { $($(#[$variant_meta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: [$name; [$($text),+].len()] = [$(Self::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+
+            pub fn parse(name: &str) -> Option<$name> {
+                Self::ALL.into_iter().find(|value| value.as_str() == name)
+            }
+        }
+    };
+}
+
+named! {
+    /// The width of a bucket.
+    Period {
+        Hour => "hour",
+        Day => "day",
+    }
+}
+
+impl Period {
+    pub fn millis(self) -> i64 {
+        match self {
+            Period::Hour => HOUR_MS,
+            Period::Day => DAY_MS,
+        }
+    }
+
+    /// The start of the bucket holding `at` (UTC).
+    pub fn start_of(self, at: i64) -> i64 {
+        at - at.rem_euclid(self.millis())
+    }
+}
+
+named! {
+    /// What a count counts (`analytics_counts.dimension`).
+    Dimension {
+        /// Finished events by object type (key) and status (outcome).
+        ObjectType => "object_type",
+        /// Finished events by event type and status.
+        EventType => "event_type",
+        /// Failed attempts by class: `http_<status>`, `timeout`, `network`, `parse` or `other`.
+        ErrorClass => "error_class",
+        /// Finished deliveries by destination name and status.
+        Destination => "destination",
+        /// Events that failed for good, by `object_type:uuid`.
+        FailingObject => "failing_object",
+        /// ServiceM8 requests made (counted in memory by each node).
+        ApiRequests => "api_requests",
+        /// Events received again (counted in memory).
+        Duplicates => "duplicates",
+        /// Deliveries the receiver refused (counted in memory).
+        Refused => "refused",
+    }
+}
+
+named! {
+    /// Which latency a sketch measures (`analytics_latency.metric`).
+    LatencyMetric {
+        /// From an event's arrival to its finish.
+        Processing => "processing",
+        /// From an event's arrival to its record update's broadcast to browsers.
+        Browser => "browser",
+    }
+}
+
+/// A latency distribution in milliseconds (3 significant figures), mergeable without loss of its buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sketch(Histogram<u64>);
+
+impl Default for Sketch {
+    fn default() -> Self {
+        Sketch(Histogram::new(3).expect("3 significant figures are supported"))
+    }
+}
+
+impl Sketch {
+    /// Records `count` samples of `millis` (a negative span, from two nodes' clocks, as none).
+    pub fn record(&mut self, millis: i64, count: u64) {
+        // An auto-resizing histogram takes any u64.
+        let _ = self.0.record_n(millis.max(0) as u64, count);
+    }
+
+    pub fn merge(&mut self, other: &Sketch) {
+        // Both auto-resize, so adding never runs out of range.
+        let _ = self.0.add(&other.0);
+    }
+
+    pub fn samples(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// The value at `quantile` (0.5 for the median); none without samples.
+    pub fn quantile(&self, quantile: f64) -> Option<u64> {
+        (!self.0.is_empty()).then(|| self.0.value_at_quantile(quantile))
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        V2Serializer::new()
+            .serialize(&self.0, &mut bytes)
+            .expect("a histogram serializes into memory");
+        bytes
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Sketch, StoreError> {
+        let mut histogram: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut &bytes[..])
+            .map_err(|error| StoreError::Corrupt(format!("latency sketch: {error:?}")))?;
+        histogram.auto(true);
+        Ok(Sketch(histogram))
+    }
+}
+
+/// One count as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AnalyticsCount {
+    pub bucket_start: i64,
+    pub dimension: String,
+    pub key: String,
+    /// The status for events and deliveries; empty for the other dimensions.
+    pub outcome: String,
+    pub count: i64,
+}
+
+/// One bucket's sketch of one metric, every source merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketLatency {
+    pub bucket_start: i64,
+    pub metric: LatencyMetric,
+    pub sketch: Sketch,
+}
+
+/// What one node counted in memory during one hour, added to the hour's rows by a rollup pass.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HourTally {
+    pub hour: i64,
+    /// `(dimension, key, count)`.
+    pub counts: Vec<(Dimension, String, i64)>,
+    pub browser: Sketch,
+}
+
+/// One rollup pass over an account.
+#[derive(Debug)]
+pub struct RollupPass<'a> {
+    pub account: &'a str,
+    /// Events finished before this are rolled up; later ones wait for a later pass.
+    pub until: i64,
+    /// This node's id: its in-memory sketches are stored under it.
+    pub node: &'a str,
+    /// What this node counted for the account since its last pass.
+    pub tallies: &'a [HourTally],
+}
+
+/// What a rollup pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rolled {
+    /// Windows of finished events added, up to `rolled_until`.
+    Added { rolled_until: i64 },
+    /// Another pass (of this node or another) had rolled the window up already; only the tallies were added.
+    AlreadyRolled,
+}
+
+#[async_trait]
+pub trait Analytics {
+    /// Adds the account's events, attempts and deliveries finished since its watermark and before `pass.until`
+    /// (a day at a time, each in its own transaction), and the node's tallies, then recomputes the days touched.
+    /// The first pass of an account starts at its oldest finished event.
+    async fn roll_up(&self, pass: &RollupPass<'_>) -> Result<Rolled, StoreError>;
+    /// The account's counts in buckets of `period` starting in `[from, to)`.
+    async fn analytics_counts(
+        &self,
+        account: &str,
+        period: Period,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<AnalyticsCount>, StoreError>;
+    /// The account's latency sketches in buckets of `period` starting in `[from, to)`, oldest first.
+    async fn analytics_latency(
+        &self,
+        account: &str,
+        period: Period,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<BucketLatency>, StoreError>;
+    /// Deletes every account's rollups of buckets that started before `cutoff`; returns how many rows.
+    async fn delete_analytics_before(&self, cutoff: i64) -> Result<u64, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sketch_reads_back_from_its_bytes_with_its_percentiles() {
+        let mut sketch = Sketch::default();
+        for millis in [3, 40, 40, 900, 12_000, 250_000] {
+            sketch.record(millis, 1);
+        }
+        let read = Sketch::from_bytes(&sketch.to_bytes()).unwrap();
+        assert_eq!(read.samples(), 6);
+        assert_eq!(read.quantile(0.5), sketch.quantile(0.5));
+        assert_eq!(read.quantile(0.99), sketch.quantile(0.99));
+        assert!(Sketch::from_bytes(b"not a histogram").is_err());
+        assert_eq!(Sketch::default().quantile(0.5), None);
+    }
+
+    #[test]
+    fn buckets_start_at_the_utc_hour_and_day() {
+        let at = 1_704_067_200_000 + 5 * HOUR_MS + 61_000;
+        assert_eq!(Period::Hour.start_of(at), 1_704_067_200_000 + 5 * HOUR_MS);
+        assert_eq!(Period::Day.start_of(at), 1_704_067_200_000);
+        assert_eq!(Dimension::parse("error_class"), Some(Dimension::ErrorClass));
+        assert_eq!(Dimension::parse("nope"), None);
+    }
+}
