@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use app::access::ClientAddress;
+use app::analytics::api::AnalyticsBackend;
 use app::api::DashboardBackend;
 use app::directory::api::{DirectoryBackend, SignIn};
 use app::error::AppError;
@@ -169,4 +170,5 @@ fn provide_backends(backend: &Arc<ServerBackend>) {
     provide_context::<Arc<dyn PortalBackend>>(backend.clone());
     provide_context::<Arc<dyn RealtimeBackend>>(backend.clone());
     provide_context::<Arc<dyn OutboundBackend>>(backend.clone());
+    provide_context::<Arc<dyn AnalyticsBackend>>(backend.clone());
 }

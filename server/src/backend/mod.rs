@@ -5,6 +5,7 @@
 //! (an API token) establish an `Access`, and each method checks the role it needs and audits what it changed.
 
 mod access;
+mod analytics;
 mod audit;
 mod destinations;
 mod directory;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use app::error::AppError;
 
 pub use access::Caller;
+pub use analytics::ExportFormat;
 pub use audit::Outcome;
 pub use passwords::check_new_password;
 pub use portal::{create_link, PortalLink};

@@ -5,6 +5,7 @@
 mod common;
 
 mod accounts;
+mod analytics;
 mod api;
 mod api_faults;
 mod attachments;

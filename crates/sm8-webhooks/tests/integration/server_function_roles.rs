@@ -4,6 +4,8 @@
 //! account, is served their own account instead and never sees this one's data.
 
 use app::access::Role;
+use app::analytics::api::LoadAnalytics;
+use app::analytics::model::AnalyticsQuery;
 use app::api::{
     CleanupEvents, GetEventDetail, GetMinuteBuckets, GetPipelineHealth, GetStats, ListEvents, RetryEvent,
     RetryFailedEvents, SendTestEvent,
@@ -54,6 +56,11 @@ fn functions() -> Vec<Function> {
         function(ListTokens::PATH, Role::Viewer, json!({})),
         function(GetAudit::PATH, Role::Viewer, json!({ "filter": audit_filter })),
         function(FetchRealtimeCredentials::PATH, Role::Viewer, json!({})),
+        function(
+            LoadAnalytics::PATH,
+            Role::Viewer,
+            json!({ "query": serde_json::to_value(AnalyticsQuery::default()).unwrap() }),
+        ),
         function(
             CreateToken::PATH,
             Role::Viewer,
