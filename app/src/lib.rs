@@ -89,6 +89,11 @@ pub fn App() -> impl IntoView {
                     ssr=SsrMode::Async
                 />
                 <Route
+                    path=(StaticSegment("admin"), StaticSegment("analytics"))
+                    view=admin::AnalyticsPage
+                    ssr=SsrMode::Async
+                />
+                <Route
                     path=(StaticSegment("admin"), StaticSegment("accounts"))
                     view=admin::AccountsPage
                     ssr=SsrMode::Async

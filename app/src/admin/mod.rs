@@ -12,8 +12,8 @@ use leptos::prelude::*;
 
 pub use live::LiveUpdates;
 pub use pages::{
-    delivery_log_href, AccountsPage, AuditLogPage, DeliveryStatus, DestinationsPage, InvitePage, RulesPage, TokensPage,
-    UsersPage,
+    delivery_log_href, AccountsPage, AnalyticsPage, AuditLogPage, DeliveryStatus, DestinationsPage, InvitePage,
+    RulesPage, TokensPage, UsersPage,
 };
 pub use shell::{AdminShell, CurrentVisitor};
 

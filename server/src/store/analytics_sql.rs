@@ -570,7 +570,7 @@ mod tests {
                 hour: (n % 2) * 3_600_000,
                 key: format!("job:{n}"),
                 outcome: String::new(),
-                n: n as i64,
+                n,
             })
             .collect();
         let kept = top_failing(rows);
