@@ -182,24 +182,29 @@ fn Change(current: i64, previous: i64, higher_is_worse: bool) -> impl IntoView {
 
 /// One summary figure with its change against the previous period.
 #[component]
-fn Figure(
-    label: &'static str,
-    current: i64,
-    previous: i64,
-    #[prop(optional)] higher_is_worse: bool,
-    #[prop(optional)] unit: &'static str,
-) -> impl IntoView {
+fn Figure(label: &'static str, current: i64, previous: i64, #[prop(optional)] higher_is_worse: bool) -> impl IntoView {
     view! {
         <div class="stat">
             <dt>{label}</dt>
-            <dd>{format!("{current}{unit}")}</dd>
+            <dd>{current}</dd>
             <dd class="muted"><Change current previous higher_is_worse/>" vs previous"</dd>
         </div>
     }
 }
 
-fn p95(percentiles: &Percentiles) -> i64 {
-    percentiles.p95_ms.map_or(0, |ms| ms as i64)
+/// A p95 latency with its change; a dash for a period without samples.
+#[component]
+fn LatencyFigure(label: &'static str, current: Percentiles, previous: Percentiles) -> impl IntoView {
+    let p95 = |percentiles: &Percentiles| percentiles.p95_ms.map_or(0, |ms| ms as i64);
+    view! {
+        <div class="stat">
+            <dt>{label}</dt>
+            <dd>{current.p95_ms.map_or_else(|| "–".to_owned(), |ms| format!("{ms} ms"))}</dd>
+            <dd class="muted">
+                <Change current=p95(&current) previous=p95(&previous) higher_is_worse=true/>" vs previous"
+            </dd>
+        </div>
+    }
 }
 
 fn failed(totals: &AnalyticsTotals) -> i64 {
@@ -245,10 +250,8 @@ fn Report(report: AnalyticsReport) -> impl IntoView {
         <dl class="stats analytics-summary">
             <Figure label="Events" current=totals.events previous=previous.events/>
             <Figure label="Failed" current=failed(totals) previous=failed(previous) higher_is_worse=true/>
-            <Figure label="Processing p95" current=p95(&totals.processing) previous=p95(&previous.processing)
-                higher_is_worse=true unit=" ms"/>
-            <Figure label="Webhook → browser p95" current=p95(&totals.browser) previous=p95(&previous.browser)
-                higher_is_worse=true unit=" ms"/>
+            <LatencyFigure label="Processing p95" current=totals.processing previous=previous.processing/>
+            <LatencyFigure label="Webhook → browser p95" current=totals.browser previous=previous.browser/>
             <Figure label="API requests" current=totals.api_requests previous=previous.api_requests/>
             <Figure label="Duplicates" current=totals.duplicates previous=previous.duplicates/>
             <Figure label="Refused deliveries" current=refused_total(totals) previous=refused_total(previous)
