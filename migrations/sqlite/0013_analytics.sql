@@ -36,3 +36,12 @@ CREATE TABLE analytics_watermarks (
 -- The rollup pass reads attempts and deliveries by when they finished.
 CREATE INDEX event_attempts_finished ON event_attempts (finished_at);
 CREATE INDEX deliveries_finished ON deliveries (account, finished_at);
+
+-- A digest of the analytics sent after each day or week (UTC; weeks start on Monday) to one of the account's
+-- destinations, as a delivery keyed by its period so that it goes once whichever node sends it.
+CREATE TABLE analytics_digests (
+    account        TEXT PRIMARY KEY,
+    destination_id TEXT NOT NULL,
+    cadence        TEXT NOT NULL CHECK (cadence IN ('daily', 'weekly')),
+    updated_at     INTEGER NOT NULL
+);

@@ -6,6 +6,7 @@
 mod accounts;
 mod analytics;
 mod analytics_charts;
+mod analytics_digest;
 mod audit;
 mod connection;
 mod deliveries;

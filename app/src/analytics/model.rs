@@ -228,6 +228,33 @@ pub struct AnalyticsReport {
     pub previous: AnalyticsTotals,
 }
 
+/// How often a digest goes: after each UTC day, or each week from Monday.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DigestCadence {
+    #[default]
+    Daily,
+    Weekly,
+}
+
+impl DigestCadence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestCadence::Daily => "daily",
+            DigestCadence::Weekly => "weekly",
+        }
+    }
+}
+
+/// An account's digest: a summary of the last day's or week's analytics, sent to one of its destinations.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalyticsDigest {
+    pub destination_id: String,
+    pub cadence: DigestCadence,
+}
+
 /// The change from `previous` to `current` in percent; none when there was nothing before.
 pub fn change_percent(current: i64, previous: i64) -> Option<f64> {
     (previous != 0).then(|| (current - previous) as f64 * 100.0 / previous as f64)

@@ -1,7 +1,8 @@
 //! Analytics that outlive the events: the rollup pass (`roll_up`), which the processor runs every minute and
-//! before each retention cleanup; what nodes count in memory between passes (`tally`); and reports over the
-//! rollups with their CSV export (`report`). The rollups themselves are the store's (`store::analytics`).
+//! before each retention cleanup; what nodes count in memory between passes (`tally`); reports over the rollups
+//! with their CSV export (`report`); and the daily or weekly digest sent to a destination (`digest`). The rollups themselves are the store's (`store::analytics`).
 
+pub mod digest;
 pub mod report;
 pub mod tally;
 

@@ -117,6 +117,17 @@ pub async fn report(
     now: i64,
 ) -> Result<AnalyticsReport, ReportError> {
     let span = Span::of(query, now).map_err(ReportError::InvalidQuery)?;
+    Ok(report_over(store, account, span, query.range, query.dimension).await?)
+}
+
+/// The account's report over `span`, its buckets counting `dimension`.
+pub async fn report_over(
+    store: &dyn Store,
+    account: &str,
+    span: Span,
+    range: AnalyticsRange,
+    dimension: AnalyticsDimension,
+) -> Result<AnalyticsReport, StoreError> {
     let previous = span.previous();
     let counts = store.analytics_counts(account, span.period, span.from, span.to).await?;
     let latency = store
@@ -130,17 +141,17 @@ pub async fn report(
         .await?;
     let buckets = span
         .starts()
-        .map(|start| bucket(start, &counts, &latency, query.dimension))
+        .map(|start| bucket(start, &counts, &latency, dimension))
         .collect();
     Ok(AnalyticsReport {
-        range: query.range,
-        dimension: query.dimension,
+        range,
+        dimension,
         from: millis_to_rfc3339(span.from),
         to: millis_to_rfc3339(span.to),
         bucket: span.period.as_str().into(),
         buckets,
-        totals: totals(&counts, &latency, query.dimension),
-        previous: totals(&previous_counts, &previous_latency, query.dimension),
+        totals: totals(&counts, &latency, dimension),
+        previous: totals(&previous_counts, &previous_latency, dimension),
     })
 }
 

@@ -1,14 +1,16 @@
 //! `AnalyticsBackend` for the analytics page and the management API: any member of the account reads its
-//! reports; an export, which takes the data away, is audited.
+//! reports and digest; an export, which takes the data away, is audited, and so is every change to the digest,
+//! which admins make.
 
 use app::access::{Access, Role};
 use app::analytics::api::AnalyticsBackend;
-use app::analytics::model::{AnalyticsQuery, AnalyticsReport};
+use app::analytics::model::{AnalyticsDigest, AnalyticsQuery, AnalyticsReport, DigestCadence};
 use app::error::AppError;
 use serde_json::json;
 
 use super::{unavailable, ServerBackend};
 use crate::analytics::report::{self, ReportError};
+use crate::store::analytics::{Cadence, DigestRow};
 use crate::store::now_millis;
 
 /// The format of an export.
@@ -65,5 +67,74 @@ impl AnalyticsBackend for ServerBackend {
                 ReportError::InvalidQuery(reason) => AppError::InvalidInput(reason),
                 ReportError::Store(error) => unavailable(error),
             })
+    }
+
+    async fn analytics_digest(&self, access: &Access) -> Result<Option<AnalyticsDigest>, AppError> {
+        access.require(Role::Viewer)?;
+        let digest = self
+            .store
+            .analytics_digest(&access.account)
+            .await
+            .map_err(unavailable)?;
+        Ok(digest.map(digest_view))
+    }
+
+    async fn set_analytics_digest(
+        &self,
+        access: &Access,
+        digest: Option<AnalyticsDigest>,
+    ) -> Result<Option<AnalyticsDigest>, AppError> {
+        let detail = json!({
+            "destination_id": digest.as_ref().map(|digest| &digest.destination_id),
+            "cadence": digest.as_ref().map(|digest| digest.cadence.as_str()),
+        });
+        let set = self.save_digest(access, digest).await;
+        self.audited(access, "set_analytics_digest", None, Some(detail), set)
+            .await
+    }
+}
+
+impl ServerBackend {
+    async fn save_digest(
+        &self,
+        access: &Access,
+        digest: Option<AnalyticsDigest>,
+    ) -> Result<Option<AnalyticsDigest>, AppError> {
+        access.require(Role::Admin)?;
+        if let Some(digest) = &digest {
+            let destination = self
+                .store
+                .destination(&access.account, &digest.destination_id)
+                .await
+                .map_err(unavailable)?;
+            if destination.is_none() {
+                return Err(AppError::InvalidInput(format!(
+                    "the account has no destination {}",
+                    digest.destination_id
+                )));
+            }
+        }
+        let stored = digest.as_ref().map(|digest| {
+            let cadence = match digest.cadence {
+                DigestCadence::Daily => Cadence::Daily,
+                DigestCadence::Weekly => Cadence::Weekly,
+            };
+            (digest.destination_id.as_str(), cadence)
+        });
+        self.store
+            .set_analytics_digest(&access.account, stored, now_millis())
+            .await
+            .map_err(unavailable)?;
+        Ok(digest)
+    }
+}
+
+fn digest_view(row: DigestRow) -> AnalyticsDigest {
+    AnalyticsDigest {
+        destination_id: row.destination_id,
+        cadence: match row.cadence {
+            Cadence::Daily => DigestCadence::Daily,
+            Cadence::Weekly => DigestCadence::Weekly,
+        },
     }
 }

@@ -1,15 +1,18 @@
 //! The analytics of the management API: `GET /api/webhooks/management/analytics` (a report: buckets of one
 //! dimension over a range, its totals and the previous period's) and `GET …/analytics/export` (the same as a CSV
-//! or JSON download, audited). Any member of the account reads them; the backend checks the role.
+//! or JSON download, audited), and `…/analytics/digest` (read, or set by an admin: where and how often the
+//! account's digest goes). Any member of the account reads them; the backend checks the role.
 
 use app::analytics::api::AnalyticsBackend;
-use app::analytics::model::{AnalyticsDimension, AnalyticsQuery, AnalyticsRange, AnalyticsReport};
-use axum::extract::rejection::QueryRejection;
+use app::analytics::model::{
+    AnalyticsDigest, AnalyticsDimension, AnalyticsQuery, AnalyticsRange, AnalyticsReport, DigestCadence,
+};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -23,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(read_analytics))
         .routes(routes!(export_analytics))
+        .routes(routes!(read_digest, set_digest))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -174,4 +178,87 @@ async fn export_analytics(
         body,
     )
         .into_response())
+}
+
+/// An account's digest, or none.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct DigestAnswer {
+    digest: Option<AnalyticsDigest>,
+}
+
+/// The digest to send: to `destination_id`, `daily` or `weekly`; without a destination, none.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct DigestChange {
+    destination_id: Option<String>,
+    cadence: Option<DigestCadence>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/management/analytics/digest",
+    operation_id = "analytics_digest_read",
+    tag = "management",
+    summary = "Read where and how often the account's analytics digest goes",
+    params(
+        ("account" = Option<String>, Query, description = "The account to read (default: the token's own, the \
+                                                            session's chosen one, or `default`)"),
+    ),
+    security(("bearer" = []), ("dashboard_session" = [])),
+    responses(
+        (status = 200, description = "The account's digest, null when it has none", body = DigestAnswer),
+        (status = 401, description = "No valid credentials", body = ErrorBody),
+        (status = 403, description = "The caller is no member of the account", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 429, description = "Too many wrong tokens from this client; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; see Retry-After", body = ErrorBody),
+    )
+)]
+async fn read_digest(
+    Authorized(access): Authorized,
+    State(state): State<AppState>,
+) -> Result<Json<DigestAnswer>, ApiError> {
+    let digest = state.backend.analytics_digest(&access).await?;
+    Ok(Json(DigestAnswer { digest }))
+}
+
+/// `{"destination_id": "…", "cadence": "weekly"}` sends the digest there each week; `{}` stops it.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/management/analytics/digest",
+    operation_id = "analytics_digest_set",
+    tag = "management",
+    summary = "Send the account's analytics digest to a destination daily or weekly, or stop it (admin; audited)",
+    params(
+        ("account" = Option<String>, Query, description = "The account to change (default: the token's own, the \
+                                                            session's chosen one, or `default`)"),
+    ),
+    request_body = DigestChange,
+    security(("bearer" = []), ("dashboard_session" = [])),
+    responses(
+        (status = 200, description = "The account's digest as it now is", body = DigestAnswer),
+        (status = 400, description = "Malformed body, a destination without a cadence, or a destination the \
+                                      account does not have", body = ErrorBody),
+        (status = 401, description = "No valid credentials", body = ErrorBody),
+        (status = 403, description = "The caller is no admin of the account", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 429, description = "Too many wrong tokens from this client; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; see Retry-After", body = ErrorBody),
+    )
+)]
+async fn set_digest(
+    Authorized(access): Authorized,
+    State(state): State<AppState>,
+    change: Result<Json<DigestChange>, JsonRejection>,
+) -> Result<Json<DigestAnswer>, ApiError> {
+    let Json(change) = change.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let digest = match (change.destination_id, change.cadence) {
+        (Some(destination_id), Some(cadence)) => Some(AnalyticsDigest {
+            destination_id,
+            cadence,
+        }),
+        (Some(_), None) => return Err(ApiError::BadRequest("a digest needs a cadence: daily or weekly".into())),
+        (None, _) => None,
+    };
+    let digest = state.backend.set_analytics_digest(&access, digest).await?;
+    Ok(Json(DigestAnswer { digest }))
 }

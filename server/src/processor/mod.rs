@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{Accounts, LiveAccount};
 use crate::analytics;
+use crate::analytics::digest::DigestOutcome;
 use crate::servicem8::sync;
 use crate::store::{now_millis, Claim, ClaimedEvent, Release, Store, StoreError, Whose};
 use crate::updates::UpdateSender;
@@ -405,7 +406,8 @@ impl Processor {
         retries.delay_after(failures).unwrap_or(interval).min(interval)
     }
 
-    /// Every minute: rolls each account's finished work up into the analytics (`analytics::roll_up`).
+    /// Every minute: rolls each account's finished work up into the analytics (`analytics::roll_up`), then queues
+    /// its digest when a day or week is over.
     async fn run_rollups(&self, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(ROLLUP_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -415,8 +417,25 @@ impl Processor {
                 _ = shutdown.cancelled() => return,
             }
             for account in self.accounts.all() {
-                self.roll_up(&account.slug).await;
+                if self.roll_up(&account.slug).await {
+                    self.queue_digest(&account.slug).await;
+                }
             }
+        }
+    }
+
+    /// Queues the account's digest of its last day or week, if it has one and it is not queued yet.
+    async fn queue_digest(&self, account: &str) {
+        match analytics::digest::queue_due(self.store.as_ref(), account, now_millis()).await {
+            Ok(DigestOutcome::Queued) => tracing::info!(account, "analytics digest queued"),
+            Ok(DigestOutcome::DestinationGone) => {
+                tracing::warn!(
+                    account,
+                    "the analytics digest names a destination the account no longer has"
+                )
+            }
+            Ok(DigestOutcome::AlreadyQueued | DigestOutcome::NotSet) => {}
+            Err(error) => tracing::error!(account, %error, "queueing the analytics digest failed"),
         }
     }
 

@@ -38,6 +38,15 @@ macro_rules! named {
                 Self::ALL.into_iter().find(|value| value.as_str() == name)
             }
         }
+
+        impl TryFrom<String> for $name {
+            type Error = StoreError;
+
+            fn try_from(name: String) -> Result<Self, StoreError> {
+                Self::parse(&name)
+                    .ok_or_else(|| StoreError::Corrupt(format!(concat!("unknown ", stringify!($name), " {:?}"), name)))
+            }
+        }
     };
 }
 
@@ -93,6 +102,40 @@ named! {
         /// From an event's arrival to its record update's broadcast to browsers.
         Browser => "browser",
     }
+}
+
+named! {
+    /// How often an account's digest goes (`analytics_digests.cadence`).
+    Cadence {
+        Daily => "daily",
+        Weekly => "weekly",
+    }
+}
+
+impl Cadence {
+    /// The last whole period before `now`, `[from, to)`: the UTC day before today's, or the week (from Monday)
+    /// before this one.
+    pub fn last_period(self, now: i64) -> (i64, i64) {
+        let today = Period::Day.start_of(now);
+        match self {
+            Cadence::Daily => (today - DAY_MS, today),
+            Cadence::Weekly => {
+                // 1970-01-01, day 0, was a Thursday.
+                let monday = today - ((today / DAY_MS) + 3).rem_euclid(7) * DAY_MS;
+                (monday - 7 * DAY_MS, monday)
+            }
+        }
+    }
+}
+
+/// An account's digest: where it goes and how often.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DigestRow {
+    pub account: String,
+    pub destination_id: String,
+    #[sqlx(try_from = "String")]
+    pub cadence: Cadence,
+    pub updated_at: i64,
 }
 
 /// A latency distribution in milliseconds (3 significant figures), mergeable without loss of its buckets.
@@ -216,6 +259,15 @@ pub trait Analytics {
     ) -> Result<Vec<BucketLatency>, StoreError>;
     /// Deletes every account's rollups of buckets that started before `cutoff`; returns how many rows.
     async fn delete_analytics_before(&self, cutoff: i64) -> Result<u64, StoreError>;
+    /// The account's digest, if it has one.
+    async fn analytics_digest(&self, account: &str) -> Result<Option<DigestRow>, StoreError>;
+    /// Replaces the account's digest, or removes it (`None`).
+    async fn set_analytics_digest(
+        &self,
+        account: &str,
+        digest: Option<(&str, Cadence)>,
+        now: i64,
+    ) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]
@@ -243,5 +295,17 @@ mod tests {
         assert_eq!(Period::Day.start_of(at), 1_704_067_200_000);
         assert_eq!(Dimension::parse("error_class"), Some(Dimension::ErrorClass));
         assert_eq!(Dimension::parse("nope"), None);
+    }
+
+    #[test]
+    fn a_digest_covers_the_day_or_the_monday_to_sunday_week_before_now() {
+        // 2026-01-07 is a Wednesday.
+        let wednesday = 1_767_744_000_000 + 13 * HOUR_MS;
+        let midnight = Period::Day.start_of(wednesday);
+        assert_eq!(Cadence::Daily.last_period(wednesday), (midnight - DAY_MS, midnight));
+        let monday = midnight - 2 * DAY_MS;
+        assert_eq!(Cadence::Weekly.last_period(wednesday), (monday - 7 * DAY_MS, monday));
+        assert_eq!(Cadence::Weekly.last_period(monday), (monday - 7 * DAY_MS, monday));
+        assert!(Cadence::try_from("hourly".to_owned()).is_err());
     }
 }

@@ -1,78 +1,21 @@
 //! `Analytics` written once for both engines, with `$n` binds. Rollups are the workers' bookkeeping: they skip
 //! `synced` (a power loss can only take the watermark back with the rows it added).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use sqlx::{Connection, Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::analytics::{
-    Analytics, AnalyticsCount, BucketLatency, Dimension, LatencyMetric, Period, Rolled, RollupPass, Sketch, DAY_MS,
+    Analytics, AnalyticsCount, BucketLatency, Cadence, DigestRow, Dimension, LatencyMetric, Period, Rolled, RollupPass,
+    Sketch, DAY_MS,
 };
+use super::analytics_window::{read_window, KeyedRow, LatencyRow, OutcomeRow};
 use super::engine::{Engine, RowsAffected};
 use super::StoreError;
 
-/// Failing objects kept per hour and window, the most failures first: the page shows the top few.
-const FAILING_OBJECTS_PER_HOUR: usize = 20;
-
 /// The source under which processing latency (measured from the events table) is stored.
 const EVENTS_SOURCE: &str = "events";
-
-/// The hour an SQL timestamp column falls in.
-macro_rules! hour_of {
-    ($column:literal) => {
-        concat!($column, " - ", $column, " % 3600000")
-    };
-}
-
-const OUTCOMES_SQL: &str = concat!(
-    "SELECT ",
-    hour_of!("processed_at"),
-    " AS hour, object_type, event_type, status, COUNT(*) AS n FROM webhook_events
-     WHERE account = $1 AND processed_at >= $2 AND processed_at < $3 AND status IN ('success', 'failed', 'skipped')
-     GROUP BY 1, 2, 3, 4"
-);
-
-const LATENCY_SQL: &str = concat!(
-    "SELECT ",
-    hour_of!("processed_at"),
-    " AS hour, processed_at - received_at AS millis, COUNT(*) AS n FROM webhook_events
-     WHERE account = $1 AND processed_at >= $2 AND processed_at < $3 AND status IN ('success', 'failed', 'skipped')
-     GROUP BY 1, 2"
-);
-
-const FAILING_SQL: &str = concat!(
-    "SELECT ",
-    hour_of!("processed_at"),
-    " AS hour, object_type || ':' || object_uuid AS key, '' AS outcome, COUNT(*) AS n FROM webhook_events
-     WHERE account = $1 AND processed_at >= $2 AND processed_at < $3 AND status = 'failed'
-     GROUP BY 1, 2"
-);
-
-/// Failed attempts by class, read from what the processor stored (`ApiCallError`'s messages).
-const ERROR_CLASSES_SQL: &str = concat!(
-    "SELECT ",
-    hour_of!("a.finished_at"),
-    " AS hour,
-         CASE WHEN a.http_status IS NOT NULL THEN 'http_' || CAST(a.http_status AS TEXT)
-              WHEN a.error LIKE '%did not answer in time%' THEN 'timeout'
-              WHEN a.error LIKE '%could not reach%' THEN 'network'
-              WHEN a.error LIKE '%unexpected answer%' THEN 'parse'
-              ELSE 'other' END AS key,
-         '' AS outcome, COUNT(*) AS n
-     FROM event_attempts a JOIN webhook_events e ON e.id = a.event_id
-     WHERE e.account = $1 AND a.finished_at >= $2 AND a.finished_at < $3 AND a.outcome IN ('retry', 'failed')
-     GROUP BY 1, 2"
-);
-
-const DELIVERIES_SQL: &str = concat!(
-    "SELECT ",
-    hour_of!("d.finished_at"),
-    " AS hour, COALESCE(t.name, d.destination_id) AS key, d.status AS outcome, COUNT(*) AS n
-     FROM deliveries d LEFT JOIN destinations t ON t.id = d.destination_id
-     WHERE d.account = $1 AND d.finished_at >= $2 AND d.finished_at < $3 AND d.status IN ('delivered', 'failed')
-     GROUP BY 1, 2, 3"
-);
 
 const ADD_COUNT_SQL: &str =
     "INSERT INTO analytics_counts (account, period, bucket_start, dimension, key, outcome, count)
@@ -88,30 +31,6 @@ const PUT_SKETCH_SQL: &str = "INSERT INTO analytics_latency (account, period, bu
      ON CONFLICT (account, period, bucket_start, metric, source) DO UPDATE SET histogram = excluded.histogram";
 
 #[derive(FromRow)]
-struct OutcomeRow {
-    hour: i64,
-    object_type: String,
-    event_type: String,
-    status: String,
-    n: i64,
-}
-
-#[derive(FromRow)]
-struct LatencyRow {
-    hour: i64,
-    millis: i64,
-    n: i64,
-}
-
-#[derive(FromRow)]
-struct KeyedRow {
-    hour: i64,
-    key: String,
-    outcome: String,
-    n: i64,
-}
-
-#[derive(FromRow)]
 struct SketchRow {
     bucket_start: i64,
     metric: String,
@@ -119,33 +38,6 @@ struct SketchRow {
 }
 
 /// What a window of finished work adds: counts per `(hour, dimension, key, outcome)` and processing sketches.
-#[derive(Default)]
-struct Window {
-    counts: Vec<(i64, Dimension, String, String, i64)>,
-    processing: BTreeMap<i64, Sketch>,
-}
-
-impl Window {
-    fn hours(&self) -> impl Iterator<Item = i64> + '_ {
-        self.counts
-            .iter()
-            .map(|(hour, ..)| *hour)
-            .chain(self.processing.keys().copied())
-    }
-}
-
-/// Keeps the `FAILING_OBJECTS_PER_HOUR` objects of each hour that failed most.
-fn top_failing(mut rows: Vec<KeyedRow>) -> Vec<KeyedRow> {
-    rows.sort_by(|a, b| (a.hour, b.n, &a.key).cmp(&(b.hour, a.n, &b.key)));
-    let mut per_hour: HashMap<i64, usize> = HashMap::new();
-    rows.retain(|row| {
-        let kept = per_hour.entry(row.hour).or_default();
-        *kept += 1;
-        *kept <= FAILING_OBJECTS_PER_HOUR
-    });
-    rows
-}
-
 #[async_trait]
 impl<E> Analytics for E
 where
@@ -165,6 +57,7 @@ where
     for<'r> KeyedRow: FromRow<'r, <E::Db as Database>::Row>,
     for<'r> SketchRow: FromRow<'r, <E::Db as Database>::Row>,
     for<'r> AnalyticsCount: FromRow<'r, <E::Db as Database>::Row>,
+    for<'r> DigestRow: FromRow<'r, <E::Db as Database>::Row>,
 {
     async fn roll_up(&self, pass: &RollupPass<'_>) -> Result<Rolled, StoreError> {
         let account = pass.account;
@@ -336,79 +229,40 @@ where
         self.synced(writer).await?;
         Ok(deleted)
     }
-}
 
-/// What the account finished in `[from, to)`, read before the transaction that adds it.
-async fn read_window<E>(engine: &E, account: &str, from: i64, to: i64) -> Result<Window, StoreError>
-where
-    E: Engine,
-    for<'c> &'c mut <E::Db as Database>::Connection: Executor<'c, Database = E::Db>,
-    for<'q> <E::Db as Database>::Arguments<'q>: IntoArguments<'q, E::Db>,
-    for<'q> &'q str: Encode<'q, E::Db> + Type<E::Db>,
-    for<'q> i64: Encode<'q, E::Db> + Type<E::Db>,
-    for<'r> OutcomeRow: FromRow<'r, <E::Db as Database>::Row>,
-    for<'r> LatencyRow: FromRow<'r, <E::Db as Database>::Row>,
-    for<'r> KeyedRow: FromRow<'r, <E::Db as Database>::Row>,
-{
-    let mut window = Window::default();
-    if from >= to {
-        return Ok(window);
-    }
-    let outcomes: Vec<OutcomeRow> = sqlx::query_as(OUTCOMES_SQL)
+    async fn analytics_digest(&self, account: &str) -> Result<Option<DigestRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT account, destination_id, cadence, updated_at FROM analytics_digests WHERE account = $1",
+        )
         .bind(account)
-        .bind(from)
-        .bind(to)
-        .fetch_all(engine.readers())
-        .await?;
-    let mut by_type: BTreeMap<(i64, Dimension, String, String), i64> = BTreeMap::new();
-    for row in outcomes {
-        *by_type
-            .entry((row.hour, Dimension::ObjectType, row.object_type, row.status.clone()))
-            .or_default() += row.n;
-        *by_type
-            .entry((row.hour, Dimension::EventType, row.event_type, row.status))
-            .or_default() += row.n;
+        .fetch_optional(self.readers())
+        .await?)
     }
-    window.counts.extend(
-        by_type
-            .into_iter()
-            .map(|((hour, dimension, key, outcome), n)| (hour, dimension, key, outcome, n)),
-    );
-    let latencies: Vec<LatencyRow> = sqlx::query_as(LATENCY_SQL)
-        .bind(account)
-        .bind(from)
-        .bind(to)
-        .fetch_all(engine.readers())
-        .await?;
-    for row in latencies {
-        window
-            .processing
-            .entry(row.hour)
-            .or_default()
-            .record(row.millis, row.n.max(0) as u64);
-    }
-    for (sql, dimension) in [
-        (FAILING_SQL, Dimension::FailingObject),
-        (ERROR_CLASSES_SQL, Dimension::ErrorClass),
-        (DELIVERIES_SQL, Dimension::Destination),
-    ] {
-        let rows: Vec<KeyedRow> = sqlx::query_as(sql)
+
+    async fn set_analytics_digest(
+        &self,
+        account: &str,
+        digest: Option<(&str, Cadence)>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        match digest {
+            Some((destination_id, cadence)) => sqlx::query(
+                "INSERT INTO analytics_digests (account, destination_id, cadence, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (account) DO UPDATE SET destination_id = excluded.destination_id,
+                     cadence = excluded.cadence, updated_at = excluded.updated_at",
+            )
             .bind(account)
-            .bind(from)
-            .bind(to)
-            .fetch_all(engine.readers())
-            .await?;
-        let rows = if dimension == Dimension::FailingObject {
-            top_failing(rows)
-        } else {
-            rows
-        };
-        window.counts.extend(
-            rows.into_iter()
-                .map(|row| (row.hour, dimension, row.key, row.outcome, row.n)),
-        );
+            .bind(destination_id)
+            .bind(cadence.as_str())
+            .bind(now),
+            None => sqlx::query("DELETE FROM analytics_digests WHERE account = $1").bind(account),
+        }
+        .execute(&mut *writer)
+        .await?;
+        self.synced(writer).await?;
+        Ok(())
     }
-    Ok(window)
 }
 
 async fn add_count<DB>(
@@ -557,34 +411,4 @@ where
         put_sketch::<DB>(&mut *connection, account, Period::Day, day, metric, "", &sketch).await?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_objects_that_failed_most_are_kept_per_hour() {
-        let rows = (0..30)
-            .map(|n| KeyedRow {
-                hour: (n % 2) * 3_600_000,
-                key: format!("job:{n}"),
-                outcome: String::new(),
-                n,
-            })
-            .collect();
-        let kept = top_failing(rows);
-        assert_eq!(kept.len(), 30, "fifteen an hour is under the cap");
-        let many = (0..50)
-            .map(|n| KeyedRow {
-                hour: 0,
-                key: format!("job:{n}"),
-                outcome: String::new(),
-                n,
-            })
-            .collect();
-        let kept = top_failing(many);
-        assert_eq!(kept.len(), FAILING_OBJECTS_PER_HOUR);
-        assert_eq!(kept[0].key, "job:49");
-    }
 }

