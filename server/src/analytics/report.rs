@@ -157,7 +157,7 @@ pub async fn report_over(
 
 /// What `count` adds to `dimension`'s counts, under which key.
 fn dimension_key(count: &AnalyticsCount, dimension: AnalyticsDimension) -> Option<String> {
-    let stored = Dimension::parse(&count.dimension)?;
+    let stored = Dimension::try_from(count.dimension.clone()).ok()?;
     match (dimension, stored) {
         (AnalyticsDimension::Outcome, Dimension::ObjectType) => Some(count.outcome.clone()),
         (AnalyticsDimension::ObjectType, Dimension::ObjectType)
@@ -214,7 +214,7 @@ fn totals(counts: &[AnalyticsCount], latency: &[BucketLatency], dimension: Analy
             *totals.by_key.entry(key).or_default() += count.count;
         }
         let key = count.key.clone();
-        match Dimension::parse(&count.dimension) {
+        match Dimension::try_from(count.dimension.clone()).ok() {
             Some(Dimension::ObjectType) => {
                 totals.events += count.count;
                 *totals.by_outcome.entry(count.outcome.clone()).or_default() += count.count;

@@ -11,48 +11,15 @@ use async_trait::async_trait;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 
+use super::outbound::stored_by_name;
 use super::StoreError;
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
-/// Declares an enum the analytics tables keep by name, with `ALL`, `as_str` and `parse`.
-macro_rules! named {
-    ($(#[$meta:meta])* $name:ident { $($(#[$variant_meta:meta])* $variant:ident => $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name {
-            $($(#[$variant_meta])* $variant,)+
-        }
-
-        impl $name {
-            pub const ALL: [$name; [$($text),+].len()] = [$(Self::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $text,)+
-                }
-            }
-
-            pub fn parse(name: &str) -> Option<$name> {
-                Self::ALL.into_iter().find(|value| value.as_str() == name)
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = StoreError;
-
-            fn try_from(name: String) -> Result<Self, StoreError> {
-                Self::parse(&name)
-                    .ok_or_else(|| StoreError::Corrupt(format!(concat!("unknown ", stringify!($name), " {:?}"), name)))
-            }
-        }
-    };
-}
-
-named! {
+stored_by_name! {
     /// The width of a bucket.
-    Period {
+    Period("period") {
         Hour => "hour",
         Day => "day",
     }
@@ -72,9 +39,9 @@ impl Period {
     }
 }
 
-named! {
+stored_by_name! {
     /// What a count counts (`analytics_counts.dimension`).
-    Dimension {
+    Dimension("dimension") {
         /// Finished events by object type (key) and status (outcome).
         ObjectType => "object_type",
         /// Finished events by event type and status.
@@ -94,9 +61,9 @@ named! {
     }
 }
 
-named! {
+stored_by_name! {
     /// Which latency a sketch measures (`analytics_latency.metric`).
-    LatencyMetric {
+    LatencyMetric("latency metric") {
         /// From an event's arrival to its finish.
         Processing => "processing",
         /// From an event's arrival to its record update's broadcast to browsers.
@@ -104,9 +71,9 @@ named! {
     }
 }
 
-named! {
+stored_by_name! {
     /// How often an account's digest goes (`analytics_digests.cadence`).
-    Cadence {
+    Cadence("digest cadence") {
         Daily => "daily",
         Weekly => "weekly",
     }
@@ -293,8 +260,11 @@ mod tests {
         let at = 1_704_067_200_000 + 5 * HOUR_MS + 61_000;
         assert_eq!(Period::Hour.start_of(at), 1_704_067_200_000 + 5 * HOUR_MS);
         assert_eq!(Period::Day.start_of(at), 1_704_067_200_000);
-        assert_eq!(Dimension::parse("error_class"), Some(Dimension::ErrorClass));
-        assert_eq!(Dimension::parse("nope"), None);
+        assert_eq!(
+            Dimension::try_from("error_class".to_owned()).unwrap(),
+            Dimension::ErrorClass
+        );
+        assert!(Dimension::try_from("nope".to_owned()).is_err());
     }
 
     #[test]

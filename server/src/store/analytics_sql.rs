@@ -199,8 +199,7 @@ where
         .await?;
         let mut merged: BTreeMap<(i64, LatencyMetric), Sketch> = BTreeMap::new();
         for row in rows {
-            let metric = LatencyMetric::parse(&row.metric)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown latency metric {:?}", row.metric)))?;
+            let metric = LatencyMetric::try_from(row.metric)?;
             merged
                 .entry((row.bucket_start, metric))
                 .or_default()
@@ -400,8 +399,7 @@ where
     .await?;
     let mut merged: BTreeMap<LatencyMetric, Sketch> = BTreeMap::new();
     for hour in hours {
-        let metric = LatencyMetric::parse(&hour.metric)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown latency metric {:?}", hour.metric)))?;
+        let metric = LatencyMetric::try_from(hour.metric)?;
         merged
             .entry(metric)
             .or_default()

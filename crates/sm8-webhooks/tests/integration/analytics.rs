@@ -2,9 +2,7 @@
 //! retention deleted them, and served by the management API as a report and as CSV or JSON exports; a digest of
 //! the day before goes once to the destination an admin chose.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use serde_json::{json, Value};
@@ -17,20 +15,8 @@ use servicem8_mock::{self as mock, MockConfig, ObjectKind};
 
 use crate::common::outbound::Receiver;
 use crate::common::{
-    claim, queued_event, serve_args, spawn_app, spawn_app_with, spawn_with, TestApp, ACCOUNT, ADMIN_TOKEN,
+    claim, eventually, queued_event, serve_args, spawn_app, spawn_app_with, spawn_with, TestApp, ACCOUNT, ADMIN_TOKEN,
 };
-
-/// Polls `probe` until it yields a value; fails after 20 s.
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn get(app: &TestApp, path_and_query: &str) -> reqwest::Response {
     app.client
