@@ -30,8 +30,9 @@ FUZZ_FLAGS := --fuzz-dir fuzz --sanitizer none --debug-assertions
 
 all: build
 
-## build: the server binary (target/release/sm8-webhooks) and the site (target/site)
-build: $(BIN) $(PKG)/$(NAME)_bg.wasm $(PKG)/$(NAME).css $(SITE)/.assets
+## build: the server binary (target/release/sm8-webhooks) and the site (target/site), its bundle named by its
+## content and compressed (brotli, gzip) by `sm8-webhooks pack-site`
+build: $(BIN) $(PKG)/$(NAME)_bg.wasm $(PKG)/$(NAME).css $(SITE)/.assets $(PKG)/.packed
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -55,6 +56,10 @@ $(PKG)/$(NAME)_bg.wasm: $(WASM_RAW)
 $(PKG)/$(NAME).css: style/main.css $(filter-out style/main.css,$(wildcard style/*.css))
 	@mkdir -p $(PKG)
 	cat $^ > $@
+
+$(PKG)/.packed: $(BIN) $(PKG)/$(NAME)_bg.wasm $(PKG)/$(NAME).css
+	$(BIN) pack-site --pkg $(PKG)
+	@touch $@
 
 $(SITE)/.assets: $(wildcard public/*)
 	@mkdir -p $(SITE)

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod alerts;
 pub mod analytics;
 pub mod api;
 pub mod components;
@@ -20,11 +21,12 @@ pub mod realtime;
 pub mod session;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
-/// The file names of the browser bundle under `/pkg`: `sm8-webhooks.js`, `sm8-webhooks_bg.wasm`, `sm8-webhooks.css`.
+/// The file names of the browser bundle under `/pkg` as built: `sm8-webhooks.js`, `sm8-webhooks_bg.wasm`,
+/// `sm8-webhooks.css`. `make build` then packs them as `sm8-webhooks.{hash}…`, the names pages use.
 pub const OUTPUT_NAME: &str = "sm8-webhooks";
 
 /// The HTML document around every page.
@@ -36,6 +38,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <link rel="stylesheet" id="leptos" href=format!("/pkg/{}.css", options.output_name)/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -50,7 +53,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
-        <Stylesheet id="leptos" href="/pkg/sm8-webhooks.css"/>
         <Title text="SM8 Webhooks"/>
         <Router>
             <Routes fallback=NotFound>
@@ -86,6 +88,11 @@ pub fn App() -> impl IntoView {
                 <Route
                     path=(StaticSegment("admin"), StaticSegment("destinations"))
                     view=admin::DestinationsPage
+                    ssr=SsrMode::Async
+                />
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("alerts"))
+                    view=admin::AlertsPage
                     ssr=SsrMode::Async
                 />
                 <Route

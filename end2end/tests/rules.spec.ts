@@ -4,7 +4,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test, expect, type Page } from '@playwright/test';
 import { BINARY } from '../server';
-import { baseUrl, fillSignIn, openHydrated, postSignedWebhook, signIn } from './support';
+import { ADMIN_TOKEN, baseUrl, fillSignIn, openHydrated, postSignedWebhook, signIn } from './support';
 
 /// Runs the CLI against the shared server's database, as an operator would.
 function cli(args: string[], input?: string): string {
@@ -65,8 +65,8 @@ function signedWith(secret: string, request: Received): boolean {
   return String(request.headers['webhook-signature'] ?? '').split(' ').includes(expected);
 }
 
-/// The delivery log of the destination open on the page, reloaded until `check` passes: deliveries announce
-/// nothing on the live channel.
+/// The delivery log of the destination open on the page, reloaded until `check` passes (the live channel
+/// refreshes it as attempts end too; reloading keeps the test from depending on when the socket joined).
 async function reloadLogUntil(page: Page, check: () => Promise<void>): Promise<void> {
   await expect(async () => {
     await page.getByRole('button', { name: 'Reload log' }).click();
@@ -237,4 +237,117 @@ test('a viewer sees rules and destinations without the controls that change them
   await expect(page.getByRole('button', { name: 'New rule' })).toHaveCount(0);
   await expect(page.locator('table.rules').getByRole('button')).toHaveCount(0);
   await expect(page.locator('table.rules').getByRole('checkbox')).toHaveCount(0);
+});
+
+/// Creates a destination of `kind` from the form of the destinations page, open in `page`, filling `fields` by
+/// their labels.
+async function createDestination(page: Page, name: string, kind: string, fields: Record<string, string>): Promise<void> {
+  const form = page.getByRole('form', { name: 'New destination' });
+  await form.getByLabel('Name', { exact: true }).fill(name);
+  await form.getByLabel('Kind').selectOption(kind);
+  for (const [label, value] of Object.entries(fields)) {
+    const input = form.getByLabel(label, { exact: true });
+    if (label === 'Security') await input.selectOption(value);
+    else await input.fill(value);
+  }
+  await form.getByRole('button', { name: 'Create destination' }).click();
+  await expect(page.getByText(`Destination ${name} created.`)).toBeVisible();
+}
+
+test('Slack, email and SMS destinations are made from their forms and Slack and SMS test messages arrive in their shapes', async ({ page }) => {
+  const receiver = await startReceiver();
+  try {
+    const run = Date.now().toString(36);
+    await signIn(page);
+    await openHydrated(page, '/admin/destinations');
+
+    const slack = `e2e-slack-${run}`;
+    await createDestination(page, slack, 'slack', { 'Slack incoming webhook URL': `${receiver.url}/services/T0/B0/x` });
+    const slackRow = page.locator('tr[data-destination-id]', { hasText: slack });
+    await expect(slackRow).toContainText('Slack incoming webhook');
+    await slackRow.getByRole('link', { name: slack, exact: true }).click();
+    await page.getByRole('button', { name: 'Send test message' }).click();
+    await expect(page.locator('[data-field="test-report"]')).toContainText('Test message delivered');
+    const toSlack = receiver.received.find((taken) => taken.path === '/services/T0/B0/x')!;
+    expect(toSlack.headers['content-type']).toContain('application/json');
+    expect(typeof JSON.parse(toSlack.body).text).toBe('string');
+
+    await openHydrated(page, '/admin/destinations');
+    const email = `e2e-email-${run}`;
+    await createDestination(page, email, 'email', {
+      'SMTP host': 'smtp.example.test',
+      Port: '2525',
+      Security: 'none',
+      From: 'SM8 Webhooks <alerts@example.test>',
+      To: 'ops@example.test, office@example.test',
+    });
+    await expect(page.locator('tr[data-destination-id]', { hasText: email }))
+      .toContainText('ops@example.test, office@example.test via smtp.example.test');
+
+    const sms = `e2e-sms-${run}`;
+    await createDestination(page, sms, 'sms', {
+      'API base URL (optional)': receiver.url,
+      'Account SID': 'AC0123456789',
+      'Auth token': 'e2e-auth-token',
+      From: '+61400000000',
+      To: '+61400000001',
+    });
+    const smsRow = page.locator('tr[data-destination-id]', { hasText: sms });
+    await expect(smsRow).toContainText('SMS to +61400000001');
+    await smsRow.getByRole('link', { name: sms, exact: true }).click();
+    await page.getByRole('button', { name: 'Send test message' }).click();
+    await expect(page.locator('[data-field="test-report"]')).toContainText('Test message delivered');
+    const toTwilio = receiver.received.find((taken) => taken.path === '/2010-04-01/Accounts/AC0123456789/Messages.json')!;
+    expect(toTwilio.headers['content-type']).toContain('application/x-www-form-urlencoded');
+    expect(toTwilio.headers.authorization).toBe(`Basic ${Buffer.from('AC0123456789:e2e-auth-token').toString('base64')}`);
+    const form = new URLSearchParams(toTwilio.body);
+    expect([form.get('To'), form.get('From')]).toEqual(['+61400000001', '+61400000000']);
+    expect(form.get('Body')?.length).toBeGreaterThan(0);
+  } finally {
+    await receiver.close();
+  }
+});
+
+test('rules move up and down the order, and a destination’s delivery log pages by 25', async ({ page, request }) => {
+  const receiver = await startReceiver();
+  const headers = { authorization: `Bearer ${ADMIN_TOKEN}` };
+  const manage = async (data: object) => {
+    const response = await request.post(`${baseUrl()}/api/webhooks/management`, { headers, data });
+    expect(response.status(), JSON.stringify(await response.json())).toBe(200);
+    return response.json();
+  };
+  const run = Date.now().toString(36);
+  const destination = `e2e-paged-${run}`;
+  const created = await manage({ action: 'create_destination', name: destination, kind: 'webhook', settings: { url: `${receiver.url}/paged` } });
+  const first = await manage({ action: 'create_rule', definition: { name: `First ${run}`, when: { stage: 'processed', object_types: ['job'] },
+    filter: { 'event.object_uuid': { $startsWith: `paged-${run}-` } }, actions: [{ type: 'deliver', destinations: [destination] }] } });
+  const second = await manage({ action: 'create_rule', definition: { name: `Second ${run}`, when: { stage: 'processed' }, actions: [] } });
+  try {
+    await signIn(page);
+    await openHydrated(page, '/admin/rules');
+    const names = () => page.locator('tr[data-rule-id] td:nth-child(2)').allTextContents();
+    const order = async () => (await names()).map((name) => name.trim()).filter((name) => name.endsWith(run));
+    await expect.poll(order).toEqual([`First ${run}`, `Second ${run}`]);
+    await page.getByRole('button', { name: `Move Second ${run} up` }).click();
+    await expect.poll(order).toEqual([`Second ${run}`, `First ${run}`]);
+    await page.getByRole('button', { name: `Move Second ${run} down` }).click();
+    await expect.poll(order).toEqual([`First ${run}`, `Second ${run}`]);
+
+    for (let n = 0; n < 27; n++) {
+      await postSignedWebhook(request, { object_type: 'Job', object_uuid: `paged-${run}-${n}`, event_type: 'updated' });
+    }
+    await expect.poll(() => receiver.received.filter((taken) => taken.path === '/paged').length, { timeout: 30_000 }).toBe(27);
+    await openHydrated(page, `/admin/destinations?destination=${created.destination.id}`);
+    const rows = page.locator('table.deliveries tr[data-delivery-id]');
+    await expect(rows).toHaveCount(25);
+    await page.getByRole('link', { name: 'Older →' }).click();
+    await expect(rows).toHaveCount(2);
+    await expect(page.getByRole('link', { name: 'Older →' })).toHaveCount(0);
+    await page.getByRole('link', { name: '← Newest' }).click();
+    await expect(rows).toHaveCount(25);
+  } finally {
+    await manage({ action: 'delete_rule', id: first.id });
+    await manage({ action: 'delete_rule', id: second.id });
+    await receiver.close();
+  }
 });

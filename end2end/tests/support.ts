@@ -12,9 +12,10 @@ export function baseUrl(): string {
   return url;
 }
 
-/// Opens a page and waits until the WASM bundle has hydrated it.
-export async function openHydrated(page: Page, path: string): Promise<void> {
-  await page.goto(baseUrl() + path);
+/// Opens a page (of the shared server unless `server` names another) and waits until the WASM bundle has
+/// hydrated it.
+export async function openHydrated(page: Page, path: string, server: string = baseUrl()): Promise<void> {
+  await page.goto(server + path);
   await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
 }
 

@@ -42,6 +42,9 @@ pub struct ServeArgs {
     pub deliveries: crate::deliveries::DeliveryArgs,
 
     #[command(flatten)]
+    pub alerts: crate::alerts::AlertArgs,
+
+    #[command(flatten)]
     pub realtime: crate::realtime::RealtimeArgs,
 
     #[command(flatten)]

@@ -1,6 +1,7 @@
 //! SM8 Webhooks server: receives ServiceM8 webhooks, stores them durably and serves the dashboard.
 
 pub mod accounts;
+pub mod alerts;
 pub mod analytics;
 pub mod attachments;
 pub mod auth;

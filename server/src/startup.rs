@@ -13,6 +13,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::accounts::{AccountArgs, AccountSecrets, Accounts, DefaultAccount, ProcessingMode};
+use crate::alerts::AlertMonitor;
 use crate::backend::{BackendSettings, RealtimeKeys, ServerBackend};
 use crate::config::ServeArgs;
 use crate::csrf::{self, SameOrigin};
@@ -51,6 +52,7 @@ pub struct Server {
     state: AppState,
     processor: Arc<Processor>,
     deliverer: Arc<Deliverer>,
+    alert_monitor: AlertMonitor,
     delivery_workers: usize,
     pub admin_token: Secret,
     pub admin_token_source: AdminTokenSource,
@@ -201,6 +203,7 @@ impl Server {
             accounts.sealer().clone(),
             &args.deliveries,
             args.processor.node(port),
+            updates.clone(),
         );
         let sandbox = Sandbox::start(SandboxLimits::default()).context("starting the rules' JavaScript sandbox")?;
         let rule_book = Arc::new(RuleBook::new(store.clone(), sandbox));
@@ -258,6 +261,16 @@ impl Server {
             throttles: throttle::start(),
         };
         relay.spawn_forwarding(state.updates.subscribe());
+        let alert_monitor = AlertMonitor {
+            store: state.store.clone(),
+            accounts: state.accounts.clone(),
+            relay: relay.health(),
+            deliverer: deliverer.clone(),
+            updates: state.updates.clone(),
+            node: args.processor.node(port),
+            public_url: public_url.clone(),
+            args: args.alerts.clone(),
+        };
         let realtime_anon_key = relay.anon_key().clone();
         let relay_closer = relay.closer();
         let (documented, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
@@ -297,6 +310,7 @@ impl Server {
             state,
             processor,
             deliverer,
+            alert_monitor,
             delivery_workers: args.deliveries.delivery_workers,
             admin_token,
             admin_token_source,
@@ -340,6 +354,7 @@ impl Server {
         let refresh = self.state.accounts.spawn_refresh(shutdown.clone());
         let mut workers = self.processor.spawn(shutdown.clone()).await;
         let mut delivery_workers = self.deliverer.spawn(self.delivery_workers, shutdown.clone());
+        let alerts = self.alert_monitor.spawn(shutdown.clone());
         // Upgraded websockets outlive their HTTP connections: the relay closes them itself.
         let realtime_closed = tokio::spawn(self.relay_closer.close_on(shutdown.clone()));
         self.listener.serve(self.router, shutdown.clone()).await;
@@ -347,6 +362,7 @@ impl Server {
         let _ = realtime_closed.await;
         while workers.join_next().await.is_some() {}
         while delivery_workers.join_next().await.is_some() {}
+        let _ = alerts.await;
         let _ = refresh.await;
         Ok(())
     }

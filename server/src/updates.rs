@@ -22,6 +22,30 @@ pub enum PipelineUpdate {
     Lifecycle(PipelineEvent),
     /// A mirrored record changed because an event was processed.
     Record(RecordUpdate),
+    /// An alert fired, resolved, or was acknowledged or silenced.
+    Alert(AlertNotice),
+    /// A delivery's attempt ended: delivered, queued again for a retry, or failed.
+    Delivery(DeliveryNotice),
+}
+
+/// Where one delivery stands after an attempt, for the account's dashboards.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryNotice {
+    pub account: String,
+    pub delivery_id: String,
+    pub destination_id: String,
+    pub event_id: Option<String>,
+    /// `delivered`, `queued` (a retry is due) or `failed`.
+    pub status: String,
+}
+
+/// A change to one of an account's alerts: its dashboards fetch the alerts again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertNotice {
+    pub account: String,
+    pub alert_id: String,
+    pub kind: String,
+    pub transition: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,9 +1,14 @@
-//! The server-rendered UI: Leptos pages, their server functions and the static browser bundle.
+//! The server-rendered UI: Leptos pages, their server functions and the static browser bundle (`assets`).
+
+mod assets;
+
+pub use assets::bundle_name;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use app::access::ClientAddress;
+use app::alerts::api::AlertsBackend;
 use app::analytics::api::AnalyticsBackend;
 use app::api::DashboardBackend;
 use app::directory::api::{DirectoryBackend, SignIn};
@@ -11,7 +16,7 @@ use app::error::AppError;
 use app::outbound::api::OutboundBackend;
 use app::portal::api::PortalBackend;
 use app::realtime::RealtimeBackend;
-use app::{shell, App, OUTPUT_NAME};
+use app::{shell, App};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
@@ -34,14 +39,17 @@ use crate::throttle::{client_address, RetryAfter, Throttles};
 /// the directory's, the portal's, the rules and destinations' and the realtime credentials' backend: each server
 /// function finds only the one it is for.
 pub fn router(site_root: &Path, backend: Arc<ServerBackend>, throttles: Arc<Throttles>) -> Router {
+    let pkg = site_root.join("pkg");
+    let bundle = assets::bundle_name(&pkg);
     let options = LeptosOptions::builder()
-        .output_name(OUTPUT_NAME)
+        .output_name(bundle.as_str())
         .site_root(site_root.to_string_lossy().into_owned())
         .site_pkg_dir("pkg")
         .build();
     let routes = generate_route_list(App);
     let backend_for_errors = backend.clone();
     Router::new()
+        .merge(assets::router(&pkg, bundle))
         .leptos_routes_with_context(&options, routes, move || provide_backends(&backend), {
             let options = options.clone();
             move || shell(options.clone())
@@ -170,5 +178,6 @@ fn provide_backends(backend: &Arc<ServerBackend>) {
     provide_context::<Arc<dyn PortalBackend>>(backend.clone());
     provide_context::<Arc<dyn RealtimeBackend>>(backend.clone());
     provide_context::<Arc<dyn OutboundBackend>>(backend.clone());
+    provide_context::<Arc<dyn AlertsBackend>>(backend.clone());
     provide_context::<Arc<dyn AnalyticsBackend>>(backend.clone());
 }

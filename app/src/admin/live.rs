@@ -1,21 +1,27 @@
-//! The pipeline's live events on an admin page: `LiveUpdates` bumps the page's `Refresh` as events move, and
-//! shows the connection's state.
+//! The pipeline's live events on an admin page: `LiveUpdates` bumps the page's `Refresh` as events move and as
+//! deliveries' attempts end, and shows the connection's state.
 
 use leptos::prelude::*;
 
 use super::Refresh;
-use crate::realtime::{use_webhook_updates, ConnectionStatus, PipelineEvent, UseWebhookUpdatesOptions};
+use crate::realtime::{use_webhook_updates, ConnectionStatus, DeliveryChange, PipelineEvent, UseWebhookUpdatesOptions};
 
-/// Follows the pipeline's live events (for every event, or only `event_id`'s), refreshing the page's views as
-/// they arrive, and shows the connection's state.
+/// Follows the pipeline's live events and deliveries (for every event, or only `event_id`'s), refreshing the
+/// page's views as they arrive, and shows the connection's state.
 #[component]
 pub fn LiveUpdates(#[prop(optional, into)] event_id: Option<String>) -> impl IntoView {
     let refresh = expect_context::<Refresh>();
     let pending = RwSignal::new(false);
+    let delivery_event = event_id.clone();
     let live = use_webhook_updates(UseWebhookUpdatesOptions {
         admin: true,
         on_pipeline: Some(Callback::new(move |event: PipelineEvent| {
             if event_id.as_ref().is_none_or(|id| *id == event.event_id) {
+                refresh.soon(pending);
+            }
+        })),
+        on_delivery: Some(Callback::new(move |change: DeliveryChange| {
+            if delivery_event.is_none() || delivery_event == change.event_id {
                 refresh.soon(pending);
             }
         })),

@@ -1,7 +1,9 @@
 //! The admin frame and the admin pages: `AdminShell` (the title bar, the account switcher, sign-in) around every
-//! admin page, `Refresh` and the pipeline's live events that bump it (`LiveUpdates`), the directory's pages, and
-//! the pages of rules and destinations with their deliveries (`pages`).
+//! admin page, `Refresh` and the pipeline's live events that bump it (`LiveUpdates`), the banner of firing alerts
+//! (`AlertBanner`), the directory's pages, the pages of rules and destinations with their deliveries, and the
+//! alerts page (`pages`).
 
+mod banner;
 mod live;
 mod pages;
 mod shell;
@@ -10,10 +12,11 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 
+pub use banner::AlertBanner;
 pub use live::LiveUpdates;
 pub use pages::{
-    delivery_log_href, AccountsPage, AnalyticsPage, AuditLogPage, DeliveryStatus, DestinationsPage, InvitePage,
-    RulesPage, TokensPage, UsersPage,
+    delivery_log_href, AccountsPage, AlertsPage, AnalyticsPage, AuditLogPage, DeliveryStatus, DestinationsPage,
+    InvitePage, RulesPage, TokensPage, UsersPage,
 };
 pub use shell::{AdminShell, CurrentVisitor};
 

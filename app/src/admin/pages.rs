@@ -1,9 +1,11 @@
 //! The admin pages: `/admin/invite/:token` (the first-run setup and invitations, outside the admin frame), and
-//! inside it the directory's `/admin/accounts`, `/admin/users`, `/admin/tokens` and `/admin/audit`, and
-//! `/admin/rules` and `/admin/destinations` with each destination's delivery log, and `/admin/analytics`. Every
-//! control a role may not use is left out of the page; the server checks the role again on every call.
+//! inside it the directory's `/admin/accounts`, `/admin/users`, `/admin/tokens` and `/admin/audit`,
+//! `/admin/rules` and `/admin/destinations` with each destination's delivery log, `/admin/alerts` and
+//! `/admin/analytics`. Every control a role may not use is left out of the page; the server checks the role again
+//! on every call.
 
 mod accounts;
+mod alerts;
 mod analytics;
 mod analytics_charts;
 mod analytics_digest;
@@ -28,6 +30,7 @@ use crate::directory::model::{OneTimeLink, ShownOnce};
 use crate::error::AppError;
 
 pub use accounts::AccountsPage;
+pub use alerts::AlertsPage;
 pub use analytics::AnalyticsPage;
 pub use audit::AuditLogPage;
 pub use deliveries::{delivery_log_href, DeliveryStatus};

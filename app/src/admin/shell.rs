@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::Refresh;
+use super::{AlertBanner, Refresh};
 use crate::access::Role;
 use crate::components::ErrorNote;
 use crate::directory::api::{current_visitor, ChooseAccount, SignIn, SignOut};
@@ -87,7 +87,11 @@ pub fn AdminShell(children: ChildrenFn) -> impl IntoView {
                 {move || shown.get().map(|shown| match shown {
                     // Untracked: what the page reads while it is built must not rebuild it (and create its
                     // resources again, which the browser would then not find in the page's data).
-                    Shown::Page(..) => untrack(|| children.with_value(|children| children())).into_any(),
+                    Shown::Page(..) => view! {
+                        <AlertBanner/>
+                        {untrack(|| children.with_value(|children| children()))}
+                    }
+                    .into_any(),
                     Shown::NoAccount { instance_owner } => view! { <NoAccount instance_owner/> }.into_any(),
                     Shown::SignIn => {
                         answer_with_status(&AppError::NotSignedIn);
@@ -148,6 +152,7 @@ fn AdminNav(instance_owner: bool) -> impl IntoView {
             <a href="/admin/webhook-dashboard">"Events"</a>
             <a href="/admin/rules">"Rules"</a>
             <a href="/admin/destinations">"Destinations"</a>
+            <a href="/admin/alerts">"Alerts"</a>
             <a href="/admin/analytics">"Analytics"</a>
             <a href="/admin/accounts">{if instance_owner { "Accounts" } else { "Account" }}</a>
             <a href="/admin/users">"Users"</a>

@@ -230,6 +230,16 @@ async fn deliver(
                     callback.try_run(event);
                 }
             }
+            Output::Alert(change) => {
+                if let Some(callback) = options.on_alert {
+                    callback.try_run(change);
+                }
+            }
+            Output::Delivery(change) => {
+                if let Some(callback) = options.on_delivery {
+                    callback.try_run(change);
+                }
+            }
             Output::Refetch => {
                 sinks.refetch_needed.try_update(|count| *count += 1);
                 if let Some(callback) = options.on_refetch {

@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "ssr")]
 pub use api::RealtimeBackend;
 pub use api::{realtime_credentials, FetchRealtimeCredentials, RealtimeCredentials, VisitorSessions};
-pub use wire::{PipelineEvent, PipelineStage, UpdateKind, WebhookUpdate};
+pub use wire::{AlertChange, DeliveryChange, PipelineEvent, PipelineStage, UpdateKind, WebhookUpdate};
 
 /// The state of the live connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -105,6 +105,10 @@ pub struct UseWebhookUpdatesOptions {
     pub on_attachment_update: Option<Callback<WebhookUpdate>>,
     pub on_staff_update: Option<Callback<WebhookUpdate>>,
     pub on_pipeline: Option<Callback<PipelineEvent>>,
+    /// An alert of the account fired, resolved, or was acknowledged or silenced (admin topic).
+    pub on_alert: Option<Callback<AlertChange>>,
+    /// A delivery's attempt ended (admin topic).
+    pub on_delivery: Option<Callback<DeliveryChange>>,
     /// Updates were missed and cannot be replayed: fetch the data again.
     pub on_refetch: Option<Callback<()>>,
 }

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{PipelineEvent, WebhookUpdate};
+use super::wire::{ALERT_EVENT, DELIVERY_EVENT};
+use super::{AlertChange, DeliveryChange, PipelineEvent, WebhookUpdate};
 
 /// The `vsn` query parameter for this serializer.
 pub const VSN: &str = "1.0.0";
@@ -116,6 +117,10 @@ pub enum ServerMessage {
     Webhook { topic: String, update: WebhookUpdate },
     /// An event moved through the pipeline (`pipeline`).
     Pipeline { topic: String, event: PipelineEvent },
+    /// An alert changed (`alert`).
+    Alert { topic: String, change: AlertChange },
+    /// A delivery's attempt ended (`delivery`).
+    Delivery { topic: String, change: DeliveryChange },
     /// What we missed on `topic` is no longer retained; `offset` is where the topic is now.
     Refetch { topic: String, offset: Option<i64> },
     /// The relay is about to close the channel, and says why (e.g. "Token has expired").
@@ -176,6 +181,14 @@ impl ServerMessage {
                     },
                     Some(name) if name.eq_ignore_ascii_case(PIPELINE_EVENT) => match serde_json::from_value(inner) {
                         Ok(event) => ServerMessage::Pipeline { topic, event },
+                        Err(_) => ServerMessage::Ignored,
+                    },
+                    Some(name) if name.eq_ignore_ascii_case(ALERT_EVENT) => match serde_json::from_value(inner) {
+                        Ok(change) => ServerMessage::Alert { topic, change },
+                        Err(_) => ServerMessage::Ignored,
+                    },
+                    Some(name) if name.eq_ignore_ascii_case(DELIVERY_EVENT) => match serde_json::from_value(inner) {
+                        Ok(change) => ServerMessage::Delivery { topic, change },
                         Err(_) => ServerMessage::Ignored,
                     },
                     _ => ServerMessage::Ignored,
@@ -296,6 +309,28 @@ mod tests {
         assert_eq!(
             (event.stage, event.attempts, event.offset),
             (PipelineStage::Success, 1, Some(3))
+        );
+    }
+
+    #[test]
+    fn alert_and_delivery_broadcasts_become_their_changes() {
+        let alert = r#"{"topic":"realtime:admin:webhooks","event":"broadcast","payload":{"type":"broadcast",
+            "event":"alert","payload":{"alert_id":"a1","kind":"queue_age","transition":"fired","offset":4}}}"#;
+        let ServerMessage::Alert { change, .. } = ServerMessage::from_frame(Frame::decode(alert).unwrap()) else {
+            panic!("expected an alert change")
+        };
+        assert_eq!(
+            (change.alert_id.as_str(), change.transition.as_str(), change.offset),
+            ("a1", "fired", Some(4))
+        );
+        let delivery = r#"{"topic":"realtime:admin:webhooks","event":"broadcast","payload":{"type":"broadcast",
+            "event":"delivery","payload":{"delivery_id":"d1","destination_id":"t1","event_id":null,"status":"failed"}}}"#;
+        let ServerMessage::Delivery { change, .. } = ServerMessage::from_frame(Frame::decode(delivery).unwrap()) else {
+            panic!("expected a delivery change")
+        };
+        assert_eq!(
+            (change.delivery_id.as_str(), change.status.as_str(), change.event_id),
+            ("d1", "failed", None)
         );
     }
 

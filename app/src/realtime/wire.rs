@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 pub const RECORD_EVENT: &str = "webhook_update";
 /// Event name of pipeline stages, on [`topic::ADMIN_WEBHOOKS`].
 pub const LIFECYCLE_EVENT: &str = "pipeline";
+/// Event name of an alert's changes (fired, resolved, acknowledged, silenced), on [`topic::ADMIN_WEBHOOKS`]; the
+/// payload names the alert (`alert_id`, `kind`, `transition`).
+pub const ALERT_EVENT: &str = "alert";
+/// Event name of a delivery's attempt ending, on [`topic::ADMIN_WEBHOOKS`]; the payload is a [`DeliveryChange`].
+pub const DELIVERY_EVENT: &str = "delivery";
 
 /// The topics updates are broadcast on, with the `realtime:` prefix Supabase clients join them by.
 pub mod topic {
@@ -94,6 +99,30 @@ pub enum PipelineStage {
     Retried,
     #[serde(other)]
     Other,
+}
+
+/// A change to one of the account's alerts (event [`ALERT_EVENT`]): the dashboard fetches its alerts again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertChange {
+    pub alert_id: String,
+    #[serde(default)]
+    pub kind: String,
+    /// `fired`, `renotified`, `resolved`, `acknowledged`, `silenced` or `unsilenced`.
+    #[serde(default)]
+    pub transition: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+}
+
+/// Where a delivery stands after an attempt (event [`DELIVERY_EVENT`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryChange {
+    pub delivery_id: String,
+    pub destination_id: String,
+    #[serde(default)]
+    pub event_id: Option<String>,
+    /// `delivered`, `queued` (a retry is due) or `failed`.
+    pub status: String,
 }
 
 /// An event entering a stage of the pipeline.

@@ -50,6 +50,9 @@ pub enum Command {
     PortalLink(server::portal::PortalLinkArgs),
     /// Measure ingest, end-to-end latency, fan-out, processing and the browser bundle against their targets.
     Bench(sm8_tools::bench::BenchArgs),
+    /// Name the built browser bundle by its content and write it brotli- and gzip-compressed (make build's last
+    /// step).
+    PackSite(sm8_tools::site::PackSiteArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Simulate(args) => sm8_tools::simulate::run_cli(args).await,
         Command::Bench(args) => sm8_tools::bench::run_cli(args).await,
+        Command::PackSite(args) => sm8_tools::site::run_cli(args),
         Command::PortalLink(args) => server::portal::run_cli(args).await,
         Command::Token(args) => {
             println!("{}", server::realtime::mint_token(&args).await?);

@@ -5,6 +5,7 @@
 //! (an API token) establish an `Access`, and each method checks the role it needs and audits what it changed.
 
 mod access;
+mod alerts;
 mod analytics;
 mod audit;
 mod destinations;

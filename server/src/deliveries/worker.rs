@@ -19,8 +19,11 @@ use crate::destinations::{self, Attempt};
 use crate::metrics;
 use crate::rules::MessageBody;
 use crate::sealing::Sealer;
-use crate::store::outbound::{AttemptReport, ClaimedDelivery, DeliveryClaim, DeliveryOutcome, DestinationRow};
+use crate::store::outbound::{
+    AttemptReport, ClaimedDelivery, DeliveryClaim, DeliveryOutcome, DeliveryStatus, DestinationRow,
+};
 use crate::store::{now_millis, Store, StoreError};
+use crate::updates::{DeliveryNotice, PipelineUpdate, UpdateSender};
 
 /// How long a claim holds a delivery: longer than the slowest send (an SMTP conversation's 60 s).
 const LEASE_MS: i64 = 120_000;
@@ -42,10 +45,18 @@ pub struct Deliverer {
     sending: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Sends per second to each destination.
     pace: DefaultKeyedRateLimiter<String>,
+    /// Where each attempt's end is announced, for the dashboards' delivery logs.
+    updates: UpdateSender,
 }
 
 impl Deliverer {
-    pub fn new(store: Arc<dyn Store>, sealer: Sealer, args: &DeliveryArgs, node: String) -> Arc<Deliverer> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        sealer: Sealer,
+        args: &DeliveryArgs,
+        node: String,
+        updates: UpdateSender,
+    ) -> Arc<Deliverer> {
         Arc::new(Deliverer {
             store,
             sealer,
@@ -64,6 +75,7 @@ impl Deliverer {
             pace: RateLimiter::keyed(Quota::per_second(
                 NonZeroU32::new(args.delivery_rate_per_destination).unwrap_or(NonZeroU32::MIN),
             )),
+            updates,
         })
     }
 
@@ -243,6 +255,18 @@ impl Deliverer {
             tracing::warn!(delivery = %delivery.id, "lease lost: another worker has the delivery; nothing recorded");
             return Ok(());
         }
+        let status = match &outcome {
+            DeliveryOutcome::Delivered => DeliveryStatus::Delivered,
+            DeliveryOutcome::Retry { .. } => DeliveryStatus::Queued,
+            DeliveryOutcome::Failed(_) => DeliveryStatus::Failed,
+        };
+        let _ = self.updates.send(PipelineUpdate::Delivery(DeliveryNotice {
+            account: delivery.account.clone(),
+            delivery_id: delivery.id.clone(),
+            destination_id: delivery.destination_id.clone(),
+            event_id: delivery.event_id.clone(),
+            status: status.as_str().to_owned(),
+        }));
         if let Some(delivered) = delivered {
             self.record_circuit(row, delivered).await?;
         }

@@ -3,6 +3,8 @@
 //! the backend.
 
 use app::access::Role;
+use app::alerts::api::AlertsBackend;
+use app::alerts::model::AlertForm;
 use app::api::DashboardBackend;
 use app::directory::api::DirectoryBackend;
 use app::directory::model::{AccountSecretKind, AccountSettings, NewAccountForm};
@@ -165,6 +167,19 @@ pub(super) enum Action {
         #[serde(rename = "destinationId", alias = "destination_id")]
         destination_id: String,
     },
+    UpdateAlert {
+        id: String,
+        #[serde(flatten)]
+        form: AlertForm,
+    },
+    AcknowledgeAlert {
+        id: String,
+    },
+    SilenceAlert {
+        id: String,
+        /// How long; 0 lifts the silence.
+        minutes: i64,
+    },
 }
 
 const EXPECTED: &str = "expected an action: retry_event, retry_failed_events, cleanup, send_test_event, \
@@ -172,7 +187,7 @@ const EXPECTED: &str = "expected an action: retry_event, retry_failed_events, cl
      invite_member, set_role, remove_member, create_token, revoke_token, subscribe, unsubscribe, create_portal_link, \
      create_destination, update_destination, delete_destination, rotate_destination_secret, pause_destination, \
      resume_destination, send_test_message, create_rule, update_rule, delete_rule, reorder_rules, test_rule, \
-     retry_delivery or retry_destination_deliveries";
+     retry_delivery, retry_destination_deliveries, update_alert, acknowledge_alert or silence_alert";
 
 #[utoipa::path(
     post,
@@ -353,6 +368,11 @@ pub(super) async fn act(
             success: true,
             retried: backend.retry_destination_deliveries(&access, &destination_id).await?,
         }),
+        Action::UpdateAlert { id, form } => ChangeAnswer::Alert(backend.update_alert(&access, &id, form).await?),
+        Action::AcknowledgeAlert { id } => ChangeAnswer::Alert(backend.acknowledge_alert(&access, &id).await?),
+        Action::SilenceAlert { id, minutes } => {
+            ChangeAnswer::Alert(backend.silence_alert(&access, &id, minutes).await?)
+        }
     };
     Ok(Json(answer))
 }

@@ -3,6 +3,7 @@
 //! ambiguous).
 
 use app::access::Role;
+use app::alerts::model::{AlertHistoryPage, AlertView};
 use app::directory::model::{
     AccountOverview, AccountView, AuditPage, CreatedAccount, CreatedToken, MemberView, OneTimeLink, ShownOnce,
     SubscriptionView, TokenView,
@@ -56,6 +57,12 @@ pub struct Rules {
 #[derive(Serialize, ToSchema)]
 pub struct Destinations {
     pub destinations: Vec<DestinationView>,
+}
+
+/// `action=alerts`: every alert of the account with where it stands.
+#[derive(Serialize, ToSchema)]
+pub struct AlertList {
+    pub alerts: Vec<AlertView>,
 }
 
 /// A change that answers nothing but that it was done (a deletion, a retry): what it was done to.
@@ -183,6 +190,8 @@ any_of_answers! {
         Destinations(Destinations),
         Deliveries(DeliveryPage),
         Delivery(DeliveryDetail),
+        Alerts(AlertList),
+        AlertHistory(AlertHistoryPage),
     }
 }
 
@@ -210,5 +219,6 @@ any_of_answers! {
         RuleTest(RuleTest),
         Done(Done),
         RetriedDeliveries(RetriedDeliveries),
+        Alert(AlertView),
     }
 }

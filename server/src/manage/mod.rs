@@ -9,6 +9,7 @@ mod analytics;
 mod answers;
 
 use app::access::Access;
+use app::alerts::api::AlertsBackend;
 use app::api::DashboardBackend;
 use app::directory::api::DirectoryBackend;
 use app::directory::model::AuditFilter;
@@ -31,7 +32,7 @@ use crate::backend::Caller;
 use crate::error::{bad_request, ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::throttle::client_address;
-use answers::{Accounts, Destinations, Members, Minutes, ReadAnswer, Rules, Subscriptions, Tokens};
+use answers::{Accounts, AlertList, Destinations, Members, Minutes, ReadAnswer, Rules, Subscriptions, Tokens};
 
 /// The largest management request body: an action is a few fields.
 pub const MAX_ACTION_BYTES: usize = 64 * 1024;
@@ -137,6 +138,8 @@ enum ReadAction {
     Destinations,
     Deliveries,
     Delivery,
+    Alerts,
+    AlertHistory,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -174,7 +177,7 @@ struct ManagementQuery {
 }
 
 const ACTIONS: &str = "stats, health, throughput, events, event, audit, accounts, account, members, tokens, \
-     subscriptions, rules, destinations, deliveries or delivery";
+     subscriptions, rules, destinations, deliveries, delivery, alerts or alert_history";
 
 /// `?action=stats`, `?action=events&status=...&limit=...`, `?action=audit`, ...
 #[utoipa::path(
@@ -263,6 +266,19 @@ async fn query_management(
                 .as_deref()
                 .ok_or_else(|| ApiError::BadRequest("action=delivery needs id".into()))?;
             ReadAnswer::Delivery(backend.delivery_detail(&access, id).await?)
+        }
+        ReadAction::Alerts => ReadAnswer::Alerts(AlertList {
+            alerts: backend.alerts(&access).await?,
+        }),
+        ReadAction::AlertHistory => {
+            let before = match query.cursor.as_deref() {
+                None | Some("") => None,
+                Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
+                    ApiError::BadRequest("cursor: expected the `next` of the page before (a number)".into())
+                })?),
+            };
+            let limit = limit_param(&query.limit)?.unwrap_or(0);
+            ReadAnswer::AlertHistory(backend.alert_history(&access, before, limit).await?)
         }
     };
     Ok(Json(answer))

@@ -107,9 +107,11 @@ impl Handler {
         let mut deliveries = Vec::new();
         let mut remaining = Vec::with_capacity(work.batch.len());
         let mut skipped = Vec::new();
-        for event in work.batch {
+        let decisions = work.batch.iter().map(|event| async move {
             let document = Document::received(&event_facts(event), event.changes.clone(), &work.account);
-            let decision = hooks.book.decide(rules, event, &document).await;
+            (event, hooks.book.decide(rules, event, &document).await)
+        });
+        for (event, decision) in futures_util::future::join_all(decisions).await {
             deliveries.extend(decision.deliveries);
             match decision.skip {
                 Some(reason) => skipped.push((event, reason)),
@@ -124,22 +126,21 @@ impl Handler {
         Ok(remaining)
     }
 
-    /// Applies the account's rules of stage `processed` to each event of the batch, its record now mirrored
-    /// (`previous`: the mirror's record before), and queues the deliveries they ask for. Called before the
-    /// events are finished, so that a crash in between processes them again rather than losing the deliveries
-    /// (which the store keeps once each).
-    async fn apply_processed_rules(
+    /// The deliveries the account's rules of stage `processed` ask for, for each event of the batch, its record
+    /// now mirrored (`previous`: the mirror's record before). The events' transforms run side by side. They are
+    /// queued in the transaction that finishes the events, so that a crash before it processes the events again
+    /// rather than losing the deliveries (which the store keeps once each).
+    async fn processed_rule_deliveries(
         &self,
         work: &Work<'_>,
         events: &[ClaimedEvent],
         record: &Value,
         previous: &Option<Value>,
-    ) -> Result<(), StoreError> {
+    ) -> Vec<NewDelivery> {
         let (Some(hooks), Some(rules)) = (&self.rules, &work.rules) else {
-            return Ok(());
+            return Vec::new();
         };
-        let mut deliveries = Vec::new();
-        for event in events {
+        let decisions = events.iter().map(|event| async move {
             let changes = filled_changes(&event.changes, record);
             let document = Document::processed(
                 &event_facts(event),
@@ -148,9 +149,13 @@ impl Handler {
                 previous.clone(),
                 &work.account,
             );
-            deliveries.extend(hooks.book.decide(rules, event, &document).await.deliveries);
-        }
-        self.enqueue(deliveries).await
+            hooks.book.decide(rules, event, &document).await.deliveries
+        });
+        futures_util::future::join_all(decisions)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The mirror's record of the batch's object before this change, when a rule of stage `processed` will
@@ -204,8 +209,13 @@ impl Handler {
                 let mirrored_at = now_millis();
                 let write = self.store.upsert_mirror(&row, mirrored_at).await?;
                 let owners = self.owners(&row.account, table, &row.uuid, &row.record).await?;
-                self.apply_processed_rules(work, batch, &row.record, &previous).await?;
-                if self.finish(work, batch, Completion::Success, Some(200)).await? {
+                let deliveries = self
+                    .processed_rule_deliveries(work, batch, &row.record, &previous)
+                    .await;
+                if self
+                    .finish_delivering(work, batch, Completion::Success, Some(200), deliveries)
+                    .await?
+                {
                     // One write for the whole batch: its row change goes with the first event's update only.
                     let mut row_change = row.change(&write, mirrored_at);
                     for event in batch {
@@ -303,10 +313,11 @@ impl Handler {
             let mirrored_at = now_millis();
             let write = self.store.upsert_mirror(&row, mirrored_at).await?;
             let owners = self.owners(&row.account, table, &row.uuid, &row.record).await?;
-            self.apply_processed_rules(work, std::slice::from_ref(event), &row.record, &previous)
-                .await?;
+            let deliveries = self
+                .processed_rule_deliveries(work, std::slice::from_ref(event), &row.record, &previous)
+                .await;
             if self
-                .finish(work, std::slice::from_ref(event), Completion::Success, None)
+                .finish_delivering(work, std::slice::from_ref(event), Completion::Success, None, deliveries)
                 .await?
             {
                 let row_change = row.change(&write, mirrored_at);
@@ -362,6 +373,19 @@ impl Handler {
         completion: Completion,
         http_status: Option<i32>,
     ) -> Result<bool, StoreError> {
+        self.finish_delivering(work, events, completion, http_status, Vec::new())
+            .await
+    }
+
+    /// `finish`, queueing `deliveries` in the same commit.
+    async fn finish_delivering(
+        &self,
+        work: &Work<'_>,
+        events: &[ClaimedEvent],
+        completion: Completion,
+        http_status: Option<i32>,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<bool, StoreError> {
         let Some(held) = work.lease.hold().await? else {
             lost_lease(events);
             return Ok(false);
@@ -373,12 +397,17 @@ impl Handler {
         };
         let finished = self
             .store
-            .finish_events(&held.stamp(events), &completion, &timing)
+            .finish_events_delivering(&held.stamp(events), &completion, &timing, &deliveries)
             .await?;
         drop(held);
         if finished == 0 {
             lost_lease(events);
             return Ok(false);
+        }
+        if !deliveries.is_empty() {
+            if let Some(hooks) = &self.rules {
+                hooks.deliverer.wake();
+            }
         }
         metrics::record_finished(
             &events[0].account,

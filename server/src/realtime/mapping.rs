@@ -5,11 +5,14 @@
 //! event_type, changes, company_uuid, job_uuid, event_id}`, plus the topic's `offset`) on: `jobs`, `job:{uuid}` and
 //! `company:{uuid}` for a job; `company:{uuid}` for a company; `job:{uuid}` and `company:{uuid}` for an activity or
 //! attachment; `staff` for staff. An event's lifecycle is event `pipeline` with the `PipelineEvent` on
-//! `admin:webhooks`, for the dashboard. A record update that changed a mirror row also goes, once, to the
-//! account's table subscribers (`changes`).
+//! `admin:webhooks`, for the dashboard, and so are an alert's change (event `alert`) and a delivery's attempt
+//! (event `delivery`, not retained). A record update that
+//! changed a mirror row also goes, once, to the account's table subscribers (`changes`).
 
 use app::objects::{object_spec, CompanyLink, JobLink};
-use app::realtime::wire::{topic, UpdateKind, WebhookUpdate, LIFECYCLE_EVENT, RECORD_EVENT};
+use app::realtime::wire::{
+    topic, UpdateKind, WebhookUpdate, ALERT_EVENT, DELIVERY_EVENT, LIFECYCLE_EVENT, RECORD_EVENT,
+};
 
 use super::bus::{Broadcast, Publication};
 use super::changes::RowEvent;
@@ -27,6 +30,34 @@ pub fn publications(update: &PipelineUpdate) -> Vec<Publication> {
                 LIFECYCLE_EVENT,
                 payload,
             )]
+        }
+        PipelineUpdate::Alert(notice) => {
+            let payload = serde_json::json!({
+                "alert_id": notice.alert_id,
+                "kind": notice.kind,
+                "transition": notice.transition,
+            });
+            vec![retained(
+                scoped(&notice.account, topic::ADMIN_WEBHOOKS),
+                ALERT_EVENT,
+                payload,
+            )]
+        }
+        // Not kept for resume: a page that missed some fetches its deliveries again when it reconnects.
+        PipelineUpdate::Delivery(notice) => {
+            let payload = serde_json::json!({
+                "delivery_id": notice.delivery_id,
+                "destination_id": notice.destination_id,
+                "event_id": notice.event_id,
+                "status": notice.status,
+            });
+            vec![Publication::Ephemeral(Broadcast::new(
+                scoped(&notice.account, topic::ADMIN_WEBHOOKS),
+                DELIVERY_EVENT,
+                BroadcastPayload::Json(payload),
+                None,
+                false,
+            ))]
         }
         PipelineUpdate::Record(record) => {
             let Some((kind, topics)) = record_topics(record) else {

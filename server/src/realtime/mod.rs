@@ -13,6 +13,7 @@ pub mod auth;
 pub mod bus;
 pub mod changes;
 mod channel;
+mod health;
 pub mod hub;
 pub mod mapping;
 pub mod outbox;
@@ -43,6 +44,7 @@ pub use args::{mint_token, RealtimeArgs, TokenArgs};
 use auth::Authority;
 pub use auth::{store_job_ownership, JobOwnership, Role, TokenKeys};
 use bus::{Broadcast, Bus, InProcessBus, Publication};
+pub use health::RelayHealth;
 use hub::{Hub, EVERY_TOPIC};
 use outbox::Retention;
 use postgres_bus::PostgresBus;
@@ -64,6 +66,7 @@ pub struct Relay {
     max_message_bytes: usize,
     /// The websockets this node holds, in all and per client address.
     slots: Arc<slots::Slots>,
+    health: RelayHealth,
 }
 
 impl Relay {
@@ -114,6 +117,7 @@ impl Relay {
                 total: args.realtime_max_connections,
                 per_address: args.realtime_max_connections_per_address,
             }),
+            health: RelayHealth::default(),
         })
     }
 
@@ -137,7 +141,12 @@ impl Relay {
 
     /// Publishes every pipeline update to its topics until the update channel closes.
     pub fn spawn_forwarding(&self, updates: broadcast::Receiver<PipelineUpdate>) -> JoinHandle<()> {
-        tokio::spawn(forward_updates(self.context.bus.clone(), updates))
+        tokio::spawn(forward_updates(self.context.bus.clone(), updates, self.health.clone()))
+    }
+
+    /// Whether this relay's forwarder can publish, for the alert monitor.
+    pub fn health(&self) -> RelayHealth {
+        self.health.clone()
     }
 
     /// The websocket and REST routes (the REST broadcast documented); the relay stops its background work when
@@ -189,7 +198,7 @@ fn fell_behind(missed: u64) -> Publication {
     Publication::Ephemeral(everyone)
 }
 
-async fn forward_updates(bus: Arc<dyn Bus>, mut updates: broadcast::Receiver<PipelineUpdate>) {
+async fn forward_updates(bus: Arc<dyn Bus>, mut updates: broadcast::Receiver<PipelineUpdate>, health: RelayHealth) {
     use broadcast::error::{RecvError, TryRecvError};
     loop {
         let mut publications = match updates.recv().await {
@@ -208,8 +217,12 @@ async fn forward_updates(bus: Arc<dyn Bus>, mut updates: broadcast::Receiver<Pip
         if publications.is_empty() {
             continue;
         }
-        if let Err(error) = bus.publish(publications).await {
-            tracing::error!(%error, "publishing pipeline updates to realtime clients failed");
+        match bus.publish(publications).await {
+            Ok(()) => health.published(),
+            Err(error) => {
+                tracing::error!(%error, "publishing pipeline updates to realtime clients failed");
+                health.failed(error.to_string());
+            }
         }
     }
 }
@@ -258,7 +271,7 @@ mod tests {
             updates.send(job_update(n)).unwrap();
         }
         drop(updates);
-        forward_updates(bus, relay).await;
+        forward_updates(bus, relay, RelayHealth::default()).await;
 
         let (mut broadcasts, mut refetches) = (0, 0);
         while let Ok(push) = pushes.try_recv() {

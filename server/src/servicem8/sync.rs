@@ -66,6 +66,11 @@ impl Schedule {
     }
 }
 
+/// How events of a reconciliation pass are verified: changes no webhook announced.
+pub const RECONCILIATION: &str = "reconciliation";
+/// How events of an object type's first pass are verified: the account's records imported.
+pub const INITIAL_SYNC: &str = "initial sync";
+
 /// What one reconciliation pass found for one object type.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
@@ -116,6 +121,7 @@ async fn reconcile_object(
     let filter = watermark
         .as_deref()
         .map(|date| format!("edit_date gt '{}'", date.replace('\'', "")));
+    let first_pass = watermark.is_none();
     let mut report = SyncReport {
         object_type,
         watermark: watermark.clone(),
@@ -134,7 +140,7 @@ async fn reconcile_object(
             }
             if mirror_is_behind(store, account, object_type, &uuid, &edit_date).await? {
                 store
-                    .insert_events(&[sync_event(account, object_type, &uuid, &edit_date, record)])
+                    .insert_events(&[sync_event(account, object_type, &uuid, &edit_date, record, first_pass)])
                     .await?;
                 report.queued += 1;
             }
@@ -166,7 +172,17 @@ async fn mirror_is_behind(
         .is_none_or(|stored_date| stored_date.as_str() < edit_date))
 }
 
-fn sync_event(account: &str, object_type: &str, uuid: &str, edit_date: &str, record: &Value) -> NewEvent {
+/// `first_pass`: the object type had no watermark, so the pass imports the account rather than finds what
+/// webhooks missed; its events are verified as `initial sync` instead of `reconciliation`, and the
+/// missed-webhooks alert does not count them.
+fn sync_event(
+    account: &str,
+    object_type: &str,
+    uuid: &str,
+    edit_date: &str,
+    record: &Value,
+    first_pass: bool,
+) -> NewEvent {
     let received_at = now_millis();
     NewEvent {
         id: uuid::Uuid::now_v7(),
@@ -181,7 +197,7 @@ fn sync_event(account: &str, object_type: &str, uuid: &str, edit_date: &str, rec
         // The listed record itself: the processor mirrors it without fetching it again.
         changes: record.clone(),
         body: ReceivedBody::new(record.to_string().into_bytes(), json!({}), received_at),
-        verification: "reconciliation".into(),
+        verification: if first_pass { INITIAL_SYNC } else { RECONCILIATION }.into(),
         received_at,
     }
 }

@@ -8,6 +8,7 @@ use sqlx::postgres::PgQueryResult;
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Database, Pool};
 
+use super::outbound::NewDelivery;
 use super::{AttemptTiming, Claim, ClaimedEvent, Completion, Release, StoreError};
 
 #[async_trait]
@@ -50,12 +51,13 @@ pub trait Engine: Send + Sync + 'static {
     /// See `Store::release_claims`.
     async fn release_claims(&self, release: &Release<'_>) -> Result<u64, StoreError>;
 
-    /// See `Store::finish_events`.
+    /// See `Store::finish_events_delivering`.
     async fn finish_events(
         &self,
         events: &[ClaimedEvent],
         completion: &Completion,
         attempt: &AttemptTiming,
+        deliveries: &[NewDelivery],
     ) -> Result<u64, StoreError>;
 }
 

@@ -7,6 +7,8 @@
 //! (`crates/sm8-webhooks/tests/integration/store_conformance/`). Timestamps are unix milliseconds in both engines
 //! so that both answer identically.
 
+pub mod alerts;
+mod alerts_sql;
 pub mod analytics;
 mod analytics_sql;
 mod analytics_window;
@@ -31,6 +33,7 @@ use std::sync::Arc;
 use app::model::{EventPage, EventQuery, EventStatus, EventSummary, MinuteBucket, PageCursor, PipelineHealth, Stats};
 use async_trait::async_trait;
 
+pub use alerts::Alerts;
 pub use analytics::Analytics;
 pub use directory::Directory;
 pub use directory_sql::account_secrets_context;
@@ -131,7 +134,7 @@ impl Insertion {
 /// The store: the pipeline's tables here, the directory's (accounts, users, tokens, audit) through `Directory`,
 /// and rules, destinations and deliveries through `Outbound`.
 #[async_trait]
-pub trait Store: Directory + Outbound + Analytics + Send + Sync + 'static {
+pub trait Store: Directory + Outbound + Alerts + Analytics + Send + Sync + 'static {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -200,6 +203,18 @@ pub trait Store: Directory + Outbound + Analytics + Send + Sync + 'static {
         events: &[ClaimedEvent],
         completion: &Completion,
         attempt: &AttemptTiming,
+    ) -> Result<u64, StoreError> {
+        self.finish_events_delivering(events, completion, attempt, &[]).await
+    }
+
+    /// `finish_events`, queueing in the same transaction the deliveries the events' rules made (as
+    /// `Outbound::enqueue_deliveries` does), unless no event was finished: one commit for both.
+    async fn finish_events_delivering(
+        &self,
+        events: &[ClaimedEvent],
+        completion: &Completion,
+        attempt: &AttemptTiming,
+        deliveries: &[outbound::NewDelivery],
     ) -> Result<u64, StoreError>;
 
     /// The attempts at an event (of whichever account: look the event up by account first), oldest first.

@@ -313,35 +313,7 @@ where
     async fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> Result<u64, StoreError> {
         let mut writer = self.writer().await?;
         let mut transaction = writer.begin().await?;
-        let mut stored = 0;
-        for delivery in deliveries {
-            let inserted = sqlx::query(
-                "INSERT INTO deliveries (id, account, destination_id, event_id, rule_id, rule_name, dedup_key,
-                     message, status, attempts, next_attempt_at, created_at, last_error, finished_at)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $11, 0, $9, $10, $12, $13
-                 WHERE EXISTS (SELECT 1 FROM destinations WHERE account = $2 AND id = $3)
-                 ON CONFLICT (account, dedup_key) DO NOTHING",
-            )
-            .bind(&delivery.id)
-            .bind(&delivery.account)
-            .bind(&delivery.destination_id)
-            .bind(&delivery.event_id)
-            .bind(&delivery.rule_id)
-            .bind(&delivery.rule_name)
-            .bind(&delivery.dedup_key)
-            .bind(&delivery.message)
-            .bind(delivery.next_attempt_at)
-            .bind(delivery.created_at)
-            .bind(match delivery.failed {
-                Some(_) => DeliveryStatus::Failed.as_str(),
-                None => DeliveryStatus::Queued.as_str(),
-            })
-            .bind(&delivery.failed)
-            .bind(delivery.failed.as_ref().map(|_| delivery.created_at))
-            .execute(&mut *transaction)
-            .await?;
-            stored += inserted.rows_affected();
-        }
+        let stored = insert_deliveries::<E::Db>(&mut transaction, deliveries).await?;
         transaction.commit().await?;
         Ok(stored)
     }
@@ -542,4 +514,53 @@ where
         .await?;
     engine.synced(writer).await?;
     Ok(updated.rows_affected() == 1)
+}
+
+/// Inserts `deliveries` on `connection` (inside the caller's transaction): each for one of its account's
+/// destinations, once per dedup key; how many it stored.
+pub(super) async fn insert_deliveries<DB>(
+    connection: &mut DB::Connection,
+    deliveries: &[NewDelivery],
+) -> Result<u64, StoreError>
+where
+    DB: Database<QueryResult: RowsAffected>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q String: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q serde_json::Value: Encode<'q, DB> + Type<DB>,
+{
+    let mut stored = 0;
+    for delivery in deliveries {
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (id, account, destination_id, event_id, rule_id, rule_name, dedup_key,
+                 message, status, attempts, next_attempt_at, created_at, last_error, finished_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $11, 0, $9, $10, $12, $13
+             WHERE EXISTS (SELECT 1 FROM destinations WHERE account = $2 AND id = $3)
+             ON CONFLICT (account, dedup_key) DO NOTHING",
+        )
+        .bind(&delivery.id)
+        .bind(&delivery.account)
+        .bind(&delivery.destination_id)
+        .bind(&delivery.event_id)
+        .bind(&delivery.rule_id)
+        .bind(&delivery.rule_name)
+        .bind(&delivery.dedup_key)
+        .bind(&delivery.message)
+        .bind(delivery.next_attempt_at)
+        .bind(delivery.created_at)
+        .bind(match delivery.failed {
+            Some(_) => DeliveryStatus::Failed.as_str(),
+            None => DeliveryStatus::Queued.as_str(),
+        })
+        .bind(&delivery.failed)
+        .bind(delivery.failed.as_ref().map(|_| delivery.created_at))
+        .execute(&mut *connection)
+        .await?;
+        stored += inserted.rows_affected();
+    }
+    Ok(stored)
 }

@@ -9,6 +9,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool, Postgres};
 
 use super::engine::Engine;
+use super::outbound::NewDelivery;
+use super::outbound_sql::insert_deliveries;
 use super::queue::{Claim, Release, Whose, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, RELEASE_SET};
 use super::{
     batch, in_change_order, AttemptTiming, ClaimedEvent, ClaimedRow, Completion, StoreError, CLAIMED_COLUMNS,
@@ -127,9 +129,13 @@ impl Engine for PostgresStore {
         events: &[ClaimedEvent],
         completion: &Completion,
         attempt: &AttemptTiming,
+        deliveries: &[NewDelivery],
     ) -> Result<u64, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let finished = batch::finish_events::<Postgres>(&mut transaction, events, completion, attempt).await?;
+        if finished > 0 {
+            insert_deliveries::<Postgres>(&mut transaction, deliveries).await?;
+        }
         transaction.commit().await?;
         Ok(finished)
     }

@@ -12,6 +12,7 @@ use super::insight::{
     BUDGET_USE_SQL, EVENT_RECORD_SQL, FINISHED_BY_STATUS_SQL, FINISHED_PER_MINUTE_SQL, OLDEST_QUEUED_SQL,
     PROCESSING_SAMPLE, PROCESSING_TIMES_SQL, QUEUE_DEPTH_SQL, RECEIVED_PER_MINUTE_SQL,
 };
+use super::outbound::NewDelivery;
 use super::portal::{
     job_children_sql, COMPANY_JOBS_SQL, CREATE_LINK_SQL, CREATE_SESSION_SQL, DELETE_SESSION_SQL, REDEEM_LINK_SQL,
     SESSION_COMPANY_SQL,
@@ -38,7 +39,7 @@ const SET_WATERMARK_SQL: &str = "INSERT INTO sync_watermarks (account, object_ty
 #[async_trait]
 impl<E> Store for E
 where
-    E: Engine + super::Directory + super::Outbound + super::Analytics,
+    E: Engine + super::Directory + super::Outbound + super::Alerts + super::Analytics,
     for<'c> &'c mut <E::Db as Database>::Connection: Executor<'c, Database = E::Db>,
     for<'q> <E::Db as Database>::Arguments<'q>: IntoArguments<'q, E::Db>,
     for<'q> String: Encode<'q, E::Db> + Type<E::Db>,
@@ -236,13 +237,14 @@ where
         Ok(renewed.rows_affected())
     }
 
-    async fn finish_events(
+    async fn finish_events_delivering(
         &self,
         events: &[ClaimedEvent],
         completion: &Completion,
         attempt: &AttemptTiming,
+        deliveries: &[NewDelivery],
     ) -> Result<u64, StoreError> {
-        Engine::finish_events(self, events, completion, attempt).await
+        Engine::finish_events(self, events, completion, attempt, deliveries).await
     }
 
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {

@@ -1,8 +1,7 @@
 //! A destination's delivery log on `/admin/destinations`: its deliveries newest first, filtered by status and
 //! paged by cursor in the URL (`status`, `cursor`, like the events table), and one delivery in full
-//! (`delivery`): the message, every attempt, and retrying a failed one.
-
-use std::time::Duration;
+//! (`delivery`): the message, every attempt, and retrying a failed one. The page's `LiveUpdates` refreshes it as
+//! each attempt ends.
 
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
@@ -13,14 +12,11 @@ use crate::access::Role;
 use crate::admin::{CurrentVisitor, Refresh};
 use crate::components::{ErrorNote, JsonBlock, LocalTime};
 use crate::outbound::api::{get_delivery_detail, list_deliveries, RetryDelivery, RetryDestinationDeliveries};
-use crate::outbound::model::{DeliveryDetail, DeliveryPage, DeliveryQuery, DeliveryView};
+use crate::outbound::model::{DeliveryDetail, DeliveryPage, DeliveryQuery};
 
 pub(super) const DESTINATIONS: &str = "/admin/destinations";
 const PAGE_SIZE: u32 = 25;
 const STATUSES: [&str; 4] = ["queued", "delivering", "delivered", "failed"];
-/// How soon the log looks again while it shows a delivery on its way: the live channel announces the events
-/// that cause deliveries, not the deliveries' own progress.
-const IN_FLIGHT_RECHECK: Duration = Duration::from_secs(3);
 
 /// The link to a destination's log, with one delivery open when `delivery` names it.
 pub fn delivery_log_href(destination_id: &str, delivery: Option<&str>) -> String {
@@ -73,11 +69,6 @@ fn escape(text: &str) -> String {
         }
     }
     escaped
-}
-
-/// Whether a delivery has yet to finish.
-fn in_flight(delivery: &DeliveryView) -> bool {
-    matches!(delivery.status.as_str(), "queued" | "delivering")
 }
 
 /// The actions that change deliveries; the log refetches after each.
@@ -133,21 +124,6 @@ pub(super) fn DeliveryLog(destination_id: String, actions: DeliveryActions) -> i
             })
         },
     );
-    // In the browser only (effects do not run on the server).
-    Effect::new(move |_| {
-        let waiting = page
-            .get()
-            .and_then(Result::ok)
-            .is_some_and(|page| page.deliveries.iter().any(in_flight));
-        if waiting {
-            set_timeout(
-                move || {
-                    recheck.try_update(|n| *n += 1);
-                },
-                IN_FLIGHT_RECHECK,
-            );
-        }
-    });
     let navigate = use_navigate();
     let set_status = move |status: String| {
         // Another status starts at the newest deliveries.

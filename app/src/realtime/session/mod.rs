@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use super::protocol::{Frame, ReplyOutcome, ServerMessage, PHOENIX_TOPIC};
-use super::{PipelineEvent, WebhookUpdate};
+use super::{AlertChange, DeliveryChange, PipelineEvent, WebhookUpdate};
 
 /// How often the client heartbeats (realtime-js's default); a heartbeat unanswered by the next one means the
 /// connection is dead.
@@ -35,6 +35,8 @@ pub enum Output {
     Send(Frame),
     Update(WebhookUpdate),
     Pipeline(PipelineEvent),
+    Alert(AlertChange),
+    Delivery(DeliveryChange),
     /// Updates were missed and cannot be replayed: whoever shows the data should fetch it again.
     Refetch,
 }
@@ -243,6 +245,11 @@ impl Session {
                 self.advance(index, event.offset);
                 vec![Output::Pipeline(event)]
             }
+            ServerMessage::Alert { change, .. } => {
+                self.advance(index, change.offset);
+                vec![Output::Alert(change)]
+            }
+            ServerMessage::Delivery { change, .. } => vec![Output::Delivery(change)],
             ServerMessage::Refetch { offset, .. } => {
                 if offset.is_some() {
                     self.channels[index].last_offset = offset;

@@ -1,5 +1,6 @@
 //! The browser bundle: the size of the WASM (raw and gzip, level 9) and of its JS glue as `make build` leaves them
-//! in `target/site/pkg`, and the dashboard's first render in Chromium: navigation start to the hydrated page
+//! in `target/site/pkg`, what a browser is sent of the WASM (the packed bundle's brotli file, which the server
+//! sends to every browser that accepts `br`), and the dashboard's first render in Chromium: navigation start to the hydrated page
 //! (`body[data-hydrated="true"]`), median of several cold loads, by `end2end/bench/first-render.mjs`.
 
 use std::io::Write as _;
@@ -55,6 +56,14 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
         Target::Below(400.0),
     ));
     report.detail("wasm", wasm);
+    let bundle = server::web::bundle_name(&site.join("pkg"));
+    match std::fs::metadata(site.join("pkg").join(format!("{bundle}_bg.wasm.br"))) {
+        Ok(sent) => {
+            report.push(Figure::info("WASM as sent (brotli)", sent.len() as f64 / 1000.0, "kB"));
+            report.detail("wasm_sent_brotli", sent.len());
+        }
+        Err(_) => report.note("the bundle is not packed (`make build` packs it): no compressed form is sent"),
+    }
     if let Ok(js) = sizes(&site.join(JS)) {
         report.push(Figure::info("JS glue gzip", js.gzip as f64 / 1000.0, "kB"));
         report.detail("js", js);

@@ -271,5 +271,5 @@ async fn the_dashboard_is_rendered_on_the_server_with_a_sign_in_form() {
     let html = response.text().await.unwrap();
     assert!(html.contains("Webhook dashboard"));
     assert!(html.contains("Email") && html.contains("Password"));
-    assert!(html.contains("/pkg/sm8-webhooks.js"));
+    assert!(html.contains("/pkg/sm8-webhooks"), "the bundle's script, packed or not");
 }

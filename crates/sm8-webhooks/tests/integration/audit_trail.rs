@@ -208,6 +208,17 @@ async fn every_kind_of_action_leaves_an_audit_line_with_its_actor_and_outcome_an
     change(&app, json!({"action": "disable_account"})).await;
     change(&app, json!({"action": "enable_account"})).await;
 
+    // Alerts: settings, a silence, and an acknowledgement refused (the alert is not firing).
+    let alerts = app.manage_json("action=alerts").await;
+    let alert_id = alerts["alerts"][0]["id"].as_str().unwrap().to_owned();
+    change(
+        &app,
+        json!({"action": "update_alert", "id": alert_id, "enabled": true, "renotifyMinutes": 30}),
+    )
+    .await;
+    change(&app, json!({"action": "silence_alert", "id": alert_id, "minutes": 60})).await;
+    change(&app, json!({"action": "acknowledge_alert", "id": alert_id})).await;
+
     // A refusal: a viewer's retry.
     let viewer = member_session(&app, "viewer@audit.test", "default", app::access::Role::Viewer).await;
     let refused = app
@@ -258,6 +269,9 @@ async fn every_kind_of_action_leaves_an_audit_line_with_its_actor_and_outcome_an
         ("cleanup", "success", "admin_token"),
         ("send_test_event", "success", "admin_token"),
         ("create_portal_link", "success", "admin_token"),
+        ("update_alert", "success", "admin_token"),
+        ("silence_alert", "success", "admin_token"),
+        ("acknowledge_alert", "failure", "admin_token"),
         ("retry_event", "denied", "user"),
     ];
     for (action, outcome, actor_kind) in expected {
@@ -271,6 +285,7 @@ async fn every_kind_of_action_leaves_an_audit_line_with_its_actor_and_outcome_an
     assert_eq!(find("retry_event", "denied")["actor"], "viewer@audit.test");
     assert_eq!(find("set_account_secret", "success")["account"], "default");
     assert_eq!(find("create_account", "success")["target"], "second");
+    assert_eq!(find("silence_alert", "success")["target"], alert_id.as_str());
 
     let written = serde_json::to_string(&lines).unwrap();
     for secret in &secrets {

@@ -5,6 +5,7 @@
 mod common;
 
 mod accounts;
+mod alerts;
 mod analytics;
 mod api;
 mod api_faults;
@@ -37,6 +38,7 @@ mod scheduling;
 mod secret_logs;
 mod server_function_roles;
 mod simulate;
+mod static_assets;
 mod store_conformance;
 mod stored_bodies;
 mod throttles;

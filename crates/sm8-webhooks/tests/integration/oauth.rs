@@ -4,7 +4,6 @@
 //! uses; forged and replayed `state`s are refused; expiring tokens are refreshed; a refresh that fails is shown on
 //! the account and audited, while accounts with an API key carry on.
 
-use std::future::Future;
 use std::time::Duration;
 
 use app::directory::api::{GetAccount, StartOauth};
@@ -18,7 +17,7 @@ use server::ingest::signature::sign;
 use server::secret::Secret;
 use servicem8_mock::{self as mock, MockConfig, MockHandle, ObjectKind};
 
-use crate::common::{serve_args, spawn_app_with, TestApp, ADMIN_TOKEN, WEBHOOK_SECRET};
+use crate::common::{eventually, serve_args, spawn_app_with, TestApp, ADMIN_TOKEN, WEBHOOK_SECRET};
 
 const CALLBACK_PATH: &str = "/oauth/servicem8/callback";
 
@@ -156,18 +155,6 @@ async fn connect(setup: &OAuthSetup) -> String {
     let landing = follow_callback(setup, &callback_url).await;
     assert_eq!(landing, "/admin/accounts?account=default&oauth=connected");
     callback_url
-}
-
-/// Polls `probe` until it yields a value; fails after 20 s.
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Posts a signed change of job `uuid` to `account`'s receiver; returns the event id.

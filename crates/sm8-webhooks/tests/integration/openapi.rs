@@ -104,12 +104,12 @@ async fn reads_and_changes_answer_the_shapes_the_document_names() {
         .as_array()
         .unwrap()
         .len();
-    assert_eq!(read_shapes, 15, "one shape per read action");
+    assert_eq!(read_shapes, 17, "one shape per read action");
     let change_shapes = document["components"]["schemas"]["ChangeAnswer"]["anyOf"]
         .as_array()
         .unwrap()
         .len();
-    assert_eq!(change_shapes, 21, "one shape per kind of change answer");
+    assert_eq!(change_shapes, 22, "one shape per kind of change answer");
 
     let stats = app.manage_json("action=stats").await;
     assert!(stats["by_status"].is_object(), "{stats}");

@@ -1,11 +1,9 @@
 //! The processing pipeline against the simulated ServiceM8 account, over real HTTP.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::common::ACCOUNT;
-use crate::common::{claim, queued_event, serve_args, spawn_app_with, spawn_with, TestApp};
+use crate::common::{claim, eventually, queued_event, serve_args, spawn_app_with, spawn_with, TestApp};
 use serde_json::{json, Value};
 use server::config::ServeArgs;
 use server::secret::Secret;
@@ -44,18 +42,6 @@ async fn pipeline(configure: impl FnOnce(&mut ServeArgs, &mut MockConfig)) -> Pi
     let app = spawn_app_with(args).await;
     let store = store::connect(&app.database_url).await.unwrap();
     Pipeline { app, account, store }
-}
-
-/// Polls `probe` until it yields a value; fails after 20 s.
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn event(app: &TestApp, id: &str) -> Value {

@@ -1,6 +1,7 @@
 //! The realtime relay carrying the pipeline, over real websockets under both serializers: lifecycle frames for
 //! admins, record updates on their topics with per-topic offsets, resume and refetch, and the REST broadcast.
 
+use crate::common::outbound::Receiver;
 use crate::common::realtime_client::{
     admin_token, broadcasts, join_payload, portal_token, spawn_relay, spawn_relay_with, Received, RelayApp, ANON_KEY,
 };
@@ -15,6 +16,7 @@ under_both_serializers!(
     a_rejoin_with_an_offset_no_longer_retained_is_told_to_refetch,
     a_join_with_a_broadcast_replay_gets_the_latest_retained_broadcasts_since_then,
     the_rest_broadcast_is_accepted_and_delivered,
+    a_deliverys_attempt_and_an_alerts_change_reach_admins,
 );
 
 async fn a_received_webhook_reaches_admins_as_a_pipeline_frame(vsn: &str) {
@@ -256,4 +258,54 @@ async fn a_join_with_a_broadcast_replay_gets_the_latest_retained_broadcasts_sinc
         later.drain().await.iter().all(|r| r.broadcast().is_none()),
         "nothing since then"
     );
+}
+
+async fn a_deliverys_attempt_and_an_alerts_change_reach_admins(vsn: &str) {
+    let relay = spawn_relay_with(|args| {
+        args.processor.workers = 1;
+        args.processor.poll_interval_ms = 20;
+        args.deliveries.delivery_poll_interval_ms = 20;
+        args.alerts.alert_interval_ms = 50;
+    })
+    .await;
+    let app = &relay.app;
+    let mut client = relay.client(vsn).await;
+    client.join_ok("realtime:admin:webhooks", Some(&admin_token())).await;
+    let receiver = Receiver::answering(200).await;
+    let created = app
+        .changed(
+            json!({"action": "create_destination", "name": "hook", "kind": "webhook",
+            "settings": {"url": receiver.url("/hook")}}),
+        )
+        .await;
+    let destination = created["destination"]["id"].as_str().unwrap().to_owned();
+    app.changed(json!({"action": "create_rule", "definition": {"name": "Every job",
+        "when": {"stage": "processed", "object_types": ["job"]}, "actions": [{"type": "deliver", "destinations": ["hook"]}]}}))
+    .await;
+    let posted: Value = app
+        .post_signed(&seed_event("job", "job-live", "Quote"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let event_id = posted["event_ids"][0].as_str().unwrap().to_owned();
+    let delivered = client
+        .receive_where(|r| r.broadcast().is_some_and(|(_, event, _)| event == "delivery"))
+        .await;
+    let (topic, _, payload) = delivered.broadcast().unwrap();
+    assert_eq!(topic, "realtime:admin:webhooks");
+    assert_eq!(payload["status"], "delivered", "{payload}");
+    assert_eq!(payload["destination_id"], destination.as_str());
+    assert_eq!(payload["event_id"], event_id.as_str());
+
+    let alerts = app.manage_json("action=alerts").await;
+    let alert_id = alerts["alerts"][0]["id"].as_str().unwrap().to_owned();
+    app.changed(json!({"action": "silence_alert", "id": alert_id, "minutes": 5}))
+        .await;
+    let silenced = client
+        .receive_where(|r| r.broadcast().is_some_and(|(_, event, _)| event == "alert"))
+        .await;
+    let (_, _, payload) = silenced.broadcast().unwrap();
+    assert_eq!(payload["alert_id"], alert_id.as_str());
+    assert_eq!(payload["transition"], "silenced");
 }

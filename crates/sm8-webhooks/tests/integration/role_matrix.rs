@@ -48,6 +48,23 @@ fn routes() -> Vec<Route> {
         read("action=rules"),
         read("action=destinations"),
         read("action=deliveries"),
+        read("action=alerts"),
+        read("action=alert_history"),
+        change(
+            "update_alert",
+            Role::Admin,
+            json!({"action": "update_alert", "id": NOBODY, "enabled": false, "renotifyMinutes": 0}),
+        ),
+        change(
+            "acknowledge_alert",
+            Role::Admin,
+            json!({"action": "acknowledge_alert", "id": NOBODY}),
+        ),
+        change(
+            "silence_alert",
+            Role::Admin,
+            json!({"action": "silence_alert", "id": NOBODY, "minutes": 60}),
+        ),
         read("analytics?range=7d&dimension=error_class"),
         read("analytics/export?format=csv&range=24h"),
         change(

@@ -3,9 +3,6 @@
 //! stage `received` skips events before any API request; failures are retried on the schedule, then fail, and
 //! open the destination's circuit; a transform that throws fails only its delivery.
 
-use std::future::Future;
-use std::time::Duration;
-
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -17,7 +14,7 @@ use sha2::Sha256;
 
 use crate::common::outbound::{Received, Receiver};
 use crate::common::{
-    fresh_postgres_database, serve_args, spawn_app_with, spawn_with, test_database_url, TestApp, ADMIN_TOKEN,
+    eventually, fresh_postgres_database, serve_args, spawn_app_with, spawn_with, test_database_url, TestApp,
 };
 
 fn quick() -> ServeArgs {
@@ -27,36 +24,6 @@ fn quick() -> ServeArgs {
     args.processor.sync_interval_seconds = 0;
     args.deliveries.delivery_poll_interval_ms = 20;
     args
-}
-
-async fn change(app: &TestApp, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .post(app.url("/api/webhooks/management"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
-
-async fn changed(app: &TestApp, body: Value) -> Value {
-    let (status, answer) = change(app, body.clone()).await;
-    assert_eq!(status, 200, "{body}: {answer}");
-    answer
-}
-
-/// Polls `probe` until it yields a value; fails after 20 s.
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn job_event(uuid: &str, status: &str, second: u32) -> String {
@@ -131,23 +98,18 @@ async fn on_postgresql_a_processed_rule_forwards_a_jobs_completion_to_a_signed_w
 
 async fn forwards_a_jobs_completion(app: TestApp) {
     let erp = Receiver::answering(200).await;
-    let created = changed(
-        &app,
-        json!({"action": "create_destination", "name": "erp", "kind": "webhook", "settings": {"url": erp.url("/hook")}}),
+    let created = app.changed(json!({"action": "create_destination", "name": "erp", "kind": "webhook", "settings": {"url": erp.url("/hook")}}),
     )
     .await;
     let secret = created["shown_once"]["value"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"), "{created}");
-    changed(
-        &app,
-        json!({"action": "create_rule", "definition": {
-            "name": "Forward completed jobs",
-            "when": {"stage": "processed", "object_types": ["job"]},
-            "filter": {"record.status": "Completed", "previous.status": {"$neq": "Completed"}},
-            "transform": "(input) => ({ job: input.record.uuid, status: input.record.status })",
-            "actions": [{"type": "deliver", "destinations": ["erp"]}]
-        }}),
-    )
+    app.changed(json!({"action": "create_rule", "definition": {
+        "name": "Forward completed jobs",
+        "when": {"stage": "processed", "object_types": ["job"]},
+        "filter": {"record.status": "Completed", "previous.status": {"$neq": "Completed"}},
+        "transform": "(input) => ({ job: input.record.uuid, status: input.record.status })",
+        "actions": [{"type": "deliver", "destinations": ["erp"]}]
+    }}))
     .await;
 
     let quoted = post(&app, &job_event("job-1", "Quote", 1)).await;
@@ -198,14 +160,11 @@ async fn a_received_rule_skips_staff_events_without_spending_an_api_request() {
     args.servicem8.servicem8_api_key = Some(Secret::new(account.api_key()));
     args.servicem8.servicem8_base_url = account.base_url();
     let app = spawn_app_with(args).await;
-    changed(
-        &app,
-        json!({"action": "create_rule", "definition": {
-            "name": "Drop staff events",
-            "when": {"stage": "received", "object_types": ["staff"]},
-            "actions": [{"type": "skip"}]
-        }}),
-    )
+    app.changed(json!({"action": "create_rule", "definition": {
+        "name": "Drop staff events",
+        "when": {"stage": "received", "object_types": ["staff"]},
+        "actions": [{"type": "skip"}]
+    }}))
     .await;
     let before = account.request_count();
     let staff = json!({"object_type": "staff", "object_uuid": "staff-1", "event_type": "updated",
@@ -227,19 +186,14 @@ async fn a_failing_destination_is_retried_on_the_schedule_then_failed_and_its_ci
     args.deliveries.delivery_circuit_failures = 3;
     args.deliveries.delivery_circuit_cool_down_seconds = 3_600;
     let app = spawn_app_with(args).await;
-    let created = changed(
-        &app,
-        json!({"action": "create_destination", "name": "down", "kind": "webhook", "settings": {"url": down.url("/down")}}),
+    let created = app.changed(json!({"action": "create_destination", "name": "down", "kind": "webhook", "settings": {"url": down.url("/down")}}),
     )
     .await;
     let destination = created["destination"]["id"].as_str().unwrap().to_owned();
-    changed(
-        &app,
-        json!({"action": "create_rule", "definition": {
-            "name": "Every job", "when": {"stage": "processed", "object_types": ["job"]},
-            "actions": [{"type": "deliver", "destinations": ["down"]}]
-        }}),
-    )
+    app.changed(json!({"action": "create_rule", "definition": {
+        "name": "Every job", "when": {"stage": "processed", "object_types": ["job"]},
+        "actions": [{"type": "deliver", "destinations": ["down"]}]
+    }}))
     .await;
     post(&app, &job_event("job-2", "Quote", 1)).await;
     let failed = eventually("the delivery to fail", || async {
@@ -261,11 +215,9 @@ async fn a_failing_destination_is_retried_on_the_schedule_then_failed_and_its_ci
     assert_eq!(down_view["circuit_open"], true, "{down_view}");
     assert_eq!(down_view["failed"], 1);
 
-    let retried = changed(
-        &app,
-        json!({"action": "retry_destination_deliveries", "destinationId": destination}),
-    )
-    .await;
+    let retried = app
+        .changed(json!({"action": "retry_destination_deliveries", "destinationId": destination}))
+        .await;
     assert_eq!(retried["retried"], 1);
     let listed = deliveries(&app, "").await;
     assert_eq!(listed[0]["status"], "queued", "held while the circuit is open");
@@ -276,35 +228,26 @@ async fn a_transform_that_throws_fails_its_delivery_with_the_error_and_other_rul
     let hook = Receiver::answering(200).await;
     let slack = Receiver::answering(200).await;
     let app = spawn_app_with(quick()).await;
-    changed(
-        &app,
-        json!({"action": "create_destination", "name": "hook", "kind": "webhook", "settings": {"url": hook.url("/hook")}}),
+    app.changed(json!({"action": "create_destination", "name": "hook", "kind": "webhook", "settings": {"url": hook.url("/hook")}}),
     )
     .await;
-    changed(
-        &app,
+    app.changed(
         json!({"action": "create_destination", "name": "office-slack", "kind": "slack",
             "secrets": {"webhook_url": slack.url("/services/T0/B0/x")}}),
     )
     .await;
-    changed(
-        &app,
-        json!({"action": "create_rule", "definition": {
-            "name": "Broken transform", "when": {"stage": "processed", "object_types": ["job"]},
-            "transform": "(input) => { throw new Error('boom') }",
-            "actions": [{"type": "deliver", "destinations": ["hook"]}]
-        }}),
-    )
+    app.changed(json!({"action": "create_rule", "definition": {
+        "name": "Broken transform", "when": {"stage": "processed", "object_types": ["job"]},
+        "transform": "(input) => { throw new Error('boom') }",
+        "actions": [{"type": "deliver", "destinations": ["hook"]}]
+    }}))
     .await;
-    changed(
-        &app,
-        json!({"action": "create_rule", "definition": {
-            "name": "Slack: job completed", "when": {"stage": "processed", "object_types": ["job"]},
-            "filter": {"record.status": "Completed"},
-            "actions": [{"type": "deliver", "destinations": ["office-slack"],
-                "template": {"text": "Job {{ record.uuid }} is {{ record.status }}."}}]
-        }}),
-    )
+    app.changed(json!({"action": "create_rule", "definition": {
+        "name": "Slack: job completed", "when": {"stage": "processed", "object_types": ["job"]},
+        "filter": {"record.status": "Completed"},
+        "actions": [{"type": "deliver", "destinations": ["office-slack"],
+            "template": {"text": "Job {{ record.uuid }} is {{ record.status }}."}}]
+    }}))
     .await;
     let id = post(&app, &job_event("job-3", "Completed", 1)).await;
     assert_eq!(finished(&app, &id).await["status"], "success");
@@ -326,27 +269,23 @@ async fn a_transform_that_throws_fails_its_delivery_with_the_error_and_other_rul
 #[tokio::test]
 async fn a_rule_that_does_not_compile_or_names_an_unknown_destination_is_refused_with_the_place() {
     let app = spawn_app_with(quick()).await;
-    let (status, answer) = change(
-        &app,
-        json!({"action": "create_rule", "definition": {
+    let (status, answer) = app
+        .change(&json!({"action": "create_rule", "definition": {
             "name": "Bad filter", "when": {"stage": "processed"},
             "filter": {"record.status": {"$equals": "Completed"}}, "actions": []
-        }}),
-    )
-    .await;
+        }}))
+        .await;
     assert_eq!(status, 400);
     assert!(
         answer["error"].as_str().unwrap().contains("filter.record.status"),
         "{answer}"
     );
-    let (status, answer) = change(
-        &app,
-        json!({"action": "create_rule", "definition": {
+    let (status, answer) = app
+        .change(&json!({"action": "create_rule", "definition": {
             "name": "Nowhere", "when": {"stage": "processed"},
             "actions": [{"type": "deliver", "destinations": ["nowhere"]}]
-        }}),
-    )
-    .await;
+        }}))
+        .await;
     assert_eq!(status, 400);
     assert!(
         answer["error"].as_str().unwrap().contains("actions[0].destinations"),
@@ -360,23 +299,19 @@ async fn a_rule_that_does_not_compile_or_names_an_unknown_destination_is_refused
 async fn a_rule_is_tried_against_a_stored_event_without_sending_anything() {
     let hook = Receiver::answering(200).await;
     let app = spawn_app_with(quick()).await;
-    changed(
-        &app,
-        json!({"action": "create_destination", "name": "hook", "kind": "webhook", "settings": {"url": hook.url("/hook")}}),
+    app.changed(json!({"action": "create_destination", "name": "hook", "kind": "webhook", "settings": {"url": hook.url("/hook")}}),
     )
     .await;
     let id = post(&app, &job_event("job-4", "Completed", 1)).await;
     assert_eq!(finished(&app, &id).await["status"], "success");
-    let tried = changed(
-        &app,
-        json!({"action": "test_rule", "eventId": id, "definition": {
+    let tried = app
+        .changed(json!({"action": "test_rule", "eventId": id, "definition": {
             "name": "Try", "when": {"stage": "processed", "object_types": ["job"]},
             "filter": {"record.status": "Completed"},
             "transform": "(input) => [{ n: 1 }, { n: 2 }]",
             "actions": [{"type": "deliver", "destinations": ["hook"]}]
-        }}),
-    )
-    .await;
+        }}))
+        .await;
     assert_eq!(tried["matched"], true, "{tried}");
     assert_eq!(tried["actions"][0]["outcome"], "deliver");
     assert_eq!(

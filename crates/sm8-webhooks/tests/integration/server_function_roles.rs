@@ -4,6 +4,7 @@
 //! account, is served their own account instead and never sees this one's data.
 
 use app::access::Role;
+use app::alerts::api::{AcknowledgeAlert, AlertHistory, ListAlerts, SilenceAlert, UpdateAlert};
 use app::analytics::api::{GetAnalyticsDigest, LoadAnalytics, SaveAnalyticsDigest};
 use app::analytics::model::AnalyticsQuery;
 use app::api::{
@@ -70,6 +71,15 @@ fn functions() -> Vec<Function> {
         ),
         function(RevokeToken::PATH, Role::Viewer, json!({ "id": NOBODY })),
         function(ListDestinations::PATH, Role::Viewer, json!({})),
+        function(ListAlerts::PATH, Role::Viewer, json!({})),
+        function(AlertHistory::PATH, Role::Viewer, json!({"before": null, "limit": 10})),
+        function(
+            UpdateAlert::PATH,
+            Role::Admin,
+            json!({"id": NOBODY, "form": {"enabled": true, "renotifyMinutes": 60}}),
+        ),
+        function(AcknowledgeAlert::PATH, Role::Admin, json!({ "id": NOBODY })),
+        function(SilenceAlert::PATH, Role::Admin, json!({"id": NOBODY, "minutes": 60})),
         function(ListRules::PATH, Role::Viewer, json!({})),
         function(ListDeliveries::PATH, Role::Viewer, json!({ "query": {} })),
         function(

@@ -4,9 +4,7 @@
 //! mirrors only its own records; add-on callbacks on the shared endpoint go to the account their JWT names.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
@@ -15,7 +13,7 @@ use server::secret::Secret;
 use server::store::{self, Store};
 use servicem8_mock::{self as mock, MockConfig, MockFront, MockHandle, ObjectKind};
 
-use crate::common::{serve_args, spawn_app_with, TestApp, ADMIN_TOKEN, WEBHOOK_SECRET};
+use crate::common::{eventually, serve_args, spawn_app_with, TestApp, ADMIN_TOKEN, WEBHOOK_SECRET};
 
 const ACME: &str = "acme";
 const DEFAULT: &str = crate::common::ACCOUNT;
@@ -150,18 +148,6 @@ async fn events_of(app: &TestApp, slug: &str) -> BTreeSet<(String, String)> {
             (text("object_uuid"), text("status"))
         })
         .collect()
-}
-
-/// Polls `probe` until it yields a value; fails after 20 s.
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn statuses(jobs: &[String], status: &str) -> BTreeSet<(String, String)> {

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::oneshot;
 
+use super::super::outbound::NewDelivery;
+use super::super::outbound_sql::insert_deliveries;
 use super::super::{batch, AttemptTiming, ClaimedEvent, Completion, StoreError};
 
 /// A finish waiting for the writer, and who waits for it.
@@ -14,6 +16,8 @@ struct Finish {
     events: Vec<ClaimedEvent>,
     completion: Completion,
     attempt: AttemptTiming,
+    /// Queued with the finish when any of its events was finished.
+    deliveries: Vec<NewDelivery>,
     /// Told how many of the events were finished (those whose lease still held).
     done: oneshot::Sender<Result<u64, StoreError>>,
 }
@@ -28,12 +32,14 @@ impl FinishQueue {
         events: &[ClaimedEvent],
         completion: &Completion,
         attempt: &AttemptTiming,
+        deliveries: &[NewDelivery],
     ) -> oneshot::Receiver<Result<u64, StoreError>> {
         let (done, answer) = oneshot::channel();
         self.0.lock().expect("finish queue lock").push(Finish {
             events: events.to_vec(),
             completion: completion.clone(),
             attempt: *attempt,
+            deliveries: deliveries.to_vec(),
             done,
         });
         answer
@@ -68,9 +74,12 @@ async fn commit(writer: &mut SqliteConnection, finishes: &[Finish]) -> Result<Ve
     let mut tx = writer.begin().await?;
     let mut counts = Vec::with_capacity(finishes.len());
     for finish in finishes {
-        counts.push(
-            batch::finish_events::<sqlx::Sqlite>(&mut tx, &finish.events, &finish.completion, &finish.attempt).await?,
-        );
+        let count =
+            batch::finish_events::<sqlx::Sqlite>(&mut tx, &finish.events, &finish.completion, &finish.attempt).await?;
+        if count > 0 {
+            insert_deliveries::<sqlx::Sqlite>(&mut tx, &finish.deliveries).await?;
+        }
+        counts.push(count);
     }
     tx.commit().await?;
     Ok(counts)

@@ -15,6 +15,7 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use tokio_util::sync::DropGuard;
 
 use super::engine::Engine;
+use super::outbound::NewDelivery;
 use super::queue::{Claim, Release};
 use super::wal::WalSync;
 use super::{AttemptTiming, ClaimedEvent, Completion, StoreError};
@@ -170,8 +171,9 @@ impl Engine for SqliteStore {
         events: &[ClaimedEvent],
         completion: &Completion,
         attempt: &AttemptTiming,
+        deliveries: &[NewDelivery],
     ) -> Result<u64, StoreError> {
-        let finished = self.finishes.enqueue(events, completion, attempt);
+        let finished = self.finishes.enqueue(events, completion, attempt, deliveries);
         let mut writer = self.writer().await?;
         // Commits this finish and every other queued meanwhile, unless another caller already committed it.
         self.finishes.commit_queued(&mut writer).await;

@@ -144,6 +144,26 @@ impl TestApp {
             .unwrap()
     }
 
+    /// POST of a management change with the admin token: its status and answer.
+    pub async fn change(&self, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url("/api/webhooks/management"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// A management change that must succeed: its answer.
+    pub async fn changed(&self, body: serde_json::Value) -> serde_json::Value {
+        let (status, answer) = self.change(&body).await;
+        assert_eq!(status, 200, "{body}: {answer}");
+        answer
+    }
+
     pub async fn manage_json(&self, query: &str) -> serde_json::Value {
         let response = self.manage(query).await;
         assert_eq!(response.status(), 200, "management query {query} failed");
@@ -155,6 +175,18 @@ impl TestApp {
     pub async fn admin_session_cookie(&self) -> String {
         users::ensure_user(self, users::OWNER_EMAIL, true, &[]).await;
         users::sign_in(self, users::OWNER_EMAIL, users::PASSWORD).await
+    }
+}
+
+/// Polls `probe` until it yields a value; fails after 20 s.
+pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

@@ -39,6 +39,7 @@ macro_rules! conformance {
 }
 
 mod accounts;
+mod alerts;
 mod analytics;
 mod outbound;
 mod queue;
@@ -74,7 +75,8 @@ async fn postgres() -> Fresh {
     }
 }
 
-fn event(object_uuid: &str, dedup_key: &str, received_at: i64) -> NewEvent {
+/// An event of the default account for job `object_uuid`, as the receiver stores it.
+pub(crate) fn event(object_uuid: &str, dedup_key: &str, received_at: i64) -> NewEvent {
     NewEvent {
         id: uuid::Uuid::now_v7(),
         account: ACCOUNT.into(),

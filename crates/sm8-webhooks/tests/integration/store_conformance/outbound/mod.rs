@@ -142,6 +142,7 @@ conformance!(
     deleting_a_destination_fails_its_unfinished_deliveries_and_keeps_them,
     paused_destinations_and_open_circuits_hold_their_deliveries,
     destination_secrets_are_resealed_with_every_other_secret,
+    a_finish_queues_its_deliveries_only_when_it_finishes_the_events,
 );
 
 /// Two nodes, each with its own connections to one PostgreSQL database, claim side by side: every due delivery

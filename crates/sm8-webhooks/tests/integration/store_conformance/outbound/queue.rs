@@ -454,3 +454,48 @@ pub(super) async fn a_delivery_enqueued_as_failed_is_kept_with_its_error_and_nev
     assert_eq!(stored.finished_at, Some(5));
     assert_eq!(stored.attempts, 0);
 }
+
+/// A worker finishes an event and queues what its rules made in one commit; a worker whose lease was lost
+/// queues nothing (the one that holds the event now will).
+pub(super) async fn a_finish_queues_its_deliveries_only_when_it_finishes_the_events(store: Arc<dyn Store>) {
+    let ops = stored_destination(store.as_ref(), crate::common::ACCOUNT, "ops").await;
+    let now = server::store::now_millis();
+    store
+        .insert_events(&[crate::store_conformance::event("job-1", "finish-1", now)])
+        .await
+        .unwrap();
+    let claimed = crate::common::claim(store.as_ref(), now, now + 60_000, 1).await;
+    assert_eq!(claimed.len(), 1);
+    let attempt = server::store::AttemptTiming {
+        started_at: now,
+        finished_at: now + 5,
+        http_status: Some(200),
+    };
+    let stale: Vec<_> = claimed
+        .iter()
+        .map(|event| server::store::ClaimedEvent {
+            lease_until: event.lease_until - 1,
+            ..event.clone()
+        })
+        .collect();
+    let lost = [delivery(&ops, Some("job-1:lost"), now)];
+    let finished = store
+        .finish_events_delivering(&stale, &server::store::Completion::Success, &attempt, &lost)
+        .await
+        .unwrap();
+    assert_eq!(finished, 0);
+    let kept = [delivery(&ops, Some("job-1:kept"), now)];
+    let finished = store
+        .finish_events_delivering(&claimed, &server::store::Completion::Success, &attempt, &kept)
+        .await
+        .unwrap();
+    assert_eq!(finished, 1);
+    let queued = store
+        .list_deliveries(crate::common::ACCOUNT, &DeliveryQuery::default())
+        .await
+        .unwrap()
+        .deliveries;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].dedup_key.as_deref(), Some("job-1:kept"));
+    assert_eq!(queued[0].status, DeliveryStatus::Queued);
+}

@@ -1,0 +1,64 @@
+//! The browser bundle under `/pkg`: as `make build` packed it (`sm8_tools::site`), named by its content and
+//! beside its brotli and gzip forms. Each request gets the smallest form its `Accept-Encoding` allows, and a
+//! packed file may be kept for ever (`immutable`: a new build has a new name); anything else under `/pkg` is
+//! checked again on each use (`no-cache`, with its `Last-Modified`).
+
+use std::path::Path;
+
+use app::OUTPUT_NAME;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use tower_http::services::ServeDir;
+
+/// A year: as long as `max-age` usefully goes.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const REVALIDATE: &str = "no-cache";
+
+/// The bundle's name in `pkg`: `sm8-webhooks.{hash}` when a packed set is there (the newest, should several
+/// be), else `sm8-webhooks` as wasm-bindgen wrote it (a build without `pack-site`).
+pub fn bundle_name(pkg: &Path) -> String {
+    let prefix = format!("{OUTPUT_NAME}.");
+    let newest = std::fs::read_dir(pkg)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".js")?;
+            stem.strip_prefix(&prefix)?;
+            let modified = entry.metadata().ok()?.modified().ok()?;
+            Some((modified, stem.to_owned()))
+        })
+        .max();
+    newest.map_or_else(|| OUTPUT_NAME.to_owned(), |(_, stem)| stem)
+}
+
+/// Serves `pkg` under `/pkg`, each packed file of the bundle `bundle` cached for ever.
+pub fn router<S: Clone + Send + Sync + 'static>(pkg: &Path, bundle: String) -> Router<S> {
+    let files = ServeDir::new(pkg).precompressed_br().precompressed_gzip();
+    Router::new()
+        .nest_service("/pkg", files)
+        .layer(axum::middleware::from_fn_with_state(Packed(bundle), cache_control))
+}
+
+/// The packed bundle's name, when there is one (not the plain `OUTPUT_NAME`).
+#[derive(Clone)]
+struct Packed(String);
+
+async fn cache_control(State(Packed(bundle)): State<Packed>, request: Request, next: Next) -> Response {
+    let file = request.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+    let mut response = next.run(request).await;
+    if response.status().is_success() || response.status() == axum::http::StatusCode::NOT_MODIFIED {
+        let packed = bundle != OUTPUT_NAME
+            && (file.starts_with(&format!("{bundle}.")) || file.starts_with(&format!("{bundle}_")));
+        let value = if packed { IMMUTABLE } else { REVALIDATE };
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+        // Caches between must keep each encoding apart.
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    response
+}
