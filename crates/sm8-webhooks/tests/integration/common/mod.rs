@@ -6,9 +6,7 @@ pub mod realtime_client;
 pub mod receiver;
 pub mod users;
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use server::config::ServeArgs;
 use server::ingest::signature::sign;
@@ -303,17 +301,5 @@ pub fn queued_event(object_type: &str, object_uuid: &str, received_at: i64) -> N
         body: server::store::ReceivedBody::new(b"{}".to_vec(), serde_json::json!({}), received_at),
         verification: "unsigned".into(),
         received_at,
-    }
-}
-
-/// Polls `probe` until it yields a value; fails after 20 s.
-pub async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
