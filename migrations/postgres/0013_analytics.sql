@@ -33,8 +33,7 @@ CREATE TABLE analytics_watermarks (
     rolled_until BIGINT NOT NULL
 );
 
--- The rollup pass reads attempts and deliveries by when they finished.
-CREATE INDEX event_attempts_finished ON event_attempts (finished_at);
+-- The rollup pass reads deliveries by when they finished (attempts by 0012's event_attempts_finished).
 CREATE INDEX deliveries_finished ON deliveries (account, finished_at);
 
 -- A digest of the analytics sent after each day or week (UTC; weeks start on Monday) to one of the account's
