@@ -18,10 +18,11 @@ export const OWNER = { email: 'owner@e2e.example', password: 'e2e owner password
 
 /// Starts `sm8-webhooks serve` with `env` added to the environment; resolves once it listens. Before it starts,
 /// `sm8-webhooks user add` creates OWNER in its database, as an operator would from the shell; without an owner,
-/// the server prints its first-run setup link, found in `setupLink`.
+/// the server prints its first-run setup link, found in `setupLink`. `prepare` is given the database, migrated,
+/// before the server opens it (to seed what a test needs the server to find at start).
 export async function startServer(
   env: Record<string, string>,
-  { owner = true }: { owner?: boolean } = {},
+  { owner = true, prepare }: { owner?: boolean; prepare?: (databaseUrl: string) => void } = {},
 ): Promise<StartedServer & { setupLink?: string }> {
   if (!existsSync(BINARY)) {
     throw new Error(`${BINARY} is missing: run \`make build\` first`);
@@ -40,6 +41,7 @@ export async function startServer(
       throw new Error(`user add failed (${added.status}):\n${added.stdout}${added.stderr}`);
     }
   }
+  prepare?.(databaseUrl);
   const server = spawn(BINARY, ['serve', '--bind', '127.0.0.1:0'], {
     cwd: ROOT,
     env: environment,

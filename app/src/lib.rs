@@ -7,6 +7,7 @@
 pub mod access;
 pub mod admin;
 pub mod alerts;
+pub mod analytics;
 pub mod api;
 pub mod components;
 pub mod dashboard;
@@ -92,6 +93,11 @@ pub fn App() -> impl IntoView {
                 <Route
                     path=(StaticSegment("admin"), StaticSegment("alerts"))
                     view=admin::AlertsPage
+                    ssr=SsrMode::Async
+                />
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("analytics"))
+                    view=admin::AnalyticsPage
                     ssr=SsrMode::Async
                 />
                 <Route

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod analytics;
 pub mod attachments;
 pub mod auth;
 pub mod backend;

@@ -188,8 +188,8 @@ async fn receive(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
-    let decoded =
-        decode_delivery(state, account, headers, uri.query(), body).inspect_err(metrics::count_refused_webhook)?;
+    let decoded = decode_delivery(state, account, headers, uri.query(), body)
+        .inspect_err(|error| metrics::count_refused_account_webhook(&account.slug, error))?;
     let delivery = match decoded {
         Decoded::Handshake { challenge } => {
             tracing::info!("answered a ServiceM8 subscription handshake");

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use app::access::ClientAddress;
 use app::alerts::api::AlertsBackend;
+use app::analytics::api::AnalyticsBackend;
 use app::api::DashboardBackend;
 use app::directory::api::{DirectoryBackend, SignIn};
 use app::error::AppError;
@@ -178,4 +179,5 @@ fn provide_backends(backend: &Arc<ServerBackend>) {
     provide_context::<Arc<dyn RealtimeBackend>>(backend.clone());
     provide_context::<Arc<dyn OutboundBackend>>(backend.clone());
     provide_context::<Arc<dyn AlertsBackend>>(backend.clone());
+    provide_context::<Arc<dyn AnalyticsBackend>>(backend.clone());
 }

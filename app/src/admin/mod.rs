@@ -15,8 +15,8 @@ use leptos::prelude::*;
 pub use banner::AlertBanner;
 pub use live::LiveUpdates;
 pub use pages::{
-    delivery_log_href, AccountsPage, AlertsPage, AuditLogPage, DeliveryStatus, DestinationsPage, InvitePage, RulesPage,
-    TokensPage, UsersPage,
+    delivery_log_href, AccountsPage, AlertsPage, AnalyticsPage, AuditLogPage, DeliveryStatus, DestinationsPage,
+    InvitePage, RulesPage, TokensPage, UsersPage,
 };
 pub use shell::{AdminShell, CurrentVisitor};
 

@@ -1,10 +1,14 @@
 //! The admin pages: `/admin/invite/:token` (the first-run setup and invitations, outside the admin frame), and
 //! inside it the directory's `/admin/accounts`, `/admin/users`, `/admin/tokens` and `/admin/audit`,
-//! `/admin/rules` and `/admin/destinations` with each destination's delivery log, and `/admin/alerts`. Every
-//! control a role may not use is left out of the page; the server checks the role again on every call.
+//! `/admin/rules` and `/admin/destinations` with each destination's delivery log, `/admin/alerts` and
+//! `/admin/analytics`. Every control a role may not use is left out of the page; the server checks the role again
+//! on every call.
 
 mod accounts;
 mod alerts;
+mod analytics;
+mod analytics_charts;
+mod analytics_digest;
 mod audit;
 mod connection;
 mod deliveries;
@@ -27,6 +31,7 @@ use crate::error::AppError;
 
 pub use accounts::AccountsPage;
 pub use alerts::AlertsPage;
+pub use analytics::AnalyticsPage;
 pub use audit::AuditLogPage;
 pub use deliveries::{delivery_log_href, DeliveryStatus};
 pub use destinations::DestinationsPage;

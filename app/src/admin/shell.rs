@@ -153,6 +153,7 @@ fn AdminNav(instance_owner: bool) -> impl IntoView {
             <a href="/admin/rules">"Rules"</a>
             <a href="/admin/destinations">"Destinations"</a>
             <a href="/admin/alerts">"Alerts"</a>
+            <a href="/admin/analytics">"Analytics"</a>
             <a href="/admin/accounts">{if instance_owner { "Accounts" } else { "Account" }}</a>
             <a href="/admin/users">"Users"</a>
             <a href="/admin/tokens">"API tokens"</a>

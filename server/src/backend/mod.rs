@@ -6,6 +6,7 @@
 
 mod access;
 mod alerts;
+mod analytics;
 mod audit;
 mod destinations;
 mod directory;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use app::error::AppError;
 
 pub use access::Caller;
+pub use analytics::ExportFormat;
 pub use audit::Outcome;
 pub use passwords::check_new_password;
 pub use portal::{create_link, PortalLink};

@@ -5,6 +5,7 @@
 //! (`actions.rs`).
 
 mod actions;
+mod analytics;
 mod answers;
 
 use app::access::Access;
@@ -39,6 +40,7 @@ pub const MAX_ACTION_BYTES: usize = 64 * 1024;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(query_management, actions::act))
+        .merge(analytics::router())
         .layer(DefaultBodyLimit::max(MAX_ACTION_BYTES))
 }
 

@@ -459,7 +459,7 @@ impl Handler {
             received_at: event.received_at,
             row,
         }));
-        metrics::record_broadcast(event.received_at);
+        metrics::record_broadcast(&event.account, event.received_at);
     }
 }
 

@@ -21,6 +21,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{Accounts, LiveAccount};
+use crate::analytics;
+use crate::analytics::digest::DigestOutcome;
 use crate::servicem8::sync;
 use crate::store::{now_millis, Claim, ClaimedEvent, Release, Store, StoreError, Whose};
 use crate::updates::UpdateSender;
@@ -85,6 +87,10 @@ pub struct ProcessorArgs {
     /// Days the audit log is kept, whatever the events' retention.
     #[arg(long, env = "AUDIT_RETENTION_DAYS", default_value_t = 365)]
     pub audit_retention_days: i64,
+
+    /// Days the analytics' hourly and daily rollups are kept, whatever the events' retention; 0 keeps them forever.
+    #[arg(long, env = "ANALYTICS_RETENTION_DAYS", default_value_t = 400)]
+    pub analytics_retention_days: i64,
 }
 
 impl Default for ProcessorArgs {
@@ -171,9 +177,10 @@ impl Processor {
         })
     }
 
-    /// Releases the claims of this node's previous run, then starts the workers, the release of expired claims
-    /// and the retention task; they stop after `shutdown`, finishing the batch in hand. (Releasing first matters:
-    /// the node id is the same, so a release running beside the workers would take back their fresh claims.)
+    /// Releases the claims of this node's previous run, then starts the workers, the release of expired claims,
+    /// the retention task and the analytics' rollups; they stop after `shutdown`, finishing the batch in hand.
+    /// (Releasing first matters: the node id is the same, so a release running beside the workers would take back
+    /// their fresh claims.)
     pub async fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> JoinSet<()> {
         let mut tasks = JoinSet::new();
         if self.args.workers > 0 {
@@ -198,6 +205,9 @@ impl Processor {
         let processor = self.clone();
         let retention_shutdown = shutdown.clone();
         tasks.spawn(async move { processor.run_retention(retention_shutdown).await });
+        let processor = self.clone();
+        let rollup_shutdown = shutdown.clone();
+        tasks.spawn(async move { processor.run_rollups(rollup_shutdown).await });
         let processor = self.clone();
         tasks.spawn(async move { processor.run_syncs(shutdown).await });
         tasks
@@ -396,8 +406,52 @@ impl Processor {
         retries.delay_after(failures).unwrap_or(interval).min(interval)
     }
 
-    /// Hourly: deletes each account's finished events older than its retention, and audit lines older than
-    /// `AUDIT_RETENTION_DAYS`.
+    /// Every minute: rolls each account's finished work up into the analytics (`analytics::roll_up`), then queues
+    /// its digest when a day or week is over.
+    async fn run_rollups(&self, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(ROLLUP_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            for account in self.accounts.all() {
+                if self.roll_up(&account.slug).await {
+                    self.queue_digest(&account.slug).await;
+                }
+            }
+        }
+    }
+
+    /// Queues the account's digest of its last day or week, if it has one and it is not queued yet.
+    async fn queue_digest(&self, account: &str) {
+        match analytics::digest::queue_due(self.store.as_ref(), account, now_millis()).await {
+            Ok(DigestOutcome::Queued) => tracing::info!(account, "analytics digest queued"),
+            Ok(DigestOutcome::DestinationGone) => {
+                tracing::warn!(
+                    account,
+                    "the analytics digest names a destination the account no longer has"
+                )
+            }
+            Ok(DigestOutcome::AlreadyQueued | DigestOutcome::NotSet) => {}
+            Err(error) => tracing::error!(account, %error, "queueing the analytics digest failed"),
+        }
+    }
+
+    /// One rollup pass over `account`; whether it succeeded.
+    async fn roll_up(&self, account: &str) -> bool {
+        match analytics::roll_up(self.store.as_ref(), account, &self.node, now_millis()).await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::error!(account, %error, "analytics rollup failed");
+                false
+            }
+        }
+    }
+
+    /// Hourly: deletes each account's finished events older than its retention, analytics older than
+    /// `ANALYTICS_RETENTION_DAYS`, and audit lines older than `AUDIT_RETENTION_DAYS`.
     async fn run_retention(&self, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(Duration::from_secs(3600));
         loop {
@@ -407,6 +461,14 @@ impl Processor {
             }
             for account in self.accounts.all() {
                 self.apply_retention(&account).await;
+            }
+            if self.args.analytics_retention_days > 0 {
+                let cutoff = now_millis() - self.args.analytics_retention_days * DAY_MS;
+                match self.store.delete_analytics_before(cutoff).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(deleted, "retention: deleted old analytics"),
+                    Err(error) => tracing::error!(%error, "analytics retention failed"),
+                }
             }
             if self.args.audit_retention_days > 0 {
                 let cutoff = now_millis() - self.args.audit_retention_days * DAY_MS;
@@ -421,6 +483,10 @@ impl Processor {
 
     async fn apply_retention(&self, account: &LiveAccount) {
         if account.retention_days <= 0 {
+            return;
+        }
+        // Events are deleted only once the analytics hold them: the pass rolls up all but the last minute.
+        if !self.roll_up(&account.slug).await {
             return;
         }
         let cutoff = now_millis() - account.retention_days * DAY_MS;
@@ -438,6 +504,9 @@ impl Processor {
 }
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// How often finished work is rolled up into the analytics.
+const ROLLUP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Claimed events split by object, each object's in the order they were claimed (change order).
 fn by_object(claimed: Vec<ClaimedEvent>) -> Vec<Vec<ClaimedEvent>> {

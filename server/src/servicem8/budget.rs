@@ -48,7 +48,10 @@ impl Budget {
             .take_api_budget(&self.account, now_millis(), self.limits)
             .await?
         {
-            BudgetGrant::Granted => Ok(()),
+            BudgetGrant::Granted => {
+                crate::metrics::count_api_request(&self.account);
+                Ok(())
+            }
             BudgetGrant::Exhausted { retry_at } => Err(ApiCallError::BudgetExhausted { retry_at }),
         }
     }

@@ -1,6 +1,6 @@
 //! Durable storage behind one `Store` trait: webhook events, mirrored records, the processing queue, settings,
 //! (through `Directory`) accounts, users, sessions and the audit log, and (through `Outbound`) rules, destinations
-//! and deliveries.
+//! and deliveries, and (through `Analytics`) the rollups that outlive events.
 //!
 //! SQLite (embedded, the default) and PostgreSQL (scale-out) share one implementation (`shared.rs`), each engine
 //! supplying only what differs (`engine.rs`), and pass the same conformance suite
@@ -9,6 +9,9 @@
 
 pub mod alerts;
 mod alerts_sql;
+pub mod analytics;
+mod analytics_sql;
+mod analytics_window;
 mod batch;
 mod delivery_queue;
 pub mod directory;
@@ -31,6 +34,7 @@ use app::model::{EventPage, EventQuery, EventStatus, EventSummary, MinuteBucket,
 use async_trait::async_trait;
 
 pub use alerts::Alerts;
+pub use analytics::Analytics;
 pub use directory::Directory;
 pub use directory_sql::account_secrets_context;
 pub use insight::EventRecord;
@@ -130,7 +134,7 @@ impl Insertion {
 /// The store: the pipeline's tables here, the directory's (accounts, users, tokens, audit) through `Directory`,
 /// and rules, destinations and deliveries through `Outbound`.
 #[async_trait]
-pub trait Store: Directory + Outbound + Alerts + Send + Sync + 'static {
+pub trait Store: Directory + Outbound + Alerts + Analytics + Send + Sync + 'static {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 

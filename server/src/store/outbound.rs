@@ -18,7 +18,7 @@ pub const RESPONSE_EXCERPT_BYTES: usize = 4096;
 macro_rules! stored_by_name {
     ($(#[$meta:meta])* $name:ident ($what:literal) { $($(#[$variant_meta:meta])* $variant:ident => $text:literal,)+ }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum $name {
             $($(#[$variant_meta])* $variant,)+
         }
@@ -46,6 +46,7 @@ macro_rules! stored_by_name {
         }
     };
 }
+pub(super) use stored_by_name;
 
 stored_by_name! {
     /// What a destination sends through (`destinations.kind`).

@@ -39,7 +39,7 @@ const SET_WATERMARK_SQL: &str = "INSERT INTO sync_watermarks (account, object_ty
 #[async_trait]
 impl<E> Store for E
 where
-    E: Engine + super::Directory + super::Outbound + super::Alerts,
+    E: Engine + super::Directory + super::Outbound + super::Alerts + super::Analytics,
     for<'c> &'c mut <E::Db as Database>::Connection: Executor<'c, Database = E::Db>,
     for<'q> <E::Db as Database>::Arguments<'q>: IntoArguments<'q, E::Db>,
     for<'q> String: Encode<'q, E::Db> + Type<E::Db>,

@@ -6,6 +6,7 @@ mod common;
 
 mod accounts;
 mod alerts;
+mod analytics;
 mod api;
 mod api_faults;
 mod attachments;

@@ -35,6 +35,10 @@ async fn the_document_is_openapi_3_1_and_names_every_operation_of_the_api() {
     let expected: BTreeSet<String> = [
         "GET /api/webhooks/management",
         "POST /api/webhooks/management",
+        "GET /api/webhooks/management/analytics",
+        "GET /api/webhooks/management/analytics/export",
+        "GET /api/webhooks/management/analytics/digest",
+        "POST /api/webhooks/management/analytics/digest",
         "GET /api/webhooks/sm8",
         "POST /api/webhooks/sm8",
         "GET /api/webhooks/sm8/{account}",

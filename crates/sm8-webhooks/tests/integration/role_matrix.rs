@@ -12,7 +12,7 @@ use crate::common::{spawn_app, TestApp};
 
 /// One management request and the least role it needs.
 struct Route {
-    /// The read's query (`action=…`), or the change's name.
+    /// The read's query (`action=…`, or a path of its own and its query), or the change's name (or path).
     name: &'static str,
     needs: Role,
     /// `GET ?{name}` when `None`; else the `POST` body.
@@ -65,6 +65,8 @@ fn routes() -> Vec<Route> {
             Role::Admin,
             json!({"action": "silence_alert", "id": NOBODY, "minutes": 60}),
         ),
+        read("analytics?range=7d&dimension=error_class"),
+        read("analytics/export?format=csv&range=24h"),
         change(
             "create_destination",
             Role::Admin,
@@ -77,6 +79,7 @@ fn routes() -> Vec<Route> {
             json!({"action": "create_rule", "definition": {"name": "matrix", "when": {"stage": "processed"},
                 "actions": []}}),
         ),
+        change("analytics/digest", Role::Admin, json!({})),
         change(
             "retry_delivery",
             Role::Admin,
@@ -167,7 +170,15 @@ fn routes() -> Vec<Route> {
 /// The status of `route` on the default account, asked with `cookie` (none: no session).
 async fn status_of(app: &TestApp, route: &Route, cookie: Option<&str>) -> u16 {
     let url = match &route.body {
-        None => app.url(&format!("/api/webhooks/management?{}&account=default", route.name)),
+        None => match route.name.split_once('?') {
+            // A read with a path of its own under the management API (`analytics?range=7d`).
+            Some((path, query)) => app.url(&format!("/api/webhooks/management/{path}?{query}&account=default")),
+            None => app.url(&format!("/api/webhooks/management?{}&account=default", route.name)),
+        },
+        // A change with a path of its own under the management API (`analytics/digest`).
+        Some(_) if route.name.contains('/') => {
+            app.url(&format!("/api/webhooks/management/{}?account=default", route.name))
+        }
         Some(_) => app.url("/api/webhooks/management?account=default"),
     };
     let mut request = match &route.body {

@@ -5,6 +5,8 @@
 
 use app::access::Role;
 use app::alerts::api::{AcknowledgeAlert, AlertHistory, ListAlerts, SilenceAlert, UpdateAlert};
+use app::analytics::api::{GetAnalyticsDigest, LoadAnalytics, SaveAnalyticsDigest};
+use app::analytics::model::AnalyticsQuery;
 use app::api::{
     CleanupEvents, GetEventDetail, GetMinuteBuckets, GetPipelineHealth, GetStats, ListEvents, RetryEvent,
     RetryFailedEvents, SendTestEvent,
@@ -55,6 +57,13 @@ fn functions() -> Vec<Function> {
         function(ListTokens::PATH, Role::Viewer, json!({})),
         function(GetAudit::PATH, Role::Viewer, json!({ "filter": audit_filter })),
         function(FetchRealtimeCredentials::PATH, Role::Viewer, json!({})),
+        function(GetAnalyticsDigest::PATH, Role::Viewer, json!({})),
+        function(SaveAnalyticsDigest::PATH, Role::Admin, json!({ "digest": null })),
+        function(
+            LoadAnalytics::PATH,
+            Role::Viewer,
+            json!({ "query": serde_json::to_value(AnalyticsQuery::default()).unwrap() }),
+        ),
         function(
             CreateToken::PATH,
             Role::Viewer,

@@ -40,6 +40,7 @@ macro_rules! conformance {
 
 mod accounts;
 mod alerts;
+mod analytics;
 mod outbound;
 mod queue;
 mod upgrade;
@@ -47,6 +48,7 @@ mod upgrade;
 use crate::common::claim;
 use crate::common::ACCOUNT;
 use accounts::*;
+use analytics::*;
 use queue::*;
 
 /// A fresh store and whatever must live as long as it.
@@ -459,6 +461,12 @@ async fn a_portal_link_opens_one_session_once(store: Arc<dyn Store>) {
 }
 
 conformance!(
+    finished_events_are_rolled_up_by_hour_and_day_once_and_outlive_their_deletion,
+    seven_daily_sketches_merge_into_the_percentiles_of_every_sample,
+    what_nodes_count_in_memory_adds_to_its_hour_from_every_node,
+    two_passes_at_once_add_a_window_once,
+    rollups_of_buckets_before_the_cutoff_are_deleted,
+    an_accounts_digest_is_set_replaced_and_removed,
     an_inserted_event_is_listed_as_queued,
     a_repeated_dedup_key_is_a_duplicate_of_the_first_event,
     a_delivery_larger_than_one_statement_is_stored_whole_with_its_own_repeats_as_duplicates,
