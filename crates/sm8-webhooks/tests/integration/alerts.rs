@@ -224,6 +224,23 @@ async fn fires_and_resolves_on_api_errors(app: &TestApp, account: &MockHandle) {
         "one message per transition: {:?}",
         slack_texts(&slack)
     );
+    // The four events that used up their retries fired the events-failed alert too, once for the burst.
+    let fired = history(app)
+        .await
+        .into_iter()
+        .filter(|line| line["kind"] == "exhausted_retries" && line["transition"] == "fired")
+        .collect::<Vec<_>>();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert!(
+        fired[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("failed in the last 5 minutes"),
+        "{fired:?}"
+    );
+    let grouped = alert(app, "exhausted_retries").await;
+    assert_eq!(grouped["state"], "firing");
+    assert_eq!(grouped["summary"], "4 events failed in the last 5 minutes", "{grouped}");
 }
 
 #[tokio::test]
@@ -431,4 +448,23 @@ async fn a_destination_whose_circuit_opens_fires_the_circuit_alert_to_another_de
         texts[0].contains("/admin/destinations"),
         "the message links to the destinations: {texts:?}"
     );
+}
+
+#[tokio::test]
+async fn spending_most_of_the_minutes_api_budget_fires_the_budget_alert() {
+    let account = quiet_account().await;
+    let app = on_sqlite(|args| {
+        reaching(args, &account);
+        args.servicem8.servicem8_requests_per_minute = 10;
+        args.servicem8.servicem8_budget_margin_percent = 0;
+    })
+    .await;
+    let slack = Receiver::answering(200).await;
+    alert_to_slack(&app, &slack, "api_budget", json!({"percent": 80})).await;
+    let jobs = account.uuids(ObjectKind::Job);
+    post_jobs(&app, &jobs[..9]).await;
+    let texts = wait_for_messages(&slack, 1, "the budget alert's message").await;
+    assert!(texts[0].starts_with("Firing: API budget"), "{texts:?}");
+    assert!(texts[0].contains("the API budget of the minute is"), "{texts:?}");
+    assert!(texts[0].contains("of 10 requests"), "{texts:?}");
 }
