@@ -87,10 +87,12 @@ pub fn AdminShell(children: ChildrenFn) -> impl IntoView {
                 {move || shown.get().map(|shown| match shown {
                     // Untracked: what the page reads while it is built must not rebuild it (and create its
                     // resources again, which the browser would then not find in the page's data).
-                    Shown::Page(..) => view! {
-                        <AlertBanner/>
-                        {untrack(|| children.with_value(|children| children()))}
-                    }
+                    Shown::Page(..) => untrack(|| {
+                        view! {
+                            <AlertBanner/>
+                            {children.with_value(|children| children())}
+                        }
+                    })
                     .into_any(),
                     Shown::NoAccount { instance_owner } => view! { <NoAccount instance_owner/> }.into_any(),
                     Shown::SignIn => {
