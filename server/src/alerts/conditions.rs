@@ -1,7 +1,9 @@
 //! Reading each alert's condition from the store at one moment: what the pipeline's tables say about the last
 //! minutes, in a sentence.
 
+use app::model::PipelineHealth;
 use time::{OffsetDateTime, UtcOffset};
+use tokio::sync::OnceCell;
 
 use super::machine::Reading;
 use super::settings::{Condition, Silence, DAYS};
@@ -21,6 +23,16 @@ pub struct Probe<'a> {
     pub now: i64,
     /// A node's signal not refreshed within this long is from a node that stopped.
     pub signal_lifetime_ms: i64,
+    /// The pipeline's health at `now`, read once for the alerts that look at it (queue age, API budget).
+    pub health: OnceCell<PipelineHealth>,
+}
+
+impl Probe<'_> {
+    async fn health(&self) -> Result<&PipelineHealth, StoreError> {
+        self.health
+            .get_or_try_init(|| self.store.pipeline_health(self.account, self.now, self.limits))
+            .await
+    }
 }
 
 impl Condition {
@@ -84,7 +96,7 @@ impl Condition {
                 }
             }
             Condition::QueueAge(settings) => {
-                let health = store.pipeline_health(account, now, probe.limits).await?;
+                let health = probe.health().await?;
                 match health.oldest_queued_seconds {
                     Some(age) if age > i64::from(settings.max_seconds) => Reading::firing(format!(
                         "the oldest queued event has waited {} ({} queued; limit {})",
@@ -99,7 +111,7 @@ impl Condition {
                 }
             }
             Condition::ApiBudget(settings) => {
-                let budget = store.pipeline_health(account, now, probe.limits).await?.api_budget;
+                let budget = &probe.health().await?.api_budget;
                 let share = |used: i64, limit: i64| {
                     if limit > 0 {
                         used as f64 * 100.0 / limit as f64

@@ -52,10 +52,14 @@ impl Default for AlertArgs {
     }
 }
 
-/// Creates the alerts `account` lacks, with their default settings.
-pub async fn ensure_defaults(store: &dyn Store, account: &str, now: i64) -> Result<(), StoreError> {
-    let alerts: Vec<NewAlert> = AlertKind::ALL
+/// The alerts of `account`, created with their default settings where a kind is missing (a new account, or a
+/// kind this version adds). Only then is anything written: the monitor and every admin page read this.
+pub async fn account_alerts(store: &dyn Store, account: &str, now: i64) -> Result<Vec<AlertRow>, StoreError> {
+    let rows = store.list_alerts(account).await?;
+    let missing = AlertKind::ALL
         .into_iter()
+        .filter(|kind| !rows.iter().any(|row| row.kind == kind.as_str()));
+    let alerts: Vec<NewAlert> = missing
         .map(|kind| NewAlert {
             id: uuid::Uuid::now_v7().to_string(),
             account: account.to_owned(),
@@ -65,7 +69,11 @@ pub async fn ensure_defaults(store: &dyn Store, account: &str, now: i64) -> Resu
             created_at: now,
         })
         .collect();
-    store.ensure_alerts(&alerts).await
+    if alerts.is_empty() {
+        return Ok(rows);
+    }
+    store.ensure_alerts(&alerts).await?;
+    store.list_alerts(account).await
 }
 
 /// An alert row as the dashboard shows it; `None` for a kind this version does not know.
@@ -241,15 +249,15 @@ impl AlertMonitor {
 
     /// Reads and steps every alert of `account` once.
     pub async fn evaluate(&self, account: &str, per_minute: i64, per_day: i64, now: i64) -> Result<(), StoreError> {
-        ensure_defaults(self.store.as_ref(), account, now).await?;
         let probe = Probe {
             store: self.store.as_ref(),
             account,
             limits: self.accounts.limits(per_minute, per_day),
             now,
             signal_lifetime_ms: 3 * self.args.alert_interval_ms as i64,
+            health: Default::default(),
         };
-        for row in self.store.list_alerts(account).await? {
+        for row in account_alerts(self.store.as_ref(), account, now).await? {
             let Some(kind) = AlertKind::parse(&row.kind) else {
                 continue;
             };

@@ -115,10 +115,9 @@ impl ServerBackend {
 impl AlertsBackend for ServerBackend {
     async fn alerts(&self, access: &Access) -> Result<Vec<AlertView>, AppError> {
         access.require(Role::Viewer)?;
-        alerts::ensure_defaults(self.store.as_ref(), &access.account, now_millis())
+        let rows = alerts::account_alerts(self.store.as_ref(), &access.account, now_millis())
             .await
             .map_err(unavailable)?;
-        let rows = self.store.list_alerts(&access.account).await.map_err(unavailable)?;
         let mut views: Vec<AlertView> = rows.iter().filter_map(alerts::view).collect();
         views.sort_by_key(|view| AlertKind::ALL.iter().position(|kind| *kind == view.kind));
         Ok(views)

@@ -21,7 +21,7 @@ use crate::metrics;
 use crate::rules::MessageBody;
 use crate::sealing::Sealer;
 use crate::store::outbound::{
-    AttemptReport, ClaimedDelivery, DeliveryClaim, DeliveryFinish, DeliveryOutcome, DeliveryStatus, DestinationRow,
+    AttemptReport, ClaimedDelivery, DeliveryClaim, DeliveryFinish, DeliveryOutcome, DestinationRow,
 };
 use crate::store::{now_millis, Store, StoreError};
 use crate::updates::{DeliveryNotice, PipelineUpdate, UpdateSender};
@@ -263,17 +263,12 @@ impl Deliverer {
             tracing::warn!(delivery = %delivery.id, "lease lost: another worker has the delivery; nothing recorded");
             return Ok(());
         }
-        let status = match &outcome {
-            DeliveryOutcome::Delivered => DeliveryStatus::Delivered,
-            DeliveryOutcome::Retry { .. } => DeliveryStatus::Queued,
-            DeliveryOutcome::Failed(_) => DeliveryStatus::Failed,
-        };
         let _ = self.updates.send(PipelineUpdate::Delivery(DeliveryNotice {
             account: delivery.account.clone(),
             delivery_id: delivery.id.clone(),
             destination_id: delivery.destination_id.clone(),
             event_id: delivery.event_id.clone(),
-            status: status.as_str().to_owned(),
+            status: outcome.status().as_str().to_owned(),
         }));
         if let Some(delivered) = delivered {
             self.record_circuit(row, delivered).await?;

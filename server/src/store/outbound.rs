@@ -257,6 +257,15 @@ pub enum DeliveryOutcome {
 }
 
 impl DeliveryOutcome {
+    /// Where the delivery stands after it: delivered, queued for the retry, or failed.
+    pub fn status(&self) -> DeliveryStatus {
+        match self {
+            DeliveryOutcome::Delivered => DeliveryStatus::Delivered,
+            DeliveryOutcome::Retry { .. } => DeliveryStatus::Queued,
+            DeliveryOutcome::Failed(_) => DeliveryStatus::Failed,
+        }
+    }
+
     pub fn attempt_outcome(&self) -> AttemptOutcome {
         match self {
             DeliveryOutcome::Delivered => AttemptOutcome::Delivered,

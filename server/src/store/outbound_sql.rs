@@ -360,15 +360,12 @@ where
         } in finishes
         {
             let ended_at = report.started_at + report.duration_ms;
-            let (status, next_attempt_at, finished_at) = match outcome {
-                DeliveryOutcome::Delivered => (DeliveryStatus::Delivered, None, Some(ended_at)),
-                DeliveryOutcome::Retry { next_attempt_at, .. } => {
-                    (DeliveryStatus::Queued, Some(*next_attempt_at), None)
-                }
-                DeliveryOutcome::Failed(_) => (DeliveryStatus::Failed, None, Some(ended_at)),
+            let (next_attempt_at, finished_at) = match outcome {
+                DeliveryOutcome::Retry { next_attempt_at, .. } => (Some(*next_attempt_at), None),
+                DeliveryOutcome::Delivered | DeliveryOutcome::Failed(_) => (None, Some(ended_at)),
             };
             let ended = sqlx::query(FINISH_SQL)
-                .bind(status.as_str())
+                .bind(outcome.status().as_str())
                 .bind(next_attempt_at)
                 .bind(outcome.error())
                 .bind(finished_at)
