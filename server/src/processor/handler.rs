@@ -107,11 +107,16 @@ impl Handler {
         let mut deliveries = Vec::new();
         let mut remaining = Vec::with_capacity(work.batch.len());
         let mut skipped = Vec::new();
-        let decisions = work.batch.iter().map(|event| async move {
-            let document = Document::received(&event_facts(event), event.changes.clone(), &work.account);
-            (event, hooks.book.decide(rules, event, &document).await)
-        });
-        for (event, decision) in futures_util::future::join_all(decisions).await {
+        let documents: Vec<_> = work
+            .batch
+            .iter()
+            .map(|event| {
+                let document = Document::received(&event_facts(event), event.changes.clone(), &work.account);
+                (event, document)
+            })
+            .collect();
+        let decisions = hooks.book.decide_each(rules, Stage::Received, &documents).await;
+        for (event, decision) in work.batch.iter().zip(decisions) {
             deliveries.extend(decision.deliveries);
             match decision.skip {
                 Some(reason) => skipped.push((event, reason)),
@@ -127,9 +132,10 @@ impl Handler {
     }
 
     /// The deliveries the account's rules of stage `processed` ask for, for each event of the batch, its record
-    /// now mirrored (`previous`: the mirror's record before). The events' transforms run side by side. They are
-    /// queued in the transaction that finishes the events, so that a crash before it processes the events again
-    /// rather than losing the deliveries (which the store keeps once each).
+    /// now mirrored (`previous`: the mirror's record before). A rule's transform runs for the whole batch in one
+    /// hand-off to the sandbox. The deliveries are queued in the transaction that finishes the events, so that
+    /// a crash before it processes the events again rather than losing the deliveries (which the store keeps
+    /// once each).
     async fn processed_rule_deliveries(
         &self,
         work: &Work<'_>,
@@ -140,21 +146,26 @@ impl Handler {
         let (Some(hooks), Some(rules)) = (&self.rules, &work.rules) else {
             return Vec::new();
         };
-        let decisions = events.iter().map(|event| async move {
-            let changes = filled_changes(&event.changes, record);
-            let document = Document::processed(
-                &event_facts(event),
-                changes,
-                record.clone(),
-                previous.clone(),
-                &work.account,
-            );
-            hooks.book.decide(rules, event, &document).await.deliveries
-        });
-        futures_util::future::join_all(decisions)
+        let documents: Vec<_> = events
+            .iter()
+            .map(|event| {
+                let changes = filled_changes(&event.changes, record);
+                let document = Document::processed(
+                    &event_facts(event),
+                    changes,
+                    record.clone(),
+                    previous.clone(),
+                    &work.account,
+                );
+                (event, document)
+            })
+            .collect();
+        hooks
+            .book
+            .decide_each(rules, Stage::Processed, &documents)
             .await
             .into_iter()
-            .flatten()
+            .flat_map(|decision| decision.deliveries)
             .collect()
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::rules::sandbox::Sandbox;
 use crate::rules::{
-    evaluate, AccountFacts, ActionOutcome, CompiledRule, Document, EventFacts, Rule, RuleOutcome, Stage,
+    evaluate_each, AccountFacts, ActionOutcome, CompiledRule, Document, EventFacts, Rule, RuleOutcome, Stage,
 };
 use crate::store::outbound::NewDelivery;
 use crate::store::{now_millis, ClaimedEvent, EventRecord, Store, StoreError};
@@ -128,49 +128,41 @@ impl RuleBook {
         Ok(rules)
     }
 
-    /// Applies `rules` at the document's stage, in order, to `event`: the deliveries they ask for, and whether
-    /// one skips the event (the first skip ends the evaluation: later rules never see a skipped event).
-    pub async fn decide(&self, rules: &AccountRules, event: &ClaimedEvent, document: &Document) -> Decision {
-        let mut decision = Decision::default();
+    /// Applies `rules` at `stage`, in order, to each of a batch's events with its document: the deliveries they
+    /// ask for, and whether one skips the event (the first skip ends the event's evaluation: later rules never
+    /// see a skipped event). Each rule runs over the whole batch at once, so a transform costs one hand-off to
+    /// the sandbox per batch. The decisions are in the events' order.
+    pub async fn decide_each(
+        &self,
+        rules: &AccountRules,
+        stage: Stage,
+        events: &[(&ClaimedEvent, Document)],
+    ) -> Vec<Decision> {
+        let mut decisions: Vec<Decision> = events.iter().map(|_| Decision::default()).collect();
         let now = now_millis();
-        for rule in rules.at(document.stage()) {
-            let RuleOutcome::Matched(outcomes) = evaluate(&rule.compiled, document, &self.sandbox).await else {
-                continue;
-            };
-            for (action, outcome) in outcomes.into_iter().enumerate() {
+        for rule in rules.at(stage) {
+            let open: Vec<usize> = (0..events.len())
+                .filter(|&index| decisions[index].skip.is_none())
+                .collect();
+            if open.is_empty() {
+                break;
+            }
+            let documents: Vec<&Document> = open.iter().map(|&index| &events[index].1).collect();
+            let outcomes = evaluate_each(&rule.compiled, &documents, &self.sandbox).await;
+            for (index, outcome) in open.into_iter().zip(outcomes) {
+                let RuleOutcome::Matched(outcomes) = outcome else {
+                    continue;
+                };
                 let origin = Origin {
                     rules,
                     rule,
-                    event,
-                    action,
+                    event: events[index].0,
                     now,
                 };
-                match outcome {
-                    ActionOutcome::Skip { reason } => decision.skip = decision.skip.or(Some(reason)),
-                    ActionOutcome::Deliver(messages) => {
-                        for (index, message) in messages.into_iter().enumerate() {
-                            let body = serde_json::to_value(&message.body).unwrap_or(Value::Null);
-                            decision
-                                .deliveries
-                                .extend(origin.delivery(index, &message.destination, body, None));
-                        }
-                    }
-                    ActionOutcome::Dropped { .. } => {}
-                    ActionOutcome::Failed { destinations, error } => {
-                        for destination in destinations {
-                            let failure = format!("rule {:?}: {error}", rule.compiled.name());
-                            decision
-                                .deliveries
-                                .extend(origin.delivery(0, &destination, Value::Null, Some(failure)));
-                        }
-                    }
-                }
-            }
-            if decision.skip.is_some() {
-                break;
+                origin.apply(outcomes, &mut decisions[index]);
             }
         }
-        decision
+        decisions
     }
 }
 
@@ -179,14 +171,50 @@ struct Origin<'a> {
     rules: &'a AccountRules,
     rule: &'a LoadedRule,
     event: &'a ClaimedEvent,
-    action: usize,
     now: i64,
 }
 
 impl Origin<'_> {
+    /// Adds what the rule's actions ask for to the event's decision.
+    fn apply(&self, outcomes: Vec<ActionOutcome>, decision: &mut Decision) {
+        for (action, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                ActionOutcome::Skip { reason } => decision.skip = decision.skip.take().or(Some(reason)),
+                ActionOutcome::Deliver(messages) => {
+                    for (index, message) in messages.into_iter().enumerate() {
+                        let body = serde_json::to_value(&message.body).unwrap_or(Value::Null);
+                        decision
+                            .deliveries
+                            .extend(self.delivery(action, index, &message.destination, body, None));
+                    }
+                }
+                ActionOutcome::Dropped { .. } => {}
+                ActionOutcome::Failed { destinations, error } => {
+                    let failure = format!("rule {:?}: {error}", self.rule.compiled.name());
+                    for destination in destinations {
+                        decision.deliveries.extend(self.delivery(
+                            action,
+                            0,
+                            &destination,
+                            Value::Null,
+                            Some(failure.clone()),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
     /// The delivery of message `index` of the action to `destination`, keyed so that processing the event again
     /// (after a crash, or a retry) queues it once; none when the account has no such destination any more.
-    fn delivery(&self, index: usize, destination: &str, message: Value, failed: Option<String>) -> Option<NewDelivery> {
+    fn delivery(
+        &self,
+        action: usize,
+        index: usize,
+        destination: &str,
+        message: Value,
+        failed: Option<String>,
+    ) -> Option<NewDelivery> {
         let (event, rule) = (self.event, self.rule);
         let Some(destination_id) = self.rules.destinations.get(destination) else {
             tracing::warn!(account = %event.account, rule = %rule.compiled.name(), destination, "a rule names a destination the account no longer has");
@@ -199,10 +227,7 @@ impl Origin<'_> {
             event_id: Some(event.id.clone()),
             rule_id: Some(rule.id.clone()),
             rule_name: Some(rule.compiled.name().to_owned()),
-            dedup_key: Some(format!(
-                "{}:{}:{}:{index}:{destination_id}",
-                event.id, rule.id, self.action
-            )),
+            dedup_key: Some(format!("{}:{}:{action}:{index}:{destination_id}", event.id, rule.id)),
             message,
             created_at: self.now,
             next_attempt_at: self.now,

@@ -156,13 +156,52 @@ pub enum MessageError {
 /// Applies a rule to a document. The transform, if any, runs once in the sandbox, and only when the rule
 /// matches and has something to deliver.
 pub async fn evaluate(rule: &CompiledRule, document: &Document, sandbox: &Sandbox) -> RuleOutcome {
-    if !rule.applies_to(document) {
-        return RuleOutcome::NotMatched;
+    let mut outcomes = evaluate_each(rule, &[document], sandbox).await;
+    outcomes.pop().unwrap_or(RuleOutcome::NotMatched)
+}
+
+/// Applies a rule to each of several documents (a batch's events), as [`evaluate`] does to one; the transform
+/// runs for the matching documents in one hand-off to the sandbox. The outcomes are in the documents' order.
+pub async fn evaluate_each(rule: &CompiledRule, documents: &[&Document], sandbox: &Sandbox) -> Vec<RuleOutcome> {
+    let matched: Vec<bool> = documents.iter().map(|document| rule.applies_to(document)).collect();
+    let delivers = rule
+        .actions
+        .iter()
+        .any(|action| matches!(action, CompiledAction::Deliver { .. }));
+    let mut transformed: Vec<Option<Result<Vec<Value>, TransformError>>> = vec![None; documents.len()];
+    if let (Some(transform), true) = (&rule.transform, delivers) {
+        let inputs: Vec<&Value> = documents
+            .iter()
+            .zip(&matched)
+            .filter(|(_, matched)| **matched)
+            .map(|(document, _)| document.as_json())
+            .collect();
+        let mut results = sandbox.run_each(transform, &inputs).await.into_iter();
+        for (slot, _) in transformed.iter_mut().zip(&matched).filter(|(_, matched)| **matched) {
+            *slot = Some(results.next().unwrap_or(Err(TransformError::Unavailable)));
+        }
     }
-    let mut transformed: Option<Result<Vec<Value>, TransformError>> = None;
-    let mut outcomes = Vec::with_capacity(rule.actions.len());
-    for action in &rule.actions {
-        outcomes.push(match action {
+    documents
+        .iter()
+        .zip(matched)
+        .zip(transformed)
+        .map(|((document, matched), transformed)| match matched {
+            true => RuleOutcome::Matched(act(rule, document, transformed)),
+            false => RuleOutcome::NotMatched,
+        })
+        .collect()
+}
+
+/// The outcome of each of a matching rule's actions, given what its transform made of the document (nothing
+/// when the rule has no transform).
+fn act(
+    rule: &CompiledRule,
+    document: &Document,
+    transformed: Option<Result<Vec<Value>, TransformError>>,
+) -> Vec<ActionOutcome> {
+    rule.actions
+        .iter()
+        .map(|action| match action {
             CompiledAction::Skip => ActionOutcome::Skip {
                 reason: format!("filtered by rule {:?}", rule.name),
             },
@@ -170,17 +209,12 @@ pub async fn evaluate(rule: &CompiledRule, document: &Document, sandbox: &Sandbo
                 let messages = match (&rule.transform, &transformed) {
                     (None, _) => Ok(None),
                     (Some(_), Some(done)) => done.clone().map(Some),
-                    (Some(transform), None) => {
-                        let done = sandbox.run(transform, document.as_json()).await;
-                        transformed = Some(done.clone());
-                        done.map(Some)
-                    }
+                    (Some(_), None) => Err(TransformError::Unavailable),
                 };
                 deliver(destinations, template.as_deref(), document, messages)
             }
-        });
-    }
-    RuleOutcome::Matched(outcomes)
+        })
+        .collect()
 }
 
 /// The outcome of one deliver action, given the transform's messages (none when the rule has no transform).

@@ -83,7 +83,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use evaluate::{
-    evaluate, AccountFacts, ActionOutcome, Document, EventFacts, Message, MessageBody, MessageError, RuleOutcome,
+    evaluate, evaluate_each, AccountFacts, ActionOutcome, Document, EventFacts, Message, MessageBody, MessageError,
+    RuleOutcome,
 };
 
 use crate::ingest::payload::canonical_object_type;

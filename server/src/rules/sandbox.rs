@@ -86,7 +86,7 @@ pub struct SandboxLimits {
     pub time_limit: Duration,
     /// Threads that run transforms.
     pub workers: usize,
-    /// Calls waiting for a thread; `run` waits for room beyond this.
+    /// Hand-offs (one transform and its documents) waiting for a thread; `run` waits for room beyond this.
     pub queue: usize,
     /// Transforms each thread keeps ready.
     pub cached_transforms: usize,
@@ -242,10 +242,11 @@ pub struct Sandbox {
     jobs: flume::Sender<Job>,
 }
 
+/// One hand-off to a thread: a transform and the documents to call it on, one call each.
 struct Job {
     transform: Transform,
-    input: String,
-    reply: oneshot::Sender<Result<Vec<Value>, TransformError>>,
+    inputs: Vec<String>,
+    reply: oneshot::Sender<Vec<Result<Vec<Value>, TransformError>>>,
 }
 
 impl Sandbox {
@@ -269,17 +270,30 @@ impl Sandbox {
 
     /// Runs a transform on a document: the messages it returns, none when it dropped the document.
     pub async fn run(&self, transform: &Transform, input: &Value) -> Result<Vec<Value>, TransformError> {
+        let mut results = self.run_each(transform, &[input]).await;
+        results.pop().unwrap_or(Err(TransformError::Unavailable))
+    }
+
+    /// Runs a transform on each of several documents, in one hand-off to a thread: a batch of events costs one
+    /// trip to the sandbox, not one per event. Each call is bounded and fails on its own, as with [`run`]; the
+    /// results are in the documents' order.
+    ///
+    /// [`run`]: Sandbox::run
+    pub async fn run_each(&self, transform: &Transform, inputs: &[&Value]) -> Vec<Result<Vec<Value>, TransformError>> {
+        if inputs.is_empty() {
+            return Vec::new();
+        }
+        let unavailable = || vec![Err(TransformError::Unavailable); inputs.len()];
         let (reply, answer) = oneshot::channel();
         let job = Job {
             transform: transform.clone(),
-            input: input.to_string(),
+            inputs: inputs.iter().map(|input| input.to_string()).collect(),
             reply,
         };
-        self.jobs
-            .send_async(job)
-            .await
-            .map_err(|_| TransformError::Unavailable)?;
-        answer.await.unwrap_or(Err(TransformError::Unavailable))
+        if self.jobs.send_async(job).await.is_err() {
+            return unavailable();
+        }
+        answer.await.unwrap_or_else(|_| unavailable())
     }
 }
 
@@ -345,12 +359,18 @@ impl Worker {
 
     fn serve(mut self, queue: &flume::Receiver<Job>) {
         while let Ok(job) = queue.recv() {
-            let result = catch_unwind(AssertUnwindSafe(|| self.run(&job.transform, &job.input))).unwrap_or_else(|_| {
-                self.loaded.clear();
-                Err(TransformError::Crashed)
-            });
-            // The caller may have stopped waiting; the result is then of no use to anyone.
-            let _ = job.reply.send(result);
+            let results = job
+                .inputs
+                .iter()
+                .map(|input| {
+                    catch_unwind(AssertUnwindSafe(|| self.run(&job.transform, input))).unwrap_or_else(|_| {
+                        self.loaded.clear();
+                        Err(TransformError::Crashed)
+                    })
+                })
+                .collect();
+            // The caller may have stopped waiting; the results are then of no use to anyone.
+            let _ = job.reply.send(results);
         }
     }
 

@@ -3,8 +3,8 @@ use serde_json::{json, Value};
 use super::sandbox::{Sandbox, SandboxLimits, TransformError};
 use super::template::RenderedMessage;
 use super::{
-    evaluate, AccountFacts, ActionOutcome, CompiledRule, Document, EventFacts, InvalidRule, Message, MessageBody,
-    MessageError, Rule, RuleOutcome, Stage,
+    evaluate, evaluate_each, AccountFacts, ActionOutcome, CompiledRule, Document, EventFacts, InvalidRule, Message,
+    MessageBody, MessageError, Rule, RuleOutcome, Stage,
 };
 
 fn event(object_type: &str, event_type: &str) -> EventFacts {
@@ -237,6 +237,30 @@ async fn a_transform_that_returns_an_array_sends_each_message_and_one_that_retur
         RuleOutcome::Matched(vec![ActionOutcome::Dropped {
             destinations: vec!["a".into()]
         }])
+    );
+}
+
+#[tokio::test]
+async fn a_batch_gets_each_documents_outcome_in_order_with_the_transform_run_only_where_the_rule_matches() {
+    let rule = compile(json!({
+        "name": "Completed jobs", "when": {"stage": "processed"},
+        "filter": {"record.status": "Completed"},
+        "transform": "(input) => ({ job: input.record.status, seen: input.event.event_type })",
+        "actions": [{"type": "deliver", "destinations": ["erp"]}]
+    }));
+    let completed = processed_job("updated", "Completed", None);
+    let quote = processed_job("updated", "Quote", None);
+    let created = processed_job("created", "Completed", None);
+    let outcomes = evaluate_each(&rule, &[&completed, &quote, &created], &sandbox()).await;
+    let delivered = |event_type: &str| {
+        RuleOutcome::Matched(vec![ActionOutcome::Deliver(vec![Message {
+            destination: "erp".into(),
+            body: MessageBody::Json(json!({"job": "Completed", "seen": event_type})),
+        }])])
+    };
+    assert_eq!(
+        outcomes,
+        vec![delivered("updated"), RuleOutcome::NotMatched, delivered("created")]
     );
 }
 

@@ -104,6 +104,32 @@ async fn an_infinite_loop_times_out_and_the_worker_carries_on() {
 }
 
 #[tokio::test]
+async fn a_batch_runs_each_document_on_its_own_clock_and_answers_in_order() {
+    let sandbox = Sandbox::start(SandboxLimits {
+        workers: 1,
+        time_limit: Duration::from_millis(50),
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let transform =
+        Transform::compile("(input) => { if (input.spin) { while (true) {} } return input.n === 2 ? null : input.n; }")
+            .unwrap();
+    let documents = [json!({"n": 1}), json!({"n": 2}), json!({"spin": true}), json!({"n": 4})];
+    let inputs: Vec<&Value> = documents.iter().collect();
+    let results = sandbox.run_each(&transform, &inputs).await;
+    assert_eq!(
+        results,
+        vec![
+            Ok(vec![json!(1)]),
+            Ok(vec![]),
+            Err(TransformError::Timeout { limit_ms: 50 }),
+            Ok(vec![json!(4)]),
+        ]
+    );
+    assert_eq!(sandbox.run_each(&transform, &[]).await, vec![]);
+}
+
+#[tokio::test]
 async fn a_catastrophic_regular_expression_times_out() {
     let sandbox = sandbox();
     let error = run(&sandbox, "(input) => /^(a+)+$/.test('a'.repeat(40) + '!')").await;
