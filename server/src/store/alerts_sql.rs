@@ -29,6 +29,7 @@ where
     for<'q> &'q Option<String>: Encode<'q, E::Db> + Type<E::Db>,
     for<'q> &'q serde_json::Value: Encode<'q, E::Db> + Type<E::Db>,
     for<'r> i64: Decode<'r, E::Db> + Type<E::Db>,
+    for<'r> (String,): FromRow<'r, <E::Db as Database>::Row>,
     for<'r> (i64,): FromRow<'r, <E::Db as Database>::Row>,
     for<'r> (Option<i64>,): FromRow<'r, <E::Db as Database>::Row>,
     for<'r> (i64, i64): FromRow<'r, <E::Db as Database>::Row>,

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
+use super::placeholders::{for_engine, numbered, value_rows};
 use super::{AttemptTiming, ClaimedEvent, Completion, FinishValues, Insertion, NewEvent, ReceivedBody, StoreError};
 
 /// Rows per statement: 14 parameters per event stay well under SQLite's 32,766 and PostgreSQL's 65,535.
@@ -47,11 +48,11 @@ where
     // call's to delete.
     let mut inserted_bodies: HashSet<String> = HashSet::with_capacity(bodies.len());
     for chunk in bodies.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
+        let sql = for_engine::<DB>(format!(
             "INSERT INTO webhook_bodies (id, raw_body, headers, received_at) VALUES {} \
              ON CONFLICT (id) DO NOTHING RETURNING id",
             value_rows(chunk.len(), BODY_COLUMNS)
-        );
+        ));
         let mut insert = sqlx::query_scalar::<DB, String>(&sql);
         for body in chunk {
             insert = insert
@@ -70,12 +71,12 @@ where
         .zip(stored_keys.chunks(ROWS_PER_STATEMENT))
     {
         // Conflicting rows (stored before, or earlier in this batch) are skipped and not returned.
-        let sql = format!(
+        let sql = for_engine::<DB>(format!(
             "INSERT INTO webhook_events (id, account, dedup_key, format, object_type, object_uuid, event_type,
                  occurred_at, changes, body_id, verification, next_attempt_at, received_at, updated_at)
              VALUES {} ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
             value_rows(chunk.len(), EVENT_COLUMNS)
-        );
+        ));
         let mut insert = sqlx::query_scalar::<DB, String>(&sql);
         for (event, key) in chunk.iter().zip(keys) {
             insert = insert
@@ -102,7 +103,10 @@ where
     }
     let unreferenced: Vec<String> = inserted_bodies.into_iter().collect();
     for chunk in unreferenced.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!("DELETE FROM webhook_bodies WHERE id IN ({})", numbered(1, chunk.len()));
+        let sql = for_engine::<DB>(format!(
+            "DELETE FROM webhook_bodies WHERE id IN ({})",
+            numbered(1, chunk.len())
+        ));
         let mut delete = sqlx::query::<DB>(&sql);
         for id in chunk {
             delete = delete.bind(id);
@@ -117,10 +121,10 @@ where
         .collect();
     let mut holders: HashMap<String, String> = HashMap::with_capacity(duplicates.len());
     for chunk in duplicates.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
+        let sql = for_engine::<DB>(format!(
             "SELECT dedup_key, id FROM webhook_events WHERE dedup_key IN ({})",
             numbered(1, chunk.len())
-        );
+        ));
         let mut select = sqlx::query_as::<DB, (String, String)>(&sql);
         for key in chunk {
             select = select.bind(*key);
@@ -173,7 +177,7 @@ where
     }
     for (lease_until, leased) in by_lease {
         for chunk in leased.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
+            let sql = for_engine::<DB>(format!(
                 "UPDATE webhook_events
                  SET status = $1, last_error = COALESCE($2, last_error), skip_reason = $3, locked_until = NULL,
                      next_attempt_at = COALESCE($4, next_attempt_at), attempts = attempts - $5,
@@ -181,7 +185,7 @@ where
                  WHERE status = 'processing' AND locked_until = $8 AND id IN ({})
                  RETURNING id",
                 numbered(FINISH_PARAMETERS + 1, chunk.len())
-            );
+            ));
             let mut update = sqlx::query_scalar::<DB, String>(&sql)
                 .bind(values.status)
                 .bind(values.last_error)
@@ -200,11 +204,11 @@ where
             if recorded.is_empty() {
                 continue;
             }
-            let sql = format!(
+            let sql = for_engine::<DB>(format!(
                 "INSERT INTO event_attempts (event_id, attempt, started_at, finished_at, outcome, http_status, error)
                  VALUES {}",
                 value_rows(recorded.len(), ATTEMPT_COLUMNS)
-            );
+            ));
             let mut insert = sqlx::query::<DB>(&sql);
             for event in recorded {
                 insert = insert
@@ -225,29 +229,4 @@ where
 /// The dedup key as stored: `account/key` (a slug never holds `/`).
 fn stored_dedup_key(event: &NewEvent) -> String {
     format!("{}/{}", event.account, event.dedup_key)
-}
-
-/// `$first, $first+1, …`: `count` numbered placeholders.
-fn numbered(first: usize, count: usize) -> String {
-    let placeholders: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
-    placeholders.join(", ")
-}
-
-/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders each.
-fn value_rows(rows: usize, columns: usize) -> String {
-    let rows: Vec<String> = (0..rows)
-        .map(|row| format!("({})", numbered(row * columns + 1, columns)))
-        .collect();
-    rows.join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn value_rows_number_every_placeholder_once_row_by_row() {
-        assert_eq!(value_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(numbered(9, 2), "$9, $10");
-    }
 }

@@ -2,6 +2,7 @@
 //! finishing an attempt, retries, counts, and the page query with its cursor.
 
 use super::outbound::{DeliveryCursor, DeliveryPage, DeliveryQuery, DeliveryRow, DeliveryStatus};
+use super::placeholders::numbered;
 
 /// The columns of `DeliveryRow`.
 pub const DELIVERY_COLUMNS: &str = "id, account, destination_id, event_id, rule_id, rule_name, dedup_key, message, \
@@ -35,7 +36,7 @@ pub fn record_interrupted_sql(count: usize) -> String {
         "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, error, outcome)
          SELECT id, attempts, claimed_at, lease_until - claimed_at, $1, 'interrupted' FROM deliveries
          WHERE status = 'delivering' AND id IN ({})",
-        placeholders(2, count)
+        numbered(2, count)
     )
 }
 
@@ -45,7 +46,7 @@ pub fn take_sql(count: usize) -> String {
         "UPDATE deliveries SET status = 'delivering', attempts = attempts + 1, lease_owner = $1, lease_until = $2,
              claimed_at = $3
          WHERE id IN ({}) RETURNING {CLAIMED_COLUMNS}",
-        placeholders(4, count)
+        numbered(4, count)
     )
 }
 
@@ -159,22 +160,13 @@ pub fn into_page(mut deliveries: Vec<DeliveryRow>, size: usize) -> DeliveryPage 
     DeliveryPage { deliveries, next }
 }
 
-/// `$first, $first+1, …`: `count` numbered parameters for an `IN` list.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_number_an_in_list_from_the_first_free_parameter() {
-        assert_eq!(placeholders(4, 3), "$4, $5, $6");
-        assert_eq!(placeholders(2, 1), "$2");
+    fn taking_deliveries_numbers_their_ids_after_the_worker_lease_and_start() {
+        assert!(take_sql(2).contains("WHERE id IN ($4, $5) RETURNING"));
     }
 
     #[test]

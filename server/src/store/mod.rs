@@ -21,6 +21,7 @@ pub mod insight;
 pub mod mirror;
 pub mod outbound;
 mod outbound_sql;
+mod placeholders;
 pub mod portal;
 mod postgres;
 pub mod queue;
