@@ -129,7 +129,8 @@ async fn measure(
     Ok(())
 }
 
-fn deliveries(jobs: &Arc<Vec<String>>, step: &'static str) -> load::MakeDelivery {
+/// Unique signed updates of the account's `jobs`, each in turn.
+pub fn deliveries(jobs: &Arc<Vec<String>>, step: &'static str) -> load::MakeDelivery {
     let jobs = jobs.clone();
     Arc::new(move |seq| {
         let job = &jobs[(seq % jobs.len() as u64) as usize];

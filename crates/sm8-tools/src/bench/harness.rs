@@ -305,6 +305,9 @@ impl ChildServer {
             .env("SERVICEM8_API_KEY", "")
             .env("SERVICEM8_ACCESS_TOKEN", "")
             .env("RUST_LOG", "warn")
+            // Every subscriber of the fan-out scenario connects from this one address, as in `serve_args`.
+            .env("REALTIME_MAX_CONNECTIONS", "50000")
+            .env("REALTIME_MAX_CONNECTIONS_PER_ADDRESS", "50000")
             .envs(settings.iter().map(|(name, value)| (name, value)))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())

@@ -177,8 +177,8 @@ async fn measure(receiver: Receiver, target: SocketAddr, settings: &Settings) ->
     })
 }
 
-/// Unique signed deliveries for one step.
-fn deliveries(step: &str) -> load::MakeDelivery {
+/// Unique signed deliveries for one step, of jobs the account need not hold.
+pub fn deliveries(step: &str) -> load::MakeDelivery {
     let step = step.to_owned();
     Arc::new(move |seq| {
         Delivery::seed_job_update(
@@ -217,7 +217,7 @@ fn step_detail(step: &LoadReport) -> Value {
 }
 
 /// The baseline: a bare axum server that reads the body and answers 200 `{}`, on a runtime of its own.
-async fn host_baseline() -> anyhow::Result<Hosted<SocketAddr>> {
+pub async fn host_baseline() -> anyhow::Result<Hosted<SocketAddr>> {
     harness::host("bench-baseline", |ready, shutdown| async move {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         if ready.send(listener.local_addr()?).is_err() {

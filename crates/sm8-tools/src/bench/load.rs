@@ -95,6 +95,19 @@ pub struct LoadPlan {
     pub duration: Duration,
 }
 
+impl LoadPlan {
+    /// Closed loop on the receiver's webhook path.
+    pub fn closed_loop(target: SocketAddr, connections: usize, duration: Duration) -> LoadPlan {
+        LoadPlan {
+            target,
+            path: "/api/webhooks/sm8".into(),
+            connections,
+            pace: Pace::Saturate,
+            duration,
+        }
+    }
+}
+
 /// What one run of the load generator saw.
 pub struct LoadReport {
     pub sent: u64,

@@ -12,6 +12,8 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     AtLeast(f64),
+    /// The bound itself passes: a count that must be zero is `AtMost(0.0)`.
+    AtMost(f64),
     Below(f64),
 }
 
@@ -19,6 +21,7 @@ impl Target {
     pub fn is_met_by(self, value: f64) -> bool {
         match self {
             Target::AtLeast(bound) => value >= bound,
+            Target::AtMost(bound) => value <= bound,
             Target::Below(bound) => value < bound,
         }
     }
@@ -26,6 +29,7 @@ impl Target {
     fn describe(self, unit: &str) -> String {
         match self {
             Target::AtLeast(bound) => format!(">= {}{}", number(bound), spaced(unit)),
+            Target::AtMost(bound) => format!("<= {}{}", number(bound), spaced(unit)),
             Target::Below(bound) => format!("< {}{}", number(bound), spaced(unit)),
         }
     }
@@ -319,6 +323,9 @@ mod tests {
         assert!(!Target::Below(5.0).is_met_by(5.0));
         assert!(Target::AtLeast(0.6).is_met_by(0.6));
         assert!(!Target::AtLeast(0.6).is_met_by(0.59));
+        assert!(Target::AtMost(0.0).is_met_by(0.0));
+        assert!(!Target::AtMost(25.0).is_met_by(25.01));
+        assert_eq!(Target::AtMost(25.0).describe("µs"), "<= 25 µs");
         assert_eq!(
             Figure::against("x", 7.0, "ms", Target::Below(5.0)).verdict,
             Verdict::Missed
