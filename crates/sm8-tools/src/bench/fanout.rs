@@ -110,7 +110,7 @@ async fn measure(settings: &Settings, server: &ChildServer, report: &mut Scenari
             "ms",
         ));
         if level >= 10_000 {
-            report.push(Figure::against(p99, summary.p99_ms, "ms", Target::Below(100.0)));
+            report.push(Figure::against(p99, summary.p99_ms, "ms", Target::Below(50.0)));
             report.push(Figure::against(
                 per_connection,
                 per_connection_kib,

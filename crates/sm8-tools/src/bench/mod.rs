@@ -7,8 +7,13 @@
 //! `fanout` (1,000 and 10,000 subscribers of one topic), `processing` (draining 20,000 queued events), `bundle`
 //! (WASM size and first render in Chromium), `soak` (five minutes at 200 events/s with workers: log size and
 //! memory), `mixed` (closed-loop load on the server with its workers on, against workers off) and `rules`
-//! (processing with rules against without, deliveries to a local webhook, transform latency). Targets are
-//! reported, never enforced: the command fails only when it cannot measure.
+//! (processing with rules against without, deliveries to a local webhook, transform latency), and `two-nodes`
+//! (processing by one PostgreSQL node against two). Targets are reported, never enforced: the command fails only
+//! when it cannot measure.
+//!
+//! The default run is two passes: every scenario but `two-nodes` on SQLite, then [`Scenario::POSTGRES_PASS`] on
+//! PostgreSQL with the short steps of `--quick` (so that the whole stays within ten minutes); `--postgres` runs
+//! every scenario on PostgreSQL alone, `--sqlite-only` leaves the second pass out.
 //! The method behind each figure is in the module of its scenario and in README.md.
 
 mod bundle;
@@ -25,6 +30,7 @@ mod rules;
 mod soak;
 mod subscriber;
 mod tails;
+mod two_nodes;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -38,8 +44,12 @@ use report::{Machine, Outcome, Results, ScenarioReport};
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Run every scenario on PostgreSQL (a fresh database each, created beside --postgres-url) instead of SQLite.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sqlite_only")]
     pub postgres: bool,
+
+    /// Only the SQLite pass: leave out the default run's PostgreSQL pass (for a machine without PostgreSQL).
+    #[arg(long)]
+    pub sqlite_only: bool,
 
     /// The PostgreSQL server for --postgres: a URL whose user may create databases.
     #[arg(
@@ -73,12 +83,13 @@ pub enum Scenario {
     Soak,
     Mixed,
     Rules,
+    TwoNodes,
 }
 
 impl Scenario {
     /// In the order they run: those that leave workers on a deep queue last, because a server they cannot stop (a
     /// worker stuck in a slow statement) keeps a core busy for a while after its bound.
-    const ALL: [Scenario; 9] = [
+    const ALL: [Scenario; 10] = [
         Scenario::Ingest,
         Scenario::Tails,
         Scenario::EndToEnd,
@@ -88,6 +99,16 @@ impl Scenario {
         Scenario::Mixed,
         Scenario::Processing,
         Scenario::Rules,
+        Scenario::TwoNodes,
+    ];
+
+    /// What the default run measures again on PostgreSQL: ingest's tail, webhook to browser, processing, and
+    /// what a second node adds.
+    const POSTGRES_PASS: [Scenario; 4] = [
+        Scenario::Tails,
+        Scenario::EndToEnd,
+        Scenario::Processing,
+        Scenario::TwoNodes,
     ];
 
     fn name(self) -> &'static str {
@@ -101,10 +122,11 @@ impl Scenario {
             Scenario::Soak => "soak",
             Scenario::Mixed => "mixed",
             Scenario::Rules => "rules",
+            Scenario::TwoNodes => "two-nodes",
         }
     }
 
-    /// The longest the scenario may take before it is stopped and reported as failed; together under the 1,140 s
+    /// The longest the scenario may take before it is stopped and reported as failed; together (both passes of the default run) under the 1,570 s
     /// `make bench` allows (its `timeout`), each several times what it takes on two cores.
     fn bound(self) -> Duration {
         Duration::from_secs(match self {
@@ -117,6 +139,7 @@ impl Scenario {
             Scenario::Soak => 340,
             Scenario::Mixed => 80,
             Scenario::Rules => 80,
+            Scenario::TwoNodes => 150,
         })
     }
 
@@ -131,6 +154,7 @@ impl Scenario {
             Scenario::Soak => soak::run(settings, databases, report).await,
             Scenario::Mixed => mixed::run(settings, databases, report).await,
             Scenario::Rules => rules::run(settings, databases, report).await,
+            Scenario::TwoNodes => two_nodes::run(settings, databases, report).await,
         }
     }
 }
@@ -185,6 +209,45 @@ impl Settings {
     }
 }
 
+/// Scenarios run on one engine, with their settings.
+struct Pass {
+    databases: Databases,
+    scenarios: Vec<Scenario>,
+    settings: Settings,
+    /// Added to each scenario's name in the report (` (postgres)` for the default run's second pass).
+    suffix: &'static str,
+}
+
+impl Pass {
+    fn new(databases: Databases, scenarios: Vec<Scenario>, settings: Settings, suffix: &'static str) -> Pass {
+        Pass {
+            databases,
+            scenarios,
+            settings,
+            suffix,
+        }
+    }
+
+    /// Runs one scenario within its bound.
+    async fn measure(&self, scenario: Scenario) -> ScenarioReport {
+        let name = format!("{}{}", scenario.name(), self.suffix);
+        println!("\n== {name}");
+        let mut report = ScenarioReport::new(name);
+        let began = Instant::now();
+        let run = scenario.run(&self.settings, &self.databases, &mut report);
+        match tokio::time::timeout(scenario.bound(), run).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => report.outcome = Outcome::Failed(format!("{error:#}")),
+            Err(_) => report.outcome = Outcome::Failed(format!("stopped after {} s", scenario.bound().as_secs())),
+        }
+        report.seconds = began.elapsed().as_secs_f64();
+        if let Outcome::Failed(reason) | Outcome::NotRun(reason) = &report.outcome {
+            println!("  {reason}");
+        }
+        report
+    }
+}
+
 /// Runs the chosen scenarios, prints the table and writes the JSON.
 pub async fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
     // Warnings and errors of the servers under test show up between the figures (not sqlx's slow-statement
@@ -194,50 +257,62 @@ pub async fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
     let started = Instant::now();
     let open_files = fanout::raise_open_file_limit();
-    let databases = if args.postgres {
-        Databases::postgres(&args.postgres_url)
-    } else {
-        Databases::sqlite()?
-    };
     let settings = Settings { quick: args.quick };
-    let chosen: Vec<Scenario> = Scenario::ALL
+    let chosen = |pass: &[Scenario]| -> Vec<Scenario> {
+        pass.iter()
+            .copied()
+            .filter(|scenario| args.only.is_empty() || args.only.contains(scenario))
+            .collect()
+    };
+    let sqlite_pass: Vec<Scenario> = Scenario::ALL
         .into_iter()
-        .filter(|scenario| args.only.is_empty() || args.only.contains(scenario))
+        .filter(|scenario| *scenario != Scenario::TwoNodes)
         .collect();
-    println!(
-        "sm8-webhooks bench: {} on {}, {} mode (open file limit {open_files})",
-        chosen
-            .iter()
-            .map(|scenario| scenario.name())
-            .collect::<Vec<_>>()
-            .join(", "),
-        databases.engine(),
-        if args.quick { "quick" } else { "full" },
-    );
+    let passes = if args.postgres {
+        vec![Pass::new(
+            Databases::postgres(&args.postgres_url),
+            chosen(&Scenario::ALL),
+            settings,
+            "",
+        )]
+    } else {
+        let mut passes = vec![Pass::new(Databases::sqlite()?, chosen(&sqlite_pass), settings, "")];
+        if !args.sqlite_only {
+            let quick = Settings { quick: true };
+            let postgres = Databases::postgres(&args.postgres_url);
+            passes.push(Pass::new(
+                postgres,
+                chosen(&Scenario::POSTGRES_PASS),
+                quick,
+                " (postgres)",
+            ));
+        }
+        passes
+    };
     let mut scenarios = Vec::new();
-    for scenario in chosen {
-        println!("\n== {}", scenario.name());
-        let mut report = ScenarioReport::new(scenario.name());
-        let began = Instant::now();
-        match tokio::time::timeout(scenario.bound(), scenario.run(&settings, &databases, &mut report)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => report.outcome = Outcome::Failed(format!("{error:#}")),
-            Err(_) => report.outcome = Outcome::Failed(format!("stopped after {} s", scenario.bound().as_secs())),
+    for pass in passes.iter().filter(|pass| !pass.scenarios.is_empty()) {
+        println!(
+            "sm8-webhooks bench: {} on {}, {} mode (open file limit {open_files})",
+            pass.scenarios
+                .iter()
+                .map(|scenario| scenario.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            pass.databases.engine(),
+            if pass.settings.quick { "quick" } else { "full" },
+        );
+        for scenario in &pass.scenarios {
+            scenarios.push(pass.measure(*scenario).await);
         }
-        report.seconds = began.elapsed().as_secs_f64();
-        if let Outcome::Failed(reason) | Outcome::NotRun(reason) = &report.outcome {
-            println!("  {reason}");
-        }
-        scenarios.push(report);
+        pass.databases.clean_up().await;
     }
-    databases.clean_up().await;
 
     let results = Results {
         date: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .context("formatting the date")?,
         mode: if args.quick { "quick" } else { "full" },
-        database: databases.engine(),
+        database: passes[0].databases.engine(),
         machine: Machine::describe(),
         seconds: started.elapsed().as_secs_f64(),
         scenarios,
@@ -279,12 +354,13 @@ mod tests {
         ])
         .unwrap()
         .bench;
-        assert!(args.quick && !args.postgres);
+        assert!(args.quick && !args.postgres && !args.sqlite_only);
         assert_eq!(args.only, [Scenario::Ingest, Scenario::EndToEnd, Scenario::Rules]);
         assert_eq!(args.out, PathBuf::from("x.json"));
         let defaults = Cli::try_parse_from(["bench"]).unwrap().bench;
         assert_eq!(defaults.out, PathBuf::from("bench/results.json"));
         assert!(defaults.only.is_empty());
+        assert!(Cli::try_parse_from(["bench", "--postgres", "--sqlite-only"]).is_err());
     }
 
     #[test]
@@ -301,11 +377,22 @@ mod tests {
                 "soak",
                 "mixed",
                 "processing",
-                "rules"
+                "rules",
+                "two-nodes"
             ]
         );
-        let total: Duration = Scenario::ALL.iter().map(|scenario| scenario.bound()).sum();
-        assert!(total < Duration::from_secs(1_140), "{total:?}");
+        // The default run: every scenario but two-nodes on SQLite, then the PostgreSQL pass.
+        let sqlite: Duration = Scenario::ALL
+            .iter()
+            .filter(|scenario| **scenario != Scenario::TwoNodes)
+            .map(|scenario| scenario.bound())
+            .sum();
+        let postgres: Duration = Scenario::POSTGRES_PASS.iter().map(|scenario| scenario.bound()).sum();
+        assert!(
+            sqlite + postgres < Duration::from_secs(1_570),
+            "{:?}",
+            sqlite + postgres
+        );
         assert!(Settings { quick: false }.soak() >= Duration::from_secs(300));
     }
 

@@ -54,7 +54,11 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
         "events processed per second",
         events_per_second,
         "/s",
-        Target::AtLeast(5_000.0),
+        Target::AtLeast(if databases.engine() == "postgres" {
+            10_000.0
+        } else {
+            20_000.0
+        }),
     ));
     report.push(Figure::info("API requests per event", requests_per_event, ""));
     drained.note_unfinished(report, "");

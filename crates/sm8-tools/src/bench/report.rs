@@ -93,7 +93,8 @@ pub enum Outcome {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScenarioReport {
-    pub scenario: &'static str,
+    /// The scenario's name, with ` (postgres)` in the default run's PostgreSQL pass.
+    pub scenario: String,
     #[serde(flatten)]
     pub outcome: Outcome,
     pub seconds: f64,
@@ -105,9 +106,9 @@ pub struct ScenarioReport {
 }
 
 impl ScenarioReport {
-    pub fn new(scenario: &'static str) -> ScenarioReport {
+    pub fn new(scenario: impl Into<String>) -> ScenarioReport {
         ScenarioReport {
-            scenario,
+            scenario: scenario.into(),
             outcome: Outcome::Ran,
             seconds: 0.0,
             figures: Vec::new(),
@@ -205,7 +206,7 @@ impl Results {
         for scenario in &self.scenarios {
             for figure in &scenario.figures {
                 rows.push([
-                    scenario.scenario.to_owned(),
+                    scenario.scenario.clone(),
                     figure.metric.clone(),
                     format!("{}{}", number(figure.value), spaced(figure.unit)),
                     figure
