@@ -8,8 +8,8 @@ use super::alerts::{
     AlertHistoryRow, AlertRow, AlertSettingsUpdate, AlertStep, Alerts, AttemptTally, FailedEvents, NewAlert,
     NodeSignal, ALERT_COLUMNS,
 };
+use super::batch::insert_deliveries;
 use super::engine::{Engine, RowsAffected};
-use super::outbound_sql::insert_deliveries;
 use super::StoreError;
 
 /// The most history lines one page holds.

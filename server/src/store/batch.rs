@@ -2,10 +2,12 @@
 //! over the network to PostgreSQL), which costs more than the database's work on a small row: a batch of
 //! deliveries, or the events of one claimed object, take one or two statements instead of one or two per event.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
+use super::engine::RowsAffected;
+use super::outbound::{DeliveryStatus, NewDelivery};
 use super::placeholders::{for_engine, numbered, value_rows};
 use super::{AttemptTiming, ClaimedEvent, Completion, FinishValues, Insertion, NewEvent, ReceivedBody, StoreError};
 
@@ -17,6 +19,10 @@ const BODY_COLUMNS: usize = 4;
 const ATTEMPT_COLUMNS: usize = 7;
 /// The parameters of a finish's `SET` and lease, before its ids.
 const FINISH_PARAMETERS: usize = 8;
+/// The columns a delivery is inserted with; 500 rows of them per statement stay well under SQLite's 32,766
+/// parameters.
+const DELIVERY_INSERT_COLUMNS: usize = 14;
+const DELIVERY_ROWS_PER_STATEMENT: usize = 500;
 
 /// Inserts `events` and their bodies, skipping events whose dedup key is already stored (and bodies none of whose
 /// events are new), and says for each event which id holds it.
@@ -229,4 +235,92 @@ where
 /// The dedup key as stored: `account/key` (a slug never holds `/`).
 fn stored_dedup_key(event: &NewEvent) -> String {
     format!("{}/{}", event.account, event.dedup_key)
+}
+
+/// Inserts `deliveries` on `connection` (inside the caller's transaction): each for one of its account's
+/// destinations, once per dedup key; how many it stored. One statement carries many rows: the deliveries of a
+/// batch of events are one round trip to the database, not one each.
+pub async fn insert_deliveries<DB>(
+    connection: &mut DB::Connection,
+    deliveries: &[NewDelivery],
+) -> Result<u64, StoreError>
+where
+    DB: Database<QueryResult: RowsAffected>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q String: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q serde_json::Value: Encode<'q, DB> + Type<DB>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+{
+    let mut stored = 0;
+    // A delivery for a destination deleted meanwhile is not stored: the destinations that exist, per account.
+    let mut existing: HashMap<&str, HashSet<String>> = HashMap::new();
+    let mut wanted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for delivery in deliveries {
+        wanted
+            .entry(&delivery.account)
+            .or_default()
+            .insert(&delivery.destination_id);
+    }
+    for (account, ids) in wanted {
+        let ids: Vec<&str> = ids.into_iter().collect();
+        for chunk in ids.chunks(DELIVERY_ROWS_PER_STATEMENT) {
+            let sql = for_engine::<DB>(format!(
+                "SELECT id FROM destinations WHERE account = $1 AND id IN ({})",
+                numbered(2, chunk.len())
+            ));
+            let mut select = sqlx::query_as::<DB, (String,)>(&sql).bind(account);
+            for id in chunk {
+                select = select.bind(*id);
+            }
+            let found = select.fetch_all(&mut *connection).await?;
+            existing
+                .entry(account)
+                .or_default()
+                .extend(found.into_iter().map(|(id,)| id));
+        }
+    }
+    let kept: Vec<&NewDelivery> = deliveries
+        .iter()
+        .filter(|delivery| {
+            existing
+                .get(delivery.account.as_str())
+                .is_some_and(|ids| ids.contains(&delivery.destination_id))
+        })
+        .collect();
+    for chunk in kept.chunks(DELIVERY_ROWS_PER_STATEMENT) {
+        let sql = for_engine::<DB>(format!(
+            "INSERT INTO deliveries (id, account, destination_id, event_id, rule_id, rule_name, dedup_key,
+                 message, status, attempts, next_attempt_at, created_at, last_error, finished_at)
+             VALUES {} ON CONFLICT (account, dedup_key) DO NOTHING",
+            value_rows(chunk.len(), DELIVERY_INSERT_COLUMNS)
+        ));
+        let mut insert = sqlx::query::<DB>(&sql);
+        for delivery in chunk {
+            insert = insert
+                .bind(&delivery.id)
+                .bind(&delivery.account)
+                .bind(&delivery.destination_id)
+                .bind(&delivery.event_id)
+                .bind(&delivery.rule_id)
+                .bind(&delivery.rule_name)
+                .bind(&delivery.dedup_key)
+                .bind(&delivery.message)
+                .bind(match delivery.failed {
+                    Some(_) => DeliveryStatus::Failed.as_str(),
+                    None => DeliveryStatus::Queued.as_str(),
+                })
+                .bind(0_i64)
+                .bind(delivery.next_attempt_at)
+                .bind(delivery.created_at)
+                .bind(&delivery.failed)
+                .bind(delivery.failed.as_ref().map(|_| delivery.created_at));
+        }
+        stored += insert.execute(&mut *connection).await?.rows_affected();
+    }
+    Ok(stored)
 }

@@ -8,9 +8,9 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool, Postgres};
 
+use super::batch::insert_deliveries;
 use super::engine::Engine;
 use super::outbound::NewDelivery;
-use super::outbound_sql::insert_deliveries;
 use super::queue::{Claim, Release, Whose, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, RELEASE_SET};
 use super::{
     batch, in_change_order, AttemptTiming, ClaimedEvent, ClaimedRow, Completion, StoreError, CLAIMED_COLUMNS,

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::oneshot;
 
+use super::super::batch::insert_deliveries;
 use super::super::outbound::NewDelivery;
-use super::super::outbound_sql::insert_deliveries;
 use super::super::{batch, AttemptTiming, ClaimedEvent, Completion, StoreError};
 
 /// A finish waiting for the writer, and who waits for it.
