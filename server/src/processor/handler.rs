@@ -115,7 +115,7 @@ impl Handler {
                 (event, document)
             })
             .collect();
-        let decisions = hooks.book.decide_each(rules, Stage::Received, &documents).await;
+        let decisions = hooks.book.decide_each(rules, &documents).await;
         for (event, decision) in work.batch.iter().zip(decisions) {
             deliveries.extend(decision.deliveries);
             match decision.skip {
@@ -162,7 +162,7 @@ impl Handler {
             .collect();
         hooks
             .book
-            .decide_each(rules, Stage::Processed, &documents)
+            .decide_each(rules, &documents)
             .await
             .into_iter()
             .flat_map(|decision| decision.deliveries)

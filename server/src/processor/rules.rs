@@ -128,19 +128,17 @@ impl RuleBook {
         Ok(rules)
     }
 
-    /// Applies `rules` at `stage`, in order, to each of a batch's events with its document: the deliveries they
-    /// ask for, and whether one skips the event (the first skip ends the event's evaluation: later rules never
+    /// Applies `rules` at the documents' stage (one for the whole batch), in order, to each of a batch's events
+    /// with its document: the deliveries they ask for, and whether one skips the event (the first skip ends the event's evaluation: later rules never
     /// see a skipped event). Each rule runs over the whole batch at once, so a transform costs one hand-off to
     /// the sandbox per batch. The decisions are in the events' order.
-    pub async fn decide_each(
-        &self,
-        rules: &AccountRules,
-        stage: Stage,
-        events: &[(&ClaimedEvent, Document)],
-    ) -> Vec<Decision> {
+    pub async fn decide_each(&self, rules: &AccountRules, events: &[(&ClaimedEvent, Document)]) -> Vec<Decision> {
         let mut decisions: Vec<Decision> = events.iter().map(|_| Decision::default()).collect();
+        let Some((_, first)) = events.first() else {
+            return decisions;
+        };
         let now = now_millis();
-        for rule in rules.at(stage) {
+        for rule in rules.at(first.stage()) {
             let open: Vec<usize> = (0..events.len())
                 .filter(|&index| decisions[index].skip.is_none())
                 .collect();
@@ -179,7 +177,10 @@ impl Origin<'_> {
     fn apply(&self, outcomes: Vec<ActionOutcome>, decision: &mut Decision) {
         for (action, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
-                ActionOutcome::Skip { reason } => decision.skip = decision.skip.take().or(Some(reason)),
+                ActionOutcome::Skip { reason } => {
+                    // The first skip's reason stands.
+                    decision.skip.get_or_insert(reason);
+                }
                 ActionOutcome::Deliver(messages) => {
                     for (index, message) in messages.into_iter().enumerate() {
                         let body = serde_json::to_value(&message.body).unwrap_or(Value::Null);
