@@ -36,7 +36,7 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
     harness::fetch_from(&mut args, &account.value);
     let server = harness::host_server(args).await?;
     // PostgreSQL's path runs through LISTEN/NOTIFY.
-    let p99_target = if databases.engine() == "postgres" { 20.0 } else { 5.0 };
+    let p99_target = if databases.is_postgres() { 20.0 } else { 5.0 };
     let result = measure(settings, server.value, jobs, &account.value, p99_target, report).await;
     server.stop_noting(report).await;
     account.stop_noting(report).await;

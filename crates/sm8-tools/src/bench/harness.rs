@@ -208,6 +208,10 @@ impl Databases {
         }
     }
 
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Databases::Postgres { .. })
+    }
+
     pub fn engine(&self) -> &'static str {
         match self {
             Databases::Sqlite { .. } => "sqlite",

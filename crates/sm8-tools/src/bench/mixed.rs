@@ -22,6 +22,7 @@ use super::end_to_end;
 use super::harness::{self, Databases};
 use super::load::{self, LoadPlan, LoadReport};
 use super::measure::{per_second, ratio};
+use super::processing;
 use super::report::{Figure, ScenarioReport, Target};
 use super::Settings;
 use server::store::{self, Store, DEFAULT_ACCOUNT};
@@ -59,12 +60,7 @@ struct Progress {
 
 impl Progress {
     fn of(stats: &Stats) -> Progress {
-        let waiting: i64 = stats
-            .by_status
-            .iter()
-            .filter(|(status, _)| matches!(status, EventStatus::Queued | EventStatus::Processing))
-            .map(|(_, n)| n)
-            .sum();
+        let waiting = processing::waiting(stats);
         Progress {
             finished: stats.total - waiting,
             waiting,

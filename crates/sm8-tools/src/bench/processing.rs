@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use app::model::EventStatus;
+use app::model::{EventStatus, Stats};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -54,11 +54,7 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
         "events processed per second",
         events_per_second,
         "/s",
-        Target::AtLeast(if databases.engine() == "postgres" {
-            10_000.0
-        } else {
-            20_000.0
-        }),
+        Target::AtLeast(if databases.is_postgres() { 10_000.0 } else { 20_000.0 }),
     ));
     report.push(Figure::info("API requests per event", requests_per_event, ""));
     drained.note_unfinished(report, "");
@@ -127,13 +123,7 @@ pub async fn drain(store: &dyn Store, queued: i64, bound: Duration) -> anyhow::R
     let mut next_progress = started + PROGRESS;
     while Instant::now() < deadline {
         stats = store.stats(DEFAULT_ACCOUNT).await?;
-        let waiting: i64 = stats
-            .by_status
-            .iter()
-            .filter(|(status, _)| matches!(status, EventStatus::Queued | EventStatus::Processing))
-            .map(|(_, n)| n)
-            .sum();
-        finished = stats.total - waiting;
+        finished = stats.total - waiting(&stats);
         if finished >= queued {
             break;
         }
@@ -156,6 +146,16 @@ pub async fn drain(store: &dyn Store, queued: i64, bound: Duration) -> anyhow::R
             .map(|(status, n)| (status.as_str(), *n))
             .collect(),
     })
+}
+
+/// The account's events not finished yet: queued or being processed.
+pub fn waiting(stats: &Stats) -> i64 {
+    stats
+        .by_status
+        .iter()
+        .filter(|(status, _)| matches!(status, EventStatus::Queued | EventStatus::Processing))
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// A verified seed-format update of `job_uuid`, queued and due now.

@@ -94,11 +94,7 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
     report.detail("receiver", receiver.iter().map(step_detail).collect::<Vec<_>>());
     report.detail("baseline", step_detail(&baseline));
 
-    let stored_target = if databases.engine() == "postgres" {
-        15_000.0
-    } else {
-        30_000.0
-    };
+    let stored_target = if databases.is_postgres() { 15_000.0 } else { 30_000.0 };
     for step in &receiver {
         push_receiver_figures(report, step, step.connections == connections, stored_target);
     }

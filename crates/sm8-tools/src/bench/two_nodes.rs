@@ -21,7 +21,7 @@ const COMPANIES: usize = 400;
 const JOBS_PER_COMPANY: usize = 5;
 
 pub async fn run(settings: &Settings, databases: &Databases, report: &mut ScenarioReport) -> anyhow::Result<()> {
-    if databases.engine() != "postgres" {
+    if !databases.is_postgres() {
         report.outcome = Outcome::NotRun("two nodes share a PostgreSQL database; SQLite serves one node".into());
         return Ok(());
     }
