@@ -364,6 +364,7 @@ impl Server {
         while delivery_workers.join_next().await.is_some() {}
         let _ = alerts.await;
         let _ = refresh.await;
+        self.state.store.save_api_budget().await?;
         Ok(())
     }
 }

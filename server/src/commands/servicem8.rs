@@ -68,7 +68,10 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
     let opened = args.directory.open().await?;
     let account = args.directory.account(&opened)?;
     let client = client_of(&account)?;
-    let reports = sync::reconcile(&opened.store, &account.slug, &client, args.since.as_deref()).await?;
+    let reports = sync::reconcile(&opened.store, &account.slug, &client, args.since.as_deref()).await;
+    // The requests it made count against the budget a running server shares.
+    opened.store.save_api_budget().await?;
+    let reports = reports?;
     for report in reports {
         println!(
             "{:<12} scanned {:>6}  queued {:>6}  watermark {}",
@@ -98,12 +101,23 @@ pub async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
             }
         }
     };
+    let changed = change_subscriptions(&args, &client, &callback_url).await;
+    opened.store.save_api_budget().await?;
+    changed
+}
+
+/// Deletes, creates and lists what `args` asks for at `callback_url`.
+async fn change_subscriptions(
+    args: &SubscribeArgs,
+    client: &ServiceM8Client,
+    callback_url: &str,
+) -> anyhow::Result<()> {
     for deletion in &args.deletions {
         let (kind, name) = deletion
             .split_once(':')
             .filter(|(kind, _)| matches!(*kind, "object" | "event"))
             .with_context(|| format!("--delete {deletion:?}: write object:NAME or event:NAME"))?;
-        client.delete_subscription(kind, name, &callback_url).await?;
+        client.delete_subscription(kind, name, callback_url).await?;
         println!("deleted {kind} subscription {name}");
     }
     let subscribing = !(args.objects.is_empty() && args.events.is_empty());
@@ -113,7 +127,7 @@ pub async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
         } else {
             requested_objects(&args.objects)?
         };
-        for subscription in subscriptions::subscribe(&client, &callback_url, &objects).await? {
+        for subscription in subscriptions::subscribe(client, callback_url, &objects).await? {
             println!(
                 "subscribed {:<12} fields {}",
                 subscription.object,
@@ -122,7 +136,7 @@ pub async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
         }
         for event in &args.events {
             client
-                .subscribe_event(event, &callback_url, &format!("sm8-webhooks-{event}"))
+                .subscribe_event(event, callback_url, &format!("sm8-webhooks-{event}"))
                 .await?;
             println!("subscribed event {event}");
         }

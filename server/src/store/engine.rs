@@ -8,8 +8,9 @@ use sqlx::postgres::PgQueryResult;
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Database, Pool};
 
+use super::budget_ledger::BudgetLedger;
 use super::outbound::NewDelivery;
-use super::{AttemptTiming, Claim, ClaimedEvent, Completion, Release, StoreError};
+use super::{AttemptTiming, BudgetGrant, BudgetLimits, Claim, ClaimedEvent, Completion, Release, StoreError};
 
 #[async_trait]
 pub trait Engine: Send + Sync + 'static {
@@ -25,6 +26,7 @@ pub trait Engine: Send + Sync + 'static {
     /// user asked for. Writes that skip this are the workers' bookkeeping (claims, finishes, mirror rows, budget
     /// counts, watermarks): they survive a crash of the process, and a power loss can only take them back to an
     /// earlier state that processing repeats (leases expire; fetches and edit_date-guarded writes are idempotent).
+    /// SQLite's budget counts are saved once a second, so a crash forgets a second of them at most.
     async fn synced(&self, writer: PoolConnection<Self::Db>) -> Result<(), StoreError>;
 
     /// See `Store::log_bytes`.
@@ -32,14 +34,19 @@ pub trait Engine: Send + Sync + 'static {
         None
     }
 
-    /// Inside the transaction that takes one request from an account's API budget: keeps every other taker of
-    /// that account's budget (on any node) out until it ends, so that two of them never both see room for the
-    /// last request.
-    async fn lock_api_budget(
-        &self,
-        transaction: &mut <Self::Db as Database>::Connection,
-        account: &str,
-    ) -> Result<(), StoreError>;
+    /// See `Store::take_api_budget`: on PostgreSQL in a transaction that locks the account's budget on every
+    /// node; on SQLite in this process's `BudgetLedger`.
+    async fn take_api_budget(&self, account: &str, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError>;
+
+    /// Where this process counts the API budget in memory, if it does: the counts to read and pause there.
+    fn budget_ledger(&self) -> Option<&BudgetLedger> {
+        None
+    }
+
+    /// See `Store::save_api_budget`.
+    async fn save_api_budget(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// What ends a claim's `SELECT` of the rows it takes (`table`: their table's name in the query) so that
     /// concurrent claims, on any node, skip each other's rows instead of waiting for them or taking them twice.

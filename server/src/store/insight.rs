@@ -3,7 +3,8 @@
 
 use app::model::{ApiBudgetUse, EventQuery, MinuteBucket, PageCursor, PipelineHealth};
 
-use super::queue::{day_window, BudgetLimits, MINUTE_MS};
+use super::budget::BudgetLimits;
+use super::queue::MINUTE_MS;
 
 /// A value bound to a query built here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,9 +106,6 @@ pub const FINISHED_BY_STATUS_SQL: &str =
     "SELECT status, COUNT(*) FROM webhook_events WHERE account = $1 AND processed_at >= $2 GROUP BY status";
 pub const PROCESSING_TIMES_SQL: &str = "SELECT processed_at - received_at FROM webhook_events \
      WHERE account = $1 AND processed_at >= $2 ORDER BY processed_at DESC LIMIT $3";
-/// Requests in the rolling minute after `$2` and in the day window `$3`.
-pub const BUDGET_USE_SQL: &str = "SELECT (SELECT COUNT(*) FROM api_requests WHERE account = $1 AND at > $2), \
-     (SELECT COALESCE(MAX(used), 0) FROM api_budget WHERE account = $1 AND window_key = $3)";
 pub const RECEIVED_PER_MINUTE_SQL: &str = "SELECT received_at / 60000, COUNT(*) FROM webhook_events \
      WHERE account = $1 AND received_at >= $2 GROUP BY received_at / 60000";
 pub const FINISHED_PER_MINUTE_SQL: &str = "SELECT processed_at / 60000, status, COUNT(*), \
@@ -153,11 +151,6 @@ pub fn budget_use((minute_used, day_used): (i64, i64), limits: BudgetLimits) -> 
         day_used,
         day_limit: limits.per_day,
     }
-}
-
-/// What `BUDGET_USE_SQL` binds at `now`: the start of the rolling minute and the day window's key.
-pub fn budget_use_binds(now: i64) -> (i64, String) {
-    (now - MINUTE_MS, day_window(now).0)
 }
 
 /// One bucket per minute from `since` to `now`, filled from `(minute, count)` and

@@ -13,6 +13,8 @@ pub mod analytics;
 mod analytics_sql;
 mod analytics_window;
 mod batch;
+mod budget;
+mod budget_ledger;
 mod delivery_queue;
 pub mod directory;
 mod directory_sql;
@@ -36,13 +38,14 @@ use async_trait::async_trait;
 
 pub use alerts::Alerts;
 pub use analytics::Analytics;
+pub use budget::{BudgetGrant, BudgetLimits};
 pub use directory::Directory;
 pub use directory_sql::account_secrets_context;
 pub use insight::EventRecord;
 pub use mirror::{object_spec, row_columns, MirrorRecord, MirrorWrite, ObjectSpec, StoredRecord, OBJECTS};
 pub use outbound::{destination_secrets_context, Outbound};
 pub use postgres::PostgresStore;
-pub use queue::{AttemptRecord, BudgetGrant, BudgetLimits, Claim, ClaimedEvent, Completion, Release, Whose};
+pub use queue::{AttemptRecord, Claim, ClaimedEvent, Completion, Release, Whose};
 pub use sqlite::{backup_sqlite, Backup, SqliteStore};
 
 /// Which database to use: every command that touches storage takes it.
@@ -253,6 +256,10 @@ pub trait Store: Directory + Outbound + Alerts + Analytics + Send + Sync + 'stat
     /// Pauses every node's ServiceM8 requests for the account until `until` (after a 429); a later pause already
     /// set stands.
     async fn pause_api_budget(&self, account: &str, until: i64) -> Result<(), StoreError>;
+
+    /// Writes API budget counts this process keeps in memory (SQLite's), so that other processes and the next
+    /// start see them; they are also written once a second. A process that fetched calls it before it exits.
+    async fn save_api_budget(&self) -> Result<(), StoreError>;
 
     /// The newest edit_date reconciliation has seen for `object_type`.
     async fn sync_watermark(&self, account: &str, object_type: &str) -> Result<Option<String>, StoreError>;

@@ -6,9 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgPool, Postgres};
 
 use super::batch::insert_deliveries;
+use super::budget::{take_api_budget_on, BudgetGrant, BudgetLimits};
 use super::engine::Engine;
 use super::outbound::NewDelivery;
 use super::queue::{Claim, Release, Whose, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, RELEASE_SET};
@@ -51,12 +52,21 @@ impl Engine for PostgresStore {
         Ok(())
     }
 
-    async fn lock_api_budget(&self, transaction: &mut PgConnection, account: &str) -> Result<(), StoreError> {
+    /// The transaction locks the account's budget on every node, so that two nodes never both see room for the
+    /// last request.
+    async fn take_api_budget(&self, account: &str, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError> {
+        let mut transaction = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('sm8_api_budget:' || $1, 0))")
             .bind(account)
-            .execute(transaction)
+            .execute(&mut *transaction)
             .await?;
-        Ok(())
+        let grant = take_api_budget_on(&mut transaction, account, now, limits).await?;
+        if grant == BudgetGrant::Granted {
+            transaction.commit().await?;
+        } else {
+            transaction.rollback().await?;
+        }
+        Ok(grant)
     }
 
     fn skip_locked(&self, table: &str) -> String {

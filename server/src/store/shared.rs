@@ -6,18 +6,19 @@ use app::model::{EventPage, EventQuery, MinuteBucket, PipelineHealth, Stats};
 use async_trait::async_trait;
 use sqlx::{Connection, Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 
+use super::budget::{budget_use_binds, BUDGET_USE_SQL, PAUSE_API_SQL};
 use super::engine::{Engine, RowsAffected};
 use super::insight::{
-    assemble_buckets, assemble_health, budget_use, budget_use_binds, event_page_query, BindValue, EventRecord,
-    BUDGET_USE_SQL, EVENT_RECORD_SQL, FINISHED_BY_STATUS_SQL, FINISHED_PER_MINUTE_SQL, OLDEST_QUEUED_SQL,
-    PROCESSING_SAMPLE, PROCESSING_TIMES_SQL, QUEUE_DEPTH_SQL, RECEIVED_PER_MINUTE_SQL,
+    assemble_buckets, assemble_health, budget_use, event_page_query, BindValue, EventRecord, EVENT_RECORD_SQL,
+    FINISHED_BY_STATUS_SQL, FINISHED_PER_MINUTE_SQL, OLDEST_QUEUED_SQL, PROCESSING_SAMPLE, PROCESSING_TIMES_SQL,
+    QUEUE_DEPTH_SQL, RECEIVED_PER_MINUTE_SQL,
 };
 use super::outbound::NewDelivery;
 use super::portal::{
     job_children_sql, COMPANY_JOBS_SQL, CREATE_LINK_SQL, CREATE_SESSION_SQL, DELETE_SESSION_SQL, REDEEM_LINK_SQL,
     SESSION_COMPANY_SQL,
 };
-use super::queue::{take_api_budget_on, Claim, Release, MINUTE_MS, NEXT_DUE_SQL, PAUSE_API_SQL, RENEW_LEASE_SQL};
+use super::queue::{Claim, Release, MINUTE_MS, NEXT_DUE_SQL, RENEW_LEASE_SQL};
 use super::{
     assemble_stats, batch, into_page, now_millis, object_spec, parse_status, AttemptRecord, AttemptTiming, BudgetGrant,
     BudgetLimits, ClaimedEvent, CompanyOf, Completion, EventRow, Insertion, MirrorRecord, MirrorWrite, NewEvent,
@@ -156,13 +157,18 @@ where
             .bind(PROCESSING_SAMPLE)
             .fetch_all(readers)
             .await?;
-        let (minute_start, day_key) = budget_use_binds(now);
-        let budget = sqlx::query_as(BUDGET_USE_SQL)
-            .bind(account)
-            .bind(minute_start)
-            .bind(day_key)
-            .fetch_one(readers)
-            .await?;
+        let budget = match self.budget_ledger().and_then(|ledger| ledger.used(account, now)) {
+            Some(counted) => counted,
+            None => {
+                let (minute_start, day_key) = budget_use_binds(now);
+                sqlx::query_as(BUDGET_USE_SQL)
+                    .bind(account)
+                    .bind(minute_start)
+                    .bind(day_key)
+                    .fetch_one(readers)
+                    .await?
+            }
+        };
         Ok(assemble_health(
             queue_depth,
             oldest_queued,
@@ -384,19 +390,13 @@ where
     }
 
     async fn take_api_budget(&self, account: &str, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError> {
-        let mut writer = self.writer().await?;
-        let mut transaction = writer.begin().await?;
-        self.lock_api_budget(&mut transaction, account).await?;
-        let grant = take_api_budget_on::<E::Db>(&mut transaction, account, now, limits).await?;
-        if grant == BudgetGrant::Granted {
-            transaction.commit().await?;
-        } else {
-            transaction.rollback().await?;
-        }
-        Ok(grant)
+        Engine::take_api_budget(self, account, now, limits).await
     }
 
     async fn pause_api_budget(&self, account: &str, until: i64) -> Result<(), StoreError> {
+        if let Some(ledger) = self.budget_ledger() {
+            ledger.pause(account, until);
+        }
         let mut writer = self.writer().await?;
         sqlx::query(PAUSE_API_SQL)
             .bind(account)
@@ -404,6 +404,10 @@ where
             .execute(&mut *writer)
             .await?;
         Ok(())
+    }
+
+    async fn save_api_budget(&self) -> Result<(), StoreError> {
+        Engine::save_api_budget(self).await
     }
 
     async fn sync_watermark(&self, account: &str, object_type: &str) -> Result<Option<String>, StoreError> {

@@ -1,25 +1,30 @@
 //! The embedded engine: one SQLite file in WAL mode, fully synchronous so an acknowledged event survives a crash.
 
 mod backup;
+mod budget;
 mod checkpoints;
 mod finishes;
 mod queue;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Sqlite, SqlitePool};
 use tokio_util::sync::DropGuard;
 
+use super::budget::{BudgetGrant, BudgetLimits};
+use super::budget_ledger::BudgetLedger;
 use super::engine::Engine;
 use super::outbound::NewDelivery;
 use super::queue::{Claim, Release};
 use super::wal::WalSync;
 use super::{AttemptTiming, ClaimedEvent, Completion, StoreError};
 pub use backup::{backup_sqlite, Backup};
+use budget::BudgetSaver;
 use checkpoints::{Checkpoints, LOG_FILE_LIMIT_BYTES, RESTART_ABOVE_BYTES, WRITER_BUSY_TIMEOUT};
 use finishes::FinishQueue;
 
@@ -34,6 +39,10 @@ pub struct SqliteStore {
     log: Option<WalSync>,
     /// Finishes waiting for the writer, committed together by whoever gets it.
     finishes: FinishQueue,
+    /// The API budget, counted in memory and saved by a task.
+    budget: BudgetSaver,
+    /// Stops the budget's saves (after a last one) when the store is dropped.
+    _budget_saves: DropGuard,
     /// Stops the checkpoints when the store is dropped.
     _checkpoints: Option<DropGuard>,
     /// What keeps the log small, shared with the task that runs it; none for an in-memory database.
@@ -60,6 +69,12 @@ impl SqliteStore {
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+        let budget = BudgetSaver {
+            ledger: Arc::default(),
+            writer: writer.clone(),
+            saving: Arc::default(),
+        };
+        let budget_saves = budget.clone().spawn();
         if url.contains(":memory:") {
             // An in-memory database lives in its connections' shared cache and never reaches a disk.
             return Ok(SqliteStore {
@@ -67,6 +82,8 @@ impl SqliteStore {
                 writer,
                 log: None,
                 finishes: FinishQueue::default(),
+                budget,
+                _budget_saves: budget_saves,
                 _checkpoints: None,
                 checkpoints: None,
             });
@@ -91,6 +108,8 @@ impl SqliteStore {
             writer,
             log: Some(WalSync::new(log_file)),
             finishes: FinishQueue::default(),
+            budget,
+            _budget_saves: budget_saves,
             _checkpoints: Some(checkpoints.clone().spawn()),
             checkpoints: Some(checkpoints),
         })
@@ -146,9 +165,21 @@ impl Engine for SqliteStore {
         self.checkpoints.as_ref().map(Checkpoints::log_file_bytes)
     }
 
-    /// Nothing to lock: the transaction holds the one writer.
-    async fn lock_api_budget(&self, _transaction: &mut SqliteConnection, _account: &str) -> Result<(), StoreError> {
-        Ok(())
+    /// Counted in memory: the first request of an account reads what the database holds.
+    async fn take_api_budget(&self, account: &str, now: i64, limits: BudgetLimits) -> Result<BudgetGrant, StoreError> {
+        if !self.budget.ledger.knows(account) {
+            let stored = budget::stored_budget(&self.readers, account, now).await?;
+            self.budget.ledger.seed(account, stored, now);
+        }
+        Ok(self.budget.ledger.take(account, now, limits))
+    }
+
+    fn budget_ledger(&self) -> Option<&BudgetLedger> {
+        Some(&self.budget.ledger)
+    }
+
+    async fn save_api_budget(&self) -> Result<(), StoreError> {
+        Ok(self.budget.save().await?)
     }
 
     /// Nothing: a claim runs on the one writer, so no other claim runs beside it.
