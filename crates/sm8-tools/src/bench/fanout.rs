@@ -1,9 +1,11 @@
-//! Fan-out: 1,000 and then 10,000 websocket subscribers of one topic on the release binary, run as a child process
-//! so that its memory is its own. At each level: the server's resident memory once the subscribers are joined and
-//! idle (memory per idle connection = growth over the server's idle memory ÷ subscribers), then a few REST
-//! broadcasts, each timed from the moment it was posted to the moment every subscriber had it.
+//! Fan-out: 1,000, 10,000 and then 50,000 websocket subscribers of one topic on the release binary (or as many
+//! as the open file limit admits, the memory at 50,000 then projected), run as a child process so that its memory
+//! is its own. At each level: the server's resident memory once the subscribers are
+//! joined and idle (memory per idle connection = growth over the server's idle memory ÷ subscribers), then a few
+//! REST broadcasts, each timed from the moment it was posted to the moment every subscriber had it. Subscribers
+//! connect from several loopback addresses, as 50,000 would not fit in one address's ephemeral ports.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -19,7 +21,18 @@ use super::report::{Figure, ScenarioReport, Target};
 use super::subscriber::Subscriber;
 use super::Settings;
 
-pub const LEVELS: [usize; 2] = [1_000, 10_000];
+/// The levels measured in full, the second against the broadcast target.
+const LEVELS: [usize; 2] = [1_000, 10_000];
+/// Idle sockets one node should hold in under `MOST_IDLE_RSS_MIB` of memory: the last level, or as many as the
+/// open file limit allows, the memory then projected to this many from the memory per connection measured.
+const MOST_IDLE: usize = 50_000;
+const MOST_IDLE_RSS_MIB: f64 = 1024.0;
+/// Loopback addresses the subscribers connect from, in turn: 127.0.0.2 onwards.
+const SOURCE_ADDRESSES: u8 = 4;
+/// Broadcasts timed at the last level, where each takes longest.
+const MOST_IDLE_BROADCASTS: usize = 3;
+/// Descriptors kept for everything but the subscribers, in this process and the server.
+const OTHER_OPEN_FILES: u64 = 1_000;
 const TOPIC: &str = "realtime:jobs";
 const EVENT: &str = "bench";
 /// Joins in flight at once: enough to be quick, few enough not to overflow the listen backlog.
@@ -29,8 +42,19 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after the joins, so that the server's memory reflects idle connections rather than the join burst.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// File descriptors this process may hold, raised to the hard limit (the child inherits it).
+/// Open files the largest level needs in each process: a descriptor per subscriber and a margin.
+const OPEN_FILES_WANTED: u64 = 65_536;
+
+/// File descriptors this process may hold, raised to the hard limit (the child inherits it); as root, the hard
+/// limit is first raised to what the largest level needs.
 pub fn raise_open_file_limit() -> u64 {
+    if rlimit::Resource::NOFILE
+        .get()
+        .is_ok_and(|(_, hard)| hard < OPEN_FILES_WANTED)
+    {
+        // Refused unless privileged: then the hard limit stays, and levels beyond it are skipped and said so.
+        let _ = rlimit::Resource::NOFILE.set(OPEN_FILES_WANTED, OPEN_FILES_WANTED);
+    }
     rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
 }
 
@@ -53,9 +77,18 @@ async fn measure(settings: &Settings, server: &ChildServer, report: &mut Scenari
     let mut listeners = JoinSet::new();
     let mut next_seq = 0u64;
     let mut levels = Vec::new();
-    for level in LEVELS {
-        // A subscriber needs a descriptor here and one in the server; keep a margin for everything else.
-        if open_files < level as u64 + 512 {
+    // A subscriber needs a descriptor here and one in the server, which inherits this process's limit.
+    let room = usize::try_from(open_files.saturating_sub(OTHER_OPEN_FILES)).unwrap_or(usize::MAX) / 1_000 * 1_000;
+    let most_idle = MOST_IDLE.min(room);
+    if most_idle < MOST_IDLE {
+        report.note(format!(
+            "the open file limit ({open_files}, which this process may not raise) admits {most_idle} subscribers: \
+             the server's memory at {MOST_IDLE} idle sockets is projected from its memory per connection there"
+        ));
+    }
+    let idle_level = (most_idle > LEVELS[LEVELS.len() - 1]).then_some(most_idle);
+    for level in LEVELS.into_iter().chain(idle_level) {
+        if level > room {
             report.detail("skipped_level", level);
             println!("  {level} subscribers skipped: the open file limit is {open_files}");
             continue;
@@ -63,7 +96,7 @@ async fn measure(settings: &Settings, server: &ChildServer, report: &mut Scenari
         let joining = Instant::now();
         while listeners.len() < level {
             let missing = level - listeners.len();
-            let joined = join_many(server.address, &token, missing).await?;
+            let joined = join_many(server.address, &token, listeners.len(), missing).await?;
             for subscriber in joined {
                 let (receipts, stop) = (receipts.clone(), stop.clone());
                 listeners.spawn(subscriber.listen(stop, move |event, payload| {
@@ -82,7 +115,13 @@ async fn measure(settings: &Settings, server: &ChildServer, report: &mut Scenari
         let mut all_received = Vec::new();
         let mut lost = 0;
         let client = reqwest::Client::new();
-        for _ in 0..settings.broadcasts() {
+        let last = Some(level) == idle_level;
+        let broadcasts = if last {
+            settings.broadcasts().min(MOST_IDLE_BROADCASTS)
+        } else {
+            settings.broadcasts()
+        };
+        for _ in 0..broadcasts {
             next_seq += 1;
             let received = broadcast_once(&client, server.address, &token, next_seq, level, &mut arrivals).await?;
             for latency in &received {
@@ -109,7 +148,25 @@ async fn measure(settings: &Settings, server: &ChildServer, report: &mut Scenari
             summary.p50_ms,
             "ms",
         ));
-        if level >= 10_000 {
+        if last {
+            report.push(Figure::info(p99, summary.p99_ms, "ms"));
+            report.push(Figure::info(per_connection, per_connection_kib, "KiB"));
+            let (label, rss_mib) = if level == MOST_IDLE {
+                (format!("{MOST_IDLE} idle sockets: server RSS"), rss_kib as f64 / 1024.0)
+            } else {
+                report.push(Figure::info(
+                    format!("{level} subscribers: server RSS"),
+                    rss_kib as f64 / 1024.0,
+                    "MiB",
+                ));
+                let projected_kib = idle_kib as f64 + per_connection_kib * MOST_IDLE as f64;
+                (
+                    format!("{MOST_IDLE} idle sockets: server RSS (projected from {level})"),
+                    projected_kib / 1024.0,
+                )
+            };
+            report.push(Figure::against(label, rss_mib, "MiB", Target::Below(MOST_IDLE_RSS_MIB)));
+        } else if level >= 10_000 {
             report.push(Figure::against(p99, summary.p99_ms, "ms", Target::Below(50.0)));
             report.push(Figure::against(
                 per_connection,
@@ -126,11 +183,13 @@ async fn measure(settings: &Settings, server: &ChildServer, report: &mut Scenari
             all_received_ms,
             "ms",
         ));
-        report.push(Figure::info(
-            format!("{level} subscribers: server RSS"),
-            rss_kib as f64 / 1024.0,
-            "MiB",
-        ));
+        if !last {
+            report.push(Figure::info(
+                format!("{level} subscribers: server RSS"),
+                rss_kib as f64 / 1024.0,
+                "MiB",
+            ));
+        }
         if lost > 0 {
             report.push(Figure::info(
                 format!("{level} subscribers: deliveries lost"),
@@ -143,7 +202,7 @@ async fn measure(settings: &Settings, server: &ChildServer, report: &mut Scenari
             "join_seconds": join_seconds,
             "server_rss_kib": rss_kib,
             "per_idle_connection_kib": per_connection_kib,
-            "broadcasts": settings.broadcasts(),
+            "broadcasts": broadcasts,
             "latency": summary,
             "all_received_ms": all_received.iter().map(|d| d.as_secs_f64() * 1000.0).collect::<Vec<_>>(),
             "lost": lost,
@@ -158,10 +217,14 @@ async fn measure(settings: &Settings, server: &ChildServer, report: &mut Scenari
     Ok(())
 }
 
-/// Opens and joins `count` subscribers, `CONCURRENT_JOINS` at a time.
-async fn join_many(address: SocketAddr, token: &str, count: usize) -> anyhow::Result<Vec<Subscriber>> {
-    let joined: Vec<anyhow::Result<Subscriber>> = stream::iter(0..count)
-        .map(|_| Subscriber::join(address, TOPIC, token))
+/// Opens and joins `count` subscribers (numbered from `first`, which picks their source address),
+/// `CONCURRENT_JOINS` at a time.
+async fn join_many(address: SocketAddr, token: &str, first: usize, count: usize) -> anyhow::Result<Vec<Subscriber>> {
+    let joined: Vec<anyhow::Result<Subscriber>> = stream::iter(first..first + count)
+        .map(|number| {
+            let source = Ipv4Addr::new(127, 0, 0, 2 + (number % usize::from(SOURCE_ADDRESSES)) as u8);
+            Subscriber::join_from(source, address, TOPIC, token)
+        })
         .buffer_unordered(CONCURRENT_JOINS)
         .collect()
         .await;

@@ -39,9 +39,9 @@ pub fn serve_args(database_url: &str) -> ServeArgs {
     args.admin_token = Some(Secret::new(ADMIN_TOKEN));
     args.realtime.realtime_anon_key = Some(Secret::new(ANON_KEY));
     args.realtime.jwt_secret = Some(Secret::new(JWT_SECRET));
-    // Every subscriber of the fan-out scenario connects from this one address.
-    args.realtime.realtime_max_connections = 50_000;
-    args.realtime.realtime_max_connections_per_address = 50_000;
+    // The fan-out scenario opens 50,000 subscribers, over four loopback addresses.
+    args.realtime.realtime_max_connections = 60_000;
+    args.realtime.realtime_max_connections_per_address = 60_000;
     args.processor.sync_interval_seconds = 0;
     args
 }
@@ -309,9 +309,9 @@ impl ChildServer {
             .env("SERVICEM8_API_KEY", "")
             .env("SERVICEM8_ACCESS_TOKEN", "")
             .env("RUST_LOG", "warn")
-            // Every subscriber of the fan-out scenario connects from this one address, as in `serve_args`.
-            .env("REALTIME_MAX_CONNECTIONS", "50000")
-            .env("REALTIME_MAX_CONNECTIONS_PER_ADDRESS", "50000")
+            // The fan-out scenario opens 50,000 subscribers, over four loopback addresses, as in `serve_args`.
+            .env("REALTIME_MAX_CONNECTIONS", "60000")
+            .env("REALTIME_MAX_CONNECTIONS_PER_ADDRESS", "60000")
             .envs(settings.iter().map(|(name, value)| (name, value)))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())

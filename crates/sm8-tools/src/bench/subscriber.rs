@@ -1,14 +1,14 @@
 //! A realtime subscriber as realtime-js is one: a websocket to `/realtime/v1/websocket` (serializer 2.0.0) that
 //! joins one topic with an access token, heartbeats, and hands every broadcast it receives to a callback.
-//! Its buffers are kept small because the fan-out scenario opens ten thousand of them in this process.
+//! Its buffers are kept small because the fan-out scenario opens fifty thousand of them in this process.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -28,11 +28,27 @@ pub struct Subscriber {
 impl Subscriber {
     /// Connects and joins `topic` (e.g. `realtime:jobs`) with `access_token`; fails unless the join is accepted.
     pub async fn join(address: SocketAddr, topic: &str, access_token: &str) -> anyhow::Result<Subscriber> {
+        Self::join_from(Ipv4Addr::LOCALHOST, address, topic, access_token).await
+    }
+
+    /// As `join`, connecting from `source`, a loopback address of its own: one source address reaches a server
+    /// address and port through at most the ~28,000 ports of the ephemeral range.
+    pub async fn join_from(
+        source: Ipv4Addr,
+        address: SocketAddr,
+        topic: &str,
+        access_token: &str,
+    ) -> anyhow::Result<Subscriber> {
         let url = format!("ws://{address}/realtime/v1/websocket?apikey={ANON_KEY}&vsn=2.0.0");
         let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-        let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-            .await
-            .context("opening the realtime websocket")?;
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((source, 0)))?;
+        let stream = socket.connect(address).await.context("connecting to the relay")?;
+        stream.set_nodelay(true)?;
+        let (mut socket, _) =
+            tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(config))
+                .await
+                .context("opening the realtime websocket")?;
         let join = json!(["1", "1", topic, "phx_join", {
             "config": {
                 "broadcast": {"ack": false, "self": false},
