@@ -11,6 +11,9 @@ BINARYEN_VERSION := 132.0.0
 TOOLS := target/tools
 WASM_OPT := $(TOOLS)/node_modules/.bin/wasm-opt
 WASM_RAW := target/wasm32-unknown-unknown/wasm-release/frontend.wasm
+# The client portal's own bundle: its pages only (`portal-frontend`), so a portal user downloads no admin page.
+PORTAL_RAW := target/wasm32-unknown-unknown/wasm-release/portal_frontend.wasm
+PORTAL := $(NAME)-portal
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 # The product (app, server, the wire formats), the simulated ServiceM8 account, the tools, and the binary with the
 # system's integration tests.
@@ -30,9 +33,10 @@ FUZZ_FLAGS := --fuzz-dir fuzz --sanitizer none --debug-assertions
 
 all: build
 
-## build: the server binary (target/release/sm8-webhooks) and the site (target/site), its bundle named by its
-## content and compressed (brotli, gzip) by `sm8-webhooks pack-site`
-build: $(BIN) $(PKG)/$(NAME)_bg.wasm $(PKG)/$(NAME).css $(SITE)/.assets $(PKG)/.packed
+## build: the server binary (target/release/sm8-webhooks) and the site (target/site), its bundles (the whole
+## site's, and the client portal's alone) named by their content and compressed (brotli, gzip) by
+## `sm8-webhooks pack-site`
+build: $(BIN) $(PKG)/$(NAME)_bg.wasm $(PKG)/$(PORTAL)_bg.wasm $(PKG)/$(NAME).css $(SITE)/.assets $(PKG)/.packed
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -45,19 +49,27 @@ tools: wasm-target
 $(BIN): FORCE
 	cargo build --release --locked -p $(NAME)
 
+# One cargo run builds both bundles, sharing the app crate's build.
 $(WASM_RAW): FORCE | tools
-	cargo build --locked -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
+	cargo build --locked -p frontend -p portal-frontend --lib --target wasm32-unknown-unknown --profile wasm-release
+
+$(PORTAL_RAW): $(WASM_RAW) ;
 
 $(PKG)/$(NAME)_bg.wasm: $(WASM_RAW)
 	wasm-bindgen --target web --no-typescript --out-name $(NAME) --out-dir $(PKG) $(WASM_RAW)
+	$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int $@ -o $@
+
+$(PKG)/$(PORTAL)_bg.wasm: $(PORTAL_RAW)
+	wasm-bindgen --target web --no-typescript --out-name $(PORTAL) --out-dir $(PKG) $(PORTAL_RAW)
 	$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int $@ -o $@
 
 # main.css first, then the stylesheets of each area (dashboard, portal, ...) in name order.
 $(PKG)/$(NAME).css: style/main.css $(filter-out style/main.css,$(wildcard style/*.css))
 	@mkdir -p $(PKG)
 	cat $^ > $@
+	cp $@ $(PKG)/$(PORTAL).css
 
-$(PKG)/.packed: $(BIN) $(PKG)/$(NAME)_bg.wasm $(PKG)/$(NAME).css
+$(PKG)/.packed: $(BIN) $(PKG)/$(NAME)_bg.wasm $(PKG)/$(PORTAL)_bg.wasm $(PKG)/$(NAME).css
 	$(BIN) pack-site --pkg $(PKG)
 	@touch $@
 
@@ -179,7 +191,7 @@ bench: build e2e-deps postgres
 lint: wasm-target
 	cargo fmt --all -- --check
 	cargo clippy --locked $(RUST_PACKAGES) --all-targets -- -D warnings
-	cargo clippy --locked --target wasm32-unknown-unknown -p frontend -p app --features app/hydrate -- -D warnings
+	cargo clippy --locked --target wasm32-unknown-unknown -p frontend -p portal-frontend -p app --features app/hydrate -- -D warnings
 
 fmt:
 	cargo fmt --all

@@ -29,8 +29,16 @@ use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 /// `sm8-webhooks.css`. `make build` then packs them as `sm8-webhooks.{hash}…`, the names pages use.
 pub const OUTPUT_NAME: &str = "sm8-webhooks";
 
+/// The name under `/pkg` of the client portal's own bundle, when the server has one: the portal's pages load it
+/// instead of the whole site's. The server provides it to every page's context.
+#[derive(Debug, Clone)]
+pub struct PortalBundle(pub String);
+
 /// The HTML document around every page.
-pub fn shell(options: LeptosOptions) -> impl IntoView {
+pub fn shell(mut options: LeptosOptions) -> impl IntoView {
+    if let Some(PortalBundle(portal)) = use_context::<PortalBundle>().filter(|_| on_portal_page()) {
+        options.output_name = portal.into();
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -131,6 +139,41 @@ pub fn App() -> impl IntoView {
     }
 }
 
+/// Whether the page being rendered is one of the client portal's (`/portal` and below).
+fn on_portal_page() -> bool {
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<http::request::Parts>().is_some_and(|parts| {
+            let path = parts.uri.path();
+            path == "/portal" || path.starts_with("/portal/")
+        })
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        false
+    }
+}
+
+/// The client portal's pages alone, in the same frame as `App`'s, so that a portal page the server rendered with
+/// `App` hydrates with this. The portal's bundle is built from it and holds none of the admin pages.
+#[component]
+pub fn PortalApp() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Title text="SM8 Webhooks"/>
+        <Router>
+            <Routes fallback=NotFound>
+                <Route path=StaticSegment("portal") view=portal::PortalHomePage ssr=SsrMode::Async/>
+                <Route
+                    path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid"))
+                    view=portal::PortalJobPage
+                    ssr=SsrMode::Async
+                />
+            </Routes>
+        </Router>
+    }
+}
+
 #[component]
 fn Home() -> impl IntoView {
     view! {
@@ -153,10 +196,22 @@ fn NotFound() -> impl IntoView {
     }
 }
 
-/// Entry point of the browser bundle: attaches to the server-rendered page.
+/// Entry point of the whole site's browser bundle: attaches to the server-rendered page.
 #[cfg(feature = "hydrate")]
 pub fn hydrate() {
     leptos::mount::hydrate_body(App);
+    mark_hydrated();
+}
+
+/// Entry point of the client portal's browser bundle.
+#[cfg(feature = "hydrate")]
+pub fn hydrate_portal() {
+    leptos::mount::hydrate_body(PortalApp);
+    mark_hydrated();
+}
+
+#[cfg(feature = "hydrate")]
+fn mark_hydrated() {
     // Browser tests wait for this marker instead of guessing when the page became interactive.
     if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
         let _ = body.set_attribute("data-hydrated", "true");

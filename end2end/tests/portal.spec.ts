@@ -126,6 +126,8 @@ test('a portal user follows a link, sees the jobs and watches them change withou
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(error.message));
   page.on('console', (message) => message.type() === 'error' && problems.push(message.text()));
+  const bundles: string[] = [];
+  page.on('request', (sent) => sent.url().endsWith('.wasm') && bundles.push(new URL(sent.url()).pathname));
   const seeded = await seedCompany(request, 'Harbour Cafe');
   const [first, second] = seeded.jobs;
   await enterPortal(page, seeded.company);
@@ -179,6 +181,8 @@ test('a portal user follows a link, sees the jobs and watches them change withou
   expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42);
   await page.screenshot({ path: 'screenshots/portal-job.png', fullPage: true });
   expect(problems, 'no script errors (hydration, panics)').toEqual([]);
+  expect(bundles.length, 'the portal loaded a bundle').toBeGreaterThan(0);
+  expect(bundles.filter((path) => !path.endsWith('-portal_bg.wasm')), "only the portal's own bundle").toEqual([]);
 });
 
 test("a portal user never sees another company's job, over HTTP or the websocket", async ({ page, request }) => {

@@ -16,6 +16,7 @@ use app::error::AppError;
 use app::outbound::api::OutboundBackend;
 use app::portal::api::PortalBackend;
 use app::realtime::RealtimeBackend;
+use app::PortalBundle;
 use app::{shell, App};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -41,6 +42,7 @@ use crate::throttle::{client_address, RetryAfter, Throttles};
 pub fn router(site_root: &Path, backend: Arc<ServerBackend>, throttles: Arc<Throttles>) -> Router {
     let pkg = site_root.join("pkg");
     let bundle = assets::bundle_name(&pkg);
+    let portal = assets::portal_bundle_name(&pkg, &bundle).map(PortalBundle);
     let options = LeptosOptions::builder()
         .output_name(bundle.as_str())
         .site_root(site_root.to_string_lossy().into_owned())
@@ -50,14 +52,22 @@ pub fn router(site_root: &Path, backend: Arc<ServerBackend>, throttles: Arc<Thro
     let backend_for_errors = backend.clone();
     Router::new()
         .merge(assets::router(&pkg, bundle))
-        .leptos_routes_with_context(&options, routes, move || provide_backends(&backend), {
-            let options = options.clone();
-            move || shell(options.clone())
-        })
+        .leptos_routes_with_context(
+            &options,
+            routes,
+            {
+                let portal = portal.clone();
+                move || provide_page_context(&backend, &portal)
+            },
+            {
+                let options = options.clone();
+                move || shell(options.clone())
+            },
+        )
         .fallback(leptos_axum::file_and_error_handler_with_context(
             {
                 let backend = backend_for_errors;
-                move || provide_backends(&backend)
+                move || provide_page_context(&backend, &portal)
             },
             shell,
         ))
@@ -166,9 +176,12 @@ fn too_many_sign_ins(client: std::net::IpAddr, wait: RetryAfter) -> Response {
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// What every page render and server function finds in its context: the backends (dashboard, directory, portal,
-/// realtime), and the nonce of the page's scripts (the one its `Content-Security-Policy` names,
-/// `security_headers::ScriptNonce`).
-fn provide_backends(backend: &Arc<ServerBackend>) {
+/// realtime), the nonce of the page's scripts (the one its `Content-Security-Policy` names,
+/// `security_headers::ScriptNonce`), and the portal's own bundle when there is one.
+fn provide_page_context(backend: &Arc<ServerBackend>, portal: &Option<PortalBundle>) {
+    if let Some(portal) = portal {
+        provide_context(portal.clone());
+    }
     let nonce = use_context::<Parts>().and_then(|parts| parts.extensions.get::<ScriptNonce>().cloned());
     if let Some(ScriptNonce(nonce)) = nonce {
         provide_context(Nonce::from_value(nonce));

@@ -5,7 +5,8 @@
 //!
 //! The three files share one name, `sm8-webhooks.{hash}`, the hash taken over all three: the server finds it by
 //! the one `.js` of that shape in the directory (`server::web`), and Leptos derives the script's, the bundle's
-//! and the stylesheet's names from it. Packed sets of earlier builds are removed.
+//! and the stylesheet's names from it. The client portal's own bundle, when built (`sm8-webhooks-portal.js`,
+//! `_bg.wasm`, `.css`), joins the set as `sm8-webhooks.{hash}-portal…`. Packed sets of earlier builds are removed.
 
 use std::fs;
 use std::io::Write;
@@ -45,7 +46,15 @@ pub fn run_cli(args: PackSiteArgs) -> anyhow::Result<()> {
 
 /// Packs the bundle named `name` in `pkg`.
 pub fn pack(pkg: &Path, name: &str) -> anyhow::Result<Packed> {
-    let sources = [format!("{name}.js"), format!("{name}_bg.wasm"), format!("{name}.css")];
+    let portal = format!("{name}-portal");
+    let mut sources = vec![format!("{name}.js"), format!("{name}_bg.wasm"), format!("{name}.css")];
+    if pkg.join(format!("{portal}.js")).is_file() {
+        sources.extend([
+            format!("{portal}.js"),
+            format!("{portal}_bg.wasm"),
+            format!("{portal}.css"),
+        ]);
+    }
     let mut hasher = Sha256::new();
     let mut contents = Vec::with_capacity(sources.len());
     for source in &sources {
@@ -90,7 +99,7 @@ fn remove_earlier_sets(pkg: &Path, name: &str, keep: &str) -> anyhow::Result<()>
         };
         let packed = rest.len() > HASH_DIGITS
             && rest[..HASH_DIGITS].bytes().all(|byte| byte.is_ascii_hexdigit())
-            && matches!(rest.as_bytes()[HASH_DIGITS], b'.' | b'_');
+            && matches!(rest.as_bytes()[HASH_DIGITS], b'.' | b'_' | b'-');
         if packed && !file_name.starts_with(keep) {
             fs::remove_file(entry.path()).with_context(|| format!("removing {file_name}"))?;
         }
@@ -192,5 +201,31 @@ mod tests {
             left.contains(&"sm8-webhooks.js".to_owned()),
             "the unpacked bundle stays: {left:?}"
         );
+    }
+
+    #[test]
+    fn the_portals_bundle_joins_the_set_under_its_name() {
+        let dir = tempfile::TempDir::new().unwrap();
+        bundle(dir.path(), "export function hydrate() {}");
+        let alone = pack(dir.path(), "sm8-webhooks").unwrap();
+        fs::write(
+            dir.path().join("sm8-webhooks-portal.js"),
+            "export function hydrate() {}",
+        )
+        .unwrap();
+        fs::write(dir.path().join("sm8-webhooks-portal_bg.wasm"), b"\0asm portal").unwrap();
+        fs::write(dir.path().join("sm8-webhooks-portal.css"), "main {}").unwrap();
+        let packed = pack(dir.path(), "sm8-webhooks").unwrap();
+        assert_ne!(packed.name, alone.name, "the portal's files are part of the hash");
+        assert_eq!(packed.files.len(), 18);
+        let left = names(dir.path());
+        for file in ["-portal.js", "-portal_bg.wasm.br", "-portal.css.gz"] {
+            assert!(left.contains(&format!("{}{file}", packed.name)), "{file}: {left:?}");
+        }
+        assert!(
+            left.contains(&"sm8-webhooks-portal.js".to_owned()),
+            "the unpacked portal stays: {left:?}"
+        );
+        assert!(left.iter().all(|name| !name.starts_with(&alone.name)), "{left:?}");
     }
 }

@@ -28,12 +28,24 @@ pub fn bundle_name(pkg: &Path) -> String {
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             let stem = name.strip_suffix(".js")?;
+            if stem.ends_with(PORTAL_SUFFIX) {
+                return None;
+            }
             stem.strip_prefix(&prefix)?;
             let modified = entry.metadata().ok()?.modified().ok()?;
             Some((modified, stem.to_owned()))
         })
         .max();
     newest.map_or_else(|| OUTPUT_NAME.to_owned(), |(_, stem)| stem)
+}
+
+/// What the client portal's own bundle adds to the site bundle's name (`sm8-webhooks.{hash}-portal`).
+const PORTAL_SUFFIX: &str = "-portal";
+
+/// The client portal's bundle beside the site bundle `bundle`, if it was built: `{bundle}-portal`.
+pub fn portal_bundle_name(pkg: &Path, bundle: &str) -> Option<String> {
+    let portal = format!("{bundle}{PORTAL_SUFFIX}");
+    pkg.join(format!("{portal}.js")).is_file().then_some(portal)
 }
 
 /// Serves `pkg` under `/pkg`, each packed file of the bundle `bundle` cached for ever.
@@ -53,7 +65,9 @@ async fn cache_control(State(Packed(bundle)): State<Packed>, request: Request, n
     let mut response = next.run(request).await;
     if response.status().is_success() || response.status() == axum::http::StatusCode::NOT_MODIFIED {
         let packed = bundle != OUTPUT_NAME
-            && (file.starts_with(&format!("{bundle}.")) || file.starts_with(&format!("{bundle}_")));
+            && file
+                .strip_prefix(&bundle)
+                .is_some_and(|rest| rest.starts_with(['.', '_']) || rest.starts_with(PORTAL_SUFFIX));
         let value = if packed { IMMUTABLE } else { REVALIDATE };
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
@@ -61,4 +75,36 @@ async fn cache_control(State(Packed(bundle)): State<Packed>, request: Request, n
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(pkg: &Path, name: &str) {
+        std::fs::write(pkg.join(name), b"x").unwrap();
+    }
+
+    #[test]
+    fn the_portal_bundle_is_found_beside_the_site_bundle_and_never_taken_for_it() {
+        let folder = tempfile::TempDir::new().unwrap();
+        let pkg = folder.path();
+        touch(pkg, "sm8-webhooks.js");
+        touch(pkg, "sm8-webhooks-portal.js");
+        assert_eq!(bundle_name(pkg), "sm8-webhooks");
+        assert_eq!(
+            portal_bundle_name(pkg, "sm8-webhooks").as_deref(),
+            Some("sm8-webhooks-portal")
+        );
+
+        touch(pkg, "sm8-webhooks.0123456789abcdef-portal.js");
+        touch(pkg, "sm8-webhooks.0123456789abcdef.js");
+        let bundle = bundle_name(pkg);
+        assert_eq!(bundle, "sm8-webhooks.0123456789abcdef");
+        assert_eq!(
+            portal_bundle_name(pkg, &bundle).as_deref(),
+            Some("sm8-webhooks.0123456789abcdef-portal")
+        );
+        assert_eq!(portal_bundle_name(folder.path(), "sm8-webhooks.ffffffffffffffff"), None);
+    }
 }

@@ -1,6 +1,7 @@
-//! The browser bundle: the size of the WASM (raw and gzip, level 9) and of its JS glue as `make build` leaves them
-//! in `target/site/pkg`, what a browser is sent of the WASM (the packed bundle's brotli file, which the server
-//! sends to every browser that accepts `br`), and two first renders in Chromium by `end2end/bench/first-render.mjs`,
+//! The browser bundles: the size of the site's WASM (every page; the dashboard loads it) and of the client
+//! portal's own (its pages alone), raw and gzip (level 9), and of the JS glue, as `make build` leaves them in
+//! `target/site/pkg`; what a browser is sent of each WASM (the packed bundle's brotli file, which the server
+//! sends to every browser that accepts `br`); and two first renders in Chromium by `end2end/bench/first-render.mjs`,
 //! navigation start to the hydrated page (`body[data-hydrated="true"]`) and to the first contentful paint, median
 //! of several cold loads:
 //!
@@ -24,6 +25,7 @@ use super::report::{Figure, Outcome, ScenarioReport, Target};
 use super::Settings;
 
 const WASM: &str = "pkg/sm8-webhooks_bg.wasm";
+const PORTAL_WASM: &str = "pkg/sm8-webhooks-portal_bg.wasm";
 const JS: &str = "pkg/sm8-webhooks.js";
 const SCRIPT: &str = "end2end/bench/first-render.mjs";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -59,21 +61,53 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
         return Ok(());
     }
     let wasm = sizes(&wasm_path)?;
-    report.push(Figure::info("WASM raw", wasm.raw as f64 / 1000.0, "kB"));
+    report.push(Figure::info(
+        "site WASM raw (the dashboard's)",
+        wasm.raw as f64 / 1000.0,
+        "kB",
+    ));
     report.push(Figure::against(
-        "WASM gzip",
+        "site WASM gzip (the dashboard's)",
         wasm.gzip as f64 / 1000.0,
         "kB",
         Target::Below(400.0),
     ));
     report.detail("wasm", wasm);
-    let bundle = server::web::bundle_name(&site.join("pkg"));
-    match std::fs::metadata(site.join("pkg").join(format!("{bundle}_bg.wasm.br"))) {
-        Ok(sent) => {
-            report.push(Figure::info("WASM as sent (brotli)", sent.len() as f64 / 1000.0, "kB"));
-            report.detail("wasm_sent_brotli", sent.len());
+    match sizes(&site.join(PORTAL_WASM)) {
+        Ok(portal) => {
+            report.push(Figure::info("portal WASM raw", portal.raw as f64 / 1000.0, "kB"));
+            report.push(Figure::against(
+                "portal WASM gzip",
+                portal.gzip as f64 / 1000.0,
+                "kB",
+                Target::Below(250.0),
+            ));
+            report.detail("portal_wasm", portal);
+            println!(
+                "  portal WASM {} kB raw, {} kB gzip",
+                portal.raw / 1000,
+                portal.gzip / 1000
+            );
         }
-        Err(_) => report.note("the bundle is not packed (`make build` packs it): no compressed form is sent"),
+        Err(_) => {
+            report.note("the portal's own bundle is missing (`make build` builds it): portal pages load the site's")
+        }
+    }
+    let bundle = server::web::bundle_name(&site.join("pkg"));
+    for (label, name) in [("site", bundle.clone()), ("portal", format!("{bundle}-portal"))] {
+        match std::fs::metadata(site.join("pkg").join(format!("{name}_bg.wasm.br"))) {
+            Ok(sent) => {
+                report.push(Figure::info(
+                    format!("{label} WASM as sent (brotli)"),
+                    sent.len() as f64 / 1000.0,
+                    "kB",
+                ));
+                report.detail(&format!("{label}_wasm_sent_brotli"), sent.len());
+            }
+            Err(_) => report.note(format!(
+                "the {label} bundle is not packed (`make build` packs it): no compressed form is sent"
+            )),
+        }
     }
     if let Ok(js) = sizes(&site.join(JS)) {
         report.push(Figure::info("JS glue gzip", js.gzip as f64 / 1000.0, "kB"));

@@ -10,12 +10,19 @@ use crate::common::{serve_args, spawn_with, TestApp};
 
 /// A server whose site is a bundle of `script`, packed.
 async fn serving_a_packed_bundle(script: &str) -> (TestApp, String, TempDir) {
+    serving_packed_bundles(script, &["sm8-webhooks"]).await
+}
+
+/// A server whose site holds a bundle of `script` under each of `names`, packed.
+async fn serving_packed_bundles(script: &str, names: &[&str]) -> (TestApp, String, TempDir) {
     let site = TempDir::new().unwrap();
     let pkg = site.path().join("pkg");
     std::fs::create_dir(&pkg).unwrap();
-    std::fs::write(pkg.join("sm8-webhooks.js"), script).unwrap();
-    std::fs::write(pkg.join("sm8-webhooks_bg.wasm"), vec![7u8; 64 * 1024]).unwrap();
-    std::fs::write(pkg.join("sm8-webhooks.css"), "main { margin: 0 auto; } ".repeat(200)).unwrap();
+    for name in names {
+        std::fs::write(pkg.join(format!("{name}.js")), script).unwrap();
+        std::fs::write(pkg.join(format!("{name}_bg.wasm")), vec![7u8; 64 * 1024]).unwrap();
+        std::fs::write(pkg.join(format!("{name}.css")), "main { margin: 0 auto; } ".repeat(200)).unwrap();
+    }
     let packed = sm8_tools::site::pack(&pkg, app::OUTPUT_NAME).unwrap();
     let data = TempDir::new().unwrap();
     let mut args = serve_args(&format!("sqlite://{}", data.path().join("sm8.db").display()));
@@ -108,4 +115,55 @@ async fn what_is_not_packed_is_revalidated_and_a_missing_file_is_not_found() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn portal_pages_load_the_portals_own_bundle_and_every_other_page_the_sites() {
+    let (app, bundle, _site) =
+        serving_packed_bundles("export function hydrate() {}", &["sm8-webhooks", "sm8-webhooks-portal"]).await;
+    let portal = format!("{bundle}-portal");
+    for path in ["/portal", "/portal/jobs/not-a-job"] {
+        let html = app
+            .client
+            .get(app.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for file in [
+            format!("/pkg/{portal}.js"),
+            format!("/pkg/{portal}_bg.wasm"),
+            format!("/pkg/{portal}.css"),
+        ] {
+            assert!(html.contains(&file), "{path} names {file}: {html}");
+        }
+        assert!(
+            !html.contains(&format!("/pkg/{bundle}.js")),
+            "{path} loads only the portal: {html}"
+        );
+    }
+    let dashboard = app
+        .client
+        .get(app.url("/admin/webhook-dashboard"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(dashboard.contains(&format!("/pkg/{bundle}.js")), "{dashboard}");
+    assert!(!dashboard.contains("-portal"), "{dashboard}");
+
+    let wasm = app
+        .client
+        .get(app.url(&format!("/pkg/{portal}_bg.wasm")))
+        .header(ACCEPT_ENCODING, "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wasm.status(), 200);
+    assert_eq!(wasm.headers()[CONTENT_ENCODING], "br");
+    assert_eq!(wasm.headers()[CACHE_CONTROL], "public, max-age=31536000, immutable");
 }
