@@ -11,9 +11,14 @@ BINARYEN_VERSION := 132.0.0
 TOOLS := target/tools
 WASM_OPT := $(TOOLS)/node_modules/.bin/wasm-opt
 WASM_RAW := target/wasm32-unknown-unknown/wasm-release/frontend.wasm
-# The client portal's own bundle: its pages only (`portal-frontend`), so a portal user downloads no admin page.
+# The bundles of the areas that have their own (`app::Area`): the client portal's pages only (`portal-frontend`),
+# so a portal user downloads no admin page, and the dashboard's (`dashboard-frontend`).
 PORTAL_RAW := target/wasm32-unknown-unknown/wasm-release/portal_frontend.wasm
 PORTAL := $(NAME)-portal
+DASHBOARD_RAW := target/wasm32-unknown-unknown/wasm-release/dashboard_frontend.wasm
+DASHBOARD := $(NAME)-dashboard
+BUNDLES := $(PKG)/$(NAME)_bg.wasm $(PKG)/$(PORTAL)_bg.wasm $(PKG)/$(DASHBOARD)_bg.wasm
+STYLESHEETS := $(PKG)/$(NAME).css $(PKG)/$(PORTAL).css $(PKG)/$(DASHBOARD).css
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 # The product (app, server, the wire formats), the simulated ServiceM8 account, the tools, and the binary with the
 # system's integration tests.
@@ -34,9 +39,9 @@ FUZZ_FLAGS := --fuzz-dir fuzz --sanitizer none --debug-assertions
 all: build
 
 ## build: the server binary (target/release/sm8-webhooks) and the site (target/site), its bundles (the whole
-## site's, and the client portal's alone) named by their content and compressed (brotli, gzip) by
+## site's, the client portal's and the dashboard's) named by their content and compressed (brotli, gzip) by
 ## `sm8-webhooks pack-site`
-build: $(BIN) $(PKG)/$(NAME)_bg.wasm $(PKG)/$(PORTAL)_bg.wasm $(PKG)/$(NAME).css $(SITE)/.assets $(PKG)/.packed
+build: $(BIN) $(BUNDLES) $(STYLESHEETS) $(SITE)/.assets $(PKG)/.packed
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -49,11 +54,12 @@ tools: wasm-target
 $(BIN): FORCE
 	cargo build --release --locked -p $(NAME)
 
-# One cargo run builds both bundles, sharing the app crate's build.
+# One cargo run builds every bundle, sharing the app crate's build.
 $(WASM_RAW): FORCE | tools
-	cargo build --locked -p frontend -p portal-frontend --lib --target wasm32-unknown-unknown --profile wasm-release
+	cargo build --locked -p frontend -p portal-frontend -p dashboard-frontend --lib \
+		--target wasm32-unknown-unknown --profile wasm-release
 
-$(PORTAL_RAW): $(WASM_RAW) ;
+$(PORTAL_RAW) $(DASHBOARD_RAW): $(WASM_RAW) ;
 
 $(PKG)/$(NAME)_bg.wasm: $(WASM_RAW)
 	wasm-bindgen --target web --no-typescript --out-name $(NAME) --out-dir $(PKG) $(WASM_RAW)
@@ -63,13 +69,20 @@ $(PKG)/$(PORTAL)_bg.wasm: $(PORTAL_RAW)
 	wasm-bindgen --target web --no-typescript --out-name $(PORTAL) --out-dir $(PKG) $(PORTAL_RAW)
 	$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int $@ -o $@
 
+$(PKG)/$(DASHBOARD)_bg.wasm: $(DASHBOARD_RAW)
+	wasm-bindgen --target web --no-typescript --out-name $(DASHBOARD) --out-dir $(PKG) $(DASHBOARD_RAW)
+	$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int $@ -o $@
+
 # main.css first, then the stylesheets of each area (dashboard, portal, ...) in name order.
 $(PKG)/$(NAME).css: style/main.css $(filter-out style/main.css,$(wildcard style/*.css))
 	@mkdir -p $(PKG)
 	cat $^ > $@
-	cp $@ $(PKG)/$(PORTAL).css
 
-$(PKG)/.packed: $(BIN) $(PKG)/$(NAME)_bg.wasm $(PKG)/$(PORTAL)_bg.wasm $(PKG)/$(NAME).css
+# Each area's bundle has the site's stylesheet under its own name (Leptos names it after the bundle).
+$(PKG)/$(PORTAL).css $(PKG)/$(DASHBOARD).css: $(PKG)/$(NAME).css
+	cp $< $@
+
+$(PKG)/.packed: $(BIN) $(BUNDLES) $(STYLESHEETS)
 	$(BIN) pack-site --pkg $(PKG)
 	@touch $@
 
@@ -191,7 +204,8 @@ bench: build e2e-deps postgres
 lint: wasm-target
 	cargo fmt --all -- --check
 	cargo clippy --locked $(RUST_PACKAGES) --all-targets -- -D warnings
-	cargo clippy --locked --target wasm32-unknown-unknown -p frontend -p portal-frontend -p app --features app/hydrate -- -D warnings
+	cargo clippy --locked --target wasm32-unknown-unknown -p frontend -p portal-frontend -p dashboard-frontend -p app \
+		--features app/hydrate -- -D warnings
 
 fmt:
 	cargo fmt --all

@@ -29,15 +29,60 @@ use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 /// `sm8-webhooks.css`. `make build` then packs them as `sm8-webhooks.{hash}…`, the names pages use.
 pub const OUTPUT_NAME: &str = "sm8-webhooks";
 
-/// The name under `/pkg` of the client portal's own bundle, when the server has one: the portal's pages load it
-/// instead of the whole site's. The server provides it to every page's context.
-#[derive(Debug, Clone)]
-pub struct PortalBundle(pub String);
+/// The parts of the site with a browser bundle of their own, which holds their pages alone: a portal user
+/// downloads no admin page, and the dashboard none of the other admin pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    Portal,
+    Dashboard,
+}
+
+impl Area {
+    pub const ALL: [Area; 2] = [Area::Portal, Area::Dashboard];
+
+    /// What the area's bundle adds to the site bundle's name: `sm8-webhooks-portal`, `sm8-webhooks.{hash}-portal`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Area::Portal => "-portal",
+            Area::Dashboard => "-dashboard",
+        }
+    }
+
+    /// The area whose bundle a page at `path` loads, if not the whole site's.
+    pub fn of_path(path: &str) -> Option<Area> {
+        let under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if under("/portal") {
+            Some(Area::Portal)
+        } else if under("/admin/webhook-dashboard") {
+            Some(Area::Dashboard)
+        } else {
+            None
+        }
+    }
+}
+
+/// The names under `/pkg` of the areas' own bundles that the server has: their pages load them instead of the
+/// whole site's. The server provides it to every page's context.
+#[derive(Debug, Clone, Default)]
+pub struct AreaBundles(pub Vec<(Area, String)>);
+
+impl AreaBundles {
+    fn name_of(&self, area: Area) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(bundle_area, _)| *bundle_area == area)
+            .map(|(_, name)| name.clone())
+    }
+}
 
 /// The HTML document around every page.
 pub fn shell(mut options: LeptosOptions) -> impl IntoView {
-    if let Some(PortalBundle(portal)) = use_context::<PortalBundle>().filter(|_| on_portal_page()) {
-        options.output_name = portal.into();
+    let own_bundle = page_area().and_then(|area| use_context::<AreaBundles>()?.name_of(area));
+    if let Some(name) = own_bundle {
+        options.output_name = name.into();
     }
     view! {
         <!DOCTYPE html>
@@ -139,18 +184,15 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// Whether the page being rendered is one of the client portal's (`/portal` and below).
-fn on_portal_page() -> bool {
+/// The area of the page being rendered, if it has a bundle of its own.
+fn page_area() -> Option<Area> {
     #[cfg(feature = "ssr")]
     {
-        use_context::<http::request::Parts>().is_some_and(|parts| {
-            let path = parts.uri.path();
-            path == "/portal" || path.starts_with("/portal/")
-        })
+        use_context::<http::request::Parts>().and_then(|parts| Area::of_path(parts.uri.path()))
     }
     #[cfg(not(feature = "ssr"))]
     {
-        false
+        None
     }
 }
 
@@ -167,6 +209,35 @@ pub fn PortalApp() -> impl IntoView {
                 <Route
                     path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid"))
                     view=portal::PortalJobPage
+                    ssr=SsrMode::Async
+                />
+            </Routes>
+        </Router>
+    }
+}
+
+/// The webhook dashboard's pages alone (the events and one event), in the same frame as `App`'s; its links to the
+/// other admin pages load them from the server (`rel="external"`), with the site's bundle.
+#[component]
+pub fn DashboardApp() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Title text="SM8 Webhooks"/>
+        <Router>
+            <Routes fallback=NotFound>
+                <Route
+                    path=(StaticSegment("admin"), StaticSegment("webhook-dashboard"))
+                    view=dashboard::DashboardPage
+                    ssr=SsrMode::Async
+                />
+                <Route
+                    path=(
+                        StaticSegment("admin"),
+                        StaticSegment("webhook-dashboard"),
+                        StaticSegment("events"),
+                        ParamSegment("id"),
+                    )
+                    view=dashboard::EventPage
                     ssr=SsrMode::Async
                 />
             </Routes>
@@ -210,10 +281,36 @@ pub fn hydrate_portal() {
     mark_hydrated();
 }
 
+/// Entry point of the webhook dashboard's browser bundle.
+#[cfg(feature = "hydrate")]
+pub fn hydrate_dashboard() {
+    leptos::mount::hydrate_body(DashboardApp);
+    mark_hydrated();
+}
+
 #[cfg(feature = "hydrate")]
 fn mark_hydrated() {
     // Browser tests wait for this marker instead of guessing when the page became interactive.
     if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
         let _ = body.set_attribute("data-hydrated", "true");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Area;
+
+    #[test]
+    fn a_page_loads_the_bundle_of_the_area_its_path_is_under() {
+        assert_eq!(Area::of_path("/portal"), Some(Area::Portal));
+        assert_eq!(Area::of_path("/portal/jobs/j1"), Some(Area::Portal));
+        assert_eq!(Area::of_path("/portals"), None);
+        assert_eq!(Area::of_path("/admin/webhook-dashboard"), Some(Area::Dashboard));
+        assert_eq!(
+            Area::of_path("/admin/webhook-dashboard/events/e1"),
+            Some(Area::Dashboard)
+        );
+        assert_eq!(Area::of_path("/admin/rules"), None);
+        assert_eq!(Area::of_path("/"), None);
     }
 }

@@ -53,6 +53,27 @@ test('a posted webhook changes the dashboard without a reload', async ({ page, r
   await expect(page.locator('[data-stat="total"]')).toHaveText(String(total + 1));
 });
 
+test("the dashboard loads its own bundle and its nav opens the other admin pages, which load the site's", async ({
+  page,
+}) => {
+  const bundles: string[] = [];
+  page.on('request', (sent) => sent.url().endsWith('.wasm') && bundles.push(new URL(sent.url()).pathname));
+  await signIn(page);
+  expect(bundles.length, 'the dashboard loaded a bundle').toBeGreaterThan(0);
+  expect(bundles.filter((path) => !path.endsWith('-dashboard_bg.wasm')), "only the dashboard's own").toEqual([]);
+
+  const nav = page.getByRole('navigation', { name: 'Administration' });
+  await nav.getByRole('link', { name: 'Destinations' }).click();
+  await expect(page).toHaveURL(`${baseUrl()}/admin/destinations`);
+  await expect(page.getByRole('heading', { name: 'Destinations', exact: true })).toBeVisible();
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  expect(bundles.some((path) => /sm8-webhooks\.[0-9a-f]{16}_bg\.wasm$/.test(path)), "the site's bundle").toBe(true);
+
+  await nav.getByRole('link', { name: 'Events' }).click();
+  await expect(page).toHaveURL(`${baseUrl()}/admin/webhook-dashboard`);
+  await expect(page.getByRole('heading', { name: 'Statistics' })).toBeVisible();
+});
+
 test('the table filters by object type, event type and uuid, and pages through older events', async ({ page, request }) => {
   const run = Date.now();
   const company = await postSignedWebhook(request, { object_type: 'Company', object_uuid: `co-${run}`, event_type: 'created', changes: { name: 'Acme' } });

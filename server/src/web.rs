@@ -16,7 +16,7 @@ use app::error::AppError;
 use app::outbound::api::OutboundBackend;
 use app::portal::api::PortalBackend;
 use app::realtime::RealtimeBackend;
-use app::PortalBundle;
+use app::AreaBundles;
 use app::{shell, App};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -42,7 +42,7 @@ use crate::throttle::{client_address, RetryAfter, Throttles};
 pub fn router(site_root: &Path, backend: Arc<ServerBackend>, throttles: Arc<Throttles>) -> Router {
     let pkg = site_root.join("pkg");
     let bundle = assets::bundle_name(&pkg);
-    let portal = assets::portal_bundle_name(&pkg, &bundle).map(PortalBundle);
+    let areas = assets::area_bundles(&pkg, &bundle);
     let options = LeptosOptions::builder()
         .output_name(bundle.as_str())
         .site_root(site_root.to_string_lossy().into_owned())
@@ -56,8 +56,8 @@ pub fn router(site_root: &Path, backend: Arc<ServerBackend>, throttles: Arc<Thro
             &options,
             routes,
             {
-                let portal = portal.clone();
-                move || provide_page_context(&backend, &portal)
+                let areas = areas.clone();
+                move || provide_page_context(&backend, &areas)
             },
             {
                 let options = options.clone();
@@ -67,7 +67,7 @@ pub fn router(site_root: &Path, backend: Arc<ServerBackend>, throttles: Arc<Thro
         .fallback(leptos_axum::file_and_error_handler_with_context(
             {
                 let backend = backend_for_errors;
-                move || provide_page_context(&backend, &portal)
+                move || provide_page_context(&backend, &areas)
             },
             shell,
         ))
@@ -177,11 +177,9 @@ const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// What every page render and server function finds in its context: the backends (dashboard, directory, portal,
 /// realtime), the nonce of the page's scripts (the one its `Content-Security-Policy` names,
-/// `security_headers::ScriptNonce`), and the portal's own bundle when there is one.
-fn provide_page_context(backend: &Arc<ServerBackend>, portal: &Option<PortalBundle>) {
-    if let Some(portal) = portal {
-        provide_context(portal.clone());
-    }
+/// `security_headers::ScriptNonce`), and the bundles of the areas that have their own.
+fn provide_page_context(backend: &Arc<ServerBackend>, areas: &AreaBundles) {
+    provide_context(areas.clone());
     let nonce = use_context::<Parts>().and_then(|parts| parts.extensions.get::<ScriptNonce>().cloned());
     if let Some(ScriptNonce(nonce)) = nonce {
         provide_context(Nonce::from_value(nonce));

@@ -43,7 +43,7 @@ pub fn AlertBanner() -> impl IntoView {
                                 let id = alert.id.clone();
                                 view! {
                                     <li data-alert-kind=alert.kind.as_str()>
-                                        <a href="/admin/alerts">{alert.title.clone()}</a>
+                                        <a href="/admin/alerts" rel="external">{alert.title.clone()}</a>
                                         ": " {alert.summary.clone().unwrap_or_default()}
                                         {admin.then(|| view! {
                                             " "

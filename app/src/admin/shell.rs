@@ -146,20 +146,21 @@ fn AccountSwitcher(visitor: Visitor, choose: ServerAction<ChooseAccount>) -> imp
     }
 }
 
-/// The admin pages beside the dashboard.
+/// The admin pages beside the dashboard. Those outside the dashboard are loaded from the server
+/// (`rel="external"`): the dashboard's own bundle (`app::Area::Dashboard`) does not hold them.
 #[component]
 fn AdminNav(instance_owner: bool) -> impl IntoView {
     view! {
         <nav class="admin-nav" aria-label="Administration">
             <a href="/admin/webhook-dashboard">"Events"</a>
-            <a href="/admin/rules">"Rules"</a>
-            <a href="/admin/destinations">"Destinations"</a>
-            <a href="/admin/alerts">"Alerts"</a>
-            <a href="/admin/analytics">"Analytics"</a>
-            <a href="/admin/accounts">{if instance_owner { "Accounts" } else { "Account" }}</a>
-            <a href="/admin/users">"Users"</a>
-            <a href="/admin/tokens">"API tokens"</a>
-            <a href="/admin/audit">"Audit"</a>
+            <a href="/admin/rules" rel="external">"Rules"</a>
+            <a href="/admin/destinations" rel="external">"Destinations"</a>
+            <a href="/admin/alerts" rel="external">"Alerts"</a>
+            <a href="/admin/analytics" rel="external">"Analytics"</a>
+            <a href="/admin/accounts" rel="external">{if instance_owner { "Accounts" } else { "Account" }}</a>
+            <a href="/admin/users" rel="external">"Users"</a>
+            <a href="/admin/tokens" rel="external">"API tokens"</a>
+            <a href="/admin/audit" rel="external">"Audit"</a>
         </nav>
     }
 }
@@ -170,7 +171,7 @@ fn NoAccount(instance_owner: bool) -> impl IntoView {
         <section class="card narrow">
             <h2>"No account yet"</h2>
             {if instance_owner {
-                view! { <p>"Create the first account on the "<a href="/admin/accounts">"Accounts page"</a>"."</p> }
+                view! { <p>"Create the first account on the "<a href="/admin/accounts" rel="external">"Accounts page"</a>"."</p> }
                     .into_any()
             } else {
                 view! { <p class="muted">"You belong to no account yet: ask an owner of one to invite you."</p> }

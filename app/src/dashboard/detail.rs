@@ -165,7 +165,7 @@ fn Deliveries(deliveries: EventDeliveries, event_id: String) -> impl IntoView {
         <section class="card" aria-labelledby="deliveries-title">
             <div class="section-head">
                 <h2 id="deliveries-title">"Deliveries"</h2>
-                <a href=format!("/admin/rules?event={event_id}")>"Test a rule against this event"</a>
+                <a href=format!("/admin/rules?event={event_id}") rel="external">"Test a rule against this event"</a>
             </div>
             <Transition fallback=|| view! { <p class="muted">"Loading deliveries…"</p> }>
                 {move || deliveries.get().map(|found| match found {
@@ -198,7 +198,7 @@ fn DeliveriesTable(list: Vec<DeliveryView>) -> impl IntoView {
                     {list.into_iter().map(|delivery| view! {
                         <tr data-delivery-id=delivery.id.clone()>
                             <td>
-                                <a href=delivery_log_href(&delivery.destination_id, Some(&delivery.id))>
+                                <a href=delivery_log_href(&delivery.destination_id, Some(&delivery.id)) rel="external">
                                     {delivery.destination_name}
                                 </a>
                             </td>

@@ -5,8 +5,9 @@
 //!
 //! The three files share one name, `sm8-webhooks.{hash}`, the hash taken over all three: the server finds it by
 //! the one `.js` of that shape in the directory (`server::web`), and Leptos derives the script's, the bundle's
-//! and the stylesheet's names from it. The client portal's own bundle, when built (`sm8-webhooks-portal.js`,
-//! `_bg.wasm`, `.css`), joins the set as `sm8-webhooks.{hash}-portal…`. Packed sets of earlier builds are removed.
+//! and the stylesheet's names from it. The bundles of the areas that have their own (`app::Area`), when built
+//! (`sm8-webhooks-portal.js`, `_bg.wasm`, `.css`; `sm8-webhooks-dashboard…`), join the set as
+//! `sm8-webhooks.{hash}-portal…`. Packed sets of earlier builds are removed.
 
 use std::fs;
 use std::io::Write;
@@ -46,14 +47,16 @@ pub fn run_cli(args: PackSiteArgs) -> anyhow::Result<()> {
 
 /// Packs the bundle named `name` in `pkg`.
 pub fn pack(pkg: &Path, name: &str) -> anyhow::Result<Packed> {
-    let portal = format!("{name}-portal");
     let mut sources = vec![format!("{name}.js"), format!("{name}_bg.wasm"), format!("{name}.css")];
-    if pkg.join(format!("{portal}.js")).is_file() {
-        sources.extend([
-            format!("{portal}.js"),
-            format!("{portal}_bg.wasm"),
-            format!("{portal}.css"),
-        ]);
+    for area in app::Area::ALL {
+        let area_bundle = format!("{name}{}", area.suffix());
+        if pkg.join(format!("{area_bundle}.js")).is_file() {
+            sources.extend([
+                format!("{area_bundle}.js"),
+                format!("{area_bundle}_bg.wasm"),
+                format!("{area_bundle}.css"),
+            ]);
+        }
     }
     let mut hasher = Sha256::new();
     let mut contents = Vec::with_capacity(sources.len());
@@ -204,27 +207,39 @@ mod tests {
     }
 
     #[test]
-    fn the_portals_bundle_joins_the_set_under_its_name() {
+    fn each_areas_bundle_joins_the_set_under_its_name() {
         let dir = tempfile::TempDir::new().unwrap();
         bundle(dir.path(), "export function hydrate() {}");
         let alone = pack(dir.path(), "sm8-webhooks").unwrap();
-        fs::write(
-            dir.path().join("sm8-webhooks-portal.js"),
-            "export function hydrate() {}",
-        )
-        .unwrap();
-        fs::write(dir.path().join("sm8-webhooks-portal_bg.wasm"), b"\0asm portal").unwrap();
-        fs::write(dir.path().join("sm8-webhooks-portal.css"), "main {}").unwrap();
+        for area in ["portal", "dashboard"] {
+            let area_bundle = format!("sm8-webhooks-{area}");
+            fs::write(
+                dir.path().join(format!("{area_bundle}.js")),
+                "export function hydrate() {}",
+            )
+            .unwrap();
+            fs::write(
+                dir.path().join(format!("{area_bundle}_bg.wasm")),
+                format!("\0asm {area}"),
+            )
+            .unwrap();
+            fs::write(dir.path().join(format!("{area_bundle}.css")), "main {}").unwrap();
+        }
         let packed = pack(dir.path(), "sm8-webhooks").unwrap();
-        assert_ne!(packed.name, alone.name, "the portal's files are part of the hash");
-        assert_eq!(packed.files.len(), 18);
+        assert_ne!(packed.name, alone.name, "the areas' files are part of the hash");
+        assert_eq!(packed.files.len(), 27);
         let left = names(dir.path());
-        for file in ["-portal.js", "-portal_bg.wasm.br", "-portal.css.gz"] {
+        for file in [
+            "-portal.js",
+            "-portal_bg.wasm.br",
+            "-dashboard.css.gz",
+            "-dashboard_bg.wasm",
+        ] {
             assert!(left.contains(&format!("{}{file}", packed.name)), "{file}: {left:?}");
         }
         assert!(
             left.contains(&"sm8-webhooks-portal.js".to_owned()),
-            "the unpacked portal stays: {left:?}"
+            "the unpacked bundles stay: {left:?}"
         );
         assert!(left.iter().all(|name| !name.starts_with(&alone.name)), "{left:?}");
     }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use app::OUTPUT_NAME;
+use app::{Area, AreaBundles, OUTPUT_NAME};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
@@ -28,7 +28,7 @@ pub fn bundle_name(pkg: &Path) -> String {
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             let stem = name.strip_suffix(".js")?;
-            if stem.ends_with(PORTAL_SUFFIX) {
+            if Area::ALL.iter().any(|area| stem.ends_with(area.suffix())) {
                 return None;
             }
             stem.strip_prefix(&prefix)?;
@@ -39,13 +39,16 @@ pub fn bundle_name(pkg: &Path) -> String {
     newest.map_or_else(|| OUTPUT_NAME.to_owned(), |(_, stem)| stem)
 }
 
-/// What the client portal's own bundle adds to the site bundle's name (`sm8-webhooks.{hash}-portal`).
-const PORTAL_SUFFIX: &str = "-portal";
-
-/// The client portal's bundle beside the site bundle `bundle`, if it was built: `{bundle}-portal`.
-pub fn portal_bundle_name(pkg: &Path, bundle: &str) -> Option<String> {
-    let portal = format!("{bundle}{PORTAL_SUFFIX}");
-    pkg.join(format!("{portal}.js")).is_file().then_some(portal)
+/// The bundles of the areas that have their own beside the site bundle `bundle`, those that were built:
+/// `{bundle}-portal`, `{bundle}-dashboard`.
+pub fn area_bundles(pkg: &Path, bundle: &str) -> AreaBundles {
+    AreaBundles(
+        Area::ALL
+            .into_iter()
+            .map(|area| (area, format!("{bundle}{}", area.suffix())))
+            .filter(|(_, name)| pkg.join(format!("{name}.js")).is_file())
+            .collect(),
+    )
 }
 
 /// Serves `pkg` under `/pkg`, each packed file of the bundle `bundle` cached for ever.
@@ -67,7 +70,7 @@ async fn cache_control(State(Packed(bundle)): State<Packed>, request: Request, n
         let packed = bundle != OUTPUT_NAME
             && file
                 .strip_prefix(&bundle)
-                .is_some_and(|rest| rest.starts_with(['.', '_']) || rest.starts_with(PORTAL_SUFFIX));
+                .is_some_and(|rest| rest.starts_with(['.', '_', '-']));
         let value = if packed { IMMUTABLE } else { REVALIDATE };
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
@@ -85,26 +88,34 @@ mod tests {
         std::fs::write(pkg.join(name), b"x").unwrap();
     }
 
+    fn names(bundles: AreaBundles) -> Vec<(Area, String)> {
+        bundles.0
+    }
+
     #[test]
-    fn the_portal_bundle_is_found_beside_the_site_bundle_and_never_taken_for_it() {
+    fn the_areas_bundles_are_found_beside_the_site_bundle_and_never_taken_for_it() {
         let folder = tempfile::TempDir::new().unwrap();
         let pkg = folder.path();
         touch(pkg, "sm8-webhooks.js");
         touch(pkg, "sm8-webhooks-portal.js");
         assert_eq!(bundle_name(pkg), "sm8-webhooks");
         assert_eq!(
-            portal_bundle_name(pkg, "sm8-webhooks").as_deref(),
-            Some("sm8-webhooks-portal")
+            names(area_bundles(pkg, "sm8-webhooks")),
+            vec![(Area::Portal, "sm8-webhooks-portal".to_owned())]
         );
 
         touch(pkg, "sm8-webhooks.0123456789abcdef-portal.js");
+        touch(pkg, "sm8-webhooks.0123456789abcdef-dashboard.js");
         touch(pkg, "sm8-webhooks.0123456789abcdef.js");
         let bundle = bundle_name(pkg);
         assert_eq!(bundle, "sm8-webhooks.0123456789abcdef");
         assert_eq!(
-            portal_bundle_name(pkg, &bundle).as_deref(),
-            Some("sm8-webhooks.0123456789abcdef-portal")
+            names(area_bundles(pkg, &bundle)),
+            vec![
+                (Area::Portal, "sm8-webhooks.0123456789abcdef-portal".to_owned()),
+                (Area::Dashboard, "sm8-webhooks.0123456789abcdef-dashboard".to_owned()),
+            ]
         );
-        assert_eq!(portal_bundle_name(folder.path(), "sm8-webhooks.ffffffffffffffff"), None);
+        assert!(names(area_bundles(pkg, "sm8-webhooks.ffffffffffffffff")).is_empty());
     }
 }

@@ -1,5 +1,5 @@
-//! The browser bundles: the size of the site's WASM (every page; the dashboard loads it) and of the client
-//! portal's own (its pages alone), raw and gzip (level 9), and of the JS glue, as `make build` leaves them in
+//! The browser bundles: the size of the site's WASM (every page) and of the dashboard's and the client portal's
+//! own (their pages alone), raw and gzip (level 9), and of the JS glue, as `make build` leaves them in
 //! `target/site/pkg`; what a browser is sent of each WASM (the packed bundle's brotli file, which the server
 //! sends to every browser that accepts `br`); and two first renders in Chromium by `end2end/bench/first-render.mjs`,
 //! navigation start to the hydrated page (`body[data-hydrated="true"]`) and to the first contentful paint, median
@@ -23,9 +23,9 @@ use serde_json::json;
 use super::harness::{self, Databases};
 use super::report::{Figure, Outcome, ScenarioReport, Target};
 use super::Settings;
+use app::{Area, OUTPUT_NAME};
 
 const WASM: &str = "pkg/sm8-webhooks_bg.wasm";
-const PORTAL_WASM: &str = "pkg/sm8-webhooks-portal_bg.wasm";
 const JS: &str = "pkg/sm8-webhooks.js";
 const SCRIPT: &str = "end2end/bench/first-render.mjs";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -62,47 +62,55 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
     }
     let wasm = sizes(&wasm_path)?;
     report.push(Figure::info(
-        "site WASM raw (the dashboard's)",
+        "site WASM raw (every page)",
         wasm.raw as f64 / 1000.0,
         "kB",
     ));
-    report.push(Figure::against(
-        "site WASM gzip (the dashboard's)",
+    report.push(Figure::info(
+        "site WASM gzip (every page)",
         wasm.gzip as f64 / 1000.0,
         "kB",
-        Target::Below(400.0),
     ));
     report.detail("wasm", wasm);
-    match sizes(&site.join(PORTAL_WASM)) {
-        Ok(portal) => {
-            report.push(Figure::info("portal WASM raw", portal.raw as f64 / 1000.0, "kB"));
-            report.push(Figure::against(
-                "portal WASM gzip",
-                portal.gzip as f64 / 1000.0,
-                "kB",
-                Target::Below(250.0),
-            ));
-            report.detail("portal_wasm", portal);
-            println!(
-                "  portal WASM {} kB raw, {} kB gzip",
-                portal.raw / 1000,
-                portal.gzip / 1000
-            );
-        }
-        Err(_) => {
-            report.note("the portal's own bundle is missing (`make build` builds it): portal pages load the site's")
-        }
-    }
+    println!("  site WASM {} kB raw, {} kB gzip", wasm.raw / 1000, wasm.gzip / 1000);
     let bundle = server::web::bundle_name(&site.join("pkg"));
-    for (label, name) in [("site", bundle.clone()), ("portal", format!("{bundle}-portal"))] {
+    let mut sent = vec![("site", bundle.clone())];
+    for (area, label, below_kb) in [(Area::Dashboard, "dashboard", 400.0), (Area::Portal, "portal", 250.0)] {
+        let unpacked = format!("pkg/{OUTPUT_NAME}{}_bg.wasm", area.suffix());
+        let Ok(area_wasm) = sizes(&site.join(unpacked)) else {
+            report.note(format!(
+                "the {label}'s own bundle is missing (`make build` builds it): its pages load the site's"
+            ));
+            continue;
+        };
+        report.push(Figure::info(
+            format!("{label} WASM raw"),
+            area_wasm.raw as f64 / 1000.0,
+            "kB",
+        ));
+        report.push(Figure::against(
+            format!("{label} WASM gzip"),
+            area_wasm.gzip as f64 / 1000.0,
+            "kB",
+            Target::Below(below_kb),
+        ));
+        report.detail(&format!("{label}_wasm"), area_wasm);
+        println!(
+            "  {label} WASM {} kB raw, {} kB gzip",
+            area_wasm.raw / 1000,
+            area_wasm.gzip / 1000
+        );
+        sent.push((label, format!("{bundle}{}", area.suffix())));
+    }
+    for (label, name) in sent {
         match std::fs::metadata(site.join("pkg").join(format!("{name}_bg.wasm.br"))) {
-            Ok(sent) => {
+            Ok(brotli) => {
                 report.push(Figure::info(
                     format!("{label} WASM as sent (brotli)"),
-                    sent.len() as f64 / 1000.0,
+                    brotli.len() as f64 / 1000.0,
                     "kB",
                 ));
-                report.detail(&format!("{label}_wasm_sent_brotli"), sent.len());
+                report.detail(&format!("{label}_wasm_sent_brotli"), brotli.len());
             }
             Err(_) => report.note(format!(
                 "the {label} bundle is not packed (`make build` packs it): no compressed form is sent"
@@ -113,7 +121,6 @@ pub async fn run(settings: &Settings, databases: &Databases, report: &mut Scenar
         report.push(Figure::info("JS glue gzip", js.gzip as f64 / 1000.0, "kB"));
         report.detail("js", js);
     }
-    println!("  WASM {} kB raw, {} kB gzip", wasm.raw / 1000, wasm.gzip / 1000);
 
     if let Some(missing) = first_render_missing() {
         report.note(format!("first render not measured: {missing}"));

@@ -117,48 +117,53 @@ async fn what_is_not_packed_is_revalidated_and_a_missing_file_is_not_found() {
     assert_eq!(missing.status(), 404);
 }
 
-#[tokio::test]
-async fn portal_pages_load_the_portals_own_bundle_and_every_other_page_the_sites() {
-    let (app, bundle, _site) =
-        serving_packed_bundles("export function hydrate() {}", &["sm8-webhooks", "sm8-webhooks-portal"]).await;
-    let portal = format!("{bundle}-portal");
-    for path in ["/portal", "/portal/jobs/not-a-job"] {
-        let html = app
-            .client
-            .get(app.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        for file in [
-            format!("/pkg/{portal}.js"),
-            format!("/pkg/{portal}_bg.wasm"),
-            format!("/pkg/{portal}.css"),
-        ] {
-            assert!(html.contains(&file), "{path} names {file}: {html}");
-        }
-        assert!(
-            !html.contains(&format!("/pkg/{bundle}.js")),
-            "{path} loads only the portal: {html}"
-        );
-    }
-    let dashboard = app
-        .client
-        .get(app.url("/admin/webhook-dashboard"))
+/// The page at `path` as HTML.
+async fn page(app: &TestApp, path: &str) -> String {
+    app.client
+        .get(app.url(path))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    assert!(dashboard.contains(&format!("/pkg/{bundle}.js")), "{dashboard}");
-    assert!(!dashboard.contains("-portal"), "{dashboard}");
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_portal_and_the_dashboard_load_their_own_bundles_and_every_other_page_the_sites() {
+    let (app, bundle, _site) = serving_packed_bundles(
+        "export function hydrate() {}",
+        &["sm8-webhooks", "sm8-webhooks-portal", "sm8-webhooks-dashboard"],
+    )
+    .await;
+    for (path, own) in [
+        ("/portal", "-portal"),
+        ("/portal/jobs/not-a-job", "-portal"),
+        ("/admin/webhook-dashboard", "-dashboard"),
+        ("/admin/webhook-dashboard/events/not-an-event", "-dashboard"),
+        ("/admin/rules", ""),
+        ("/", ""),
+    ] {
+        let html = page(&app, path).await;
+        let name = format!("{bundle}{own}");
+        for file in [
+            format!("/pkg/{name}.js"),
+            format!("/pkg/{name}_bg.wasm"),
+            format!("/pkg/{name}.css"),
+        ] {
+            assert!(html.contains(&file), "{path} names {file}: {html}");
+        }
+        for other in ["", "-portal", "-dashboard"].into_iter().filter(|other| *other != own) {
+            assert!(
+                !html.contains(&format!("/pkg/{bundle}{other}.js")),
+                "{path} loads no other bundle than {name}: {html}"
+            );
+        }
+    }
 
     let wasm = app
         .client
-        .get(app.url(&format!("/pkg/{portal}_bg.wasm")))
+        .get(app.url(&format!("/pkg/{bundle}-portal_bg.wasm")))
         .header(ACCEPT_ENCODING, "br")
         .send()
         .await
