@@ -40,7 +40,7 @@ where
 {
     async fn ensure_alerts(&self, alerts: &[NewAlert]) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
-        let mut transaction = writer.begin().await?;
+        let mut transaction = writer.begin_with(Self::BEGIN_WRITE).await?;
         for alert in alerts {
             sqlx::query(
                 "INSERT INTO alerts (id, account, kind, settings, renotify_minutes, updated_at)
@@ -97,7 +97,7 @@ where
     async fn apply_alert_step(&self, step: &AlertStep) -> Result<bool, StoreError> {
         let standing = &step.standing;
         let mut writer = self.writer().await?;
-        let mut transaction = writer.begin().await?;
+        let mut transaction = writer.begin_with(Self::BEGIN_WRITE).await?;
         let updated = sqlx::query(
             "UPDATE alerts SET state = $4, summary = $5, firing_since = $6, last_notified_at = $7,
                  acknowledged_at = $8, acknowledged_by = $9, silenced_until = $10, version = version + 1,

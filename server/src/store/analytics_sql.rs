@@ -86,7 +86,7 @@ where
             let until = pass.until.min(from + DAY_MS).max(from);
             let window = read_window(self, account, from, until).await?;
             let mut writer = self.writer().await?;
-            let mut transaction = writer.begin().await?;
+            let mut transaction = writer.begin_with(Self::BEGIN_WRITE).await?;
             // The watermark moves first: a second pass over the same window (another node's) waits here for this
             // one's commit, then finds the watermark moved and adds nothing.
             let moved = match watermark {

@@ -170,7 +170,7 @@ where
 
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
         let mut writer = self.writer().await?;
-        let mut transaction = writer.begin().await?;
+        let mut transaction = writer.begin_with(Self::BEGIN_WRITE).await?;
         for sql in [
             "DELETE FROM memberships WHERE user_id = $1",
             "DELETE FROM api_tokens WHERE user_id = $1",
@@ -471,7 +471,7 @@ where
 
     async fn replace_sealed_values(&self, values: &[SealedValue]) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
-        let mut transaction = writer.begin().await?;
+        let mut transaction = writer.begin_with(Self::BEGIN_WRITE).await?;
         for value in values {
             if value.context == crate::sealing::CHECK_CONTEXT {
                 sqlx::query("UPDATE settings SET value = $1 WHERE key = $2")

@@ -16,6 +16,12 @@ use super::{AttemptTiming, BudgetGrant, BudgetLimits, Claim, ClaimedEvent, Compl
 pub trait Engine: Send + Sync + 'static {
     type Db: Database<QueryResult: RowsAffected>;
 
+    /// How a write transaction begins. On SQLite `BEGIN IMMEDIATE`, which takes the write lock at once, waiting in
+    /// the busy handler while another process on the file (a command-line tool) writes: a deferred transaction that
+    /// read first fails at its first write with "database is locked" if that process committed meanwhile. Within
+    /// the server the one writer connection already takes turns, so it costs nothing there.
+    const BEGIN_WRITE: &'static str;
+
     /// Where reads go: in SQLite's WAL mode they see the last commit and never wait for the writer.
     fn readers(&self) -> &Pool<Self::Db>;
 

@@ -102,7 +102,7 @@ where
 
     async fn delete_destination(&self, account: &str, id: &str, now: i64) -> Result<Option<u64>, StoreError> {
         let mut writer = self.writer().await?;
-        let mut transaction = writer.begin().await?;
+        let mut transaction = writer.begin_with(Self::BEGIN_WRITE).await?;
         let failed = sqlx::query(
             "UPDATE deliveries SET status = 'failed', last_error = $3, finished_at = $4, lease_owner = NULL,
                  lease_until = NULL, claimed_at = NULL
@@ -250,7 +250,7 @@ where
 
     async fn delete_rule(&self, account: &str, id: &str) -> Result<bool, StoreError> {
         let mut writer = self.writer().await?;
-        let mut transaction = writer.begin().await?;
+        let mut transaction = writer.begin_with(Self::BEGIN_WRITE).await?;
         let position: Option<i64> =
             sqlx::query_scalar("DELETE FROM rules WHERE account = $1 AND id = $2 RETURNING position")
                 .bind(account)
@@ -286,7 +286,7 @@ where
 
     async fn reorder_rules(&self, account: &str, ids: &[String], now: i64) -> Result<RuleOrder, StoreError> {
         let mut writer = self.writer().await?;
-        let mut transaction = writer.begin().await?;
+        let mut transaction = writer.begin_with(Self::BEGIN_WRITE).await?;
         let mut stored: Vec<String> = sqlx::query_scalar("SELECT id FROM rules WHERE account = $1")
             .bind(account)
             .fetch_all(&mut *transaction)
@@ -313,7 +313,7 @@ where
 
     async fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> Result<u64, StoreError> {
         let mut writer = self.writer().await?;
-        let mut transaction = writer.begin().await?;
+        let mut transaction = writer.begin_with(Self::BEGIN_WRITE).await?;
         let stored = insert_deliveries::<E::Db>(&mut transaction, deliveries).await?;
         transaction.commit().await?;
         Ok(stored)
@@ -321,7 +321,7 @@ where
 
     async fn claim_deliveries(&self, claim: &DeliveryClaim<'_>) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let mut writer = self.writer().await?;
-        let mut transaction = writer.begin().await?;
+        let mut transaction = writer.begin_with(Self::BEGIN_WRITE).await?;
         // The rows picked stay locked (PostgreSQL) or out of any other claim's sight (SQLite's one writer) until
         // the transaction ends, so the statements after it take exactly these.
         let ids: Vec<String> = sqlx::query_scalar(&pick_due_sql(&self.skip_locked("d")))
@@ -352,7 +352,7 @@ where
 
     async fn finish_deliveries(&self, finishes: &[DeliveryFinish]) -> Result<Vec<bool>, StoreError> {
         let mut writer = self.writer().await?;
-        let mut transaction = writer.begin().await?;
+        let mut transaction = writer.begin_with(Self::BEGIN_WRITE).await?;
         let mut held = Vec::with_capacity(finishes.len());
         for DeliveryFinish {
             delivery,

@@ -37,6 +37,7 @@ impl PostgresStore {
 #[async_trait]
 impl Engine for PostgresStore {
     type Db = Postgres;
+    const BEGIN_WRITE: &'static str = "BEGIN";
 
     fn readers(&self) -> &PgPool {
         &self.pool

@@ -84,7 +84,7 @@ where
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Insertion>, StoreError> {
         let mut writer = self.writer().await?;
-        let mut transaction = writer.begin().await?;
+        let mut transaction = writer.begin_with(Self::BEGIN_WRITE).await?;
         let insertions = batch::insert_events::<E::Db>(&mut transaction, events).await?;
         transaction.commit().await?;
         self.synced(writer).await?;

@@ -12,9 +12,11 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::store::budget::{day_window, API_PAUSE_SQL, FORGET_ENDED_WINDOWS_SQL, FORGET_OLD_REQUESTS_SQL};
 use crate::store::budget_ledger::{BudgetLedger, StoredBudget, UnsavedBudget};
+use crate::store::engine::Engine;
 use crate::store::now_millis;
 use crate::store::placeholders::{for_engine, value_rows};
 use crate::store::queue::MINUTE_MS;
+use crate::store::SqliteStore;
 
 /// How often counted requests are written, and how soon other processes' requests are seen.
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -74,7 +76,13 @@ impl BudgetSaver {
         let now = now_millis();
         let mut pending = self.ledger.take_unsaved(now).into_iter();
         while let Some(unsaved) = pending.next() {
-            match self.save_account(&unsaved, now).await {
+            // An account with nothing new is only read back: the database is not written while idle.
+            let saved = if unsaved.requests.is_empty() {
+                self.read_account(&unsaved, now).await
+            } else {
+                self.save_account(&unsaved, now).await
+            };
+            match saved {
                 Ok(stored) => self.ledger.saved(&unsaved.account, &unsaved.day_key, stored),
                 Err(error) => {
                     // Counted all the same: they wait for the next save.
@@ -87,9 +95,22 @@ impl BudgetSaver {
         Ok(())
     }
 
+    async fn read_account(&self, unsaved: &UnsavedBudget, now: i64) -> Result<StoredBudget, sqlx::Error> {
+        let mut writer = self.writer.acquire().await?;
+        read_back(
+            &mut writer,
+            &unsaved.account,
+            &unsaved.day_key,
+            now,
+            Some(unsaved.minute_count),
+            unsaved.keep,
+        )
+        .await
+    }
+
     async fn save_account(&self, unsaved: &UnsavedBudget, now: i64) -> Result<StoredBudget, sqlx::Error> {
         let mut writer = self.writer.acquire().await?;
-        let mut transaction = sqlx::Connection::begin(&mut *writer).await?;
+        let mut transaction = sqlx::Connection::begin_with(&mut *writer, <SqliteStore as Engine>::BEGIN_WRITE).await?;
         sqlx::query(FORGET_OLD_REQUESTS_SQL)
             .bind(&unsaved.account)
             .bind(now - MINUTE_MS)

@@ -5,6 +5,9 @@
 use std::sync::Mutex;
 
 use sqlx::{Connection, SqliteConnection};
+
+use super::super::engine::Engine;
+use super::SqliteStore;
 use tokio::sync::oneshot;
 
 use super::super::batch::insert_deliveries;
@@ -71,7 +74,7 @@ impl FinishQueue {
 
 /// Commits `finishes` in one transaction; how many events of each were finished.
 async fn commit(writer: &mut SqliteConnection, finishes: &[Finish]) -> Result<Vec<u64>, StoreError> {
-    let mut tx = writer.begin().await?;
+    let mut tx = writer.begin_with(<SqliteStore as Engine>::BEGIN_WRITE).await?;
     let mut counts = Vec::with_capacity(finishes.len());
     for finish in finishes {
         let count =

@@ -141,6 +141,7 @@ fn wal_file(database: &Path) -> PathBuf {
 #[async_trait]
 impl Engine for SqliteStore {
     type Db = Sqlite;
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
     fn readers(&self) -> &SqlitePool {
         &self.readers

@@ -2,6 +2,9 @@
 
 use sqlx::{Connection, SqliteConnection};
 
+use super::super::engine::Engine;
+use super::SqliteStore;
+
 use super::super::queue::{Claim, Release, Whose, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, RELEASE_SET};
 use super::super::{in_change_order, ClaimedEvent, ClaimedRow, StoreError, CLAIMED_COLUMNS, MAX_CLAIMED_EVENTS};
 
@@ -47,7 +50,7 @@ pub(super) async fn release_claims(
     connection: &mut SqliteConnection,
     release: &Release<'_>,
 ) -> Result<u64, StoreError> {
-    let mut tx = connection.begin().await?;
+    let mut tx = connection.begin_with(<SqliteStore as Engine>::BEGIN_WRITE).await?;
     // The writer is held: both statements see the same claims.
     let condition = release.condition();
     let record = format!(
