@@ -58,6 +58,20 @@ struct AccountLedger {
 }
 
 impl AccountLedger {
+    /// A ledger starting from what the database held at `now` (nothing, for `StoredBudget::default()`).
+    fn starting_from(stored: StoredBudget, now: i64) -> Self {
+        let mut recent: Vec<i64> = stored.recent.unwrap_or_default();
+        recent.sort_unstable();
+        AccountLedger {
+            recent: recent.into(),
+            keep: usize::MAX,
+            unsaved: Vec::new(),
+            day_key: day_window(now).0,
+            day_used: stored.day_used,
+            paused_until: stored.paused_until,
+        }
+    }
+
     fn forget_before(&mut self, now: i64) {
         while self.recent.front().is_some_and(|&at| at <= now - MINUTE_MS) {
             self.recent.pop_front();
@@ -84,32 +98,18 @@ impl BudgetLedger {
 
     /// Starts counting `account`'s budget from what the database held at `now`, unless it already is.
     pub fn seed(&self, account: &str, stored: StoredBudget, now: i64) {
-        self.accounts().entry(account.to_owned()).or_insert_with(|| {
-            let mut recent: Vec<i64> = stored.recent.unwrap_or_default();
-            recent.sort_unstable();
-            AccountLedger {
-                recent: recent.into(),
-                keep: usize::MAX,
-                unsaved: Vec::new(),
-                day_key: day_window(now).0,
-                day_used: stored.day_used,
-                paused_until: stored.paused_until,
-            }
-        });
+        self.accounts()
+            .entry(account.to_owned())
+            .or_insert_with(|| AccountLedger::starting_from(stored, now));
     }
 
     /// Takes one request from `account`'s budget at `now`, or says when the next may be made. An account not
     /// seeded starts with nothing used.
     pub fn take(&self, account: &str, now: i64, limits: BudgetLimits) -> BudgetGrant {
         let mut accounts = self.accounts();
-        let ledger = accounts.entry(account.to_owned()).or_insert_with(|| AccountLedger {
-            recent: VecDeque::new(),
-            keep: usize::MAX,
-            unsaved: Vec::new(),
-            day_key: day_window(now).0,
-            day_used: 0,
-            paused_until: None,
-        });
+        let ledger = accounts
+            .entry(account.to_owned())
+            .or_insert_with(|| AccountLedger::starting_from(StoredBudget::default(), now));
         ledger.forget_before(now);
         ledger.keep = usize::try_from(limits.per_minute.max(1)).unwrap_or(usize::MAX);
         ledger.trim();

@@ -97,15 +97,7 @@ impl BudgetSaver {
 
     async fn read_account(&self, unsaved: &UnsavedBudget, now: i64) -> Result<StoredBudget, sqlx::Error> {
         let mut writer = self.writer.acquire().await?;
-        read_back(
-            &mut writer,
-            &unsaved.account,
-            &unsaved.day_key,
-            now,
-            Some(unsaved.minute_count),
-            unsaved.keep,
-        )
-        .await
+        read_back_after(&mut writer, unsaved, now).await
     }
 
     async fn save_account(&self, unsaved: &UnsavedBudget, now: i64) -> Result<StoredBudget, sqlx::Error> {
@@ -140,15 +132,7 @@ impl BudgetSaver {
             .bind(now)
             .execute(&mut *transaction)
             .await?;
-        let stored = read_back(
-            &mut transaction,
-            &unsaved.account,
-            &unsaved.day_key,
-            now,
-            Some(unsaved.minute_count),
-            unsaved.keep,
-        )
-        .await?;
+        let stored = read_back_after(&mut transaction, unsaved, now).await?;
         transaction.commit().await?;
         Ok(stored)
     }
@@ -161,6 +145,23 @@ fn per_day(requests: &[i64]) -> BTreeMap<(String, i64), i64> {
         *days.entry(day_window(at)).or_insert(0) += 1;
     }
     days
+}
+
+/// What the database holds of `unsaved`'s account at `now`, once `unsaved` is written (or had nothing new).
+async fn read_back_after(
+    connection: &mut SqliteConnection,
+    unsaved: &UnsavedBudget,
+    now: i64,
+) -> Result<StoredBudget, sqlx::Error> {
+    read_back(
+        connection,
+        &unsaved.account,
+        &unsaved.day_key,
+        now,
+        Some(unsaved.minute_count),
+        unsaved.keep,
+    )
+    .await
 }
 
 /// `account`'s budget in the database at `now`: the rolling minute's newest `keep` request times unless the
