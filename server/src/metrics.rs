@@ -13,7 +13,7 @@ use app::model::PipelineHealth;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::analytics::tally;
+use crate::analytics::tally::Tallies;
 use crate::error::ApiError;
 use crate::store::analytics::Dimension;
 use crate::store::outbound::DeliveryOutcome;
@@ -260,28 +260,25 @@ pub fn count_refused_webhook(error: &ApiError) {
     }
 }
 
-/// Counts a delivery to `account` the receiver refused with `error`, for the metrics and the account's analytics.
-pub fn count_refused_account_webhook(account: &str, error: &ApiError) {
+/// Counts a delivery to `account` the receiver refused with `error`, for the metrics and in `tallies` for the
+/// account's analytics.
+pub fn count_refused_account_webhook(tallies: &Tallies, account: &str, error: &ApiError) {
     if let Some(outcome) = WebhookOutcome::of_refusal(error) {
         count_webhooks(outcome, None, 1);
-        tally::count(account, now_millis(), Dimension::Refused, outcome.label(), 1);
+        tallies.count(account, now_millis(), Dimension::Refused, outcome.label(), 1);
     }
 }
 
-/// Counts each event of an accepted delivery to `account` as stored or duplicate.
-pub fn count_stored_webhooks(account: &str, insertions: &[Insertion]) {
+/// Counts each event of an accepted delivery to `account` as stored or duplicate, the duplicates also in `tallies`
+/// for the account's analytics.
+pub fn count_stored_webhooks(tallies: &Tallies, account: &str, insertions: &[Insertion]) {
     let duplicates = insertions
         .iter()
         .filter(|insertion| matches!(insertion, Insertion::Duplicate(_)))
         .count();
     count_webhooks(WebhookOutcome::Stored, Some(account), insertions.len() - duplicates);
     count_webhooks(WebhookOutcome::Duplicate, Some(account), duplicates);
-    tally::count(account, now_millis(), Dimension::Duplicates, "", duplicates as i64);
-}
-
-/// Counts one request made to ServiceM8 for `account`'s analytics (the budget's gauges count the window's).
-pub fn count_api_request(account: &str) {
-    tally::count(account, now_millis(), Dimension::ApiRequests, "", 1);
+    tallies.count(account, now_millis(), Dimension::Duplicates, "", duplicates as i64);
 }
 
 /// Counts `events` of `account` finished with `completion` and records how long they took since they were
@@ -297,11 +294,12 @@ pub fn record_interrupted(events: u64) {
     counter!(EVENTS_FINISHED, "outcome" => "interrupted").increment(events);
 }
 
-/// Records how long ago an event of `account` whose record update was just announced was received (unix ms).
-pub fn record_broadcast(account: &str, received_at: i64) {
+/// Records how long ago an event of `account` whose record update was just announced was received (unix ms), for
+/// the metrics and in `tallies` for the account's analytics.
+pub fn record_broadcast(tallies: &Tallies, account: &str, received_at: i64) {
     let now = now_millis();
     histogram!(WEBHOOK_TO_BROADCAST).record(seconds(now - received_at));
-    tally::record_browser_latency(account, now, now - received_at);
+    tallies.record_browser_latency(account, now, now - received_at);
 }
 
 /// Milliseconds as seconds; a negative span (clocks of two nodes disagreeing) counts as none.
@@ -384,6 +382,7 @@ mod tests {
     fn each_event_of_an_accepted_delivery_counts_as_stored_or_duplicate() {
         let text = rendered(|_| {
             count_stored_webhooks(
+                &Tallies::default(),
                 "acme",
                 &[
                     Insertion::Stored(Uuid::now_v7()),
@@ -440,7 +439,7 @@ mod tests {
 
     #[test]
     fn broadcast_latency_runs_from_receipt_to_the_announcement() {
-        let text = rendered(|_| record_broadcast("acme", now_millis() - 2_000));
+        let text = rendered(|_| record_broadcast(&Tallies::default(), "acme", now_millis() - 2_000));
         assert_eq!(sample(&text, "sm8_webhook_to_broadcast_seconds_count"), Some(1.0));
         let sum = sample(&text, "sm8_webhook_to_broadcast_seconds_sum").unwrap();
         assert!((2.0..3.0).contains(&sum), "{sum}");
@@ -507,7 +506,7 @@ mod tests {
         let text = rendered(|_| {
             count_webhooks(WebhookOutcome::Stored, Some("acme"), 1);
             record_finished("acme", &Completion::Success, 1, 10);
-            record_broadcast("acme", now_millis());
+            record_broadcast(&Tallies::default(), "acme", now_millis());
             set_store_gauges("acme", &PipelineHealth::default());
             set_log_bytes(Some(0));
             drop(count_realtime_connection());

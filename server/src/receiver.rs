@@ -189,7 +189,7 @@ async fn receive(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let decoded = decode_delivery(state, account, headers, uri.query(), body)
-        .inspect_err(|error| metrics::count_refused_account_webhook(&account.slug, error))?;
+        .inspect_err(|error| metrics::count_refused_account_webhook(state.accounts.tallies(), &account.slug, error))?;
     let delivery = match decoded {
         Decoded::Handshake { challenge } => {
             tracing::info!("answered a ServiceM8 subscription handshake");
@@ -261,7 +261,7 @@ async fn store_delivery(
 ) -> Result<Receipt, ApiError> {
     let events = ingest::new_events(account, delivery, headers_as_json(headers), body, now_millis());
     let insertions = state.queue.enqueue(&events).await?;
-    metrics::count_stored_webhooks(account, &insertions);
+    metrics::count_stored_webhooks(state.accounts.tallies(), account, &insertions);
     let duplicates = insertions
         .iter()
         .filter(|i| matches!(i, Insertion::Duplicate(_)))

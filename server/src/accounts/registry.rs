@@ -10,6 +10,7 @@ use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{slug_problem, AccountSecrets, CredentialKind, ProcessingMode};
+use crate::analytics::tally::Tallies;
 use crate::ingest::DeliverySecrets;
 use crate::sealing::{SealError, Sealer};
 use crate::secret::Secret;
@@ -101,6 +102,8 @@ pub struct Accounts {
     api: ServiceM8Args,
     oauth_app: Option<OAuthApp>,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// What this node counts for the accounts' analytics between rollup passes.
+    tallies: Tallies,
     /// Handed to each OAuth session, so a refresh can reach back to seal its tokens.
     me: std::sync::Weak<Accounts>,
 }
@@ -132,10 +135,17 @@ impl Accounts {
             api,
             oauth_app,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            tallies: Tallies::default(),
             me: me.clone(),
         });
         accounts.reload().await?;
         Ok(accounts)
+    }
+
+    /// What this node counted for the accounts' analytics since its last rollup pass: the requests their budgets
+    /// granted, and what the receiver and the relay count into it.
+    pub fn tallies(&self) -> &Tallies {
+        &self.tallies
     }
 
     pub fn get(&self, slug: &str) -> Option<Arc<LiveAccount>> {
@@ -404,7 +414,7 @@ impl Accounts {
         let credentials = self.credentials(&row, &secrets, kind);
         let client = match credentials {
             Some(credentials) => {
-                let budget = Budget::new(self.store.clone(), &row.slug, limits);
+                let budget = Budget::new(self.store.clone(), &row.slug, limits, self.tallies.clone());
                 let client =
                     ServiceM8Client::new(&self.api, credentials, budget).map_err(|error| AccountError::Client {
                         slug: row.slug.clone(),

@@ -7,7 +7,7 @@
 //! writing them on the hot path would slow every request for them.
 
 use std::collections::BTreeMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::store::analytics::{Dimension, HourTally, Period, Sketch};
 
@@ -21,63 +21,72 @@ struct Open {
     browser: Sketch,
 }
 
-static TALLIES: LazyLock<Mutex<BTreeMap<(String, i64), Open>>> = LazyLock::new(Default::default);
+/// One node's counts, per account and hour, until its rollup pass takes them. Clones share the counts: the
+/// receiver, the budgets and the relay count into the node's one `Tallies`, which the accounts registry owns.
+#[derive(Clone, Default)]
+pub struct Tallies(Arc<Mutex<BTreeMap<(String, i64), Open>>>);
 
-fn with_open(account: &str, at: i64, change: impl FnOnce(&mut Open)) {
-    let hour = Period::Hour.start_of(at);
-    let mut tallies = TALLIES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let key = (account.to_owned(), hour);
-    if !tallies.contains_key(&key) && tallies.len() >= MAX_OPEN_HOURS {
-        return;
+impl Tallies {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<(String, i64), Open>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-    change(tallies.entry(key).or_default());
-}
 
-/// Counts `count` of `dimension` (under `key`) for `account` in the hour of `at`.
-pub fn count(account: &str, at: i64, dimension: Dimension, key: &str, count: i64) {
-    if count == 0 {
-        return;
+    fn with_open(&self, account: &str, at: i64, change: impl FnOnce(&mut Open)) {
+        let hour = Period::Hour.start_of(at);
+        let mut tallies = self.lock();
+        let key = (account.to_owned(), hour);
+        if !tallies.contains_key(&key) && tallies.len() >= MAX_OPEN_HOURS {
+            return;
+        }
+        change(tallies.entry(key).or_default());
     }
-    with_open(account, at, |open| {
-        *open.counts.entry((dimension, key.to_owned())).or_default() += count;
-    });
-}
 
-/// Records how long after its arrival an update of `account` went out to browsers.
-pub fn record_browser_latency(account: &str, at: i64, millis: i64) {
-    with_open(account, at, |open| open.browser.record(millis, 1));
-}
-
-/// Takes what was counted for `account`, oldest hour first.
-pub fn take(account: &str) -> Vec<HourTally> {
-    let mut tallies = TALLIES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let hours: Vec<(String, i64)> = tallies.keys().filter(|(owner, _)| owner == account).cloned().collect();
-    hours
-        .into_iter()
-        .filter_map(|key| {
-            let open = tallies.remove(&key)?;
-            Some(HourTally {
-                hour: key.1,
-                counts: open
-                    .counts
-                    .into_iter()
-                    .map(|((dimension, key), count)| (dimension, key, count))
-                    .collect(),
-                browser: open.browser,
-            })
-        })
-        .collect()
-}
-
-/// Puts back what `take` returned, when the pass that was to store it failed.
-pub fn restore(account: &str, taken: Vec<HourTally>) {
-    for tally in taken {
-        with_open(account, tally.hour, |open| {
-            for (dimension, key, count) in tally.counts {
-                *open.counts.entry((dimension, key)).or_default() += count;
-            }
-            open.browser.merge(&tally.browser);
+    /// Counts `count` of `dimension` (under `key`) for `account` in the hour of `at`.
+    pub fn count(&self, account: &str, at: i64, dimension: Dimension, key: &str, count: i64) {
+        if count == 0 {
+            return;
+        }
+        self.with_open(account, at, |open| {
+            *open.counts.entry((dimension, key.to_owned())).or_default() += count;
         });
+    }
+
+    /// Records how long after its arrival an update of `account` went out to browsers.
+    pub fn record_browser_latency(&self, account: &str, at: i64, millis: i64) {
+        self.with_open(account, at, |open| open.browser.record(millis, 1));
+    }
+
+    /// Takes what was counted for `account`, oldest hour first.
+    pub fn take(&self, account: &str) -> Vec<HourTally> {
+        let mut tallies = self.lock();
+        let hours: Vec<(String, i64)> = tallies.keys().filter(|(owner, _)| owner == account).cloned().collect();
+        hours
+            .into_iter()
+            .filter_map(|key| {
+                let open = tallies.remove(&key)?;
+                Some(HourTally {
+                    hour: key.1,
+                    counts: open
+                        .counts
+                        .into_iter()
+                        .map(|((dimension, key), count)| (dimension, key, count))
+                        .collect(),
+                    browser: open.browser,
+                })
+            })
+            .collect()
+    }
+
+    /// Puts back what `take` returned, when the pass that was to store it failed.
+    pub fn restore(&self, account: &str, taken: Vec<HourTally>) {
+        for tally in taken {
+            self.with_open(account, tally.hour, |open| {
+                for (dimension, key, count) in tally.counts {
+                    *open.counts.entry((dimension, key)).or_default() += count;
+                }
+                open.browser.merge(&tally.browser);
+            });
+        }
     }
 }
 
@@ -87,26 +96,27 @@ mod tests {
 
     #[test]
     fn counts_are_kept_per_account_and_hour_until_taken_and_restored_whole() {
-        let account = "tally-test-account";
+        let tallies = Tallies::default();
+        let account = "an-account";
         let hour = 1_704_067_200_000;
-        count(account, hour + 5, Dimension::Duplicates, "", 2);
-        count(account, hour + 6, Dimension::Duplicates, "", 1);
-        count(account, hour + 3_600_000, Dimension::ApiRequests, "", 4);
-        record_browser_latency(account, hour + 7, 250);
-        count("another-tally-account", hour, Dimension::Refused, "unauthorized", 1);
+        tallies.count(account, hour + 5, Dimension::Duplicates, "", 2);
+        tallies.count(account, hour + 6, Dimension::Duplicates, "", 1);
+        tallies.count(account, hour + 3_600_000, Dimension::ApiRequests, "", 4);
+        tallies.record_browser_latency(account, hour + 7, 250);
+        tallies.count("another-account", hour, Dimension::Refused, "unauthorized", 1);
 
-        let taken = take(account);
+        let taken = tallies.take(account);
         assert_eq!(taken.len(), 2);
         assert_eq!(taken[0].hour, hour);
         assert_eq!(taken[0].counts, [(Dimension::Duplicates, String::new(), 3)]);
         assert_eq!(taken[0].browser.samples(), 1);
         assert_eq!(taken[1].counts, [(Dimension::ApiRequests, String::new(), 4)]);
-        assert!(take(account).is_empty(), "taken once");
+        assert!(tallies.take(account).is_empty(), "taken once");
 
-        restore(account, taken);
-        let again = take(account);
+        tallies.restore(account, taken);
+        let again = tallies.take(account);
         assert_eq!(again.len(), 2);
         assert_eq!(again[0].counts, [(Dimension::Duplicates, String::new(), 3)]);
-        assert_eq!(take("another-tally-account").len(), 1);
+        assert_eq!(tallies.take("another-account").len(), 1);
     }
 }

@@ -470,7 +470,7 @@ impl Handler {
             received_at: event.received_at,
             row,
         }));
-        metrics::record_broadcast(&event.account, event.received_at);
+        metrics::record_broadcast(self.accounts.tallies(), &event.account, event.received_at);
     }
 }
 

@@ -441,7 +441,8 @@ impl Processor {
 
     /// One rollup pass over `account`; whether it succeeded.
     async fn roll_up(&self, account: &str) -> bool {
-        match analytics::roll_up(self.store.as_ref(), account, &self.node, now_millis()).await {
+        let tallies = self.accounts.tallies();
+        match analytics::roll_up(self.store.as_ref(), tallies, account, &self.node, now_millis()).await {
             Ok(_) => true,
             Err(error) => {
                 tracing::error!(account, %error, "analytics rollup failed");

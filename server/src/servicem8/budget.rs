@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::client::ApiCallError;
+use crate::analytics::tally::Tallies;
+use crate::store::analytics::Dimension;
 use crate::store::{now_millis, BudgetGrant, BudgetLimits, Store};
 
 /// The first pause after a 429 without `Retry-After`; it doubles with each 429 in a row.
@@ -29,15 +31,18 @@ pub struct Budget {
     limits: BudgetLimits,
     /// 429s in a row on this node, for the length of the next pause.
     refusals_in_a_row: AtomicU32,
+    /// Where the requests made are counted for the account's analytics.
+    tallies: Tallies,
 }
 
 impl Budget {
-    pub fn new(store: Arc<dyn Store>, account: &str, limits: BudgetLimits) -> Self {
+    pub fn new(store: Arc<dyn Store>, account: &str, limits: BudgetLimits, tallies: Tallies) -> Self {
         Budget {
             store,
             account: account.to_owned(),
             limits,
             refusals_in_a_row: AtomicU32::new(0),
+            tallies,
         }
     }
 
@@ -49,7 +54,8 @@ impl Budget {
             .await?
         {
             BudgetGrant::Granted => {
-                crate::metrics::count_api_request(&self.account);
+                self.tallies
+                    .count(&self.account, now_millis(), Dimension::ApiRequests, "", 1);
                 Ok(())
             }
             BudgetGrant::Exhausted { retry_at } => Err(ApiCallError::BudgetExhausted { retry_at }),

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 pub use super::budget::Budget;
 use super::oauth::OAuthSession;
+use crate::analytics::tally::Tallies;
 use crate::secret::Secret;
 use crate::store::{BudgetLimits, Store, StoreError, DEFAULT_ACCOUNT};
 
@@ -163,12 +164,13 @@ pub struct ServiceM8Client {
 }
 
 impl ServiceM8Client {
-    /// The default account's client when its credentials are configured in `args`.
+    /// The default account's client when its credentials are configured in `args`; its requests are tallied for
+    /// no node's analytics.
     pub fn from_args(args: &ServiceM8Args, store: Arc<dyn Store>) -> anyhow::Result<Option<ServiceM8Client>> {
         let Some(credentials) = args.credentials() else {
             return Ok(None);
         };
-        let budget = Budget::new(store, DEFAULT_ACCOUNT, args.budget_limits());
+        let budget = Budget::new(store, DEFAULT_ACCOUNT, args.budget_limits(), Tallies::default());
         Ok(Some(ServiceM8Client::new(args, credentials, budget)?))
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use serde_json::{json, Value};
 use server::analytics::digest::{self, DigestOutcome};
+use server::analytics::tally::Tallies;
 use server::analytics::{self, SETTLE_MS};
 use server::secret::Secret;
 use server::store::analytics::{Cadence, HOUR_MS};
@@ -33,11 +34,18 @@ async fn report(app: &TestApp, query: &str) -> Value {
     response.json().await.unwrap()
 }
 
-/// Rolls up everything the account finished until now, as the processor's next pass after a minute would.
+/// Rolls up everything the account finished until now, as the processor's next pass after a minute would, as a
+/// node that counted nothing in memory.
 async fn roll_up_now(store: &dyn Store) {
-    analytics::roll_up(store, ACCOUNT, "test-node", now_millis() + SETTLE_MS + 1)
-        .await
-        .unwrap();
+    analytics::roll_up(
+        store,
+        &Tallies::default(),
+        ACCOUNT,
+        "test-node",
+        now_millis() + SETTLE_MS + 1,
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -106,7 +114,13 @@ async fn processed_events_are_rolled_up_and_still_reported_after_retention_delet
     assert_eq!(app.manage_json("action=stats").await["total"], 0);
     roll_up_now(store.as_ref()).await;
     let after = report(&app, "range=24h&dimension=object_type").await;
-    assert_eq!(after["totals"], before["totals"], "the rollups outlive the events");
+    // Only what the events table gave: the server's own pass may have added what it counted in memory since.
+    for from_events in ["events", "by_key", "by_outcome", "processing"] {
+        assert_eq!(
+            after["totals"][from_events], before["totals"][from_events],
+            "the rollups outlive the events: {from_events}"
+        );
+    }
     let week = report(&app, "range=7d&dimension=outcome").await;
     assert_eq!(week["bucket"], "hour");
     assert_eq!(week["totals"]["by_key"], json!({"success": 3, "skipped": 1}));
