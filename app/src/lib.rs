@@ -22,8 +22,9 @@ pub mod session;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
-use leptos_router::components::{Route, Router, Routes, A};
-use leptos_router::{ParamSegment, SsrMode, StaticSegment};
+use leptos_router::any_nested_route::IntoAnyNestedRoute;
+use leptos_router::components::{Route, RouteChildren, Router, Routes, RoutesProps, A};
+use leptos_router::{MatchNestedRoutes, ParamSegment, SsrMode, StaticSegment};
 
 /// The file names of the browser bundle under `/pkg` as built: `sm8-webhooks.js`, `sm8-webhooks_bg.wasm`,
 /// `sm8-webhooks.css`. `make build` then packs them as `sm8-webhooks.{hash}…`, the names pages use.
@@ -104,84 +105,96 @@ pub fn shell(mut options: LeptosOptions) -> impl IntoView {
 
 #[component]
 pub fn App() -> impl IntoView {
+    framed(
+        view! {
+            <Route path=StaticSegment("") view=Home/>
+            // Every page that can answer an error is rendered whole before the head is sent, so that the status is
+            // the one the page shows on every request: 401 without a session, 404 for an event that does not exist or
+            // a job that is not the visitor's, an invitation link that cannot be used.
+            <DashboardRoutes/>
+            <Route
+                path=(StaticSegment("admin"), StaticSegment("invite"), ParamSegment("token"))
+                view=admin::InvitePage
+                ssr=SsrMode::Async
+            />
+            <Route path=(StaticSegment("admin"), StaticSegment("rules")) view=admin::RulesPage ssr=SsrMode::Async/>
+            <Route
+                path=(StaticSegment("admin"), StaticSegment("destinations"))
+                view=admin::DestinationsPage
+                ssr=SsrMode::Async
+            />
+            <Route path=(StaticSegment("admin"), StaticSegment("alerts")) view=admin::AlertsPage ssr=SsrMode::Async/>
+            <Route
+                path=(StaticSegment("admin"), StaticSegment("analytics"))
+                view=admin::AnalyticsPage
+                ssr=SsrMode::Async
+            />
+            <Route
+                path=(StaticSegment("admin"), StaticSegment("accounts"))
+                view=admin::AccountsPage
+                ssr=SsrMode::Async
+            />
+            <Route path=(StaticSegment("admin"), StaticSegment("users")) view=admin::UsersPage ssr=SsrMode::Async/>
+            <Route path=(StaticSegment("admin"), StaticSegment("tokens")) view=admin::TokensPage ssr=SsrMode::Async/>
+            <Route path=(StaticSegment("admin"), StaticSegment("audit")) view=admin::AuditLogPage ssr=SsrMode::Async/>
+            <PortalRoutes/>
+        }
+        .into_inner()
+        .into_any_nested_route(),
+    )
+}
+
+/// The frame of every bundle's pages around `routes`: the title, the router and the page for an unknown path.
+/// The server renders `App`'s; an area's bundle hydrates the same frame with its own routes alone.
+fn framed(routes: impl MatchNestedRoutes + Clone + Send + 'static) -> impl IntoView {
     provide_meta_context();
+    // Built inside the router's children, where its context is; the `view!` form takes only literal routes.
+    let routes = move || {
+        Routes(
+            RoutesProps::builder()
+                .fallback(NotFound)
+                .children(RouteChildren::to_children(move || routes))
+                .build(),
+        )
+    };
     view! {
         <Title text="SM8 Webhooks"/>
-        <Router>
-            <Routes fallback=NotFound>
-                <Route path=StaticSegment("") view=Home/>
-                // Every page that can answer an error is rendered whole before the head is sent, so that the
-                // status is the one the page shows on every request: 401 without a session, 404 for an event
-                // that does not exist or a job that is not the visitor's, an invitation link that cannot be used.
-                <Route
-                    path=(StaticSegment("admin"), StaticSegment("webhook-dashboard"))
-                    view=dashboard::DashboardPage
-                    ssr=SsrMode::Async
-                />
-                <Route
-                    path=(
-                        StaticSegment("admin"),
-                        StaticSegment("webhook-dashboard"),
-                        StaticSegment("events"),
-                        ParamSegment("id"),
-                    )
-                    view=dashboard::EventPage
-                    ssr=SsrMode::Async
-                />
-                <Route
-                    path=(StaticSegment("admin"), StaticSegment("invite"), ParamSegment("token"))
-                    view=admin::InvitePage
-                    ssr=SsrMode::Async
-                />
-                <Route
-                    path=(StaticSegment("admin"), StaticSegment("rules"))
-                    view=admin::RulesPage
-                    ssr=SsrMode::Async
-                />
-                <Route
-                    path=(StaticSegment("admin"), StaticSegment("destinations"))
-                    view=admin::DestinationsPage
-                    ssr=SsrMode::Async
-                />
-                <Route
-                    path=(StaticSegment("admin"), StaticSegment("alerts"))
-                    view=admin::AlertsPage
-                    ssr=SsrMode::Async
-                />
-                <Route
-                    path=(StaticSegment("admin"), StaticSegment("analytics"))
-                    view=admin::AnalyticsPage
-                    ssr=SsrMode::Async
-                />
-                <Route
-                    path=(StaticSegment("admin"), StaticSegment("accounts"))
-                    view=admin::AccountsPage
-                    ssr=SsrMode::Async
-                />
-                <Route
-                    path=(StaticSegment("admin"), StaticSegment("users"))
-                    view=admin::UsersPage
-                    ssr=SsrMode::Async
-                />
-                <Route
-                    path=(StaticSegment("admin"), StaticSegment("tokens"))
-                    view=admin::TokensPage
-                    ssr=SsrMode::Async
-                />
-                <Route
-                    path=(StaticSegment("admin"), StaticSegment("audit"))
-                    view=admin::AuditLogPage
-                    ssr=SsrMode::Async
-                />
-                <Route path=StaticSegment("portal") view=portal::PortalHomePage ssr=SsrMode::Async/>
-                <Route
-                    path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid"))
-                    view=portal::PortalJobPage
-                    ssr=SsrMode::Async
-                />
-            </Routes>
-        </Router>
+        <Router>{routes()}</Router>
     }
+}
+
+/// The client portal's pages: its jobs, and one job.
+#[component(transparent)]
+fn PortalRoutes() -> impl MatchNestedRoutes + Clone {
+    view! {
+        <Route path=StaticSegment("portal") view=portal::PortalHomePage ssr=SsrMode::Async/>
+        <Route
+            path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid"))
+            view=portal::PortalJobPage
+            ssr=SsrMode::Async
+        />
+    }
+    .into_inner()
+    .into_any_nested_route()
+}
+
+/// The webhook dashboard's pages: the events, and one event.
+#[component(transparent)]
+fn DashboardRoutes() -> impl MatchNestedRoutes + Clone {
+    view! {
+        <Route
+            path=(StaticSegment("admin"), StaticSegment("webhook-dashboard"))
+            view=dashboard::DashboardPage
+            ssr=SsrMode::Async
+        />
+        <Route
+            path=(StaticSegment("admin"), StaticSegment("webhook-dashboard"), StaticSegment("events"), ParamSegment("id"))
+            view=dashboard::EventPage
+            ssr=SsrMode::Async
+        />
+    }
+    .into_inner()
+    .into_any_nested_route()
 }
 
 /// The area of the page being rendered, if it has a bundle of its own.
@@ -196,53 +209,18 @@ fn page_area() -> Option<Area> {
     }
 }
 
-/// The client portal's pages alone, in the same frame as `App`'s, so that a portal page the server rendered with
-/// `App` hydrates with this. The portal's bundle is built from it and holds none of the admin pages.
+/// The client portal's pages alone, in `App`'s frame, so that a portal page the server rendered with `App`
+/// hydrates with this. The portal's bundle is built from it and holds none of the admin pages.
 #[component]
 pub fn PortalApp() -> impl IntoView {
-    provide_meta_context();
-    view! {
-        <Title text="SM8 Webhooks"/>
-        <Router>
-            <Routes fallback=NotFound>
-                <Route path=StaticSegment("portal") view=portal::PortalHomePage ssr=SsrMode::Async/>
-                <Route
-                    path=(StaticSegment("portal"), StaticSegment("jobs"), ParamSegment("uuid"))
-                    view=portal::PortalJobPage
-                    ssr=SsrMode::Async
-                />
-            </Routes>
-        </Router>
-    }
+    framed(view! { <PortalRoutes/> }.into_inner())
 }
 
-/// The webhook dashboard's pages alone (the events and one event), in the same frame as `App`'s; its links to the
-/// other admin pages load them from the server (`rel="external"`), with the site's bundle.
+/// The webhook dashboard's pages alone (the events and one event), in `App`'s frame; its links to the other
+/// admin pages load them from the server (`rel="external"`), with the site's bundle.
 #[component]
 pub fn DashboardApp() -> impl IntoView {
-    provide_meta_context();
-    view! {
-        <Title text="SM8 Webhooks"/>
-        <Router>
-            <Routes fallback=NotFound>
-                <Route
-                    path=(StaticSegment("admin"), StaticSegment("webhook-dashboard"))
-                    view=dashboard::DashboardPage
-                    ssr=SsrMode::Async
-                />
-                <Route
-                    path=(
-                        StaticSegment("admin"),
-                        StaticSegment("webhook-dashboard"),
-                        StaticSegment("events"),
-                        ParamSegment("id"),
-                    )
-                    view=dashboard::EventPage
-                    ssr=SsrMode::Async
-                />
-            </Routes>
-        </Router>
-    }
+    framed(view! { <DashboardRoutes/> }.into_inner())
 }
 
 #[component]
