@@ -61,17 +61,20 @@ $(WASM_RAW): FORCE | tools
 
 $(PORTAL_RAW) $(DASHBOARD_RAW): $(WASM_RAW) ;
 
-$(PKG)/$(NAME)_bg.wasm: $(WASM_RAW)
-	wasm-bindgen --target web --no-typescript --out-name $(NAME) --out-dir $(PKG) $(WASM_RAW)
+# A bundle `$(PKG)/{name}_bg.wasm` and its script from the compiled `$<`, then made smaller by wasm-opt.
+define bind_bundle
+	wasm-bindgen --target web --no-typescript --out-name $(@F:_bg.wasm=) --out-dir $(PKG) $<
 	$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int $@ -o $@
+endef
+
+$(PKG)/$(NAME)_bg.wasm: $(WASM_RAW)
+	$(bind_bundle)
 
 $(PKG)/$(PORTAL)_bg.wasm: $(PORTAL_RAW)
-	wasm-bindgen --target web --no-typescript --out-name $(PORTAL) --out-dir $(PKG) $(PORTAL_RAW)
-	$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int $@ -o $@
+	$(bind_bundle)
 
 $(PKG)/$(DASHBOARD)_bg.wasm: $(DASHBOARD_RAW)
-	wasm-bindgen --target web --no-typescript --out-name $(DASHBOARD) --out-dir $(PKG) $(DASHBOARD_RAW)
-	$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int $@ -o $@
+	$(bind_bundle)
 
 # main.css first, then the stylesheets of each area (dashboard, portal, ...) in name order.
 $(PKG)/$(NAME).css: style/main.css $(filter-out style/main.css,$(wildcard style/*.css))

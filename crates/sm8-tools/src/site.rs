@@ -45,17 +45,18 @@ pub fn run_cli(args: PackSiteArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The files of the bundle named `name`: its script, its WASM and its stylesheet.
+fn bundle_files(name: &str) -> [String; 3] {
+    [format!("{name}.js"), format!("{name}_bg.wasm"), format!("{name}.css")]
+}
+
 /// Packs the bundle named `name` in `pkg`.
 pub fn pack(pkg: &Path, name: &str) -> anyhow::Result<Packed> {
-    let mut sources = vec![format!("{name}.js"), format!("{name}_bg.wasm"), format!("{name}.css")];
+    let mut sources = Vec::from(bundle_files(name));
     for area in app::Area::ALL {
-        let area_bundle = format!("{name}{}", area.suffix());
-        if pkg.join(format!("{area_bundle}.js")).is_file() {
-            sources.extend([
-                format!("{area_bundle}.js"),
-                format!("{area_bundle}_bg.wasm"),
-                format!("{area_bundle}.css"),
-            ]);
+        let [script, wasm, stylesheet] = bundle_files(&format!("{name}{}", area.suffix()));
+        if pkg.join(&script).is_file() {
+            sources.extend([script, wasm, stylesheet]);
         }
     }
     let mut hasher = Sha256::new();
