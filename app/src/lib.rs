@@ -108,9 +108,9 @@ pub fn App() -> impl IntoView {
     framed(
         view! {
             <Route path=StaticSegment("") view=Home/>
-            // Every page that can answer an error is rendered whole before the head is sent, so that the status is
-            // the one the page shows on every request: 401 without a session, 404 for an event that does not exist or
-            // a job that is not the visitor's, an invitation link that cannot be used.
+            // Every page that can answer an error is rendered whole before the head is sent, so that the
+            // status is the one the page shows on every request: 401 without a session, 404 for an event that
+            // does not exist or a job that is not the visitor's, an invitation link that cannot be used.
             <DashboardRoutes/>
             <Route
                 path=(StaticSegment("admin"), StaticSegment("invite"), ParamSegment("token"))
@@ -188,7 +188,12 @@ fn DashboardRoutes() -> impl MatchNestedRoutes + Clone {
             ssr=SsrMode::Async
         />
         <Route
-            path=(StaticSegment("admin"), StaticSegment("webhook-dashboard"), StaticSegment("events"), ParamSegment("id"))
+            path=(
+                StaticSegment("admin"),
+                StaticSegment("webhook-dashboard"),
+                StaticSegment("events"),
+                ParamSegment("id"),
+            )
             view=dashboard::EventPage
             ssr=SsrMode::Async
         />

@@ -130,8 +130,8 @@ impl RuleBook {
 
     /// Applies `rules` at the documents' stage (one for the whole batch), in order, to each of a batch's events
     /// with its document: the deliveries they ask for, and whether one skips the event (the first skip ends the
-    /// event's evaluation: later rules never see a skipped event). Each rule runs over the whole batch at once, so a transform costs one hand-off to
-    /// the sandbox per batch. The decisions are in the events' order.
+    /// event's evaluation: later rules never see a skipped event). Each rule runs over the whole batch at once,
+    /// so a transform costs one hand-off to the sandbox per batch. The decisions are in the events' order.
     pub async fn decide_each(&self, rules: &AccountRules, events: &[(&ClaimedEvent, Document)]) -> Vec<Decision> {
         let mut decisions: Vec<Decision> = events.iter().map(|_| Decision::default()).collect();
         let Some((_, first)) = events.first() else {

@@ -5,14 +5,13 @@
 use std::sync::Mutex;
 
 use sqlx::{Connection, SqliteConnection};
-
-use super::super::engine::Engine;
-use super::SqliteStore;
 use tokio::sync::oneshot;
 
 use super::super::batch::insert_deliveries;
+use super::super::engine::Engine;
 use super::super::outbound::NewDelivery;
 use super::super::{batch, AttemptTiming, ClaimedEvent, Completion, StoreError};
+use super::SqliteStore;
 
 /// A finish waiting for the writer, and who waits for it.
 struct Finish {

@@ -3,10 +3,9 @@
 use sqlx::{Connection, SqliteConnection};
 
 use super::super::engine::Engine;
-use super::SqliteStore;
-
 use super::super::queue::{Claim, Release, Whose, INTERRUPTED_ATTEMPT_COLUMNS, INTERRUPTED_REASON, RELEASE_SET};
 use super::super::{in_change_order, ClaimedEvent, ClaimedRow, StoreError, CLAIMED_COLUMNS, MAX_CLAIMED_EVENTS};
+use super::SqliteStore;
 
 pub(super) async fn claim_due_objects(
     connection: &mut SqliteConnection,
